@@ -1,0 +1,5 @@
+"""Built-in plugin of geovr.objectives: registers its components through the public hooks (torch-free)."""
+
+from __future__ import annotations
+
+from geovr import hookimpl  # noqa: F401

@@ -1,0 +1,248 @@
+"""The contracts between components, and the records they exchange.
+
+This module is torch-free at import time: tensors appear only in annotations. Shapes use
+``B`` batch, ``S`` frames per video, ``H, W`` image pixels, ``h, w`` a token grid, ``D`` the student
+hidden size, ``C`` a teacher feature width.
+
+Component factories
+-------------------
+Every registered factory is called as ``factory(config, context)`` where ``config`` is the validated
+attrs instance of the component's ``config`` class (or a plain ``dict`` when none was registered) and
+``context`` is a :class:`BuildContext` holding what was built before it. Build order:
+backbone → teacher → metric_teacher → objectives → datasets → trainer → evaluators → callbacks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import Tensor
+
+#: Names a teacher may list in ``provides`` and an objective in ``requires``.
+TEACHER_OUTPUTS = frozenset(
+    {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points", "metric_depth"}
+)
+
+
+@attrs.frozen
+class GeometryRequest:
+    """What an objective needs the backbone to expose.
+
+    ``layers``: hidden-state indices (HF ``hidden_states`` indexing, 0 = embeddings) whose visual
+    tokens are returned as grids ``[B,S,h,w,D]``. ``camera_tokens``: insert one camera token after each
+    frame's visual tokens. ``scale_token``: insert one scale token after the whole video.
+    """
+
+    layers: tuple[int, ...] = attrs.field(default=(), converter=lambda v: tuple(sorted(set(int(x) for x in v))))
+    camera_tokens: bool = False
+    scale_token: bool = False
+
+    def merge(self, other: GeometryRequest) -> GeometryRequest:
+        """Union of two requests."""
+        return GeometryRequest(
+            layers=self.layers + other.layers,
+            camera_tokens=self.camera_tokens or other.camera_tokens,
+            scale_token=self.scale_token or other.scale_token,
+        )
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is requested: the backbone must then behave exactly like the HF model."""
+        return not (self.layers or self.camera_tokens or self.scale_token)
+
+    @classmethod
+    def union(cls, requests) -> GeometryRequest:
+        out = cls()
+        for r in requests:
+            out = out.merge(r)
+        return out
+
+
+@attrs.define
+class Batch:
+    """A collated training/eval batch (see :func:`geovr.data.collate`).
+
+    frames: ``[B,S,3,H,W]`` float32 in [0,1]. frame_indices: ``[B,S]`` int64 (index in the source video).
+    questions/answers: ``B`` strings (answer ``""`` when unknown). options: per sample a list of option
+    strings (``["A. chair", ...]``) or ``None`` for numerical questions. Ground truth (``None`` when the
+    data has none): depth ``[B,S,H,W]`` metres, intrinsics ``[B,S,3,3]`` (pixels, OpenCV), extrinsics
+    ``[B,S,3,4]`` world-to-camera (OpenCV).
+    """
+
+    frames: Tensor
+    sample_ids: list[str]
+    questions: list[str]
+    answers: list[str]
+    options: list[list[str] | None] = attrs.field(factory=list)
+    question_types: list[str] = attrs.field(factory=list)
+    scene_ids: list[str] = attrs.field(factory=list)
+    frame_indices: Tensor | None = None
+    depth: Tensor | None = None
+    intrinsics: Tensor | None = None
+    extrinsics: Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[1])
+
+    def to(self, device) -> Batch:
+        """Move every tensor field to ``device`` (returns a new Batch)."""
+        changes = {
+            f.name: getattr(self, f.name).to(device)
+            for f in attrs.fields(type(self))
+            if hasattr(getattr(self, f.name), "to") and not isinstance(getattr(self, f.name), (str, list))
+        }
+        return attrs.evolve(self, **changes)
+
+
+@attrs.define
+class StudentOutput:
+    """What a backbone returns.
+
+    lm_loss: scalar (mean token cross-entropy over labelled tokens) or ``None`` without labels.
+    logits: ``[B,T,V]`` or ``None``. hidden: ``{layer: [B,S,h,w,D]}`` visual-token grids for the
+    requested layers. camera: ``[B,S,D]`` last-layer camera-token states (``None`` unless requested).
+    scale: ``[B,D]`` last-layer scale-token state (``None`` unless requested).
+    """
+
+    lm_loss: Tensor | None = None
+    logits: Tensor | None = None
+    hidden: dict[int, Tensor] = attrs.field(factory=dict)
+    camera: Tensor | None = None
+    scale: Tensor | None = None
+
+
+@attrs.define
+class TeacherOutput:
+    """What a teacher returns (fields outside its ``provides`` stay ``None``).
+
+    features: ``{layer: [B,S,h,w,C]}``; depth, depth_conf, metric_depth: ``[B,S,H,W]`` at the teacher's
+    working resolution; pose_enc: ``[B,S,9]`` = translation(3), quaternion xyzw (4, w>=0), fov_h, fov_w
+    (first camera = identity); intrinsics ``[B,S,3,3]``; extrinsics ``[B,S,3,4]`` world-to-camera;
+    points ``[B,S,H,W,3]`` in the first camera's frame; metric_scale ``[B]`` factor turning this
+    teacher's depth into metres (when known exactly, e.g. the oracle).
+    """
+
+    features: dict[int, Tensor] = attrs.field(factory=dict)
+    depth: Tensor | None = None
+    depth_conf: Tensor | None = None
+    pose_enc: Tensor | None = None
+    intrinsics: Tensor | None = None
+    extrinsics: Tensor | None = None
+    points: Tensor | None = None
+    metric_depth: Tensor | None = None
+    metric_scale: Tensor | None = None
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Flat ``{name: tensor}`` view (features as ``features.<layer>``), e.g. for caching."""
+        out: dict[str, Any] = {f"features.{k}": v for k, v in self.features.items()}
+        for f in attrs.fields(type(self)):
+            v = getattr(self, f.name)
+            if f.name != "features" and v is not None:
+                out[f.name] = v
+        return out
+
+    @classmethod
+    def from_tensors(cls, flat: dict[str, Tensor]) -> TeacherOutput:
+        """Inverse of :meth:`tensors`."""
+        feats = {int(k.split(".", 1)[1]): v for k, v in flat.items() if k.startswith("features.")}
+        rest = {k: v for k, v in flat.items() if not k.startswith("features.")}
+        return cls(features=feats, **rest)
+
+
+@attrs.define
+class ObjectiveOutput:
+    """loss: differentiable scalar tensor (unweighted); metrics: ``{name: float}`` for logging."""
+
+    loss: Tensor
+    metrics: dict[str, float] = attrs.field(factory=dict)
+
+
+@attrs.define
+class BuildContext:
+    """Passed to every factory as its second argument: what has been built so far.
+
+    recipe: the validated :class:`geovr.recipe.schema.Recipe` (or ``None`` outside a recipe);
+    device: a torch device string; output_dir: the run directory (may not exist yet).
+    """
+
+    recipe: Any = None
+    device: str = "cpu"
+    output_dir: str | None = None
+    seed: int = 0
+    backbone: Any = None
+    teacher: Any = None
+    metric_teacher: Any = None
+    objectives: list = attrs.field(factory=list)
+    datasets: dict = attrs.field(factory=dict)
+    extra: dict = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """The student MLLM (an ``nn.Module``; trainable).
+
+    ``num_layers``: LLM decoder layers (hidden-state indices run 0..num_layers); ``hidden_size``: D.
+    """
+
+    num_layers: int
+    hidden_size: int
+
+    def prepare(self, batch: Batch, *, with_answers: bool = True) -> dict:
+        """Turn a :class:`Batch` into model inputs (token ids, labels ``-100`` except answer tokens,
+        pixel values, grid sizes). With ``with_answers=False`` builds a generation prompt."""
+
+    def forward(self, inputs: dict, *, geometry: GeometryRequest) -> StudentOutput:
+        """Run the model. With ``geometry.empty`` the result equals the plain HF model's."""
+
+    def generate(self, batch: Batch, **generation_kwargs) -> list[str]:
+        """Decode answers for ``batch`` (no geometry tokens, no heads); one string per sample."""
+
+    def parameter_groups(self) -> dict[str, list]:
+        """Trainable parameters by group: ``"base"`` (LLM/merger/LoRA) and ``"new"`` (geometry tokens)."""
+
+    def save_pretrained(self, path: str) -> None:
+        """Write a plain transformers model directory (LoRA merged, no geometry tokens) + processor."""
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """A frozen 3D foundation model. ``provides`` ⊆ :data:`TEACHER_OUTPUTS`; ``num_layers`` = its
+    transformer depth; ``feature_dim`` = C of ``features``; ``layers`` = default feature layers."""
+
+    provides: frozenset[str]
+    num_layers: int
+    feature_dim: int
+    layers: tuple[int, ...]
+
+    def encode(self, frames: torch.Tensor, layers=None, *, batch: Batch | None = None) -> TeacherOutput:
+        """frames ``[B,S,3,H,W]`` in [0,1] → :class:`TeacherOutput`, under ``torch.no_grad()``.
+        ``batch`` gives oracle-style teachers access to ground truth; neural teachers ignore it."""
+
+    def cache_key(self) -> str:
+        """Stable digest of weights + preprocessing + options: equal keys ⇒ equal outputs."""
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A geometric objective: an ``nn.Module`` owning its head.
+
+    ``name``: label used in logs; ``weight``: its factor in the total loss; ``requires`` ⊆ teacher
+    outputs; ``student_needs``: the :class:`GeometryRequest` it needs from the backbone.
+    """
+
+    name: str
+    weight: float
+    requires: frozenset[str]
+    student_needs: GeometryRequest
+
+    def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch) -> ObjectiveOutput:
+        """Compute the (unweighted) loss and metrics."""

@@ -1,0 +1,44 @@
+"""Build the components a validated recipe selects, in order, into a :class:`BuildContext`."""
+
+from __future__ import annotations
+
+from geovr.protocols import BuildContext
+from geovr.recipe.schema import Recipe
+
+STAGES = ("backbone", "teacher", "metric_teacher", "objectives", "data", "trainer", "evaluators", "callbacks")
+
+
+def build(recipe: Recipe, *, device: str = "cpu", stages=STAGES, context: BuildContext | None = None,
+          progress=None) -> BuildContext:
+    """Build the selected components; each factory sees what was built before it.
+
+    ``stages`` limits what is built (e.g. ``("backbone",)`` for evaluation of a backbone only).
+    ``progress`` is an optional callable ``(label)`` told before each build (for CLI feedback).
+    """
+    ctx = context or BuildContext(recipe=recipe, device=device, output_dir=recipe.output_dir, seed=recipe.seed)
+
+    def note(label: str) -> None:
+        if progress is not None:
+            progress(label)
+
+    for key in ("backbone", "teacher", "metric_teacher"):
+        choice = getattr(recipe, key)
+        if key in stages and choice is not None:
+            note(f"{key} {choice.component}")
+            setattr(ctx, key, choice.build(ctx))
+    if "objectives" in stages:
+        for choice in recipe.objectives:
+            note(f"objective {choice.component}")
+            ctx.objectives.append(choice.build(ctx))
+    if "data" in stages:
+        for split, choice in recipe.data.items():
+            note(f"data.{split} {choice.component}")
+            ctx.datasets[split] = choice.build(ctx)
+    if "trainer" in stages and recipe.trainer is not None:
+        note(f"trainer {recipe.trainer.component}")
+        ctx.extra["trainer"] = recipe.trainer.build(ctx)
+    if "evaluators" in stages:
+        ctx.extra["evaluators"] = [c.build(ctx) for c in recipe.evaluators]
+    if "callbacks" in stages:
+        ctx.extra["callbacks"] = [c.build(ctx) for c in recipe.callbacks]
+    return ctx
