@@ -1,5 +1,29 @@
-"""Built-in plugin of geovr.objectives: registers its components through the public hooks (torch-free)."""
+"""Built-in plugin of geovr.objectives: the four GeoVR objectives and the ``hf_depth`` metric teacher,
+registered through the same public hooks third parties use (torch-free: factories are lazy strings)."""
 
 from __future__ import annotations
 
-from geovr import hookimpl  # noqa: F401
+from geovr import hookimpl
+from geovr.objectives.configs import (
+    CameraPoseConfig, DepthConfig, FeatureDistillConfig, HFDepthTeacherConfig, MetricScaleConfig,
+)
+
+_OBJ = "geovr.objectives.objectives"
+
+
+@hookimpl
+def register_objectives(register):
+    register("camera_pose", f"{_OBJ}:build_camera_pose", config=CameraPoseConfig,
+             summary="camera-token head regressing the teacher pose encoding (L1 on T, quaternion, FoV)")
+    register("depth", f"{_OBJ}:build_depth", config=DepthConfig,
+             summary="DPT head on 4 mapped layers predicting teacher depth (trimmed L1 + gradient / SILog / conf)")
+    register("metric_scale", f"{_OBJ}:build_metric_scale", config=MetricScaleConfig,
+             summary="scale-token head predicting the teacher-depth-to-metres factor (log1p L1)")
+    register("feature_distill", f"{_OBJ}:build_feature_distill", config=FeatureDistillConfig,
+             summary="per-layer MLP heads aligning student grids with teacher features (cosine)")
+
+
+@hookimpl
+def register_teachers(register):
+    register("hf_depth", "geovr.objectives.hf_depth:build", config=HFDepthTeacherConfig,
+             summary="metric depth from a transformers AutoModelForDepthEstimation checkpoint (local)")

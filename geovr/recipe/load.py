@@ -102,6 +102,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[dict[st
                     break
                 node = node[int(part)]
             elif isinstance(node, dict):
+                nxt = parts[i + 1]
+                if part not in node and nxt.isdigit():
+                    problems.append(f"override {key!r}: {here} has no item {nxt} (the recipe has no {here} array)")
+                    ok = False
+                    break
                 node = node.setdefault(part, {})
                 if not isinstance(node, (dict, list)):
                     problems.append(f"override {key!r}: {here} is a value, not a table")

@@ -1,0 +1,74 @@
+"""``geovr`` command line: one module per verb; plugins add verbs through ``register_commands``.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or recipe error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from geovr import __version__
+from geovr.errors import GeovrError
+
+VERBS = ("run", "validate", "show", "recipes", "list_plugins", "list_components")
+
+EPILOG = """\
+examples:
+  geovr run recipes/tiny_synthetic.toml               train the tiny CPU recipe
+  geovr run recipes/qwen_vggt.toml trainer.max_steps=100 --dry-run
+  geovr validate recipes/qwen_vggt.toml teacher.layers=[4,11,17,23]
+  geovr list-plugins --all --json
+  geovr list-components --kind teacher
+  geovr recipes copy tiny_synthetic my_recipe.toml
+
+Every verb has --help with its own examples. Exit codes: 0 ok, 1 runtime failure, 2 usage/recipe error.
+"""
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"geovr: warning: {message}\n"
+
+
+def build_parser(host=None) -> argparse.ArgumentParser:
+    """The full parser: core verbs plus every plugin's ``register_commands`` verbs."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="geovr", description="Teach video MLLMs 3D geometry from frozen 3D foundation models.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"geovr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for verb in VERBS:
+        importlib.import_module(f"geovr.cli.{verb}").add_parser(sub)
+    if host is not None:
+        host.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``geovr`` console script."""
+    warnings.formatwarning = _format_warning
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        from geovr.plugins import load_plugins
+
+        host = load_plugins()
+        parser = build_parser(host)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2 if not argv else 0
+        return int(args.func(args) or 0)
+    except GeovrError as exc:
+        print(f"geovr: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("geovr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""VSI-Bench: record format, per-task scoring under both protocols, and loading the test set.
+
+A *doc* (one VSI-Bench record) is a mapping with ``id``, ``dataset`` (``"scannet"``, ``"arkitscenes"``,
+``"scannetpp"``), ``scene_name``, ``question_type``, ``question``, ``options`` (list of ``"A. …"``
+strings, or ``None`` for numerical questions) and ``ground_truth`` (a letter, or a number as text).
+Its video is ``{data_dir}/{dataset}/{scene_name}.mp4``.
+
+Question types map to the 8 reported tasks; the relative-direction task has three levels
+(``object_rel_direction_easy|medium|hard``): lmms-eval averages the three level accuracies, the geovr
+protocol pools their questions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from geovr.errors import DataError
+from geovr.eval.metrics import Protocol, check_protocol, score_answer
+
+#: Report order of the 8 tasks (``overall`` = mean of these).
+TASKS: tuple[str, ...] = (
+    "object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation",
+    "object_rel_distance", "object_rel_direction", "route_planning", "obj_appearance_order",
+)
+NUMERICAL_TASKS = frozenset({"object_counting", "object_abs_distance", "object_size_estimation",
+                             "room_size_estimation"})
+CHOICE_TASKS = frozenset(TASKS) - NUMERICAL_TASKS
+DIRECTION_LEVELS = ("object_rel_direction_easy", "object_rel_direction_medium", "object_rel_direction_hard")
+QUESTION_TYPES = frozenset(TASKS) - {"object_rel_direction"} | set(DIRECTION_LEVELS)
+DOC_KEYS = ("id", "dataset", "scene_name", "question_type", "question", "options", "ground_truth")
+
+
+def task_of(question_type: str) -> str:
+    """Task key of a question type (the direction levels fold into ``object_rel_direction``)."""
+    if question_type in DIRECTION_LEVELS:
+        return "object_rel_direction"
+    if question_type not in QUESTION_TYPES:
+        raise DataError(f"unknown VSI-Bench question_type {question_type!r}; expected one of "
+                        f"{', '.join(sorted(QUESTION_TYPES))}")
+    return question_type
+
+
+def is_multiple_choice(question_type: str) -> bool:
+    """True for the multiple-choice question types (scored by accuracy), False for numerical (MRA)."""
+    return task_of(question_type) in CHOICE_TASKS
+
+
+def score_question(doc: Mapping, response: str, *, protocol: Protocol) -> tuple[object, float]:
+    """``(parsed answer, score in [0, 1])`` of one raw ``response`` to ``doc``."""
+    return score_answer(response, doc["ground_truth"], multiple_choice=is_multiple_choice(doc["question_type"]),
+                        protocol=protocol)
+
+
+def aggregate(question_types: Sequence[str], scores: Sequence[float], *, protocol: Protocol) -> dict[str, float]:
+    """Per-task scores (0–100) and ``overall`` from per-question scores in [0, 1].
+
+    A task without questions is ``nan`` and left out of ``overall`` (which is the mean of the 8 tasks
+    when all are present, as lmms-eval computes it).
+    """
+    check_protocol(protocol)
+    groups: dict[str, list[float]] = {}
+    for qt, s in zip(question_types, scores, strict=True):
+        key = qt if protocol == "lmms-eval" and qt in DIRECTION_LEVELS else task_of(qt)
+        groups.setdefault(key, []).append(float(s))
+    means = {k: sum(v) / len(v) for k, v in groups.items()}
+    levels = [means.pop(lv) for lv in DIRECTION_LEVELS if lv in means]
+    if levels:
+        means["object_rel_direction"] = sum(levels) / len(levels)
+    out = {t: 100.0 * means[t] if t in means else math.nan for t in TASKS}
+    present = [out[t] for t in TASKS if t in means]
+    out["overall"] = sum(present) / len(present) if present else math.nan
+    return out
+
+
+def score(docs: Sequence[Mapping], predictions: Sequence[str], *, protocol: Protocol) -> dict[str, float]:
+    """Score raw model outputs ``predictions`` (one per doc) under ``protocol``.
+
+    Returns ``{task: score}`` for the 8 :data:`TASKS` plus ``overall``, on a 0–100 scale (``nan`` for a
+    task with no questions).
+    """
+    if len(docs) != len(predictions):
+        raise ValueError(f"score(): {len(docs)} docs but {len(predictions)} predictions")
+    per_question = [score_question(d, p, protocol=protocol)[1] for d, p in zip(docs, predictions)]
+    return aggregate([d["question_type"] for d in docs], per_question, protocol=protocol)
+
+
+def task_counts(question_types: Sequence[str]) -> dict[str, int]:
+    """Number of questions per task (0 for absent tasks)."""
+    counts = dict.fromkeys(TASKS, 0)
+    for qt in question_types:
+        counts[task_of(qt)] += 1
+    return counts
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+def _normalise(rec: Mapping, where: str) -> dict:
+    missing = [k for k in DOC_KEYS if k not in rec]
+    if missing:
+        raise DataError(f"{where}: record lacks {', '.join(missing)} (a VSI-Bench record has {', '.join(DOC_KEYS)})")
+    doc = dict(rec)
+    opts = doc["options"]
+    if opts is not None and not isinstance(opts, list):  # parquet gives numpy arrays
+        doc["options"] = [str(o) for o in list(opts)]
+    if is_multiple_choice(doc["question_type"]) and not doc["options"]:
+        raise DataError(f"{where}: multiple-choice question {doc['id']!r} ({doc['question_type']}) has no options")
+    doc["id"] = str(doc["id"])
+    doc["ground_truth"] = str(doc["ground_truth"])
+    return doc
+
+
+def load_docs(data_dir: str | Path) -> list[dict]:
+    """Read the VSI-Bench records of ``data_dir``: ``test.jsonl``, else the ``*.parquet`` files below it
+    (sorted; needs ``pyarrow``). Raises :class:`DataError` naming the path when nothing is found or a
+    record is malformed."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: VSI-Bench data directory not found (expected test.jsonl or *.parquet and "
+                        f"{{dataset}}/{{scene_name}}.mp4 videos)")
+    jsonl = root / "test.jsonl"
+    docs: list[dict] = []
+    if jsonl.is_file():
+        with jsonl.open(encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{jsonl}:{i}: invalid JSON ({exc})") from exc
+                docs.append(_normalise(rec, f"{jsonl}:{i}"))
+        return docs
+    parquets = sorted(root.rglob("*.parquet"))
+    if not parquets:
+        raise DataError(f"{root}: neither test.jsonl nor any *.parquet file found")
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise DataError(f"{parquets[0]}: reading parquet needs pyarrow (pip install pyarrow), or convert the "
+                        f"records to {jsonl}") from exc
+    for path in parquets:
+        for i, rec in enumerate(pq.read_table(path).to_pylist()):
+            docs.append(_normalise(rec, f"{path}[{i}]"))
+    return docs
+
+
+def video_path(data_dir: str | Path, doc: Mapping) -> Path:
+    """``{data_dir}/{dataset}/{scene_name}.mp4`` of a doc (existence is checked when it is read)."""
+    return Path(data_dir) / str(doc["dataset"]) / f"{doc['scene_name']}.mp4"
+
+
+def missing_videos(data_dir: str | Path, docs: Sequence[Mapping]) -> list[Path]:
+    """Sorted unique video paths referenced by ``docs`` that do not exist."""
+    return sorted({p for d in docs if not (p := video_path(data_dir, d)).is_file()})

@@ -1,0 +1,244 @@
+"""The four GeoVR objectives: each an ``nn.Module`` owning its head, built by ``build_<name>(config, context)``.
+
+``context.backbone`` gives ``hidden_size`` (D) and ``num_layers``; ``context.teacher`` gives
+``num_layers``, ``layers`` (default feature layers) and ``feature_dim`` (C). Each ``forward(student,
+teacher, batch)`` returns an unweighted scalar loss and float metrics; ``weight`` is applied by the trainer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geovr.errors import GeovrError, RecipeError
+from geovr.objectives import losses as L
+from geovr.objectives.configs import CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig
+from geovr.objectives.heads import CameraHead, DistillHead, DPTHead, ScaleHead
+from geovr.objectives.layers import default_layers, map_teacher_layers
+from geovr.protocols import Batch, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput
+
+
+def _need(value, what: str, name: str):
+    if value is None:
+        raise GeovrError(f"objective {name!r}: {what} is missing")
+    return value
+
+
+def _backbone(context, name: str):
+    bb = getattr(context, "backbone", None)
+    if bb is None or not hasattr(bb, "hidden_size") or not hasattr(bb, "num_layers"):
+        raise RecipeError([f"objective {name!r} needs a [backbone] with hidden_size and num_layers"])
+    return bb
+
+
+def resolve_layers(config, context, name: str, *, count: int | None = None) -> tuple[list[int] | None, list[int]]:
+    """``(teacher_layers, student_layers)`` of an objective.
+
+    Explicit ``config.student_layers`` win; otherwise teacher layers (``config.teacher_layers`` or the
+    teacher's ``layers``) are mapped with :func:`map_teacher_layers`. Without teacher layers and with a
+    fixed ``count``, ``count`` evenly spaced student layers are used. Raises :class:`RecipeError` for layers
+    outside the models' depths.
+    """
+    bb, teacher = _backbone(context, name), getattr(context, "teacher", None)
+    t_layers = config.teacher_layers
+    if t_layers is None and teacher is not None and getattr(teacher, "layers", None):
+        t_layers = list(teacher.layers)
+    if config.student_layers is not None:
+        s_layers = list(config.student_layers)
+    elif t_layers:
+        if teacher is None or not getattr(teacher, "num_layers", 0):
+            raise RecipeError([f"objective {name!r}: mapping teacher_layers needs a teacher with num_layers; "
+                               f"set student_layers instead"])
+        try:
+            s_layers = map_teacher_layers(t_layers, teacher.num_layers, bb.num_layers)
+        except ValueError as exc:
+            raise RecipeError([f"objective {name!r}: teacher_layers {list(t_layers)}: {exc}"]) from exc
+    elif count is not None:
+        s_layers = default_layers(count, bb.num_layers)
+    else:
+        raise RecipeError([f"objective {name!r}: no teacher layers known; set teacher_layers"])
+    bad = [x for x in s_layers if not 0 <= x <= bb.num_layers]
+    if bad:
+        raise RecipeError([f"objective {name!r}: student layers {bad} outside 0..{bb.num_layers}"])
+    if count is not None and len(s_layers) != count:
+        raise RecipeError([f"objective {name!r} needs {count} layers, got {s_layers}; set student_layers"])
+    return (list(t_layers) if t_layers else None), s_layers
+
+
+class CameraPoseObjective(nn.Module):
+    """Regress the teacher's pose encoding ``[B,S,9]`` from the camera tokens ``[B,S,D]``."""
+
+    name = "camera_pose"
+
+    def __init__(self, config: CameraPoseConfig, hidden_size: int):
+        super().__init__()
+        self.config = config
+        self.weight = float(config.weight)
+        self.requires = config.requires()
+        self.student_needs = GeometryRequest(camera_tokens=True)
+        self.head = CameraHead(hidden_size, config.hidden_dim)
+
+    def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
+        cam = _need(student.camera, "student camera tokens (StudentOutput.camera [B,S,D])", self.name)
+        target = _need(teacher.pose_enc, "teacher pose_enc [B,S,9]", self.name)
+        pred = self.head(cam)
+        c = self.config
+        terms = L.camera_pose_loss(pred, target.to(pred.device), weights=(c.weight_T, c.weight_R, c.weight_FL),
+                                   clamp=c.clamp, quat_sign_invariant=c.quat_sign_invariant)
+        metrics = {k: float(v.detach()) for k, v in terms.items()}
+        metrics["rot_err_deg"] = float(L.rotation_error_deg(pred[..., 3:7], target[..., 3:7]))
+        return ObjectiveOutput(terms["loss"], metrics)
+
+
+class DepthObjective(nn.Module):
+    """Predict the teacher's depth ``[B,S,H,W]`` from 4 student layers' visual grids with a DPT head."""
+
+    name = "depth"
+
+    def __init__(self, config: DepthConfig, hidden_size: int, student_layers: list[int]):
+        super().__init__()
+        self.config = config
+        self.weight = float(config.weight)
+        self.requires = config.requires()
+        self.layers = list(student_layers)
+        self.student_needs = GeometryRequest(layers=self.layers)
+        s = config.width_scale
+        channels = [max(1, round(c * s)) for c in config.channels]
+        self.head = DPTHead(hidden_size, channels, max(2, round(config.features * s)),
+                            out_channels=2 if config.loss == "conf" else 1, pos_ratio=config.pos_embed_ratio)
+
+    def predict(self, student: StudentOutput, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Depth ``[B,S,H,W]`` (``exp``) and, for the ``conf`` loss, confidence ``1 + exp`` (else ``None``)."""
+        grids = [_need(student.hidden.get(i), f"student hidden grid of layer {i}", self.name) for i in self.layers]
+        raw = self.head(grids, size)
+        depth = torch.exp(raw[:, :, 0])
+        conf = 1 + torch.exp(raw[:, :, 1]) if raw.shape[2] > 1 else None
+        return depth, conf
+
+    def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
+        target = _need(teacher.depth, "teacher depth [B,S,H,W]", self.name)
+        pred, conf = self.predict(student, tuple(target.shape[-2:]))
+        target = target.to(pred.device)
+        c = self.config
+        if c.loss == "silog":
+            terms = L.silog_loss(pred, target, lam=c.silog_lambda)
+        elif c.loss == "conf":
+            terms = L.conf_depth_loss(pred, conf, target, gamma=c.conf_gamma, alpha=c.conf_alpha,
+                                      grad_scales=c.grad_scales, grad_weight=c.grad_weight, clamp=c.clamp)
+        else:
+            terms = L.depth_loss(pred, target, drop_quantile=c.drop_quantile, grad_scales=c.grad_scales,
+                                 grad_weight=c.grad_weight, clamp=c.clamp)
+        metrics = {k: float(v.detach()) for k, v in terms.items()}
+        metrics.update(L.depth_metrics(pred, target))
+        return ObjectiveOutput(terms["loss"], metrics)
+
+
+class MetricScaleObjective(nn.Module):
+    """Predict from the scale token ``[B,D]`` the factor ``S`` ``[B]`` turning teacher depth into metres."""
+
+    name = "metric_scale"
+
+    def __init__(self, config: MetricScaleConfig, hidden_size: int):
+        super().__init__()
+        self.config = config
+        self.weight = float(config.weight)
+        self.requires = config.requires()
+        self.student_needs = GeometryRequest(scale_token=True)
+        self.head = ScaleHead(hidden_size, config.hidden_dim)
+
+    def target(self, teacher: TeacherOutput) -> torch.Tensor:
+        """``[B]`` target scale: the teacher's exact ``metric_scale`` (``target="auto"``) or :func:`scale_target`."""
+        c = self.config
+        if c.target == "auto" and teacher.metric_scale is not None:
+            return teacher.metric_scale.detach().float()
+        depth = _need(teacher.depth, "teacher depth [B,S,H,W]", self.name)
+        metric = _need(teacher.metric_depth, "metric depth [B,S,H,W] (teacher or [metric_teacher])", self.name)
+        conf = teacher.depth_conf if c.use_teacher_conf else None
+        if c.use_teacher_conf:
+            _need(conf, "teacher depth_conf [B,S,H,W]", self.name)
+        size = tuple(depth.shape[-2:])
+        if tuple(metric.shape[-2:]) != size:
+            B, S = metric.shape[:2]
+            metric = F.interpolate(metric.reshape(B * S, 1, *metric.shape[-2:]).float(), size=size,
+                                   mode="nearest").reshape(B, S, *size)
+        return L.scale_target(depth, metric.to(depth.device), conf, min_metric=c.min_metric_depth,
+                              min_teacher=c.min_teacher_depth)
+
+    def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
+        token = _need(student.scale, "student scale token (StudentOutput.scale [B,D])", self.name)
+        pred = self.head(token)
+        target = self.target(teacher).to(pred.device)
+        ok = torch.isfinite(target) & (target > 0)
+        if not bool(ok.any()):
+            loss = pred.sum() * 0.0
+            return ObjectiveOutput(loss, {"loss": 0.0, "valid_fraction": 0.0})
+        loss = L.scale_loss(pred[ok], target[ok])
+        ratio = pred.detach()[ok] / target[ok]
+        return ObjectiveOutput(loss, {"loss": float(loss.detach()), "scale_ratio_err": float((ratio - 1).abs().mean()),
+                                      "pred_scale": float(pred.detach()[ok].mean()),
+                                      "target_scale": float(target[ok].mean()),
+                                      "valid_fraction": float(ok.float().mean())})
+
+
+class FeatureDistillObjective(nn.Module):
+    """Align student grids of mapped layers with the teacher features ``{layer: [B,S,h,w,C]}`` (cosine)."""
+
+    name = "feature_distill"
+
+    def __init__(self, config: FeatureDistillConfig, hidden_size: int, teacher_layers: list[int],
+                 student_layers: list[int], feature_dim: int):
+        super().__init__()
+        if len(teacher_layers) != len(student_layers):
+            raise RecipeError([f"feature_distill: teacher layers {teacher_layers} and student layers "
+                               f"{student_layers} differ in length"])
+        self.config = config
+        self.weight = float(config.weight)
+        self.requires = config.requires()
+        self.pairs = list(zip(teacher_layers, student_layers))
+        self.student_needs = GeometryRequest(layers=student_layers)
+        self.heads = nn.ModuleList(DistillHead(hidden_size, feature_dim, config.hidden_dim) for _ in self.pairs)
+
+    def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
+        losses, metrics = [], {}
+        for head, (t, s) in zip(self.heads, self.pairs):
+            feat = _need(teacher.features.get(t), f"teacher features of layer {t}", self.name)
+            grid = _need(student.hidden.get(s), f"student hidden grid of layer {s}", self.name)
+            pred = head(grid, tuple(feat.shape[2:4]))
+            loss = L.cosine_distill_loss(pred, feat.to(pred.device))
+            losses.append(loss)
+            metrics[f"loss_t{t}_s{s}"] = float(loss.detach())
+        total = torch.stack(losses).mean()
+        metrics["loss"] = float(total.detach())
+        metrics["cos"] = 1.0 - metrics["loss"]
+        return ObjectiveOutput(total, metrics)
+
+
+def _to_device(module: nn.Module, context) -> nn.Module:
+    return module.to(getattr(context, "device", None) or "cpu")
+
+
+def build_camera_pose(config: CameraPoseConfig, context) -> CameraPoseObjective:
+    """Factory of ``camera_pose``."""
+    return _to_device(CameraPoseObjective(config, _backbone(context, "camera_pose").hidden_size), context)
+
+
+def build_depth(config: DepthConfig, context) -> DepthObjective:
+    """Factory of ``depth`` (4 layers mapped from the teacher's, or evenly spaced without teacher layers)."""
+    _, s_layers = resolve_layers(config, context, "depth", count=4)
+    return _to_device(DepthObjective(config, _backbone(context, "depth").hidden_size, s_layers), context)
+
+
+def build_metric_scale(config: MetricScaleConfig, context) -> MetricScaleObjective:
+    """Factory of ``metric_scale``."""
+    return _to_device(MetricScaleObjective(config, _backbone(context, "metric_scale").hidden_size), context)
+
+
+def build_feature_distill(config: FeatureDistillConfig, context) -> FeatureDistillObjective:
+    """Factory of ``feature_distill`` (needs a teacher with ``feature_dim``)."""
+    teacher = getattr(context, "teacher", None)
+    if teacher is None or not getattr(teacher, "feature_dim", 0):
+        raise RecipeError(["objective 'feature_distill' needs a [teacher] providing features with feature_dim > 0"])
+    t_layers, s_layers = resolve_layers(config, context, "feature_distill")
+    return _to_device(FeatureDistillObjective(config, _backbone(context, "feature_distill").hidden_size,
+                                              t_layers, s_layers, teacher.feature_dim), context)

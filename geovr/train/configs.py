@@ -1,0 +1,93 @@
+"""Recipe options of the ``accelerate`` trainer (torch-free).
+
+The defaults are the reference fine-tuning hyper-parameters: LLM/merger learning rate 2e-5, new tokens
+and objective heads 1e-4, cosine schedule with 3 % warm-up, gradient clipping at 1.0.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import attrs
+
+
+@attrs.define
+class AccelerateTrainerConfig:
+    """``[trainer] component = "accelerate"``.
+
+    Optimisation: ``lr`` (backbone ``"base"`` parameters), ``head_lr`` (geometry tokens + objective
+    heads), ``weight_decay``, ``betas``, ``eps``; ``warmup_ratio`` of a cosine schedule over all steps;
+    ``grad_accum`` micro-batches per optimizer step; ``max_grad_norm`` clipping (0 = off);
+    ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``); ``gradient_checkpointing`` is passed to the
+    backbone. Length: ``max_steps`` optimizer steps (0 = ``epochs`` passes over ``data.train``).
+    Data: ``batch_size`` per process, ``num_workers``, ``shuffle`` (seeded, deterministic order).
+    Loss: ``lm_weight``·L_lm + Σ weight_k·L_k. Logging: ``log_every`` steps into ``metrics.jsonl``,
+    ``progress`` (tqdm bar), ``tensorboard``. Checkpoints: ``save_every`` steps (0 = only at the end),
+    ``keep_last`` newest kept (0 = all); ``resume`` = ``true`` (latest checkpoint of ``output_dir``) or a
+    run/checkpoint directory. Teacher cache: ``cache`` = ``"auto"`` (read hits, compute and store misses),
+    ``"off"``, ``"only"`` (a miss is an error); ``cache_dir`` (default ``$GEOVR_CACHE_DIR`` or
+    ``~/.cache/geovr/teacher``). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
+    DeepSpeed) used when ``geovr run`` launches the processes.
+    """
+
+    lr: float = 2e-5
+    head_lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_ratio: float = 0.03
+    max_steps: int = 0
+    epochs: int = 1
+    batch_size: int = 1
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
+    lm_weight: float = 1.0
+    num_workers: int = 0
+    shuffle: bool = True
+    log_every: int = 1
+    progress: bool = True
+    tensorboard: bool = False
+    save_every: int = 0
+    keep_last: int = 2
+    resume: bool | str = False
+    cache: Literal["auto", "off", "only"] = "off"
+    cache_dir: str | None = None
+    accelerate_config: str | None = None
+    find_unused_parameters: bool = True
+
+    def check(self) -> list[str]:
+        """Cross-field rules (reported with the ``trainer.`` prefix by recipe validation)."""
+        problems = []
+        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "log_every": self.log_every}
+        for key, v in positive.items():
+            if v < 1:
+                problems.append(f"{key} must be >= 1, got {v}")
+        for key, v in {"max_steps": self.max_steps, "save_every": self.save_every,
+                       "keep_last": self.keep_last, "num_workers": self.num_workers}.items():
+            if v < 0:
+                problems.append(f"{key} must be >= 0, got {v}")
+        if self.max_steps == 0 and self.epochs < 1:
+            problems.append(f"epochs must be >= 1 when max_steps = 0, got {self.epochs}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr < 0 or self.head_lr < 0:
+            problems.append(f"learning rates must be >= 0, got lr={self.lr}, head_lr={self.head_lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.max_grad_norm < 0:
+            problems.append(f"max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}")
+        if self.accelerate_config is not None and not os.path.isfile(self.accelerate_config):
+            problems.append(f"accelerate_config: file not found: {self.accelerate_config}")
+        return problems
+
+    def resolved_cache_dir(self) -> str:
+        """Where teacher outputs are cached (``cache_dir``, ``$GEOVR_CACHE_DIR``, or the user cache)."""
+        if self.cache_dir:
+            return os.path.expanduser(self.cache_dir)
+        env = os.environ.get("GEOVR_CACHE_DIR")
+        if env:
+            return os.path.expanduser(env)
+        return os.path.join(os.path.expanduser("~"), ".cache", "geovr", "teacher")

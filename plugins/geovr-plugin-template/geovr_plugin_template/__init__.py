@@ -1,0 +1,1 @@
+"""Template geovr plugin (see README.md)."""
