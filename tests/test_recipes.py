@@ -201,3 +201,24 @@ def test_every_shipped_recipe_validates(name):
 
 def test_recipes_are_shipped():
     assert "tiny_synthetic" in shipped_recipes()
+
+
+def test_show_and_dry_run_print_resolved_recipe(plugin_host, tmp_path, capsys):
+    import json
+    import tomllib
+
+    from geovr.cli.main import main
+
+    p = write(tmp_path, GOOD)
+    assert main(["show", str(p), "--json", "backbone.dtype=\"bfloat16\""]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["backbone"] == {"component": "toy_backbone", "distribution": "toy-recipes",
+                                "pretrained": "some/model", "dtype": "bfloat16", "freeze": []}
+    assert data["teacher"]["layers"] == [4, 11, 17, 23]  # default filled in
+    assert main(["show", str(p)]) == 0
+    as_toml = tomllib.loads(capsys.readouterr().out)  # the TOML rendering parses back
+    assert as_toml["objectives"][0]["weight"] == 0.5 and as_toml["data"]["train"]["component"] == "toy_data"
+    assert main(["run", str(p), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# dry run: toy -> runs/toy") and 'component = "accelerate"' in out
+    assert main(["run", str(p), "trainer.bogus=1", "--dry-run"]) == 2

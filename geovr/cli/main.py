@@ -57,7 +57,16 @@ def main(argv: list[str] | None = None) -> int:
 
         host = load_plugins()
         parser = build_parser(host)
-        args = parser.parse_args(argv)
+        try:
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # key=value overrides placed after options (argparse stops at the first option)
+                if isinstance(getattr(args, "overrides", None), list) and all(
+                        "=" in e and not e.startswith("-") for e in extra):
+                    args.overrides.extend(extra)
+                else:
+                    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        except SystemExit as exc:  # argparse usage errors and --help/--version
+            return int(exc.code or 0)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2 if not argv else 0
