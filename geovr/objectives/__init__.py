@@ -1,0 +1,18 @@
+"""The four GeoVR objectives and their heads, registered as a built-in plugin (:mod:`.plugin`).
+
+===================  =========================================  ==============================  ======
+component            head (input → output)                      requires (teacher outputs)      weight
+===================  =========================================  ==============================  ======
+``camera_pose``      camera tokens ``[B,S,D]`` → pose ``[B,S,9]``  pose_enc                        2.5
+``depth``            4 visual grids → depth ``[B,S,H,W]`` (DPT)   depth                           1
+``metric_scale``     scale token ``[B,D]`` → ``Ŝ`` ``[B]``        depth, depth_conf, metric_depth  1
+``feature_distill``  grids → teacher features ``[B,S,h,w,C]``     features                        1
+===================  =========================================  ==============================  ======
+
+Modules: :mod:`.configs` (recipe options, torch-free), :mod:`.layers` (teacher → student layer
+mapping, torch-free), :mod:`.losses` (pure loss functions and metrics), :mod:`.heads` (MLP and DPT
+heads), :mod:`.objectives` (the ``nn.Module`` objectives and their factories) and :mod:`.hf_depth`
+(the ``hf_depth`` metric-depth teacher for a recipe's ``[metric_teacher]``).
+
+Importing this package does not import torch.
+"""

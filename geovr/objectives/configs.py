@@ -151,14 +151,17 @@ class FeatureDistillConfig:
 class HFDepthTeacherConfig:
     """``hf_depth``: a metric depth model loaded with transformers' ``AutoModelForDepthEstimation``.
 
-    model: HF hub id (read from the local cache only) or a local directory holding the model and its
-    image processor. reference_focal: for models predicting depth at a fixed reference focal length
-    (pixels of the model input), depth is multiplied by ``f / reference_focal`` with ``f`` the frame
-    focal (batch intrinsics, else ``focal_px``) rescaled to the model input width. chunk: frames per
-    forward pass. dtype: weights/compute dtype.
+    model: HF hub id (read from the local cache only; ``cache_dir`` overrides the standard hub cache) or a
+    local directory holding the model and its image processor; default Depth Anything V2 metric, indoor
+    (Hypersim) Large. reference_focal: for models predicting
+    depth at a fixed reference focal length (pixels of the model input), depth is multiplied by
+    ``f / reference_focal`` with ``f`` the frame focal (batch intrinsics fx, else ``focal_px``, both in
+    frame pixels) rescaled to the model input width. chunk: frames per forward pass. dtype: weights and
+    compute dtype.
     """
 
-    model: str
+    model: str = "depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"
+    cache_dir: str | None = None
     reference_focal: float | None = None
     focal_px: float | None = None
     chunk: int = 8

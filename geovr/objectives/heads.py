@@ -36,7 +36,7 @@ class CameraHead(nn.Module):
 
 
 class ScaleHead(nn.Module):
-    """``LayerNorm(D) → Linear(D,H) → GELU → Linear(H,1)`` then ``exp``: scale token ``[B,D]`` → ``Ŝ`` ``[B]``."""
+    """``LayerNorm(D) → Linear(D,H) → GELU → Linear(H,1)`` then ``exp``: scale token ``[B,D]`` → ``Ŝ [B]``."""
 
     def __init__(self, dim: int, hidden: int = 512):
         super().__init__()

@@ -1,7 +1,8 @@
 """Pure loss functions of the GeoVR objectives and the metrics they report.
 
 Shapes: ``B`` batch, ``S`` frames, ``H, W`` depth-map pixels, ``h, w`` a token grid, ``C`` channels.
-Targets (teacher outputs) are always detached: no gradient ever reaches a teacher tensor. Every
+Targets (teacher outputs) are always detached: no gradient ever reaches a teacher tensor. Losses are
+computed in float32 whatever the input dtype (e.g. bf16 heads under autocast). Every
 function is deterministic and free of module state so it can be checked against hand-computed values.
 """
 
@@ -28,7 +29,7 @@ def camera_pose_loss(pred: Tensor, target: Tensor, *, weights=(1.0, 1.0, 0.5), c
     """
     if pred.shape != target.shape or pred.shape[-1] != 9:
         raise ValueError(f"pred and target must both be [B,S,9], got {tuple(pred.shape)} and {tuple(target.shape)}")
-    target = target.detach().to(pred.dtype)
+    pred, target = pred.float(), target.detach().float()
     loss_T = (pred[..., :3] - target[..., :3]).abs().clamp(max=clamp).mean()
     q, qt = pred[..., 3:7], target[..., 3:7]
     if quat_sign_invariant:
@@ -96,7 +97,8 @@ def trimmed_l1(err: Tensor, keep_fraction: float) -> Tensor:
     keep = min(n, max(1, math.ceil(keep_fraction * n - 1e-9)))
     if keep == n:
         return err.mean()
-    return torch.topk(err, keep, largest=False, sorted=False).values.mean()
+    dropped = torch.topk(err, n - keep, largest=True, sorted=False).values  # the small share: cheap top-k
+    return (err.sum() - dropped.sum()) / keep
 
 
 def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, drop_quantile: float = 0.98,
@@ -108,7 +110,7 @@ def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, drop
     dropping the largest ``1 − drop_quantile`` share (:func:`trimmed_l1`). ``loss_grad`` is
     :func:`multiscale_gradient_loss` with ``grad_scales`` scales. ``loss = loss_l1 + grad_weight·loss_grad``.
     """
-    target = target.detach().to(pred.dtype)
+    pred, target = pred.float(), target.detach().float()
     valid = _valid_mask(target, mask)
     if not bool(valid.any()):
         z = _zero(pred)
@@ -123,7 +125,7 @@ def silog_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, lam:
                eps: float = 1e-6) -> dict[str, Tensor]:
     """Scale-invariant log loss ``sqrt(mean(g²) − lam·mean(g)²)`` with ``g = log pred − log target`` over
     valid pixels (``[B,S,H,W]``; both clamped below at ``eps``). Returns ``loss_silog`` and ``loss``."""
-    target = target.detach().to(pred.dtype)
+    pred, target = pred.float(), target.detach().float()
     valid = _valid_mask(target, mask)
     if not bool(valid.any()):
         z = _zero(pred)
@@ -140,7 +142,7 @@ def conf_depth_loss(pred: Tensor, conf: Tensor, target: Tensor, mask: Tensor | N
     ``err = min(|pred−target|, clamp)`` and the predicted confidence ``c`` ``[B,S,H,W]`` (> 0, e.g.
     ``1 + exp(·)``), plus ``grad_weight·`` :func:`multiscale_gradient_loss`. Returns ``loss_conf``,
     ``loss_grad``, ``loss``."""
-    target = target.detach().to(pred.dtype)
+    pred, conf, target = pred.float(), conf.float(), target.detach().float()
     valid = _valid_mask(target, mask)
     if not bool(valid.any()):
         z = _zero(pred) + _zero(conf)
@@ -193,7 +195,7 @@ def scale_target(teacher_depth: Tensor, metric_depth: Tensor, teacher_conf: Tens
 
 def scale_loss(pred: Tensor, target: Tensor) -> Tensor:
     """``mean |log1p(pred) − log1p(target)|`` over ``[B]`` scales (target detached)."""
-    return (torch.log1p(pred) - torch.log1p(target.detach().to(pred.dtype))).abs().mean()
+    return (torch.log1p(pred.float()) - torch.log1p(target.detach().float())).abs().mean()
 
 
 # -- feature distillation ---------------------------------------------------------------------------
@@ -203,5 +205,5 @@ def cosine_distill_loss(student: Tensor, teacher: Tensor, *, eps: float = 1e-8) 
     """Mean over tokens of ``1 − cos(student, teacher)`` on ``[B,S,h,w,C]`` features (teacher detached)."""
     if student.shape != teacher.shape:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} features differ in shape")
-    cos = F.cosine_similarity(student, teacher.detach().to(student.dtype), dim=-1, eps=eps)
+    cos = F.cosine_similarity(student.float(), teacher.detach().float(), dim=-1, eps=eps)
     return (1 - cos).mean()

@@ -182,7 +182,10 @@ class MetricScaleObjective(nn.Module):
 
 
 class FeatureDistillObjective(nn.Module):
-    """Align student grids of mapped layers with the teacher features ``{layer: [B,S,h,w,C]}`` (cosine)."""
+    """Align student grids of mapped layers with the teacher features ``{layer: [B,S,h,w,C]}`` (cosine).
+
+    ``pairs``: ``(teacher_layer, student_layer)``; ``teacher_layers``: the feature layers to request from
+    ``teacher.encode``."""
 
     name = "feature_distill"
 
@@ -196,6 +199,7 @@ class FeatureDistillObjective(nn.Module):
         self.weight = float(config.weight)
         self.requires = config.requires()
         self.pairs = list(zip(teacher_layers, student_layers))
+        self.teacher_layers = tuple(teacher_layers)  # what the trainer must ask the teacher for
         self.student_needs = GeometryRequest(layers=student_layers)
         self.heads = nn.ModuleList(DistillHead(hidden_size, feature_dim, config.hidden_dim) for _ in self.pairs)
 
@@ -240,5 +244,7 @@ def build_feature_distill(config: FeatureDistillConfig, context) -> FeatureDisti
     if teacher is None or not getattr(teacher, "feature_dim", 0):
         raise RecipeError(["objective 'feature_distill' needs a [teacher] providing features with feature_dim > 0"])
     t_layers, s_layers = resolve_layers(config, context, "feature_distill")
+    if not t_layers:
+        raise RecipeError(["objective 'feature_distill': the teacher names no feature layers; set teacher_layers"])
     return _to_device(FeatureDistillObjective(config, _backbone(context, "feature_distill").hidden_size,
                                               t_layers, s_layers, teacher.feature_dim), context)

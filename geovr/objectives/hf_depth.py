@@ -1,0 +1,124 @@
+"""``hf_depth``: a frozen metric-depth teacher wrapping transformers' ``AutoModelForDepthEstimation``
+(Depth Anything V2 metric, Depth Pro, DPT, ... any checkpoint with an image processor).
+
+It provides only ``metric_depth`` ``[B,S,H,W]`` in metres at the frames' resolution; a recipe uses it
+as ``[metric_teacher]`` next to the geometry teacher. Checkpoints are read from a local directory or
+the local Hugging Face cache only (no download).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geovr.errors import CheckpointError, GeovrError
+from geovr.objectives.configs import HFDepthTeacherConfig
+from geovr.protocols import Batch, TeacherOutput
+
+
+def load_depth_model(name: str, *, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
+    """``(model, image_processor)`` from a local directory or a hub id present in the local HF cache
+    (``cache_dir``, default the standard hub cache).
+
+    Raises :class:`CheckpointError` when the directory lacks a loadable model/processor and
+    :class:`GeovrError` when a hub id is not cached (no network access is attempted).
+    """
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    path = Path(name).expanduser()
+    looks_local = path.is_absolute() or name.startswith(".") or path.exists()
+    if looks_local and not path.is_dir():
+        raise CheckpointError(f"hf_depth: model directory {str(path)!r} does not exist")
+    if looks_local:
+        source = str(path)
+    else:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:  # resolve the cached snapshot first: loading by id may still probe the hub for optional files
+            source = snapshot_download(name, local_files_only=True, cache_dir=cache_dir)
+        except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+            raise GeovrError(f"hf_depth: model {name!r} is not in the local Hugging Face cache and downloads are "
+                             f"disabled; fetch it beforehand (huggingface-cli download {name}) or set `model` to "
+                             f"a local directory ({type(exc).__name__}: {exc})") from exc
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True, dtype=dtype)
+        processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"hf_depth: cannot load a depth model and image processor from {source!r} "
+                              f"(expected config.json, weights and preprocessor_config.json): {exc}") from exc
+    return model, processor
+
+
+class HFDepthTeacher(nn.Module):
+    """Frozen metric depth model. ``encode(frames [B,S,3,H,W] in [0,1])`` → ``metric_depth [B,S,H,W]``.
+
+    The image processor resizes/normalises each frame (frames are passed unscaled: ``do_rescale=False``);
+    the predicted depth is resized bilinearly back to ``(H, W)``. With ``reference_focal`` set, depth is
+    multiplied by ``f_in / reference_focal`` where ``f_in`` is the frame focal length (``batch.intrinsics``
+    ``[B,S,3,3]`` fx, else ``focal_px``) expressed in model-input pixels (× input width / W).
+    """
+
+    provides = frozenset({"metric_depth"})
+    num_layers = 0
+    feature_dim = 0
+    layers: tuple[int, ...] = ()
+
+    def __init__(self, model, processor, config: HFDepthTeacherConfig):
+        super().__init__()
+        self.model, self.processor, self.config = model, processor, config
+        self.model.eval().requires_grad_(False)
+        self._key: str | None = None
+
+    def _focal(self, batch: Batch | None, B: int, S: int, device) -> torch.Tensor:
+        if batch is not None and batch.intrinsics is not None:
+            return batch.intrinsics[..., 0, 0].to(device=device, dtype=torch.float32).reshape(B * S)
+        if self.config.focal_px is not None:
+            return torch.full((B * S,), float(self.config.focal_px), device=device)
+        raise GeovrError("hf_depth: reference_focal is set, so the frame focal length is needed: the batch has no "
+                         "intrinsics; set metric_teacher.focal_px (pixels at frame resolution)")
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor, layers=None, *, batch: Batch | None = None) -> TeacherOutput:
+        """frames ``[B,S,3,H,W]`` in [0,1] → ``TeacherOutput(metric_depth=[B,S,H,W])`` (metres)."""
+        B, S, _, H, W = frames.shape
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        flat = frames.reshape(B * S, 3, H, W).float().cpu()
+        focal = self._focal(batch, B, S, device) if self.config.reference_focal is not None else None
+        outs = []
+        for i in range(0, B * S, self.config.chunk):
+            chunk = flat[i : i + self.config.chunk]
+            inputs = self.processor(images=list(chunk), return_tensors="pt", do_rescale=False)
+            pv = inputs["pixel_values"].to(device=device, dtype=dtype)
+            pred = self.model(pixel_values=pv).predicted_depth.float()  # [n,h',w']
+            if focal is not None:
+                f_in = focal[i : i + len(chunk)] * (pv.shape[-1] / W)
+                pred = pred * (f_in / self.config.reference_focal).view(-1, 1, 1)
+            outs.append(F.interpolate(pred[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0])
+        depth = torch.cat(outs).reshape(B, S, H, W).to(frames.device)
+        return TeacherOutput(metric_depth=depth)
+
+    def cache_key(self) -> str:
+        """sha256 of the model config, processor config, options and a per-tensor weight fingerprint."""
+        if self._key is None:
+            h = hashlib.sha256()
+            h.update(self.model.config.to_json_string().encode())
+            h.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
+            h.update(repr((self.config.reference_focal, self.config.focal_px)).encode())
+            for name, t in sorted(self.model.state_dict().items()):
+                h.update(f"{name}{tuple(t.shape)}{float(t.double().sum()):.10e}{float(t.double().abs().sum()):.10e}"
+                         .encode())
+            self._key = h.hexdigest()
+        return self._key
+
+
+def build(config: HFDepthTeacherConfig, context) -> HFDepthTeacher:
+    """Factory of the ``hf_depth`` teacher (on ``context.device``)."""
+    model, processor = load_depth_model(config.model, dtype=getattr(torch, config.dtype), cache_dir=config.cache_dir)
+    return HFDepthTeacher(model, processor, config).to(getattr(context, "device", None) or "cpu")
