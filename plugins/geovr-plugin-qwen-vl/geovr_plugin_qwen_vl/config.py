@@ -1,0 +1,95 @@
+"""Recipe options of the ``qwen2_5_vl`` and ``qwen3_vl`` backbones (torch-free).
+
+A recipe's ``[backbone]`` table is validated into :class:`Qwen3VLBackboneConfig` or
+:class:`Qwen25VLBackboneConfig`; both share every option and differ only in the default checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+#: Parts of the model ``freeze`` may name: the vision tower (patch embedding + blocks), the
+#: vision→LLM merger (and Qwen3-VL's deepstack mergers), the language model (+ LM head).
+FREEZABLE = ("vision", "merger", "llm")
+#: Keys of the ``lora`` table.
+LORA_KEYS = ("rank", "alpha", "dropout", "target_modules")
+#: Default LoRA targets: the attention projections of the LLM decoder layers.
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@attrs.define
+class QwenVLBackboneConfig:
+    """Options shared by both Qwen-VL backbones.
+
+    pretrained: HF hub id or local directory (model + processor, as written by ``save_pretrained``);
+    ``"geovr-tiny"`` = the tiny random-initialised model used by smoke tests and the CPU demo recipe.
+    dtype: weights dtype (``"auto"`` = the checkpoint's). attn_implementation: ``"sdpa"`` (default),
+    ``"flash_attention_2"`` (falls back to sdpa with a warning when flash-attn/CUDA is missing) or
+    ``"eager"``. gradient_checkpointing: recompute LLM activations in backward.
+    freeze: any of ``"vision"``, ``"merger"``, ``"llm"``. lora: ``{rank, alpha, dropout,
+    target_modules}`` (peft LoRA on the LLM decoder layers; every base weight is then frozen) or
+    ``None``. adapter: a directory written by ``save_adapter`` (LoRA weights + geometry tokens) to load.
+    max_frames: largest S accepted. frame_size: ``[H, W]`` each frame is resized to (rounded to the
+    vision patch × merge factor); ``None`` keeps the input size, rounded, within
+    ``[min_pixels, max_pixels]`` per frame. video_fps: frame rate of the source videos (turns
+    ``Batch.frame_indices`` into seconds for the temporal positions / Qwen3-VL timestamps).
+    system_prompt: system message of the chat. max_new_tokens: default generation length.
+    """
+
+    pretrained: str = "Qwen/Qwen3-VL-2B-Instruct"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    gradient_checkpointing: bool = False
+    freeze: list[str] = attrs.field(factory=lambda: ["vision"])
+    lora: dict | None = None
+    adapter: str | None = None
+    max_frames: int = 32
+    frame_size: list[int] | None = None
+    min_pixels: int = 56 * 56
+    max_pixels: int = 448 * 448
+    video_fps: float = 2.0
+    system_prompt: str = "You are a helpful assistant."
+    max_new_tokens: int = 16
+
+    def check(self) -> list[str]:
+        """Cross-field problems (returned, not raised, so the recipe validator lists them all)."""
+        problems = []
+        bad = sorted(set(self.freeze) - set(FREEZABLE))
+        if bad:
+            problems.append(f"freeze: unknown part(s) {bad}; choose from {list(FREEZABLE)}")
+        if self.lora is not None:
+            unknown = sorted(set(self.lora) - set(LORA_KEYS))
+            if unknown:
+                problems.append(f"lora: unknown key(s) {unknown}; valid keys: {list(LORA_KEYS)}")
+            rank = self.lora.get("rank", 8)
+            if not isinstance(rank, int) or rank <= 0:
+                problems.append(f"lora.rank: expected a positive int, got {rank!r}")
+            tm = self.lora.get("target_modules", list(DEFAULT_LORA_TARGETS))
+            if not (isinstance(tm, list) and tm and all(isinstance(t, str) for t in tm)):
+                problems.append(f"lora.target_modules: expected a non-empty list of module names, got {tm!r}")
+        if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) <= 0):
+            problems.append(f"frame_size: expected [H, W] with positive ints, got {self.frame_size!r}")
+        if self.max_frames <= 0:
+            problems.append(f"max_frames: expected a positive int, got {self.max_frames}")
+        if not 0 < self.min_pixels <= self.max_pixels:
+            problems.append(f"min_pixels/max_pixels: need 0 < min_pixels <= max_pixels, got "
+                            f"{self.min_pixels}/{self.max_pixels}")
+        if self.video_fps <= 0:
+            problems.append(f"video_fps: expected > 0, got {self.video_fps}")
+        return problems
+
+
+@attrs.define
+class Qwen3VLBackboneConfig(QwenVLBackboneConfig):
+    """Options of the ``qwen3_vl`` backbone (see :class:`QwenVLBackboneConfig`)."""
+
+    pretrained: str = "Qwen/Qwen3-VL-2B-Instruct"
+
+
+@attrs.define
+class Qwen25VLBackboneConfig(QwenVLBackboneConfig):
+    """Options of the ``qwen2_5_vl`` backbone (see :class:`QwenVLBackboneConfig`)."""
+
+    pretrained: str = "Qwen/Qwen2.5-VL-3B-Instruct"

@@ -1,0 +1,213 @@
+"""Tiny random-init Qwen2.5-VL / Qwen3-VL checkpoints for tests (offline, CPU, a few seconds).
+
+Other plugins and the trainer use these to exercise the real code path: a checkpoint directory is
+written with ``save_pretrained`` (model + processor) and loaded back through the backbone's
+``pretrained=<dir>`` option, exactly as a hub checkpoint would be.
+
+* :func:`tiny_model_config` — a 2-layer, hidden-32 config (vision depth 1 or 2, vocab ~270);
+* :func:`tiny_tokenizer` — an offline byte-level tokenizer (built with ``tokenizers``) holding the
+  chat-format and vision special tokens and a ChatML chat template;
+* :func:`tiny_processor` — the model's processor around that tokenizer (no resizing budget surprises:
+  the backbone resizes frames itself);
+* :func:`save_tiny_checkpoint` — write model + processor into a directory and return its path;
+* :func:`cached_tiny_checkpoint` — the same, written once per process into a temporary directory;
+* :func:`tiny_backbone` — a built backbone on that checkpoint (recipe options as keyword arguments);
+* :func:`tiny_batch` — a :class:`geovr.protocols.Batch` of random frames with question/answer text.
+
+Typical pytest use (session-scoped, so the checkpoint is written once)::
+
+    @pytest.fixture(scope="session")
+    def qwen3_dir(tmp_path_factory):
+        return save_tiny_checkpoint("qwen3_vl", tmp_path_factory.mktemp("qwen3"))
+
+or simply ``tiny_backbone("qwen3_vl", lora={"rank": 4})`` (checkpoint cached per process). In a recipe,
+``[backbone] component = "qwen3_vl"`` with ``pretrained`` = the directory returned above.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+KINDS = ("qwen2_5_vl", "qwen3_vl")
+
+#: Special tokens of the Qwen chat/vision format, in id order after the 256 byte tokens.
+SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|image_pad|>", "<|video_pad|>",
+)
+
+#: ChatML template with the Qwen-VL vision placeholders (``<|vision_start|><|video_pad|><|vision_end|>``).
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'video' -%}{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    "{%- elif item['type'] == 'image' -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
+)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}")
+
+
+def tiny_tokenizer():
+    """Byte-level BPE tokenizer without merges (256 byte tokens + :data:`SPECIAL_TOKENS`), built
+    offline with ``tokenizers`` and wrapped as a transformers fast tokenizer with the chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        model_max_length=32768, padding_side="right",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _token_ids(tokenizer) -> dict[str, int]:
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return {
+        "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
+    }
+
+
+def tiny_model_config(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None):
+    """A random-init-sized config: 2 LLM layers, hidden 32 (4 heads of 8, M-RoPE sections [2,1,1]),
+    vision depth 1 (Qwen2.5-VL, patch 14) or 2 (Qwen3-VL, patch 16, deepstack after vision block 0)."""
+    _check_kind(kind)
+    tokenizer = tokenizer or tiny_tokenizer()
+    vocab = len(tokenizer)
+    ids = _token_ids(tokenizer)
+    eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
+    if kind == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig
+
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
+        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=32, tokens_per_second=2,
+                      window_size=56, fullatt_block_indexes=[0])
+        cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+    else:
+        from transformers import Qwen3VLConfig
+
+        text.update(head_dim=8, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                 "mrope_section": [2, 1, 1], "mrope_interleaved": True})
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                      spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=32,
+                      num_position_embeddings=64, deepstack_visual_indexes=[0])
+        cfg = Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+    cfg.eos_token_id = eos
+    cfg.pad_token_id = pad
+    return cfg
+
+
+def tiny_processor(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None):
+    """The model family's processor (image + video processor + :func:`tiny_tokenizer`)."""
+    _check_kind(kind)
+    tokenizer = tokenizer or tiny_tokenizer()
+    size = {"shortest_edge": 32 * 32, "longest_edge": 512 * 512}
+    if kind == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+        kw = dict(patch_size=14, merge_size=2, temporal_patch_size=2, size=size)
+        return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**kw), tokenizer=tokenizer,
+                                   video_processor=Qwen2VLVideoProcessor(**kw), chat_template=CHAT_TEMPLATE)
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    kw = dict(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
+    return Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(**kw), tokenizer=tokenizer,
+                            video_processor=Qwen3VLVideoProcessor(**kw), chat_template=CHAT_TEMPLATE)
+
+
+def tiny_model(kind: Literal["qwen2_5_vl", "qwen3_vl"], *, seed: int = 0, tokenizer=None):
+    """A random-init ``*ForConditionalGeneration`` with :func:`tiny_model_config` (float32, eval mode)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
+
+    cfg = tiny_model_config(kind, tokenizer)
+    cls = Qwen2_5_VLForConditionalGeneration if kind == "qwen2_5_vl" else Qwen3VLForConditionalGeneration
+    torch.manual_seed(seed)
+    return cls(cfg).eval()
+
+
+def save_tiny_checkpoint(kind: Literal["qwen2_5_vl", "qwen3_vl"], path: str | os.PathLike, *, seed: int = 0) -> str:
+    """Write a tiny random-init model and its processor to ``path`` with ``save_pretrained``; return
+    ``str(path)``, usable as the backbone option ``pretrained``."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(kind, seed=seed, tokenizer=tokenizer)
+    os.makedirs(path, exist_ok=True)
+    model.save_pretrained(path)
+    tiny_processor(kind, tokenizer).save_pretrained(path)
+    return str(path)
+
+
+def tiny_batch(batch_size: int = 1, num_frames: int = 2, size: int = 56, *, seed: int = 0, with_options=True):
+    """A :class:`geovr.protocols.Batch`: random frames ``[B,S,3,size,size]`` in [0,1]; even samples
+    are multiple-choice (when ``with_options``), odd ones numerical."""
+    import torch
+
+    from geovr.protocols import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.rand(batch_size, num_frames, 3, size, size, generator=g)
+    questions, answers, options = [], [], []
+    for i in range(batch_size):
+        if with_options and i % 2 == 0:
+            questions.append("Which object is closest to the camera?")
+            options.append(["A. chair", "B. table", "C. lamp"])
+            answers.append("B")
+        else:
+            questions.append(f"How many chairs are in the room? ({i})")
+            options.append(None)
+            answers.append(str(2 + i))
+    return Batch(frames=frames, sample_ids=[f"s{i}" for i in range(batch_size)], questions=questions,
+                 answers=answers, options=options, question_types=["qa"] * batch_size,
+                 scene_ids=[f"scene{i}" for i in range(batch_size)],
+                 frame_indices=torch.arange(num_frames).expand(batch_size, num_frames).clone())
+
+
+_CACHE: dict[tuple[str, int], str] = {}
+
+
+def cached_tiny_checkpoint(kind: Literal["qwen2_5_vl", "qwen3_vl"], *, seed: int = 0) -> str:
+    """Like :func:`save_tiny_checkpoint` but written once per process into a temporary directory
+    (removed at exit) and reused: cheap to call from many tests or fixtures."""
+    import atexit
+    import shutil
+    import tempfile
+
+    key = (kind, seed)
+    if key not in _CACHE or not os.path.isdir(_CACHE[key]):
+        root = tempfile.mkdtemp(prefix=f"geovr-tiny-{kind}-")
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _CACHE[key] = save_tiny_checkpoint(kind, os.path.join(root, "ckpt"), seed=seed)
+    return _CACHE[key]
+
+
+def tiny_backbone(kind: Literal["qwen2_5_vl", "qwen3_vl"], **options):
+    """Build the ``kind`` backbone from :func:`cached_tiny_checkpoint` (float32, CPU); ``options``
+    are recipe options of :class:`geovr_plugin_qwen_vl.config.QwenVLBackboneConfig`."""
+    from geovr_plugin_qwen_vl.backbone import build
+    from geovr_plugin_qwen_vl.config import Qwen3VLBackboneConfig, Qwen25VLBackboneConfig
+
+    cls = Qwen3VLBackboneConfig if kind == "qwen3_vl" else Qwen25VLBackboneConfig
+    options.setdefault("pretrained", cached_tiny_checkpoint(kind))
+    return build(kind, cls(**options))
