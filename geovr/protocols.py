@@ -68,7 +68,9 @@ class Batch:
 
     frames: ``[B,S,3,H,W]`` float32 in [0,1]. frame_indices: ``[B,S]`` int64 (index in the source video).
     questions/answers: ``B`` strings (answer ``""`` when unknown). options: per sample a list of option
-    strings (``["A. chair", ...]``) or ``None`` for numerical questions. Ground truth (``None`` when the
+    strings (``["A. chair", ...]``) or ``None`` for numerical questions. Backbones render a question
+    verbatim and, when options are given, list them one per line after it; an evaluator that builds a
+    complete protocol prompt passes it as the question with ``options=None``. Ground truth (``None`` when the
     data has none): depth ``[B,S,H,W]`` metres, intrinsics ``[B,S,3,3]`` (pixels, OpenCV), extrinsics
     ``[B,S,3,4]`` world-to-camera (OpenCV).
     """
