@@ -1,5 +1,25 @@
-"""Built-in plugin of geovr.eval: registers its components through the public hooks (torch-free)."""
+"""Built-in plugin of geovr.eval: the evaluators and the ``geovr eval`` verb (torch-free at import)."""
 
 from __future__ import annotations
 
-from geovr import hookimpl  # noqa: F401
+from geovr import hookimpl
+from geovr.eval.configs import GeometryProbeConfig, SyntheticQAConfig, VSIBenchConfig
+
+
+@hookimpl
+def register_evaluators(register):
+    """``vsibench``, ``synthetic_qa`` and ``geometry_probe`` (factories imported lazily)."""
+    register("vsibench", "geovr.eval.evaluators:build_vsibench", config=VSIBenchConfig,
+             summary="VSI-Bench from a local directory, lmms-eval or geovr protocol")
+    register("synthetic_qa", "geovr.eval.evaluators:build_synthetic_qa", config=SyntheticQAConfig,
+             summary="VSI-format questions on held-out synthetic scenes (no download)")
+    register("geometry_probe", "geovr.eval.probe:build_geometry_probe", config=GeometryProbeConfig,
+             summary="linear probes of depth / relative rotation from the frozen student's hidden states")
+
+
+@hookimpl
+def register_commands(subparsers):
+    """Add ``geovr eval``."""
+    from geovr.eval.cli import add_parser
+
+    add_parser(subparsers)

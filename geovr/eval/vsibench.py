@@ -3,7 +3,7 @@
 A *doc* (one VSI-Bench record) is a mapping with ``id``, ``dataset`` (``"scannet"``, ``"arkitscenes"``,
 ``"scannetpp"``), ``scene_name``, ``question_type``, ``question``, ``options`` (list of ``"A. …"``
 strings, or ``None`` for numerical questions) and ``ground_truth`` (a letter, or a number as text).
-Its video is ``{data_dir}/{dataset}/{scene_name}.mp4``.
+Its video is ``{data_dir}/{dataset}/{scene_name}.mp4`` (see :func:`video_path` for other layouts).
 
 Question types map to the 8 reported tasks; the relative-direction task has three levels
 (``object_rel_direction_easy|medium|hard``): lmms-eval averages the three level accuracies, the geovr
@@ -112,46 +112,75 @@ def _normalise(rec: Mapping, where: str) -> dict:
     return doc
 
 
-def load_docs(data_dir: str | Path) -> list[dict]:
-    """Read the VSI-Bench records of ``data_dir``: ``test.jsonl``, else the ``*.parquet`` files below it
-    (sorted; needs ``pyarrow``). Raises :class:`DataError` naming the path when nothing is found or a
-    record is malformed."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DataError(f"{root}: VSI-Bench data directory not found (expected test.jsonl or *.parquet and "
-                        f"{{dataset}}/{{scene_name}}.mp4 videos)")
-    jsonl = root / "test.jsonl"
-    docs: list[dict] = []
-    if jsonl.is_file():
-        with jsonl.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{jsonl}:{i}: invalid JSON ({exc})") from exc
-                docs.append(_normalise(rec, f"{jsonl}:{i}"))
-        return docs
-    parquets = sorted(root.rglob("*.parquet"))
-    if not parquets:
-        raise DataError(f"{root}: neither test.jsonl nor any *.parquet file found")
+def _read_jsonl(path: Path) -> list[dict]:
+    docs = []
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{i}: invalid JSON ({exc})") from exc
+            docs.append(_normalise(rec, f"{path}:{i}"))
+    return docs
+
+
+def _read_parquet(paths: Sequence[Path]) -> list[dict]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise DataError(f"{parquets[0]}: reading parquet needs pyarrow (pip install pyarrow), or convert the "
-                        f"records to {jsonl}") from exc
-    for path in parquets:
+        raise DataError(f"{paths[0]}: reading parquet needs pyarrow (pip install pyarrow), or convert the "
+                        f"records to test.jsonl") from exc
+    docs = []
+    for path in paths:
         for i, rec in enumerate(pq.read_table(path).to_pylist()):
             docs.append(_normalise(rec, f"{path}[{i}]"))
     return docs
 
 
-def video_path(data_dir: str | Path, doc: Mapping) -> Path:
-    """``{data_dir}/{dataset}/{scene_name}.mp4`` of a doc (existence is checked when it is read)."""
-    return Path(data_dir) / str(doc["dataset"]) / f"{doc['scene_name']}.mp4"
+def load_docs(data_dir: str | Path, records: str | None = None) -> list[dict]:
+    """Read the VSI-Bench records of ``data_dir``.
+
+    ``records``: a ``.jsonl`` or ``.parquet`` file (relative to ``data_dir`` or absolute). Without it:
+    ``test.jsonl``, else the ``*.parquet`` files below ``data_dir`` when they all sit in one directory
+    (parquet needs ``pyarrow``). Raises :class:`DataError` naming the path when nothing (or an ambiguous
+    set of files) is found or a record is malformed.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: VSI-Bench data directory not found (expected test.jsonl or *.parquet and "
+                        f"{{dataset}}/{{scene_name}}.mp4 videos)")
+    if records is not None:
+        path = Path(records) if Path(records).is_absolute() else root / records
+        if not path.is_file():
+            raise DataError(f"{path}: records file not found")
+        return _read_parquet([path]) if path.suffix == ".parquet" else _read_jsonl(path)
+    if (root / "test.jsonl").is_file():
+        return _read_jsonl(root / "test.jsonl")
+    parquets = sorted(root.rglob("*.parquet"))
+    if not parquets:
+        raise DataError(f"{root}: neither test.jsonl nor any *.parquet file found")
+    dirs = sorted({p.parent for p in parquets})
+    if len(dirs) > 1:
+        raise DataError(f"{root}: parquet files in {len(dirs)} directories ({', '.join(str(d) for d in dirs[:4])}); "
+                        f"choose one with the evaluator option records = \"<file>\"")
+    return _read_parquet(parquets)
 
 
-def missing_videos(data_dir: str | Path, docs: Sequence[Mapping]) -> list[Path]:
+def video_path(data_dir: str | Path, doc: Mapping, video_dir: str | None = None) -> Path:
+    """The video of a doc: ``{data_dir}/{dataset}/{scene_name}.mp4`` (VSI-Bench layout). With
+    ``video_dir`` (relative to ``data_dir``) videos are looked up under it, as
+    ``{dataset}/{scene_name}.mp4`` or ``{scene_name}.mp4`` (the layout ``geovr data synth`` writes).
+    Existence is checked when the video is read (or by :func:`missing_videos`)."""
+    root = Path(data_dir) / video_dir if video_dir else Path(data_dir)
+    nested = root / str(doc["dataset"]) / f"{doc['scene_name']}.mp4"
+    if video_dir is None or nested.is_file():
+        return nested
+    flat = root / f"{doc['scene_name']}.mp4"
+    return flat if flat.is_file() else nested
+
+
+def missing_videos(data_dir: str | Path, docs: Sequence[Mapping], video_dir: str | None = None) -> list[Path]:
     """Sorted unique video paths referenced by ``docs`` that do not exist."""
-    return sorted({p for d in docs if not (p := video_path(data_dir, d)).is_file()})
+    return sorted({p for d in docs if not (p := video_path(data_dir, d, video_dir)).is_file()})

@@ -25,7 +25,8 @@ class AccelerateTrainerConfig:
     Loss: ``lm_weight``·L_lm + Σ weight_k·L_k. Logging: ``log_every`` steps into ``metrics.jsonl``,
     ``progress`` (tqdm bar), ``tensorboard``. Checkpoints: ``save_every`` steps (0 = only at the end),
     ``keep_last`` newest kept (0 = all); ``resume`` = ``true`` (latest checkpoint of ``output_dir``) or a
-    run/checkpoint directory. Teacher cache: ``cache`` = ``"auto"`` (read hits, compute and store misses),
+    run/checkpoint directory; ``overwrite`` lets a fresh run replace the checkpoints already in
+    ``output_dir`` (otherwise that is an error). Teacher cache: ``cache`` = ``"auto"`` (read hits, compute and store misses),
     ``"off"``, ``"only"`` (a miss is an error); ``cache_dir`` (default ``$GEOVR_CACHE_DIR`` or
     ``~/.cache/geovr/teacher``). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
     DeepSpeed) used when ``geovr run`` launches the processes.
@@ -53,6 +54,7 @@ class AccelerateTrainerConfig:
     save_every: int = 0
     keep_last: int = 2
     resume: bool | str = False
+    overwrite: bool = False
     cache: Literal["auto", "off", "only"] = "off"
     cache_dir: str | None = None
     accelerate_config: str | None = None

@@ -171,6 +171,7 @@ def generate_scene(seed: int, num_objects: tuple[int, int] = (8, 24), name: str 
     objects: list[SceneObject] = []
     floor_quads: list[np.ndarray] = []
     on_top: dict[int, list[np.ndarray]] = {}
+    footprint_area = 0.0
     for _ in range(target * 8):
         if len(objects) >= target:
             break
@@ -209,7 +210,10 @@ def generate_scene(seed: int, num_objects: tuple[int, int] = (8, 24), name: str 
             quad = cand.footprint()
             if not _quad_inside(room, quad, 0.05) or any(rects_overlap(quad, q, 0.1) for q in floor_quads):
                 continue
+            if footprint_area + size[0] * size[1] > 0.4 * room.area:  # leave room to walk
+                break
             floor_quads.append(quad)
+            footprint_area += size[0] * size[1]
             placed = cand
             break
         if placed is not None:
