@@ -23,13 +23,13 @@ class BackboneCfg:
 @attrs.define
 class TeacherCfg:
     layers: list[int] = [4, 11, 17, 23]
-    depth: int = 24
+    num_layers: int = 24
 
     def provides(self):
         return frozenset({"depth", "features"})
 
     def check(self):
-        return [f"layer {x} outside 0..{self.depth - 1}" for x in self.layers if not 0 <= x < self.depth]
+        return [f"layer {x} outside 0..{self.num_layers - 1}" for x in self.layers if not 0 <= x < self.num_layers]
 
 
 @attrs.define
@@ -68,7 +68,7 @@ class RecipePlugin:
 
     @geovr.hookimpl
     def register_trainers(self, register):
-        register("accelerate", lambda c, x: "trainer")
+        register("toy_trainer", lambda c, x: "trainer")
 
 
 GOOD = """
@@ -84,6 +84,8 @@ component = "toy_distill"
 weight = 0.5
 [data.train]
 component = "toy_data"
+[trainer]
+component = "toy_trainer"
 """
 
 
@@ -220,5 +222,29 @@ def test_show_and_dry_run_print_resolved_recipe(plugin_host, tmp_path, capsys):
     assert as_toml["objectives"][0]["weight"] == 0.5 and as_toml["data"]["train"]["component"] == "toy_data"
     assert main(["run", str(p), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("# dry run: toy -> runs/toy") and 'component = "accelerate"' in out
-    assert main(["run", str(p), "trainer.bogus=1", "--dry-run"]) == 2
+    assert out.startswith("# dry run: toy -> runs/toy") and 'component = "toy_trainer"' in out
+    no_trainer = write(tmp_path, GOOD.replace('[trainer]\ncomponent = "toy_trainer"\n', ""), "nt.toml")
+    assert load_recipe(no_trainer, require_training=True).trainer.component == "accelerate"  # the default
+    assert main(["run", str(p), "backbone.bogus=1", "--dry-run"]) == 2
+
+
+def test_objective_teacher_layers_checked_against_teacher_depth(plugin_host, tmp_path):
+    @attrs.define
+    class LayeredCfg:
+        weight: float = 1.0
+        teacher_layers: list[int] | None = None
+
+        def requires(self):
+            return frozenset({"features"})
+
+    class P:
+        @geovr.hookimpl
+        def register_objectives(self, register):
+            register("layered", lambda c, x: c, config=LayeredCfg)
+
+    plugin_host.register_object(P(), "layered-plugin")
+    text = GOOD + '[[objectives]]\ncomponent = "layered"\nteacher_layers = [4, 24]\n'
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, text))
+    assert err.value.problems == ["objectives.1.teacher_layers: [24] outside 0..23 (teacher 'toy_teacher' has 24 layers)"]
+    assert load_recipe(write(tmp_path, text.replace("[4, 24]", "[4, 23]"))).objectives[1].config.teacher_layers == [4, 23]

@@ -27,8 +27,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from geovr.recipe import build, load_recipe
+    from geovr.recipe import load_recipe
 
+    if args.accelerate_config and not args.dry_run:
+        from geovr.train.launch import launched, relaunch
+
+        if not launched():  # re-run this command under `accelerate launch` with the config file
+            return relaunch(args.accelerate_config, ["run", *_forwarded_args(args)])
     overrides = list(args.overrides)
     if args.resume:
         overrides += [f'output_dir="{args.resume}"', "trainer.resume=true"]
@@ -43,15 +48,49 @@ def run(args) -> int:
         return 0
     device = args.device or _default_device()
     print(f"geovr: building {recipe.name} on {device}", file=sys.stderr)
-    ctx = build(recipe, device=device, progress=lambda label: print(f"geovr:   {label}", file=sys.stderr))
-    result = ctx.extra["trainer"].fit(ctx)
-    if isinstance(result, dict) and result:
-        summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(result.items()))
-        print(f"geovr: done: {summary}", file=sys.stderr)
+    from geovr.train.runner import train
+
+    result = train(recipe, device=device, progress=lambda label: print(f"geovr:   {label}", file=sys.stderr))
+    print(f"geovr: done: {recipe.output_dir}", file=sys.stderr)
+    for line in loss_summary(recipe.output_dir):
+        print(f"geovr:   {line}", file=sys.stderr)
     return 0
+
+
+def loss_summary(run_dir: str, window: int = 5) -> list[str]:
+    """``name: first → last`` for the total, LM and each objective loss, each averaged over the first
+    and last ``window`` logged steps of ``RUN_DIR/metrics.jsonl`` (empty when there is none)."""
+    import json
+    import os
+
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    keys = [k for k in ("loss", "lm_loss") if k in rows[-1]] + sorted(
+        k for k in rows[-1] if k.endswith("/loss"))
+    out = []
+    for k in keys:
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        if len(vals) >= 2:
+            n = min(window, len(vals) // 2)
+            first, last = sum(vals[:n]) / n, sum(vals[-n:]) / n
+            out.append(f"{k.removesuffix('/loss'):<16} {first:9.4f} -> {last:9.4f}")
+    return out
 
 
 def _default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _forwarded_args(args) -> list[str]:
+    """The ``geovr run`` arguments to repeat in each launched process."""
+    out = [args.recipe, *args.overrides, "--accelerate-config", args.accelerate_config]
+    if args.resume:
+        out += ["--resume", args.resume]
+    if args.device:
+        out += ["--device", args.device]
+    return out

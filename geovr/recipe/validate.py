@@ -132,6 +132,16 @@ def validate(raw: dict[str, Any], *, source: str | None = None, registry=None,
             problems.append(f"{c.where}: objective {c.component!r} requires {', '.join(missing)}, which teacher "
                             f"{t!r}{extra} does not provide (it provides: {', '.join(sorted(provided)) or 'nothing'})")
 
+    teacher = choices.get("teacher")
+    depth = _teacher_depth(teacher.config) if teacher is not None and teacher.config is not None else None
+    if depth is not None:
+        for c in choices["objectives"]:
+            layers = getattr(c.config, "teacher_layers", None)
+            bad = [x for x in (layers or []) if not isinstance(x, int) or not 0 <= x < depth]
+            if bad:
+                problems.append(f"{c.where}.teacher_layers: {bad} outside 0..{depth - 1} (teacher "
+                                f"{teacher.component!r} has {depth} layers)")
+
     if problems:
         raise RecipeError(problems, source=source)
     return Recipe(
@@ -150,3 +160,15 @@ def validate(raw: dict[str, Any], *, source: str | None = None, registry=None,
         raw=raw,
         source=source,
     )
+
+
+def _teacher_depth(config) -> int | None:
+    """A teacher's layer count from its config: ``depth()`` if defined, else ``num_layers``."""
+    fn = getattr(config, "depth", None)
+    if callable(fn):
+        try:
+            return fn()
+        except Exception:  # an unreadable model config is reported by the teacher's own check()
+            return None
+    n = getattr(config, "num_layers", None)
+    return n if isinstance(n, int) else None

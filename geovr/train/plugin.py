@@ -54,11 +54,12 @@ def register_commands(subparsers):
 
 def run_cache(args) -> int:
     """``geovr cache RECIPE [key=value ...]``."""
-    from geovr.recipe import build, load_recipe
+    from geovr.recipe import load_recipe
     from geovr.train.cache import precompute
+    from geovr.train.runner import build_seeded
 
     recipe = load_recipe(args.recipe, list(args.overrides), require_training=True)
-    ctx = build(recipe, device=args.device, stages=("teacher", "metric_teacher", "data"))
+    ctx = build_seeded(recipe, device=args.device, stages=("teacher", "metric_teacher", "data"))
     stats = precompute(ctx, progress=not args.quiet)
     print(f"geovr: cached {stats['samples']} samples in {stats['cache_dir']}: {stats['written']} written, "
           f"{stats['hits']} already present, {stats['stale']} stale recomputed", file=sys.stderr)

@@ -1,0 +1,130 @@
+"""What the trainer assembles before its loop: the student+objectives module, the optimizer's parameter
+groups, log names, and the checks that must stop a run before its first step."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from geovr.errors import GeovrError, RecipeError
+from geovr.protocols import GeometryRequest
+from geovr.train.configs import AccelerateTrainerConfig
+
+
+class TrainModule(nn.Module):
+    """Backbone + objectives as one module (what accelerate wraps for DDP/FSDP).
+
+    ``forward(inputs, teacher, batch)`` returns ``{"total": scalar, "lm": scalar | None,
+    "objectives": [ObjectiveOutput, ...]}``.
+    """
+
+    def __init__(self, backbone: nn.Module, objectives: list[nn.Module], *, lm_weight: float):
+        super().__init__()
+        self.backbone = backbone
+        self.objectives = nn.ModuleList(objectives)
+        self.lm_weight = float(lm_weight)
+        self.request = GeometryRequest.union(o.student_needs for o in objectives)
+
+    def forward(self, inputs: dict, teacher, batch) -> dict[str, Any]:
+        student = self.backbone(inputs, geometry=self.request)
+        total = None
+        lm = student.lm_loss
+        if lm is not None and self.lm_weight != 0:
+            total = self.lm_weight * lm.float()
+        outs = []
+        for obj in self.objectives:
+            o = obj(student, teacher, batch)
+            outs.append(o)
+            term = float(obj.weight) * o.loss.float()
+            total = term if total is None else total + term
+        if total is None:
+            raise GeovrError("nothing to train: no objective and no language-model loss (lm_weight = 0 or no labels)")
+        return {"total": total, "lm": lm, "objectives": outs}
+
+
+def objective_names(objectives) -> list[str]:
+    """Unique log names (``name``, ``name.2``, … for repeats)."""
+    seen: dict[str, int] = {}
+    out = []
+    for o in objectives:
+        base = str(getattr(o, "name", type(o).__name__))
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}.{seen[base]}")
+    return out
+
+
+def parameter_groups(backbone, objectives, *, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: backbone ``"base"`` (and any other non-``"new"`` group) at ``lr``; ``"new"`` geometry
+    tokens and all objective parameters at ``head_lr``. Frozen parameters are left out; a parameter listed
+    twice is kept once."""
+    seen: set[int] = set()
+
+    def keep(params):
+        out = []
+        for p in params:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
+
+    groups = backbone.parameter_groups()
+    base = keep([p for k, ps in groups.items() if k != "new" for p in ps])
+    new = keep(groups.get("new", []))
+    heads = keep([p for o in objectives for p in o.parameters()])
+    out = []
+    for name, params, rate in (("base", base, lr), ("new", new, head_lr), ("heads", heads, head_lr)):
+        if params:
+            out.append({"params": params, "lr": rate, "weight_decay": weight_decay, "name": name})
+    return out
+
+
+def check_before_training(config: AccelerateTrainerConfig, context) -> None:
+    """Problems that must stop a run before its first step, all at once (:class:`RecipeError`)."""
+    problems = []
+    if context.backbone is None:
+        problems.append("backbone: no backbone was built")
+    ds = context.datasets.get("train")
+    if ds is None:
+        problems.append("data.train: no training dataset (add a [data.train] table)")
+    else:
+        try:
+            n = len(ds)
+        except TypeError:
+            n = None
+            problems.append("data.train: the dataset has no length (a map-style torch Dataset is required)")
+        if n == 0:
+            problems.append("data.train: the training dataset is empty (check its path and filters)")
+    nl = getattr(context.backbone, "num_layers", None)
+    names = objective_names(context.objectives)
+    provided = set()
+    for t in (context.teacher, context.metric_teacher):
+        provided |= set(getattr(t, "provides", ()) or ())
+    for i, (o, name) in enumerate(zip(context.objectives, names)):
+        for attr in ("weight", "student_needs", "requires"):
+            if not hasattr(o, attr):
+                problems.append(f"objectives.{i} ({name}): missing attribute {attr!r} of the Objective protocol")
+        req = getattr(o, "student_needs", GeometryRequest())
+        if nl is not None and any(not 0 <= layer <= nl for layer in req.layers):
+            problems.append(f"objectives.{i} ({name}): student layer(s) {list(req.layers)} out of range; the "
+                            f"backbone has hidden states 0..{nl}")
+        missing = set(getattr(o, "requires", ())) - provided
+        if missing:
+            problems.append(f"objectives.{i} ({name}): needs teacher outputs {sorted(missing)} that no teacher "
+                            f"provides ({sorted(provided) or 'no teacher'})")
+        for layer in getattr(o, "teacher_layers", None) or ():
+            tl = getattr(context.teacher, "num_layers", None)
+            if tl is not None and not 0 <= int(layer) < tl:
+                problems.append(f"objectives.{i} ({name}): teacher layer {layer} out of range; the teacher has "
+                                f"layers 0..{tl - 1}")
+    if config.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            problems.append("trainer.tensorboard: the 'tensorboard' package is not installed "
+                            "(pip install 'geovr[tensorboard]') ")
+    if config.accelerate_config and not os.path.isfile(config.accelerate_config):
+        problems.append(f"trainer.accelerate_config: file not found: {config.accelerate_config}")
+    if problems:
+        raise RecipeError(problems, source="before training")

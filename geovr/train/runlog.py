@@ -1,0 +1,151 @@
+"""What a run leaves in its directory besides checkpoints.
+
+* ``metrics.jsonl``: one JSON object per logged step (``step``, ``loss``, ``lm_loss``, every objective's
+  ``<name>/loss`` and ``<name>/<metric>``, learning rates, grad norm, throughput);
+* ``recipe.toml``: the merged raw recipe (after ``extends`` and overrides) — :func:`to_toml`;
+* ``environment.json``: python/platform, package versions, loaded plugins, process count;
+* ``tensorboard/`` (optional): the same scalars.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("geovr", "torch", "transformers", "accelerate", "peft", "timm", "safetensors", "numpy", "av",
+            "pluggy", "attrs", "tqdm")
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else json.dumps(k)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} {v!r} as TOML")
+
+
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def to_toml(data: dict[str, Any], _prefix: str = "") -> str:
+    """Render a TOML document from plain data (tables, arrays of tables, scalars; ``None`` is omitted).
+
+    ``tomllib.loads(to_toml(d)) == d`` for any such ``d`` without ``None`` values.
+    """
+    lines: list[str] = []
+    for k, v in data.items():
+        if v is None or isinstance(v, dict) or _is_table_array(v):
+            continue
+        lines.append(f"{_key(k)} = {_value(v)}")
+    for k, v in data.items():
+        name = f"{_prefix}{_key(k)}"
+        if isinstance(v, dict):
+            body = to_toml(v, f"{name}.")
+            lines += ["", f"[{name}]", body.rstrip("\n")] if body.strip() else ["", f"[{name}]"]
+        elif _is_table_array(v):
+            for item in v:
+                body = to_toml(item, f"{name}.")
+                lines += ["", f"[[{name}]]"] + ([body.rstrip("\n")] if body.strip() else [])
+    text = "\n".join(line for line in lines).strip("\n")
+    return text + "\n" if text else ""
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Python, platform, package versions and the plugin list (``load_plugins().plugin_infos(True)``)."""
+    import importlib.metadata as md
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    try:
+        from geovr.plugins import load_plugins
+
+        plugins = load_plugins().plugin_infos(True)
+    except Exception as exc:  # noqa: BLE001 (environment.json must never stop a run)
+        plugins = [{"error": f"{type(exc).__name__}: {exc}"}]
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "executable": sys.executable,
+            "packages": versions, "plugins": plugins, **(extra or {})}
+
+
+class MetricsLog:
+    """Appends one JSON line per logged step to ``RUN_DIR/metrics.jsonl`` (flushed every line).
+
+    ``resume_step``: keep only lines with ``step <= resume_step`` of an existing file (steps logged by
+    an interrupted run after its last checkpoint are dropped); ``None`` starts a new file.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, resume_step: int | None = None, tensorboard: bool = False):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resume_step is not None and self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        kept.append(line)
+                except ValueError:
+                    continue
+        atomic_write(self.path, "".join(f"{line}\n" for line in kept))
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Write ``record`` (must hold ``step``)."""
+        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self._fh.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        self._fh.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of ``RUN_DIR/metrics.jsonl`` in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
