@@ -1,9 +1,10 @@
-"""Built-in plugin of geovr.eval: the evaluators and the ``geovr eval`` verb (torch-free at import)."""
+"""Built-in plugin of geovr.eval: the evaluators, the ``evaluate`` training callback and the
+``geovr eval`` verb (torch-free at import)."""
 
 from __future__ import annotations
 
 from geovr import hookimpl
-from geovr.eval.configs import GeometryProbeConfig, SyntheticQAConfig, VSIBenchConfig
+from geovr.eval.configs import EvaluateCallbackConfig, GeometryProbeConfig, SyntheticQAConfig, VSIBenchConfig
 
 
 @hookimpl
@@ -15,6 +16,13 @@ def register_evaluators(register):
              summary="VSI-format questions on held-out synthetic scenes (no download)")
     register("geometry_probe", "geovr.eval.probe:build_geometry_probe", config=GeometryProbeConfig,
              summary="linear probes of depth / relative rotation from the frozen student's hidden states")
+
+
+@hookimpl
+def register_callbacks(register):
+    """``evaluate``: run the recipe's evaluators every N steps and at the end of training."""
+    register("evaluate", "geovr.eval.callback:build_evaluate_callback", config=EvaluateCallbackConfig,
+             summary="run the recipe's [[evaluators]] every N steps and when training ends")
 
 
 @hookimpl

@@ -3,14 +3,17 @@
 ``lmms-eval`` (lmms-eval 0.7.x ``vsibench``, default model kwargs)::
 
     These are frames of a video.\\n{question}\\nPlease answer the question using a single word or phrase.
-    These are frames of a video.\\n{question}\\nOptions:\\n{options, one per line}\\nAnswer with the option's letter from the given choices directly.
+    These are frames of a video.\\n{question}\\nOptions:\\n{options, one per line}\\n
+        Answer with the option's letter from the given choices directly.
 
 ``geovr`` (the method's own evaluator; no pre-prompt, no "Options:" header)::
 
     {question}\\nPlease answer the question ONLY using a single Arabic numeral.
     {question}\\n{options, one per line}\\nAnswer with ONLY the option's letter directly.
 
-The video itself is passed to the backbone separately (frames before the text in the chat turn).
+(the lmms-eval multiple-choice line is wrapped here for width; the prompt has just the one ``\\n``
+after the last option). The video is passed to the backbone separately (frames before the text in
+the chat turn).
 """
 
 from __future__ import annotations

@@ -68,12 +68,13 @@ def check_backbone(backbone, batch: Batch, *, layers=(1,), frozen_prefixes: tupl
     return out
 
 
-def check_teacher(teacher, frames, *, layers=None) -> TeacherOutput:
+def check_teacher(teacher, frames, *, layers=None, batch: Batch | None = None) -> TeacherOutput:
     """Check a teacher on ``frames`` ``[B,S,3,H,W]`` in [0,1].
 
     Verifies: ``provides`` ⊆ TEACHER_OUTPUTS; every provided field is present with the documented
     shape; features ``[B,S,h,w,feature_dim]`` for each requested layer within ``num_layers``; no
     parameter requires grad; outputs carry no autograd graph; ``cache_key()`` is a stable non-empty str.
+    ``batch`` is passed to ``encode`` for teachers that read ground truth (the synthetic oracle).
     """
     import torch
 
@@ -84,7 +85,7 @@ def check_teacher(teacher, frames, *, layers=None) -> TeacherOutput:
     assert all(0 <= layer < teacher.num_layers for layer in layers), f"layers {layers} outside 0..{teacher.num_layers - 1}"
     if hasattr(teacher, "parameters"):
         assert not any(p.requires_grad for p in teacher.parameters()), "teacher parameters must be frozen"
-    out = teacher.encode(frames, layers)
+    out = teacher.encode(frames, layers) if batch is None else teacher.encode(frames, layers, batch=batch)
     assert isinstance(out, TeacherOutput), f"encode must return TeacherOutput, got {type(out).__name__}"
     for name, t in out.tensors().items():
         assert isinstance(t, torch.Tensor) and not t.requires_grad, f"{name} must be a detached tensor"

@@ -1,0 +1,131 @@
+"""``geovr data synth``: write a synthetic VSI-style dataset to disk.
+
+Layout of ``--out DIR``::
+
+    DIR/videos/<scene>.mp4            H.264 video of the rendered frames
+    DIR/geometry/<scene>.safetensors  depth [S,H,W] (m), intrinsics [S,3,3], extrinsics [S,3,4], ids [S,H,W]
+    DIR/scenes/<scene>.json           room, objects and camera path of the scene
+    DIR/qa.jsonl                      VSI-format questions about all scenes
+    DIR/.geovr-synth.json             marker with the options (makes re-runs idempotent)
+
+The ``video_qa`` dataset reads this layout directly (``annotations = "DIR/qa.jsonl"``,
+``video_root = "DIR/videos"``, ``geometry_root = "DIR/geometry"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from geovr.errors import UsageError
+
+MARKER = ".geovr-synth.json"
+EPILOG = """examples:
+  geovr data synth --out data/synth --scenes 100 --frames 32 --size 224 224 --seed 0
+  geovr data synth --out /tmp/tiny --scenes 2 --frames 8 --size 64 96
+  geovr data synth --out data/big --scenes 1000 --frames 32 --compile
+  (re-running the same command resumes/skips finished scenes; a non-empty directory that was not
+  created by this command is never overwritten)"""
+
+
+def add_parser(subparsers) -> None:
+    """Register ``geovr data synth`` on the ``geovr`` sub-parser action."""
+    data = subparsers.add_parser("data", help="data utilities (synthetic world)",
+                                 description="Data utilities.", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = data.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("synth", help="write a synthetic VSI-style dataset (videos, geometry, qa.jsonl)",
+                       description="Write a synthetic VSI-style dataset to disk: videos, geometry, scene "
+                                   "files and qa.jsonl (readable by the video_qa dataset).", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output directory (created; must be empty or a previous run)")
+    p.add_argument("--scenes", type=int, default=10, help="number of scenes (default 10)")
+    p.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
+    p.add_argument("--size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"),
+                   help="frame size, both even (default 224 224)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--fps", type=int, default=10, help="video frame rate (default 10)")
+    p.add_argument("--compile", action="store_true",
+                   help="render through torch.compile (faster for many frames; ~30 s compile on first use)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Entry point of ``geovr data synth`` (returns the exit code)."""
+    synthesize(args.out, scenes=args.scenes, frames=args.frames, size=tuple(args.size), seed=args.seed,
+               fps=args.fps, progress=not args.no_progress, compiled=args.compile)
+    return 0
+
+
+def _check_dir(out: Path, options: dict) -> None:
+    marker = out / MARKER
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        if previous != options:
+            raise UsageError(f"{out} holds a synthetic dataset made with different options {previous}; "
+                             f"choose another --out or delete it")
+    elif out.exists() and any(out.iterdir()):
+        raise UsageError(f"refusing to write into non-empty directory {out} (not created by 'geovr data synth'); "
+                         f"choose an empty or new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(options, sort_keys=True))
+
+
+def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: int, fps: int = 10,
+               progress: bool = True, compiled: bool = False) -> dict:
+    """Write ``scenes`` scenes to ``out`` (layout in the module docstring); skips scenes already
+    written by a previous identical run (``compiled`` only changes the speed, see
+    :func:`geovr.data.synthetic.render.render`). Returns ``{"scenes": n, "questions": m, "written": k}``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    from geovr.data.synthetic.camera import make_trajectory
+    from geovr.data.synthetic.dataset import scene_seed
+    from geovr.data.synthetic.qa import generate_questions
+    from geovr.data.synthetic.render import render
+    from geovr.data.synthetic.scene import generate_scene
+    from geovr.data.video import write_video
+
+    H, W = size
+    if scenes < 1 or frames < 1:
+        raise UsageError(f"--scenes and --frames must be >= 1, got {scenes} and {frames}")
+    if H < 2 or W < 2 or H % 2 or W % 2:
+        raise UsageError(f"--size must be two even numbers >= 2 (H.264 needs even sizes), got {H} {W}")
+    out = Path(out)
+    _check_dir(out, {"scenes": scenes, "frames": frames, "size": [H, W], "seed": seed, "fps": fps})
+    for sub in ("videos", "geometry", "scenes"):
+        (out / sub).mkdir(exist_ok=True)
+    records, written = [], 0
+    for i in tqdm(range(scenes), desc="geovr data synth", unit="scene", disable=not progress):
+        s = scene_seed(seed, i)
+        name = f"scene_{i:05d}"
+        paths = {k: out / k / f"{name}{ext}" for k, ext in
+                 (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))}
+        scene = generate_scene(s, name=name)
+        if all(p.is_file() for p in paths.values()):
+            ids = load_file(str(paths["geometry"]))["ids"]
+        else:
+            traj = make_trajectory(scene, frames, (H, W), s)
+            r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
+            ids = r["ids"]
+            tmp = {k: p.with_name(p.stem + ".tmp" + p.suffix) for k, p in paths.items()}
+            write_video(tmp["videos"], r["rgb"], fps=fps)
+            save_file({"depth": r["depth"].contiguous(), "ids": ids.contiguous(),
+                       "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
+                       "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32)}, str(tmp["geometry"]))
+            meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
+                                                  "image_size": [H, W], "num_frames": frames}}
+            tmp["scenes"].write_text(json.dumps(meta, indent=1))
+            for k in paths:
+                os.replace(tmp[k], paths[k])
+            written += 1
+        records += generate_questions(scene, ids, seed=s)
+    with open(out / "qa.jsonl.tmp", "w", encoding="utf-8") as f:
+        for n, rec in enumerate(records):
+            f.write(json.dumps({**rec, "id": n}) + "\n")
+    os.replace(out / "qa.jsonl.tmp", out / "qa.jsonl")
+    return {"scenes": scenes, "questions": len(records), "written": written}

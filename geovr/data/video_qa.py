@@ -1,0 +1,127 @@
+"""The ``video_qa`` dataset: any VSI-format jsonl plus a directory of videos, read with PyAV.
+
+Each jsonl line is a record ``{id, dataset, scene_name, question_type, question, options,
+ground_truth}`` (VSI-Bench's fields). The video of a record is ``<video_root>/<scene_name>.mp4`` or
+``<video_root>/<dataset>/<scene_name>.mp4``. ``num_frames`` frames are sampled uniformly. With a
+``geometry_root``, ``<scene_name>.safetensors`` (``depth [F,H,W]``, ``intrinsics [F,3,3]``,
+``extrinsics [F,3,4]``, as written by ``geovr data synth``) adds ground truth for the sampled frames.
+Samples follow :mod:`geovr.data.collate`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from geovr.data.configs import VideoQAConfig
+from geovr.data.video import read_video
+from geovr.errors import DataError
+
+RECORD_KEYS = ("id", "scene_name", "question_type", "question", "ground_truth")
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Parse a VSI-format jsonl file; errors name ``path:line``."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"annotation file not found: {p}")
+    records = []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from exc
+        missing = [k for k in RECORD_KEYS if k not in rec]
+        if missing:
+            raise DataError(f"{p}:{lineno}: record lacks {missing} (VSI fields: {list(RECORD_KEYS)})")
+        records.append(rec)
+    return records
+
+
+def resize_sample(frames, size, depth=None, intrinsics=None):
+    """Resize frames ``[S,3,H,W]`` (bilinear, antialiased), depth ``[S,H,W]`` (nearest) and scale
+    intrinsics ``[S,3,3]`` to ``size = (H', W')`` (pixel centres at integer coordinates)."""
+    H, W = frames.shape[-2:]
+    h, w = size
+    if (H, W) == (h, w):
+        return frames, depth, intrinsics
+    frames = F.interpolate(frames, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    if depth is not None:
+        depth = F.interpolate(depth[:, None], size=(h, w), mode="nearest-exact")[:, 0]
+    if intrinsics is not None:
+        sx, sy = w / W, h / H
+        intrinsics = intrinsics.clone()
+        intrinsics[:, 0, 0] *= sx
+        intrinsics[:, 1, 1] *= sy
+        intrinsics[:, 0, 2] = (intrinsics[:, 0, 2] + 0.5) * sx - 0.5
+        intrinsics[:, 1, 2] = (intrinsics[:, 1, 2] + 0.5) * sy - 0.5
+    return frames, depth, intrinsics
+
+
+class VideoQADataset(torch.utils.data.Dataset):
+    """Samples of a VSI-format jsonl (see the module docstring)."""
+
+    def __init__(self, config: VideoQAConfig):
+        self.config = config
+        records = load_records(config.annotations)
+        if config.question_types is not None:
+            records = [r for r in records if r["question_type"] in set(config.question_types)]
+        self.records = records[: config.limit] if config.limit else records
+        self.video_root = Path(config.video_root)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def video_path(self, rec: dict) -> Path:
+        """The video of ``rec``; raises :class:`DataError` listing the paths tried."""
+        name = f"{rec['scene_name']}.mp4"
+        tried = [self.video_root / name]
+        if rec.get("dataset"):
+            tried.append(self.video_root / str(rec["dataset"]) / name)
+        for p in tried:
+            if p.is_file():
+                return p
+        raise DataError(f"video not found for scene {rec['scene_name']!r}: tried {', '.join(map(str, tried))}")
+
+    def _geometry(self, rec: dict, indices: torch.Tensor) -> dict:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(self.config.geometry_root) / f"{rec['scene_name']}.safetensors"
+        if not path.is_file():
+            raise DataError(f"geometry file not found: {path}")
+        try:
+            geo = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise DataError(f"cannot read geometry file {path}: {exc}") from exc
+        missing = [k for k in ("depth", "intrinsics", "extrinsics") if k not in geo]
+        if missing:
+            raise DataError(f"geometry file {path} lacks {missing}")
+        if int(indices.max()) >= geo["depth"].shape[0]:
+            raise DataError(f"geometry file {path} has {geo['depth'].shape[0]} frames; need index {int(indices.max())}")
+        return {k: geo[k][indices].float() for k in ("depth", "intrinsics", "extrinsics")}
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        frames, idx = read_video(self.video_path(rec), num_frames=self.config.num_frames)
+        geo = self._geometry(rec, idx) if self.config.geometry_root else {}
+        if self.config.image_size is not None:
+            frames, depth, K = resize_sample(frames, tuple(self.config.image_size), geo.get("depth"),
+                                             geo.get("intrinsics"))
+            if geo:
+                geo.update(depth=depth, intrinsics=K)
+        return {
+            "frames": frames, "frame_indices": idx, "question": rec["question"], "options": rec.get("options"),
+            "answer": str(rec["ground_truth"]), "question_type": rec["question_type"],
+            "scene_id": str(rec["scene_name"]), "sample_id": f"{rec['scene_name']}:{rec['id']}", **geo,
+        }
+
+
+def build(config: VideoQAConfig, context=None) -> VideoQADataset:
+    """Factory of the ``video_qa`` dataset component."""
+    return VideoQADataset(config)

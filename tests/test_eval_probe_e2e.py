@@ -1,0 +1,160 @@
+"""The ``geometry_probe`` evaluator end to end: dataset from the registry, frozen backbone, probes,
+reports. Backbones whose hidden states hold the ground truth score well; noise scores like the
+constant baseline; the tiny Qwen student runs through the real code path."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from geovr import hookimpl
+from geovr.eval.configs import GeometryProbeConfig
+from geovr.eval.probe import build_geometry_probe, patch_depth
+from geovr.protocols import BuildContext, StudentOutput
+from geovr.testing import registered
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest on a busy 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+S, H, W = 4, 32, 32
+
+
+def _yaw(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+class PlaneVideos:
+    """Videos of tilted planes with exact depth and camera rotations (sample dicts of geovr.data.collate)."""
+
+    def __init__(self, n=10, seed=0):
+        import torch
+
+        rng = np.random.default_rng(seed)
+        ys, xs = np.meshgrid(np.linspace(0, 1, H), np.linspace(0, 1, W), indexing="ij")
+        self.items = []
+        for i in range(n):
+            depth = np.stack([rng.uniform(1, 4) + rng.uniform(-1, 1) * xs + rng.uniform(0, 3) * ys
+                              + 0.5 * (rng.random((H, W)) < 0.1) for _ in range(S)]).clip(0.5, 9)
+            yaws = np.cumsum(rng.uniform(-0.3, 0.3, S))
+            extr = np.stack([np.concatenate([_yaw(a), rng.normal(size=(3, 1))], 1) for a in yaws])
+            frames = torch.from_numpy(np.repeat((1 / depth)[:, None], 3, 1)).float().clamp(0, 1)
+            self.items.append({"frames": frames, "depth": torch.from_numpy(depth).float(),
+                               "extrinsics": torch.from_numpy(extr).float(), "question": "q", "answer": "a",
+                               "question_type": "qa", "scene_id": f"s{i}", "sample_id": str(i)})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class DataPlugin:
+    @staticmethod
+    @hookimpl
+    def register_datasets(register):
+        register("plane_videos", lambda config, context: PlaneVideos(**config))
+
+
+class GridBackbone:
+    """A backbone double with an 8×8 token grid: ``mode="oracle"`` features are a random linear embedding
+    of the ground truth (log patch depth for the grids, relative rotation for the camera states);
+    ``mode="noise"`` features are random."""
+
+    num_layers, hidden_size = 2, 24
+
+    def __init__(self, mode):
+        import torch
+
+        self.mode = mode
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        rng = np.random.default_rng(5)
+        self.mix_d, self.mix_r = rng.normal(size=(1, 24)), rng.normal(size=(9, 24))
+        self.rng = np.random.default_rng(6)
+        self.seen_grad = []
+
+    def parameters(self):
+        return [self.weight]
+
+    def prepare(self, batch, *, with_answers=True):
+        return {"batch": batch}
+
+    def forward(self, inputs, *, geometry):
+        import torch
+
+        self.seen_grad.append(self.weight.requires_grad)
+        batch = inputs["batch"]
+        hidden, cams = {}, []
+        for layer in geometry.layers:
+            feats = []
+            for b in range(batch.batch_size):
+                d = patch_depth(batch.depth[b], (S, 8, 8))
+                x = np.log(d)[..., None] @ self.mix_d if self.mode == "oracle" else self.rng.normal(size=(S, 8, 8, 24))
+                feats.append(x + 0.01 * self.rng.normal(size=x.shape))
+            hidden[layer] = torch.tensor(np.stack(feats))
+        for b in range(batch.batch_size):
+            R = batch.extrinsics[b, :, :3, :3].double().numpy()
+            rel = (R @ R[0].T).reshape(S, 9)
+            cams.append(rel @ self.mix_r if self.mode == "oracle" else self.rng.normal(size=(S, 24)))
+        camera = torch.tensor(np.stack(cams)) if geometry.camera_tokens else None
+        return StudentOutput(hidden=hidden, camera=camera)
+
+
+def _probe(**kw):
+    cfg = GeometryProbeConfig(dataset="plane_videos", dataset_options={"n": 10}, num_samples=10, train_fraction=0.7,
+                              progress=False, **kw)
+    return build_geometry_probe(cfg, BuildContext())
+
+
+def test_oracle_features_score_well_noise_poorly(tmp_path):
+    with registered(DataPlugin(), "plane-data", isolated=True):
+        oracle_bb = GridBackbone("oracle")
+        good = _probe(layers=[1, 2], batch_size=3).evaluate(oracle_bb, tmp_path / "oracle")
+        bad = _probe(layers=[1, 2], batch_size=3).evaluate(GridBackbone("noise"), tmp_path / "noise")
+    for layer in (1, 2):
+        assert good[f"depth_absrel_L{layer}"] < 0.02 and good[f"depth_delta1_L{layer}"] > 0.99, good
+        assert bad[f"depth_absrel_L{layer}"] > 0.8 * bad["depth_absrel_constant"], bad
+        assert bad[f"depth_delta1_L{layer}"] < 0.7, bad
+    assert good["rotation_error_deg"] < 1.0
+    assert bad["rotation_error_deg"] > 0.5 * bad["rotation_error_identity_deg"] > 2.0
+    # frozen during the probe, restored afterwards
+    assert oracle_bb.seen_grad == [False] * len(oracle_bb.seen_grad) and oracle_bb.weight.requires_grad
+    out = tmp_path / "oracle" / "geometry_probe"
+    doc = json.loads((out / "probe.json").read_text())
+    assert doc["videos"] == {"train": 7, "test": 3} and set(doc["layers"]) == {"1", "2"}
+    assert "| 1 |" in (out / "probe.md").read_text() and (out / "probe.png").stat().st_size > 1000
+
+
+def test_tiny_qwen_student_on_synthetic_rooms(tmp_path):
+    qwen_testing = pytest.importorskip("geovr_plugin_qwen_vl.testing",
+                                       reason="geovr-plugin-qwen-vl is not installed")
+    import torch
+
+    torch.manual_seed(0)
+    bb = qwen_testing.tiny_backbone("qwen2_5_vl")
+    trainable = [p.requires_grad for p in bb.parameters()]
+    cfg = GeometryProbeConfig(num_samples=4, batch_size=2, train_fraction=0.5, progress=False,
+                              dataset_options={"num_frames": 3, "image_size": [56, 56]})
+    assert cfg.options() == {"num_samples": 4, "seed": 12345, "with_geometry": True, "num_frames": 3,
+                             "image_size": [56, 56]}
+    res = build_geometry_probe(cfg, BuildContext()).evaluate(bb, tmp_path)
+    assert set(res) >= {"depth_absrel_L1", "depth_absrel_L2", "depth_delta1_L2", "rotation_error_deg",
+                        "rotation_error_identity_deg", "depth_absrel_constant"}
+    assert all(math.isfinite(v) for v in res.values()), res
+    assert 0 <= res["depth_delta1_L2"] <= 1 and res["depth_absrel_L2"] > 0
+    assert [p.requires_grad for p in bb.parameters()] == trainable
+    doc = json.loads((tmp_path / "geometry_probe" / "probe.json").read_text())
+    assert doc["videos"] == {"train": 2, "test": 2}
