@@ -44,7 +44,8 @@ class VGGTTeacherConfig:
     """Options of teacher ``vggt``.
 
     pretrained: HF id (resolved from the local HF cache only) or a local ``.pt``/``.safetensors``
-    file or directory. model_config: ``"1b"``, ``"tiny"`` (golden test model) or a JSON config path.
+    file or directory; ``""`` = random weights drawn from ``seed`` (smoke tests and tiny recipes
+    only: a random teacher teaches nothing). model_config: ``"1b"``, ``"tiny"`` (golden test model) or a JSON config path.
     image_size: long side of the working resolution in pixels (multiple of 14). resize_mode: ``"crop"``
     (width → image_size, height rounded to a multiple of 14 and centre-cropped to at most image_size)
     or ``"pad"`` (long side → image_size, padded with white to a square). dtype: aggregator precision
@@ -66,6 +67,7 @@ class VGGTTeacherConfig:
     pool: Literal[1, 2] = 2
     attention: Literal["sdpa", "xformers"] = "sdpa"
     points: Literal["depth", "head"] = "depth"
+    seed: int = 0
 
     def provides(self) -> frozenset[str]:
         """Outputs this teacher fills in."""

@@ -49,10 +49,18 @@ class VGGTTeacher(nn.Module):
                                    "(pip install 'geovr-plugin-vggt[xformers]'); use 'sdpa' otherwise"]) from exc
         self.config = config
         self.model_config = load_config(config.model_config)
-        with torch.device("meta"):  # no random init; the checkpoint tensors are assigned
-            model = VGGT.from_config(self.model_config, enable_track=False, enable_point=config.points == "head")
-        self.checkpoint_path = load_weights(model, config.pretrained, assign=True)
-        self.weights_digest = file_digest(self.checkpoint_path)
+        heads = {"enable_track": False, "enable_point": config.points == "head"}
+        if config.pretrained == "":  # random weights from the seed (tests / tiny recipes)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                model = VGGT.from_config(self.model_config, **heads)
+            self.checkpoint_path = None
+            self.weights_digest = f"random-seed-{config.seed}"
+        else:
+            with torch.device("meta"):  # no random init; the checkpoint tensors are assigned
+                model = VGGT.from_config(self.model_config, **heads)
+            self.checkpoint_path = load_weights(model, config.pretrained, assign=True)
+            self.weights_digest = file_digest(self.checkpoint_path)
         model.set_attention(config.attention)
         self.model = model.to(device)
         self.model.eval()

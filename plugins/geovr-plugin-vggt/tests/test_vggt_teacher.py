@@ -224,3 +224,20 @@ def test_xformers_option_needs_xformers(root):
         out = VGGTTeacher(tiny_cfg(root, attention="xformers", layers=[5])).encode(frames)
         ref = VGGTTeacher(tiny_cfg(root, layers=[5])).encode(frames)
         torch.testing.assert_close(out.depth, ref.depth, atol=1e-4, rtol=1e-4)
+
+
+def test_random_weights_from_seed_for_tiny_recipes():
+    """``pretrained = ""`` draws the weights from ``seed``: same seed, same weights and cache key."""
+    from geovr_plugin_vggt.config import VGGTTeacherConfig
+    from geovr_plugin_vggt.teacher import VGGTTeacher
+
+    def make(seed):
+        return VGGTTeacher(VGGTTeacherConfig(pretrained="", model_config="tiny", image_size=56, layers=[1, 5],
+                                             seed=seed))
+
+    a, b, c = make(0), make(0), make(1)
+    sa, sc = a.model.state_dict(), c.model.state_dict()
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in sa.items())
+    assert any(not torch.equal(v, sc[k]) for k, v in sa.items() if v.is_floating_point() and v.numel() > 1)
+    assert a.cache_key() == b.cache_key() != c.cache_key()
+    assert a.checkpoint_path is None and not any(p.is_meta for p in a.parameters())

@@ -1,0 +1,1 @@
+"""geovr plugin: the DUSt3R teacher (torch-free at import)."""

@@ -1,0 +1,112 @@
+"""Recipe options of the ``dust3r`` teacher (torch-free: imported when recipes are validated).
+
+Option names follow the ``vggt`` teacher where they mean the same thing (``pretrained``,
+``model_config``, ``image_size``, ``dtype``, ``layers``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+from geovr_plugin_dust3r.arch import PRESETS, DUSt3RArch
+
+#: Hugging Face id of the official checkpoint.
+OFFICIAL_CHECKPOINT = "naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt"
+PROVIDES = frozenset({"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"})
+
+
+def load_arch(model_config: str) -> DUSt3RArch:
+    """``"official"``/``"vitl_512_dpt"``/``"tiny"`` or the path of a ``tiny_config.json``-style JSON
+    file → :class:`DUSt3RArch`. Raises ``ValueError`` (unreadable or inconsistent file)."""
+    if model_config in PRESETS:
+        return PRESETS[model_config]
+    path = Path(model_config).expanduser()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"model_config {model_config!r} is not one of {sorted(PRESETS)} nor a readable "
+                         f"JSON file ({type(exc).__name__}: {exc})") from exc
+    return DUSt3RArch.from_dict(data)
+
+
+@attrs.define
+class DUSt3RTeacherConfig:
+    """``[teacher] component = "dust3r"`` options.
+
+    * ``pretrained``: local ``.pth``/``.safetensors`` file or directory, or a Hugging Face id resolved
+      from the local cache only; ``""`` gives random weights drawn from ``seed`` (tests, tiny recipes);
+    * ``model_config``: ``"official"`` (ViT-L encoder, ViT-B decoder, DPT; 571M parameters),
+      ``"tiny"`` (test size) or a JSON file in the layout of the reference ``tiny_config.json``;
+    * ``image_size``: 512 (long side 512, sides cropped to multiples of 16) or 224 (224×224 centre
+      crop); other values use the long-side rule; ``square_ok``: keep square images square (else 4:3);
+    * ``pairing``: ``"first"`` (every frame paired with frame 0) or ``"keyframes"`` (every
+      ``keyframe_interval``-th frame is a keyframe chained to the previous one, other frames pair with
+      their keyframe);
+    * ``layers``: decoder blocks (0-based, < decoder depth) whose tokens are returned as features;
+      default: four evenly spaced blocks ending with the last, (2, 5, 8, 11) official, (0, 1, 2, 3) tiny;
+    * ``dtype``: autocast dtype of the encoder/decoder (the heads always run in float32);
+    * ``pair_batch_size``: image pairs per network call; ``focal_iters``: robust focal iterations;
+    * ``revision``/``cache_dir``: Hugging Face cache look-up; ``allow_pickle``: fully unpickle a trusted
+      ``.pth`` that ``weights_only`` loading rejects.
+    """
+
+    pretrained: str = OFFICIAL_CHECKPOINT
+    model_config: str = "official"
+    image_size: int = 512
+    square_ok: bool = False
+    pairing: Literal["first", "keyframes"] = "first"
+    keyframe_interval: int = 8
+    layers: list[int] | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    pair_batch_size: int = 8
+    focal_iters: int = 10
+    seed: int = 0
+    revision: str | None = None
+    cache_dir: str | None = None
+    allow_pickle: bool = False
+
+    def provides(self) -> frozenset[str]:
+        """Teacher outputs (checked against the objectives' ``requires``)."""
+        return PROVIDES
+
+    def arch(self) -> DUSt3RArch:
+        """The architecture named by ``model_config`` (raises ``ValueError`` if unreadable)."""
+        return load_arch(self.model_config)
+
+    def feature_layers(self) -> tuple[int, ...]:
+        """``layers``, or by default four evenly spaced decoder blocks ending with the last one,
+        ``(D/4, D/2, 3D/4, D) − 1`` (0-based): (2, 5, 8, 11) official, (0, 1, 2, 3) tiny."""
+        if self.layers is not None:
+            return tuple(int(x) for x in self.layers)
+        d = self.arch().dec_depth
+        return tuple(sorted({max(0, d * k // 4 - 1) for k in (1, 2, 3, 4)}))
+
+    def check(self) -> list[str]:
+        """Cross-field rules; each string is reported as a recipe problem."""
+        problems = []
+        if self.image_size < 16:
+            problems.append(f"image_size must be >= 16 (512 or 224 for the official model), got {self.image_size}")
+        if self.keyframe_interval < 1:
+            problems.append(f"keyframe_interval must be >= 1, got {self.keyframe_interval}")
+        if self.pair_batch_size < 1:
+            problems.append(f"pair_batch_size must be >= 1, got {self.pair_batch_size}")
+        if self.focal_iters < 1:
+            problems.append(f"focal_iters must be >= 1, got {self.focal_iters}")
+        try:
+            depth = self.arch().dec_depth
+        except ValueError as exc:
+            return problems + [str(exc)]
+        if self.layers is not None:
+            bad = [layer for layer in self.layers if not 0 <= layer < depth]
+            if bad:
+                problems.append(f"layers {bad} outside the decoder depth of model_config {self.model_config!r} "
+                                f"(valid: 0..{depth - 1})")
+            if not self.layers:
+                problems.append("layers must not be empty (omit it for the default)")
+            if len(set(self.layers)) != len(self.layers):
+                problems.append(f"layers {self.layers} has duplicates")
+        return problems
