@@ -23,7 +23,7 @@ def test_import_geovr_does_not_import_torch():
 
 def test_list_plugins_does_not_import_torch():
     code = ("import sys; from geovr.cli.main import main; rc = main(['list-plugins', '--all', '--json']); "
-            "assert rc == 0; bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+            "assert rc == 0; bad = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; "
             "assert not bad, f'imported {bad}'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
