@@ -25,21 +25,9 @@ def uniform_indices(total: int, num_frames: int) -> np.ndarray:
 
 def count_frames(path: str | Path) -> int:
     """Number of video frames: the container's count when it records one, else by decoding."""
-    import av
+    from geovr.data.video import count_frames as _count
 
-    from geovr.data.video import count_frames as decode_count
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: video file not found")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path}: no video stream")
-            n = int(container.streams.video[0].frames or 0)
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise DataError(f"{path}: cannot read video ({type(exc).__name__}: {exc})") from exc
-    return n if n > 0 else decode_count(path)
+    return _count(path, trust_header=True)
 
 
 def read_frames(path: str | Path, num_frames: int):
