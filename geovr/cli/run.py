@@ -50,7 +50,7 @@ def run(args) -> int:
     print(f"geovr: building {recipe.name} on {device}", file=sys.stderr)
     from geovr.train.runner import train
 
-    result = train(recipe, device=device, progress=lambda label: print(f"geovr:   {label}", file=sys.stderr))
+    train(recipe, device=device, progress=lambda label: print(f"geovr:   {label}", file=sys.stderr))
     print(f"geovr: done: {recipe.output_dir}", file=sys.stderr)
     for line in loss_summary(recipe.output_dir):
         print(f"geovr:   {line}", file=sys.stderr)

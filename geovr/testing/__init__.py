@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from geovr.plugins import PluginHost, load_plugins, set_host
+from geovr.plugins import PluginHost, set_host
 
 
 @contextlib.contextmanager

@@ -76,7 +76,7 @@ def test_rope_positions_of_inserted_tokens(backbone):
         inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
         video_grid_thw=inputs["video_grid_thw"], attention_mask=inputs["attention_mask"],
         **({"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}))
-    pos, src, kind = layout["position_ids"][:, 0], layout["src"][0], layout["kind"][0]
+    pos, src = layout["position_ids"][:, 0], layout["src"][0]
     scale_at = int(layout["scale_index"][0])
     orig = src >= 0
     expect = hf_pos[:, 0, src[orig]] + (torch.arange(len(src))[orig] > scale_at).long()

@@ -11,22 +11,10 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from geovr.errors import CheckpointError  # noqa: E402
-from geovr.testing.golden import golden_dir  # noqa: E402
 from geovr_plugin_vggt import checkpoint as ckpt  # noqa: E402
 from geovr_plugin_vggt.cli import add_commands  # noqa: E402
 from geovr_plugin_vggt.model import VGGT  # noqa: E402
-from geovr_plugin_vggt.testing import single_thread, tiny_config  # noqa: E402
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def root():
-    return golden_dir("vggt")
+from geovr_plugin_vggt.testing import tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")

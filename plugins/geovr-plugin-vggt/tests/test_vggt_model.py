@@ -11,34 +11,17 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
 from geovr import geometry  # noqa: E402
-from geovr.testing.golden import golden_dir  # noqa: E402
 from geovr_plugin_vggt.model import VGGT  # noqa: E402
-from geovr_plugin_vggt.testing import single_thread, tiny_config, tiny_model  # noqa: E402
+from geovr_plugin_vggt.testing import tiny_config, tiny_model  # noqa: E402
 
 CASES = "abcd"
 TOL = dict(atol=1e-5, rtol=1e-5)  # golden README: tokens, pose_enc, depth, points, confidences
 TRACK_TOL = dict(atol=1e-4, rtol=1e-5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def root():
-    return golden_dir("vggt")
-
-
 @pytest.fixture(scope="module")
 def model(root):
     return tiny_model(root)
-
-
-@pytest.fixture(scope="module")
-def io(root):
-    return load_file(str(root / "tiny_io.safetensors"))
 
 
 @pytest.fixture(scope="module")

@@ -16,30 +16,12 @@ from geovr.errors import RecipeError  # noqa: E402
 from geovr.protocols import BuildContext, Teacher, TeacherOutput  # noqa: E402
 from geovr.testing import registered  # noqa: E402
 from geovr.testing.contracts import check_teacher  # noqa: E402
-from geovr.testing.golden import golden_dir  # noqa: E402
 from geovr_plugin_vggt import plugin  # noqa: E402
 from geovr_plugin_vggt.config import VGGT_PROVIDES, VGGTTeacherConfig  # noqa: E402
 from geovr_plugin_vggt.preprocess import preprocess_frames  # noqa: E402
 from geovr_plugin_vggt.teacher import VGGTTeacher, build  # noqa: E402
-from geovr_plugin_vggt.testing import single_thread  # noqa: E402
 
 TOL = dict(atol=1e-5, rtol=1e-5)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def root():
-    return golden_dir("vggt")
-
-
-@pytest.fixture(scope="module")
-def io(root):
-    return load_file(str(root / "tiny_io.safetensors"))
 
 
 def tiny_cfg(root, **kw) -> VGGTTeacherConfig:

@@ -1,0 +1,28 @@
+"""Fixtures shared by the VGGT plugin tests: golden data location and single-threaded torch."""
+
+from __future__ import annotations
+
+import pytest
+from safetensors.torch import load_file
+
+from geovr.testing.golden import golden_dir
+from geovr_plugin_vggt.testing import single_thread
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread on a busy 2-core machine."""
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def root():
+    """The golden VGGT directory (``shared/golden/vggt``)."""
+    return golden_dir("vggt")
+
+
+@pytest.fixture(scope="module")
+def io(root):
+    """``tiny_io.safetensors``: the four reference cases with inputs, outputs and intermediates."""
+    return load_file(str(root / "tiny_io.safetensors"))
