@@ -29,6 +29,10 @@ def good_plugin(tmp_path) -> Path:
             register("fake_teacher", "fake_geovr_plugin:build", config=FakeTeacherConfig, summary="test")
 
         @hookimpl
+        def register_backbones(register):
+            register("fake_backbone", "fake_geovr_plugin:build")
+
+        @hookimpl
         def register_objectives(register):
             register("fake_objective", "fake_geovr_plugin:build", aliases=("fake_obj",))
         ''')

@@ -36,8 +36,9 @@ def test_external_distribution_is_listed_with_hooks_and_components(good_plugin):
     fake = infos["fake_geovr_plugin"]
     assert fake["distribution"] == "geovr-plugin-fake" and fake["version"] == "1.0"
     assert fake["builtin"] is False
-    assert fake["hooks"] == ["register_objectives", "register_teachers"]
-    assert fake["components"] == {"teacher": ["fake_teacher"], "objective": ["fake_objective"]}
+    assert fake["hooks"] == ["register_backbones", "register_objectives", "register_teachers"]
+    assert fake["components"] == {"backbone": ["fake_backbone"], "teacher": ["fake_teacher"],
+                                  "objective": ["fake_objective"]}
     assert all(not i["builtin"] for i in infos.values()), "built-ins listed without --all"
     with_all = {i["name"] for i in json.loads(run_cli("list-plugins", "--all", "--json", paths=[good_plugin]).stdout)}
     assert "geovr.objectives.plugin" in with_all
@@ -45,15 +46,16 @@ def test_external_distribution_is_listed_with_hooks_and_components(good_plugin):
 
 def test_recipe_naming_external_component_validates(good_plugin, tmp_path):
     recipe = tmp_path / "r.toml"
-    recipe.write_text('[teacher]\ncomponent = "fake_teacher"\nlayers = [3]\n'
-                      '[backbone]\ncomponent = "fake_teacher"\n'
+    recipe.write_text('[backbone]\ncomponent = "fake_backbone"\n'
+                      '[teacher]\ncomponent = "fake_teacher"\nlayers = [3]\n'
                       '[[objectives]]\ncomponent = "fake_obj"\n')
     proc = run_cli("validate", str(recipe), paths=[good_plugin])
-    # the teacher and the objective (by alias) resolve; only the misused backbone name is reported
-    assert proc.returncode == 2, proc.stdout
-    assert "1 problem" in proc.stderr and "unknown backbone 'fake_teacher'" in proc.stderr
-    recipe.write_text('[teacher]\ncomponent = "fake_teacher"\nlayers = [3]\n')
-    # without the plugin on the path the teacher is unknown
+    assert proc.returncode == 0, proc.stderr
+    assert "ok" in proc.stdout and "3 components" in proc.stdout
+    # a misused name is reported; without the plugin on the path its components are unknown
+    recipe.write_text(recipe.read_text().replace('component = "fake_backbone"', 'component = "fake_teacher"'))
+    proc = run_cli("validate", str(recipe), paths=[good_plugin])
+    assert proc.returncode == 2 and "1 problem" in proc.stderr and "unknown backbone 'fake_teacher'" in proc.stderr
     assert "unknown teacher 'fake_teacher'" in run_cli("validate", str(recipe)).stderr
 
 
