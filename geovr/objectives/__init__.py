@@ -16,3 +16,17 @@ heads), :mod:`.objectives` (the ``nn.Module`` objectives and their factories) an
 
 Importing this package does not import torch.
 """
+
+from geovr.objectives.layers import map_teacher_layers
+
+_LOSSES = ("camera_pose_loss", "depth_loss", "scale_target", "scale_loss", "cosine_distill_loss")
+__all__ = ["map_teacher_layers", *_LOSSES]
+
+
+def __getattr__(name: str):
+    """The loss functions load torch on first use (``from geovr.objectives import depth_loss``)."""
+    if name in _LOSSES:
+        from geovr.objectives import losses
+
+        return getattr(losses, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
