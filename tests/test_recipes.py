@@ -248,3 +248,58 @@ def test_objective_teacher_layers_checked_against_teacher_depth(plugin_host, tmp
         load_recipe(write(tmp_path, text))
     assert err.value.problems == ["objectives.1.teacher_layers: [24] outside 0..23 (teacher 'toy_teacher' has 24 layers)"]
     assert load_recipe(write(tmp_path, text.replace("[4, 24]", "[4, 23]"))).objectives[1].config.teacher_layers == [4, 23]
+
+
+def test_preflight_reports_missing_files_before_building_anything(plugin_host, tmp_path):
+    built = []
+
+    @attrs.define
+    class FileCfg:
+        path: str
+
+        def preflight(self):
+            from geovr.recipe.preflight import missing_path
+
+            return missing_path(self.path, "path", kind="file")
+
+    class P:
+        @geovr.hookimpl
+        def register_datasets(self, register):
+            register("file_data", lambda c, x: built.append(c), config=FileCfg)
+
+        @geovr.hookimpl
+        def register_backbones(self, register):
+            register("counting_backbone", lambda c, x: built.append("backbone"))
+
+    plugin_host.register_object(P(), "files-plugin")
+    text = GOOD.replace('component = "toy_backbone"\npretrained = "some/model"', 'component = "counting_backbone"')
+    text = text.replace('[data.train]\ncomponent = "toy_data"',
+                        f'[data.train]\ncomponent = "file_data"\npath = "{tmp_path / "nope.jsonl"}"\n'
+                        f'[data.eval]\ncomponent = "file_data"\npath = "{tmp_path / "gone.jsonl"}"')
+    recipe = load_recipe(write(tmp_path, text))  # validation is static: it passes
+    with pytest.raises(RecipeError) as err:
+        geovr.build(recipe)
+    assert built == [], "nothing may be built when preflight fails"
+    assert err.value.problems == [f"data.train.path: file not found: {tmp_path / 'nope.jsonl'} (expected path to "
+                                  f"name an existing file)",
+                                  f"data.eval.path: file not found: {tmp_path / 'gone.jsonl'} (expected path to "
+                                  f"name an existing file)"]
+    (tmp_path / "nope.jsonl").write_text("")
+    (tmp_path / "gone.jsonl").write_text("")
+    geovr.build(recipe)
+    assert built[0] == "backbone" and len(built) == 3
+
+
+def test_checkpoint_source_rules(tmp_path, monkeypatch):
+    from geovr.recipe.preflight import checkpoint_source
+
+    assert checkpoint_source(str(tmp_path), "pretrained") == []
+    assert checkpoint_source("./missing_dir", "pretrained") == ["pretrained: checkpoint path not found: ./missing_dir"]
+    assert checkpoint_source("weights/model.safetensors", "p")[0].startswith("p: checkpoint path not found")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert checkpoint_source("org/not-cached-model", "pretrained") == []  # online: the loader downloads it
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    problem = checkpoint_source("org/not-cached-model", "pretrained")
+    assert len(problem) == 1 and "not in the local Hugging Face cache" in problem[0]

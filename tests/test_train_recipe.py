@@ -143,10 +143,11 @@ def test_bad_data_path_stops_before_training(recipe_file, tmp_path, capsys):
     head, tail = recipe_file.read_text().split("[data.train]")
     data = f'[data.train]\ncomponent = "video_qa"\nannotations = "{missing}"\nvideo_root = "{tmp_path}"\n\n'
     recipe_file.write_text(head + data + "[trainer]" + tail.split("[trainer]")[1])
-    with pytest.raises(GeovrError, match=f"annotation file not found: {missing}"):
+    with pytest.raises(GeovrError, match=f"data.train.annotations: file not found: {missing}"):
         train(load_recipe(recipe_file, require_training=True))
-    assert geovr_main(["run", str(recipe_file)]) == 1  # the CLI route: a message, no traceback
-    assert f"annotation file not found: {missing}" in capsys.readouterr().err
+    assert geovr_main(["run", str(recipe_file)]) == 2  # the CLI route: a message, no traceback
+    err = capsys.readouterr().err
+    assert f"data.train.annotations: file not found: {missing}" in err and "nothing was built" in err
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 

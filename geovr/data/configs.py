@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import attrs
 
+from geovr.recipe.preflight import missing_path
+
 #: The VSI-Bench question types the synthetic world generates (see :mod:`geovr.data.synthetic.qa`).
 QUESTION_TYPES = (
     "object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation",
@@ -73,6 +75,12 @@ class VideoQAConfig:
     geometry_root: str | None = None
     question_types: list[str] | None = None
     limit: int | None = None
+
+    def preflight(self) -> list[str]:
+        """The annotation file and video directory must exist on this machine."""
+        return (missing_path(self.annotations, "annotations", kind="file")
+                + missing_path(self.video_root, "video_root", kind="dir")
+                + missing_path(self.geometry_root, "geometry_root", kind="dir"))
 
     def check(self) -> list[str]:
         problems = _size_problems("image_size", self.image_size)

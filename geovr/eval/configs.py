@@ -22,6 +22,8 @@ from typing import Literal
 
 import attrs
 
+from geovr.recipe.preflight import missing_path
+
 PROTOCOL_CHOICES = ("lmms-eval", "geovr")
 
 
@@ -89,6 +91,10 @@ class VSIBenchConfig(_QAOptions):
     num_frames: int = 32
     records: str | None = None
     video_dir: str | None = None
+
+    def preflight(self) -> list[str]:
+        """The VSI-Bench directory must exist on this machine."""
+        return missing_path(self.data_dir, "data_dir", kind="dir")
 
     def check(self) -> list[str]:
         problems = _qa_problems(self)

@@ -11,6 +11,8 @@ from typing import Literal
 
 import attrs
 
+from geovr.recipe.preflight import checkpoint_source
+
 
 def _layer_problems(teacher_layers, student_layers, count: int | None) -> list[str]:
     problems = []
@@ -169,6 +171,10 @@ class HFDepthTeacherConfig:
 
     def provides(self) -> frozenset[str]:
         return frozenset({"metric_depth"})
+
+    def preflight(self) -> list[str]:
+        """The depth model (local directory, or HF id cached when offline) must be reachable."""
+        return checkpoint_source(self.model, "model")
 
     def check(self) -> list[str]:
         problems = []

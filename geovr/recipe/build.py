@@ -12,9 +12,18 @@ def build(recipe: Recipe, *, device: str = "cpu", stages=STAGES, context: BuildC
           progress=None) -> BuildContext:
     """Build the selected components; each factory sees what was built before it.
 
+    First every selected component's ``preflight()`` (data files, checkpoint paths) runs; all problems
+    are raised together as a :class:`RecipeError` before anything is loaded.
+
     ``stages`` limits what is built (e.g. ``("backbone",)`` for evaluation of a backbone only).
     ``progress`` is an optional callable ``(label)`` told before each build (for CLI feedback).
     """
+    from geovr.errors import RecipeError
+    from geovr.recipe.preflight import run_preflight
+
+    problems = run_preflight(c for c in recipe.components() if _stage_of(recipe, c) in stages)
+    if problems:
+        raise RecipeError(problems, source=f"{recipe.source or recipe.name} (nothing was built)")
     ctx = context or BuildContext(recipe=recipe, device=device, output_dir=recipe.output_dir, seed=recipe.seed)
 
     def note(label: str) -> None:
@@ -42,3 +51,10 @@ def build(recipe: Recipe, *, device: str = "cpu", stages=STAGES, context: BuildC
     if "callbacks" in stages:
         ctx.extra["callbacks"] = [c.build(ctx) for c in recipe.callbacks]
     return ctx
+
+
+def _stage_of(recipe: Recipe, choice) -> str:
+    """The build stage a recipe component belongs to."""
+    if choice.where.startswith("data."):
+        return "data"
+    return choice.where.split(".", 1)[0]

@@ -11,6 +11,8 @@ from typing import Literal
 
 import attrs
 
+from geovr.recipe.preflight import missing_path
+
 
 @attrs.define
 class AccelerateTrainerConfig:
@@ -59,6 +61,12 @@ class AccelerateTrainerConfig:
     cache_dir: str | None = None
     accelerate_config: str | None = None
     find_unused_parameters: bool = True
+
+    def preflight(self) -> list[str]:
+        """An accelerate config file and an explicit resume directory must exist."""
+        resume = self.resume if isinstance(self.resume, str) else None
+        return (missing_path(self.accelerate_config, "accelerate_config", kind="file")
+                + missing_path(resume, "resume", kind="dir"))
 
     def check(self) -> list[str]:
         """Cross-field rules (reported with the ``trainer.`` prefix by recipe validation)."""

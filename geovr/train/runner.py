@@ -39,8 +39,16 @@ def build_seeded(recipe, *, device: str = "cpu", stages=None, progress=None):
 
 
 def train(recipe, *, device: str = "cpu", progress=None) -> dict:
-    """Seed, build every component of ``recipe`` and run its trainer; returns the final metrics."""
-    ctx = build_seeded(recipe, device=device, progress=progress)
+    """Seed, build the components of ``recipe`` and run its trainer; returns the final metrics.
+
+    ``[[evaluators]]`` are built only when a listed callback runs them during training (the
+    ``evaluate`` callback); otherwise they are for ``geovr eval`` and their data need not exist yet.
+    """
+    from geovr.recipe.build import STAGES
+
+    uses_evaluators = any(c.component == "evaluate" for c in recipe.callbacks)
+    stages = STAGES if uses_evaluators else tuple(s for s in STAGES if s != "evaluators")
+    ctx = build_seeded(recipe, device=device, stages=stages, progress=progress)
     trainer = ctx.extra.get("trainer")
     if trainer is None:
         raise GeovrError("the recipe has no [trainer] (validate it with require_training=True)")

@@ -12,6 +12,8 @@ from typing import Literal
 
 import attrs
 
+from geovr.recipe.preflight import checkpoint_source
+
 from geovr_plugin_dust3r.arch import PRESETS, DUSt3RArch
 
 #: Hugging Face id of the official checkpoint.
@@ -84,6 +86,10 @@ class DUSt3RTeacherConfig:
             return tuple(int(x) for x in self.layers)
         d = self.arch().dec_depth
         return tuple(sorted({max(0, d * k // 4 - 1) for k in (1, 2, 3, 4)}))
+
+    def preflight(self) -> list[str]:
+        """A checkpoint path must exist (an HF id is resolved from the cache by the loader)."""
+        return checkpoint_source(self.pretrained, "pretrained", filename=None)
 
     def check(self) -> list[str]:
         """Cross-field rules; each string is reported as a recipe problem."""

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import attrs
 
+from geovr.recipe.preflight import checkpoint_source
+
 #: ``freeze`` entries and the sub-modules of ``LlavaOnevisionForConditionalGeneration.model`` they cover.
 FREEZE_PARTS = {
     "vision": ("vision_tower",),
@@ -40,6 +42,10 @@ class LlavaOneVisionConfig:
     lora: dict[str, Any] | None = None
     system_prompt: str | None = None
     max_new_tokens: int = 16
+
+    def preflight(self) -> list[str]:
+        """The checkpoint (local directory, or HF id cached when offline) must be reachable."""
+        return checkpoint_source(self.pretrained, "pretrained")
 
     def check(self) -> list[str]:
         """Cross-field rules; each string is reported as a recipe problem."""

@@ -10,6 +10,8 @@ from typing import Literal
 
 import attrs
 
+from geovr.recipe.preflight import checkpoint_source, missing_path
+
 #: Parts of the model ``freeze`` may name: the vision tower (patch embedding + blocks), the
 #: vision→LLM merger (and Qwen3-VL's deepstack mergers), the language model (+ LM head).
 FREEZABLE = ("vision", "merger", "llm")
@@ -52,6 +54,11 @@ class QwenVLBackboneConfig:
     video_fps: float = 2.0
     system_prompt: str = "You are a helpful assistant."
     max_new_tokens: int = 16
+
+    def preflight(self) -> list[str]:
+        """The checkpoint (local directory, or HF id cached when offline) and adapter must be reachable."""
+        source = [] if self.pretrained == "geovr-tiny" else checkpoint_source(self.pretrained, "pretrained")
+        return source + missing_path(self.adapter, "adapter", kind="dir")
 
     def check(self) -> list[str]:
         """Cross-field problems (returned, not raised, so the recipe validator lists them all)."""

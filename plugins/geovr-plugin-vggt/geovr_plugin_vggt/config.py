@@ -8,6 +8,8 @@ from typing import Literal
 
 import attrs
 
+from geovr.recipe.preflight import checkpoint_source
+
 #: outputs the VGGT teacher computes
 VGGT_PROVIDES = frozenset({"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"})
 #: aggregator depth of the named model configurations
@@ -76,6 +78,10 @@ class VGGTTeacherConfig:
     def depth(self) -> int | None:
         """Aggregator depth of the configured model (``None`` when the config cannot be read)."""
         return config_depth(self.model_config)
+
+    def preflight(self) -> list[str]:
+        """The checkpoint file/directory (or HF id cached when offline) must be reachable."""
+        return checkpoint_source(self.pretrained, "pretrained", filename="model.pt")
 
     def check(self) -> list[str]:
         """Cross-field problems (empty when valid)."""
