@@ -40,45 +40,11 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _toml_value(v) -> str:
-    import json
-
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    if v is None:
-        return '"<unset>"'
-    return json.dumps(str(v))
-
-
 def to_toml(data: dict) -> str:
     """Render :func:`resolved` output as TOML (``None`` values are omitted)."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, (dict, list)) or
-             (isinstance(v, list) and not all(isinstance(x, dict) for x in v))]
+    from geovr.recipe.dump import to_toml as dump
 
-    def table(header, body, array=False):
-        lines.append("")
-        lines.append(f"[[{header}]]" if array else f"[{header}]")
-        for k, v in body.items():
-            if v is not None:
-                lines.append(f"{k} = {_toml_value(v)}")
-
-    for k, v in data.items():
-        if isinstance(v, dict) and k != "data":
-            table(k, v)
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            for item in v:
-                table(k, item, array=True)
-    for split, v in data.get("data", {}).items():
-        table(f"data.{split}", v)
-    return "\n".join(lines) + "\n"
+    return dump(data)
 
 
 def run(args) -> int:
