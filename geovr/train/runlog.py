@@ -21,6 +21,7 @@ from geovr.recipe.dump import to_toml  # noqa: F401  (re-exported: run directori
 PACKAGES = ("geovr", "torch", "transformers", "accelerate", "peft", "timm", "safetensors", "numpy", "av",
             "pluggy", "attrs", "tqdm")
 
+
 def atomic_write(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
     p = Path(path)
