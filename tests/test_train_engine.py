@@ -217,7 +217,7 @@ def test_recipe_toml_writer_round_trips():
     import math
     import tomllib
 
-    from geovr.train.runlog import to_toml
+    from geovr.recipe.dump import to_toml
 
     data = {"name": "x \"quoted\" é", "seed": 3, "lr": 2e-5, "big": float("inf"), "flag": False,
             "list": [1, 2], "empty": [], "backbone": {"component": "qwen3_vl", "lora": {"rank": 4, "dotted.key": 1}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from geovr.cli._util import add_verb, print_json
+from geovr.recipe.dump import to_toml
 
 
 def resolved(recipe) -> dict:
@@ -38,13 +39,6 @@ def add_parser(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
-
-
-def to_toml(data: dict) -> str:
-    """Render :func:`resolved` output as TOML (``None`` values are omitted)."""
-    from geovr.recipe.dump import to_toml as dump
-
-    return dump(data)
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 * ``metrics.jsonl``: one JSON object per logged step (``step``, ``loss``, ``lm_loss``, every objective's
   ``<name>/loss`` and ``<name>/<metric>``, learning rates, grad norm, throughput);
-* ``recipe.toml``: the merged raw recipe (after ``extends`` and overrides) — :func:`to_toml`;
+* ``recipe.toml``: the merged raw recipe (after ``extends`` and overrides) — :func:`geovr.recipe.dump.to_toml`;
 * ``environment.json``: python/platform, package versions, loaded plugins, process count;
 * ``tensorboard/`` (optional): the same scalars.
 """
@@ -15,8 +15,6 @@ import platform
 import sys
 from pathlib import Path
 from typing import Any
-
-from geovr.recipe.dump import to_toml  # noqa: F401  (re-exported: run directories write recipe.toml)
 
 PACKAGES = ("geovr", "torch", "transformers", "accelerate", "peft", "timm", "safetensors", "numpy", "av",
             "pluggy", "attrs", "tqdm")

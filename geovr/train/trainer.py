@@ -33,7 +33,8 @@ from geovr.train.assembly import (
 from geovr.train.cache import make_sources, merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.data import batch_stream, batches_per_epoch
-from geovr.train.runlog import MetricsLog, atomic_write, environment, to_toml
+from geovr.recipe.dump import to_toml
+from geovr.train.runlog import MetricsLog, atomic_write, environment
 from geovr.train.schedule import cosine_with_warmup
 
 
