@@ -10,7 +10,6 @@ Samples follow :mod:`geovr.data.collate`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 
 from geovr.data.configs import VideoQAConfig
 from geovr.data.video import read_video
+from geovr.data.jsonl import iter_jsonl
 from geovr.errors import DataError
 
 RECORD_KEYS = ("id", "scene_name", "question_type", "question", "ground_truth")
@@ -25,20 +25,11 @@ RECORD_KEYS = ("id", "scene_name", "question_type", "question", "ground_truth")
 
 def load_records(path: str | Path) -> list[dict]:
     """Parse a VSI-format jsonl file; errors name ``path:line``."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"annotation file not found: {p}")
     records = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from exc
+    for where, rec in iter_jsonl(path):
         missing = [k for k in RECORD_KEYS if k not in rec]
         if missing:
-            raise DataError(f"{p}:{lineno}: record lacks {missing} (VSI fields: {list(RECORD_KEYS)})")
+            raise DataError(f"{where}: record lacks {missing} (VSI fields: {list(RECORD_KEYS)})")
         records.append(rec)
     return records
 

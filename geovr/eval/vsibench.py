@@ -12,11 +12,11 @@ protocol pools their questions.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from geovr.data.jsonl import iter_jsonl
 from geovr.errors import DataError
 from geovr.eval.metrics import Protocol, check_protocol, score_answer
 
@@ -113,17 +113,7 @@ def _normalise(rec: Mapping, where: str) -> dict:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    docs = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{i}: invalid JSON ({exc})") from exc
-            docs.append(_normalise(rec, f"{path}:{i}"))
-    return docs
+    return [_normalise(rec, where) for where, rec in iter_jsonl(path)]
 
 
 def _read_parquet(paths: Sequence[Path]) -> list[dict]:
