@@ -15,14 +15,6 @@ from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def train(out, cache_dir, mode, **kw):
     ctx = tiny.tiny_context(output_dir=str(out), n=6)
     cfg = AccelerateTrainerConfig(batch_size=2, lr=1e-2, head_lr=1e-2, max_steps=6, progress=False,

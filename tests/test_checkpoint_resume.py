@@ -17,14 +17,6 @@ from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CFG = {"batch_size": 2, "lr": 1e-2, "head_lr": 1e-2, "warmup_ratio": 0.25, "progress": False, "save_every": 2,
        "max_steps": 7}
 

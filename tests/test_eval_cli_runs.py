@@ -12,16 +12,6 @@ qwen_testing = pytest.importorskip(
     reason="geovr-plugin-qwen-vl is not installed (pip install -e plugins/geovr-plugin-qwen-vl)")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_eval_run_dir_and_export(tmp_path, capsys):
     from geovr.cli.main import main
 

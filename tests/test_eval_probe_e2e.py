@@ -17,17 +17,6 @@ from geovr.protocols import BuildContext, StudentOutput
 from geovr.testing import registered
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest on a busy 2-core machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 S, H, W = 4, 32, 32
 
 

@@ -97,15 +97,10 @@ def test_synthetic_rooms_with_tiny_qwen(tmp_path):
     from geovr.eval.vsibench import score
 
     torch.manual_seed(0)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        bb = qwen_testing.tiny_backbone("qwen2_5_vl")
-        cfg = SyntheticQAConfig(dataset_options={"num_samples": 3, "num_frames": 2, "image_size": [32, 32]},
-                                max_new_tokens=2, batch_size=3, progress=False)
-        s = build_synthetic_qa(cfg, BuildContext()).evaluate(bb, tmp_path)
-    finally:
-        torch.set_num_threads(n)
+    bb = qwen_testing.tiny_backbone("qwen2_5_vl")
+    cfg = SyntheticQAConfig(dataset_options={"num_samples": 3, "num_frames": 2, "image_size": [32, 32]},
+                            max_new_tokens=2, batch_size=3, progress=False)
+    s = build_synthetic_qa(cfg, BuildContext()).evaluate(bb, tmp_path)
     out = tmp_path / "synthetic_qa-lmms-eval"
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     rooms = build_rooms(SyntheticRoomsConfig(**cfg.options()))

@@ -22,17 +22,6 @@ qwen_testing = pytest.importorskip(
     reason="geovr-plugin-qwen-vl is not installed (pip install -e plugins/geovr-plugin-qwen-vl)")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest on a busy 2-core machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 OPTS = ["A. chair", "B. table", "C. sofa", "D. lamp"]
 RECORDS = [
     ("object_counting", "How many chair(s) are in this room?", None, "3"),

@@ -32,14 +32,6 @@ class TinyParts:
         register("tiny_videos", lambda config, context: tiny.TinyVideos(n=config.get("n", 4), size=32))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def recipe_dict(out, pretrained, **backbone):
     return {
         "name": "tiny_export", "seed": 3, "output_dir": str(out),

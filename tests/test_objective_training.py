@@ -45,15 +45,6 @@ def fixed_teacher() -> TeacherOutput:
                          metric_depth=depth * 2.7)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 CTX = types.SimpleNamespace(backbone=types.SimpleNamespace(hidden_size=D, num_layers=4),
                             teacher=types.SimpleNamespace(num_layers=16, layers=(3, 7, 11, 15), feature_dim=C),
                             device="cpu")

@@ -55,15 +55,6 @@ def batch():
     return Batch(frames=torch.rand(B, S, 3, 28, 40), sample_ids=["a", "b"], questions=["", ""], answers=["", ""])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 CASES = {
     "camera_pose": (build_camera_pose, CameraPoseConfig(hidden_dim=32)),
     "camera_pose_sign_inv": (build_camera_pose, CameraPoseConfig(hidden_dim=32, quat_sign_invariant=True)),

@@ -15,15 +15,6 @@ from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build, parameter_groups
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and immune to a busy machine's oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 FAST = {"batch_size": 2, "lr": 1e-2, "head_lr": 1e-2, "warmup_ratio": 0.0, "progress": False}
 
 

@@ -45,14 +45,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_two_gloo_processes_stay_in_sync_and_match_single_process(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(SCRIPT)

@@ -8,7 +8,6 @@ import json
 import tomllib
 
 import pytest
-import torch
 
 from geovr.cli.main import main as geovr_main
 from geovr.errors import GeovrError, RecipeError
@@ -72,14 +71,6 @@ cache_dir = "{cache}"
 """
 
 OBJECTIVES = ("camera_pose", "depth", "metric_scale", "feature_distill")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,3 @@ def llava_backbone(llava_config):
     return build(llava_config(), BuildContext(seed=0))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The tiny model runs faster on one thread than on two contended ones (restored after each module)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

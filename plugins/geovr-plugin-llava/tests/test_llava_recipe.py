@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-import torch
 
 from geovr.recipe import load_recipe
 from geovr.recipe.load import shipped_recipes
@@ -16,15 +14,7 @@ from geovr_plugin_llava.testing import save_tiny_checkpoint
 OBJECTIVES = ("camera_pose", "depth", "metric_scale", "feature_distill")
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_tiny_synthetic_recipe_with_llava_backbone(tmp_path, one_thread):
+def test_tiny_synthetic_recipe_with_llava_backbone(tmp_path):
     ckpt = save_tiny_checkpoint(str(tmp_path / "llava"))
     overrides = [
         'backbone.component="llava_onevision"', f'backbone.pretrained="{ckpt}"', 'backbone.dtype="float32"',

@@ -6,15 +6,6 @@ import torch
 from geovr_plugin_qwen_vl.testing import KINDS, cached_tiny_checkpoint, tiny_backbone
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; one thread avoids spin-waiting on a busy host."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session", params=KINDS)
 def kind(request):
     """Both backbone kinds."""

@@ -1,4 +1,4 @@
-"""Fixtures shared by the VGGT plugin tests: golden data location and single-threaded torch."""
+"""Fixtures shared by the VGGT plugin tests: golden data location and reference cases."""
 
 from __future__ import annotations
 
@@ -6,14 +6,6 @@ import pytest
 from safetensors.torch import load_file
 
 from geovr.testing.golden import golden_dir
-from geovr_plugin_vggt.testing import single_thread
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread on a busy 2-core machine."""
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
