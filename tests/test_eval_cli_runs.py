@@ -12,19 +12,18 @@ qwen_testing = pytest.importorskip(
     reason="geovr-plugin-qwen-vl is not installed (pip install -e plugins/geovr-plugin-qwen-vl)")
 
 
-def test_eval_run_dir_and_export(tmp_path, capsys):
-    from geovr.cli.main import main
-
-    ckpt = qwen_testing.cached_tiny_checkpoint("qwen2_5_vl")
+def tiny_recipe(tmp_path, name: str, max_steps: int, tail: str):
+    """Write a tiny training recipe (tiny Qwen2.5-VL, synthetic rooms) ending with ``tail``; returns
+    ``(recipe_path, run_dir)``."""
     run = tmp_path / "run"
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(f'''
-name = "tiny_eval_run"
+name = "{name}"
 output_dir = "{run}"
 
 [backbone]
 component = "qwen2_5_vl"
-pretrained = "{ckpt}"
+pretrained = "{qwen_testing.cached_tiny_checkpoint("qwen2_5_vl")}"
 
 [data.train]
 component = "synthetic_rooms"
@@ -34,14 +33,21 @@ image_size = [32, 32]
 
 [trainer]
 component = "accelerate"
-max_steps = 1
+max_steps = {max_steps}
 progress = false
+''' + tail)
+    return recipe, run
 
+
+def test_eval_run_dir_and_export(tmp_path, capsys):
+    from geovr.cli.main import main
+
+    recipe, run = tiny_recipe(tmp_path, "tiny_eval_run", 1, '''
 [[evaluators]]
 component = "synthetic_qa"
 max_new_tokens = 2
 progress = false
-dataset_options = {{num_samples = 2, num_frames = 2, image_size = [32, 32]}}
+dataset_options = {num_samples = 2, num_frames = 2, image_size = [32, 32]}
 ''')
     assert main(["run", str(recipe)]) == 0
     capsys.readouterr()
@@ -76,33 +82,12 @@ dataset_options = {{num_samples = 2, num_frames = 2, image_size = [32, 32]}}
 def test_evaluate_callback_during_and_after_training(tmp_path, capsys):
     from geovr.cli.main import main
 
-    ckpt = qwen_testing.cached_tiny_checkpoint("qwen2_5_vl")
-    run = tmp_path / "run"
-    recipe = tmp_path / "tiny.toml"
-    recipe.write_text(f'''
-name = "tiny_eval_callback"
-output_dir = "{run}"
-
-[backbone]
-component = "qwen2_5_vl"
-pretrained = "{ckpt}"
-
-[data.train]
-component = "synthetic_rooms"
-num_samples = 2
-num_frames = 2
-image_size = [32, 32]
-
-[trainer]
-component = "accelerate"
-max_steps = 3
-progress = false
-
+    recipe, run = tiny_recipe(tmp_path, "tiny_eval_callback", 3, '''
 [[evaluators]]
 component = "geometry_probe"
 num_samples = 3
 progress = false
-dataset_options = {{num_frames = 2, image_size = [32, 32]}}
+dataset_options = {num_frames = 2, image_size = [32, 32]}
 
 [[callbacks]]
 component = "evaluate"
