@@ -26,6 +26,8 @@ import statistics
 import tempfile
 import time
 
+from _timing import trainer_step_times
+
 
 def make_context(args, out_dir):
     """Backbone, teacher, objectives and data (seeded)."""
@@ -94,21 +96,7 @@ def hand_loop(ctx, steps: int, batch_size: int) -> list[float]:
 
 def geovr_loop(ctx, steps: int, batch_size: int) -> list[float]:
     """The geovr trainer on the same parts; per-step durations from an ``on_step_end`` callback."""
-    from geovr.train.configs import AccelerateTrainerConfig
-    from geovr.train.trainer import build
-
-    stamps: list[float] = []
-
-    class Clock:
-        def on_step_end(self, state):
-            stamps.append(time.perf_counter())
-
-    ctx.extra["callbacks"] = [Clock()]
-    cfg = AccelerateTrainerConfig(max_steps=steps, batch_size=batch_size, progress=False, warmup_ratio=0.0,
-                                  save_every=0, overwrite=True)
-    start = time.perf_counter()
-    build(cfg, ctx).fit(ctx)
-    return [b - a for a, b in zip([start] + stamps[:-1], stamps)]
+    return trainer_step_times(ctx, max_steps=steps, batch_size=batch_size, warmup_ratio=0.0)
 
 
 def main(argv=None) -> None:

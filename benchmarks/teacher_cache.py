@@ -21,6 +21,8 @@ import statistics
 import tempfile
 import time
 
+from _timing import trainer_step_times
+
 
 def make_context(args, out_dir):
     """Student, tiny VGGT teacher, objectives, data (seeded)."""
@@ -55,21 +57,8 @@ def make_context(args, out_dir):
 
 def run(ctx, mode: str, args, cache_dir: str) -> list[float]:
     """Per-step durations of one trainer run with ``cache = mode``."""
-    from geovr.train.configs import AccelerateTrainerConfig
-    from geovr.train.trainer import build
-
-    stamps: list[float] = []
-
-    class Clock:
-        def on_step_end(self, state):
-            stamps.append(time.perf_counter())
-
-    ctx.extra["callbacks"] = [Clock()]
-    cfg = AccelerateTrainerConfig(max_steps=args.steps, batch_size=args.batch, progress=False, save_every=0,
-                                  overwrite=True, cache=mode, cache_dir=cache_dir, shuffle=True)
-    start = time.perf_counter()
-    build(cfg, ctx).fit(ctx)
-    return [b - a for a, b in zip([start] + stamps[:-1], stamps)]
+    return trainer_step_times(ctx, max_steps=args.steps, batch_size=args.batch, cache=mode, cache_dir=cache_dir,
+                              shuffle=True)
 
 
 def main(argv=None) -> None:
