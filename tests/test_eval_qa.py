@@ -171,6 +171,7 @@ state = PartialState()  # the process state run_qa set up (shared singleton)
 rank = state.process_index
 json.dump({"asked": asked, "scores": scores, "world": state.num_processes},
           open(f"{sys.argv[1]}/rank{rank}.json", "w"))
+state.destroy_process_group()  # a live gloo group can abort the interpreter at exit
 '''
 
 

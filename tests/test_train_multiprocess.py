@@ -42,6 +42,7 @@ SCRIPT = textwrap.dedent("""
              for k, v in o.state_dict().items()}
     save_file({**trainable_state(ctx.backbone), **heads}, f"{out}/rank{rank}.safetensors")
     print("world", PartialState().num_processes, "rank", rank, "steps", result["steps"])
+    PartialState().destroy_process_group()  # a live gloo group can abort the interpreter at exit
 """)
 
 

@@ -77,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("geovr: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _end_distributed()
+
+
+def _end_distributed() -> None:
+    """Destroy a process group a multi-process verb (run, eval, cache) created: exiting with a live
+    gloo/NCCL group can abort the interpreter at shutdown. Imports nothing when torch was never loaded."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover
