@@ -60,7 +60,8 @@ CASES = {
     "camera_pose_sign_inv": (build_camera_pose, CameraPoseConfig(hidden_dim=32, quat_sign_invariant=True)),
     "depth": (build_depth, DepthConfig(width_scale=1 / 32)),
     "depth_silog": (build_depth, DepthConfig(width_scale=1 / 32, loss="silog")),
-    "depth_conf": (build_depth, DepthConfig(width_scale=1 / 32, loss="conf")),
+    "depth_dpt": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt")),
+    "depth_conf": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt", loss="conf")),
     "metric_scale": (build_metric_scale, MetricScaleConfig(hidden_dim=16)),
     "metric_scale_no_conf": (build_metric_scale, MetricScaleConfig(hidden_dim=16, use_teacher_conf=False)),
     "feature_distill": (build_feature_distill, FeatureDistillConfig()),
@@ -111,13 +112,25 @@ def test_reference_head_architectures():
     assert (cam.fc_T.out_features, cam.fc_R.out_features, cam.fc_FL.out_features) == (3, 4, 2)
     scale = build_metric_scale(MetricScaleConfig(), ctx).head
     assert scale.mlp[1].weight.shape == (512, D) and scale.mlp[3].weight.shape == (1, 512)
-    dpt = build_depth(DepthConfig(), ctx).head
+    dense = build_depth(DepthConfig(), ctx).head
+    assert type(dense).__name__ == "DenseHead" and dense.target_patch_size == 28 and dense.patch_size == 32
+    assert [p.out_channels for p in dense.projects] == [256, 512, 1024, 1024]
+    assert [type(r).__name__ for r in dense.resize_layers] == ["ConvTranspose2d", "ConvTranspose2d", "Identity",
+                                                               "Conv2d"]
+    assert dense.proj.out_channels == 49 and dense.scratch.layer1_rn.out_channels == 256
+    dpt = build_depth(DepthConfig(head="dpt"), ctx).head
     assert [p.out_channels for p in dpt.projects] == [256, 512, 1024, 1024]
     assert [type(r).__name__ for r in dpt.resize] == ["ConvTranspose2d", "ConvTranspose2d", "Identity", "Conv2d"]
     assert [r.stride for r in (dpt.resize[0], dpt.resize[1], dpt.resize[3])] == [(4, 4), (2, 2), (2, 2)]
     assert all(r.out_channels == 256 for r in dpt.layer_rn)
-    small = build_depth(DepthConfig(width_scale=0.125), ctx).head
+    small = build_depth(DepthConfig(width_scale=0.125, head="dpt"), ctx).head
     assert [p.out_channels for p in small.projects] == [32, 64, 128, 128] and small.layer_rn[0].out_channels == 32
+    small = build_depth(DepthConfig(width_scale=0.125), ctx).head
+    assert [p.out_channels for p in small.projects] == [32, 64, 128, 128] and small.scratch.layer1_rn.out_channels == 32
+    with pytest.raises(RecipeError, match='needs head = "dpt"'):
+        build_depth(DepthConfig(loss="conf"), ctx)
+    assert 'needs head = "dpt"' in " ".join(DepthConfig(loss="conf").check())
+    assert "multiple of 4" in " ".join(DepthConfig(target_patch_size=14).check())
     dist = build_feature_distill(FeatureDistillConfig(), ctx)
     assert len(dist.heads) == 4 and dist.heads[0].mlp[1].weight.shape == (C, D)
     assert dist.heads[0].mlp[3].weight.shape == (C, C)
@@ -127,10 +140,15 @@ def test_heads_outputs_shapes_and_ranges():
     ctx = context()
     st = student(hh=5, ww=7)   # odd grid: the ×0.5 level rounds up and fusion still lines up
     te = teacher()
-    depth = build_depth(DepthConfig(width_scale=1 / 32, loss="conf"), ctx)
+    depth = build_depth(DepthConfig(width_scale=1 / 32, head="dpt", loss="conf"), ctx)
     d, c = depth.predict(st, (14, 20))
     assert d.shape == (B, S, 14, 20) and c.shape == (B, S, 14, 20)
     assert bool((d > 0).all()) and bool((c > 1).all())
+    dense = build_depth(DepthConfig(width_scale=1 / 32), ctx)
+    d, c = dense.predict(st, (56, 84))     # multiples of 28: decoded directly
+    assert d.shape == (B, S, 56, 84) and c is None and bool((d > 0).all())
+    d, _ = dense.predict(st, (14, 20))     # not a multiple: decoded at 28x28 and resized
+    assert d.shape == (B, S, 14, 20) and bool((d > 0).all())
     cam = build_camera_pose(CameraPoseConfig(hidden_dim=8), ctx)
     pose = cam.head(st.camera)
     assert pose.shape == (B, S, 9) and bool((pose[..., 7:] >= 0).all())

@@ -1,7 +1,7 @@
 """Recipe options of the four GeoVR objectives and of the ``hf_depth`` metric teacher (torch-free).
 
 Defaults are the reference method's: loss weights camera 2.5, depth 1, scale 1, distill 1; head
-widths camera 1536, scale 512, DPT levels [256, 512, 1024, 1024] with 256 fusion features. Every
+widths camera 1536, scale 512, dense depth head levels [256, 512, 1024, 1024] with 256 fusion features. Every
 constant of a loss is an option here.
 """
 
@@ -56,20 +56,29 @@ class CameraPoseConfig:
 
 @attrs.define
 class DepthConfig:
-    """``depth``: DPT-style dense head over the visual grids of 4 student layers → depth ``[B,S,H,W]``.
+    """``depth``: dense head over the visual grids of 4 student layers → depth ``[B,S,H,W]``.
 
+    head: ``"dense"`` (the released method's :class:`~geovr.objectives.heads.DenseHead`: shared LayerNorm,
+    pixel-shuffle output at the teacher's resolution) or ``"dpt"`` (VGGT-style DPT head,
+    :class:`~geovr.objectives.heads.DPTHead`). patch_size: student input pixels per visual token (32 for
+    Qwen3-VL: 16-px patches, 2×2 merge; 28 for Qwen2.5-VL); target_patch_size: teacher depth pixels per
+    output cell of the dense head (28 for VGGT: 14-px patches ×2), a multiple of 4.
     teacher_layers: teacher blocks whose depth-relative position picks the student layers (default: the
     teacher's ``layers``); student_layers: explicit hidden-state indices (overrides the mapping).
     channels / features: per-level projection widths and fusion width, all multiplied by width_scale
     (small values for tiny models). pos_embed_ratio: factor of the sin-cos UV embedding.
-    loss: ``"l1_grad"`` (L1 without the top ``1-drop_quantile`` errors + multi-scale gradient loss),
-    ``"silog"`` (scale-invariant log loss with ``silog_lambda``) or ``"conf"`` (the head predicts a
-    confidence ``c = 1 + exp(·)``; loss ``conf_gamma·err·c − conf_alpha·log c`` + gradient loss).
-    grad_scales: number of gradient-loss scales (stride ``2^s``); grad_weight: factor of the gradient term;
-    clamp: cap on every per-pixel error.
+    loss: ``"l1_grad"`` (the released loss: per sample, L1 with the quantile outlier filter keeping errors
+    up to the ``drop_quantile`` quantile when more than ``min_elements`` pixels, capped at ``hard_max``, plus
+    the multi-scale gradient loss), ``"silog"`` (scale-invariant log loss with ``silog_lambda``) or
+    ``"conf"`` (``dpt`` head only: it also predicts a confidence ``c = 1 + exp(·)``, adding the filtered
+    ``conf_gamma·err·c − conf_alpha·log c``). grad_scales: number of gradient-loss scales (stride ``2^s``);
+    grad_weight: factor of the gradient term; clamp: cap on every gradient difference.
     """
 
     weight: float = 1.0
+    head: Literal["dense", "dpt"] = "dense"
+    patch_size: int = 32
+    target_patch_size: int = 28
     loss: Literal["l1_grad", "silog", "conf"] = "l1_grad"
     teacher_layers: list[int] | None = None
     student_layers: list[int] | None = None
@@ -78,6 +87,8 @@ class DepthConfig:
     width_scale: float = 1.0
     pos_embed_ratio: float = 0.1
     drop_quantile: float = 0.98
+    min_elements: int = 1000
+    hard_max: float = 100.0
     grad_scales: int = 4
     grad_weight: float = 1.0
     clamp: float = 100.0
@@ -98,6 +109,14 @@ class DepthConfig:
             problems.append(f"drop_quantile must be in (0, 1], got {self.drop_quantile}")
         if self.grad_scales < 0:
             problems.append(f"grad_scales must be >= 0, got {self.grad_scales}")
+        for key in ("patch_size", "target_patch_size"):
+            v = getattr(self, key)
+            if v <= 0 or v % 4:
+                problems.append(f"{key} must be a positive multiple of 4, got {v}")
+        if self.min_elements < 0:
+            problems.append(f"min_elements must be >= 0, got {self.min_elements}")
+        if self.head == "dense" and self.loss == "conf":
+            problems.append('loss = "conf" needs head = "dpt" (the dense head predicts no confidence)')
         return problems
 
 
