@@ -9,7 +9,7 @@ import torch
 
 from geovr.objectives.losses import (
     camera_pose_loss, conf_depth_loss, cosine_distill_loss, depth_loss, depth_metrics, gradient_loss,
-    multiscale_gradient_loss, quantile_filter, rotation_error_deg, scale_loss, scale_target, silog_loss,
+    focal_rescale, median, multiscale_gradient_loss, quantile_filter, rotation_error_deg, scale_loss, scale_target, silog_loss,
 )
 
 
@@ -199,10 +199,10 @@ def test_depth_metrics():
 def test_scale_target_median_confidence_mask():
     d = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)
     m = torch.tensor([2.0, 4.0, 6.0, 100.0]).reshape(1, 1, 2, 2)
-    conf = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)   # lower median 2 → pixels 2,3,4
-    close(scale_target(d, m, conf), (2 * 4 + 3 * 6 + 4 * 100) / (4 + 9 + 16))
+    conf = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)   # interpolated median 2.5 → pixels 3, 4
+    close(scale_target(d, m, conf), (3 * 6 + 4 * 100) / (9 + 16))
     close(scale_target(d, m, None), (2 + 8 + 18 + 400) / (1 + 4 + 9 + 16))
-    valid = torch.tensor([True, True, True, False]).reshape(1, 1, 2, 2)   # e.g. sky
+    valid = torch.tensor([True, True, True, False]).reshape(1, 1, 2, 2)   # e.g. sky: median of 1, 2, 3 = 2
     close(scale_target(d, m, conf, valid), (8 + 18) / (4 + 9))
 
 
@@ -224,8 +224,32 @@ def test_scale_target_median_is_per_video():
     m = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]]).reshape(2, 1, 1, 4)
     conf = torch.tensor([[1.0, 2.0, 5.0, 6.0], [9.0, 8.0, 7.0, 1.0]]).reshape(2, 1, 1, 4)
     out = scale_target(d, m, conf)
-    close(out[0], (2 + 3 + 4) / 3)   # lower median 2 → pixels 1..3 (a batch-wide median, 5, would give 3.5)
-    close(out[1], (1 + 2 + 3) / 3)   # lower median 7 → pixels 0..2
+    close(out[0], (3 + 4) / 2)   # median 3.5 → pixels 2, 3 (a batch-wide median, 5.5, would give 4)
+    close(out[1], (1 + 2) / 2)   # median 7.5 → pixels 0, 1 (batch-wide: 2)
+
+
+def test_scale_target_leaves_the_sky_out():
+    d = torch.ones(1, 1, 1, 5)
+    m = torch.tensor([1.0, 2.0, 3.0, 4.0, float("nan")]).reshape(1, 1, 1, 5)   # NaN: the metric teacher's sky
+    conf = torch.tensor([1.0, 2.0, 3.0, 4.0, 0.5]).reshape(1, 1, 1, 5)
+    # the confidence median is taken over non-sky pixels only: 2.5 (with the sky pixel it would be 2 → 3.0)
+    close(scale_target(d, m, conf), (3 + 4) / 2)
+    far = torch.tensor([1.0, 2.0, 3.0, 4.0, 50.0]).reshape(1, 1, 1, 5)
+    close(scale_target(d, far, None), (1 + 2 + 3 + 4 + 50) / 5)
+    close(scale_target(d, far, None, sky_max_depth=20.0), (1 + 2 + 3 + 4) / 4)   # 50 m ≥ 20 m: sky
+
+
+def test_focal_rescale_and_median():
+    depth = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+    K = torch.eye(3).repeat(1, 2, 1, 1)
+    K[0, 0, 0, 0], K[0, 0, 1, 1] = 600.0, 400.0   # frame 0: f = 500
+    K[0, 1, 0, 0], K[0, 1, 1, 1] = 150.0, 150.0   # frame 1: f = 150
+    out = focal_rescale(depth, K)
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([500 / 300, 2 * 150 / 300]))
+    torch.testing.assert_close(focal_rescale(depth, K, reference=100.0, pixel_ratio=2.0)[0, :, 1, 1],
+                               torch.tensor([10.0, 6.0]))
+    close(median(torch.tensor([4.0, 1.0, 3.0, 2.0])), 2.5)
+    close(median(torch.tensor([4.0, 1.0, 3.0])), 3.0)
 
 
 def test_scale_loss_log1p_form():

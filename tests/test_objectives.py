@@ -232,6 +232,31 @@ def test_metric_scale_targets():
     torch.testing.assert_close(out.loss, L.scale_loss(fit.head(st.scale)[:1], expected[:1]))
 
 
+def test_metric_scale_focal_rescale_and_sky():
+    """The released target: metric depth × f/300 (f = mean of the teacher's fx, fy), sky left out."""
+    ctx = context()
+    depth = torch.ones(1, 2, 4, 6)
+    metric = torch.full((1, 2, 4, 6), 3.0)
+    metric[0, 0, 0, :] = float("nan")                 # the metric teacher's sky
+    K = torch.eye(3).repeat(1, 2, 1, 1)
+    K[..., 0, 0], K[..., 1, 1] = 600.0, 400.0         # f = 500 px
+    te = TeacherOutput(depth=depth, metric_depth=metric, intrinsics=K)
+    config = MetricScaleConfig(hidden_dim=8, use_teacher_conf=False, focal_rescale=True)
+    assert config.requires() == {"depth", "metric_depth", "intrinsics"}
+    close = torch.testing.assert_close
+    close(build_metric_scale(config, ctx).target(te), torch.tensor([3.0 * 500 / 300]))
+    wide = attrs.evolve(config, metric_input_width=12)   # the metric model saw frames twice as wide
+    close(build_metric_scale(wide, ctx).target(te), torch.tensor([3.0 * 1000 / 300]))
+    plain = attrs.evolve(config, focal_rescale=False)
+    close(build_metric_scale(plain, ctx).target(te), torch.tensor([3.0]))
+    metric[0, 1, 3, :] = 80.0                         # far pixels: sky by the depth threshold
+    close(build_metric_scale(plain, ctx).target(te), torch.tensor([(3 * 36 + 80 * 6) / 42]))
+    close(build_metric_scale(attrs.evolve(plain, sky_max_depth=20.0), ctx).target(te), torch.tensor([3.0]))
+    with pytest.raises(GeovrError, match="intrinsics"):
+        build_metric_scale(config, ctx).target(attrs.evolve(te, intrinsics=None))
+    assert "focal_reference must be > 0" in " ".join(MetricScaleConfig(focal_reference=0).check())
+
+
 def test_missing_inputs_raise_clear_errors():
     ctx = context()
     st, te = student(), teacher()

@@ -126,8 +126,15 @@ class MetricScaleConfig:
 
     target: ``"auto"`` uses the teacher's exact ``metric_scale`` when its output has one, else the
     least-squares fit of metric depth to teacher depth; ``"fit"`` always fits. use_teacher_conf: keep
-    only pixels whose teacher confidence is at least its per-video median (needs ``depth_conf``).
-    min_metric_depth / min_teacher_depth: validity thresholds of the fit.
+    only pixels whose teacher confidence is at least its per-video median over non-sky pixels (needs
+    ``depth_conf``). min_metric_depth / min_teacher_depth: validity thresholds of the fit.
+    focal_rescale: the metric teacher predicts depth at a canonical focal length (the released Depth
+    Anything 3 metric model: 300 px); multiply its depth by ``f / focal_reference`` with ``f`` the mean of
+    fx, fy of the *geometry teacher's* intrinsics (needs ``intrinsics``), converted to the metric model's
+    input pixels by ``metric_input_width / teacher depth width`` (default: the metric model saw the
+    teacher's frames, as in the released code). Sky: metric-depth pixels that are NaN (a metric teacher's
+    sky mask, e.g. ``hf_depth.sky_model``) or, with ``sky_max_depth``, at or beyond that depth are left
+    out of the fit and of the confidence median.
     """
 
     weight: float = 1.0
@@ -136,15 +143,28 @@ class MetricScaleConfig:
     use_teacher_conf: bool = True
     min_metric_depth: float = 0.01
     min_teacher_depth: float = 1e-3
+    focal_rescale: bool = False
+    focal_reference: float = 300.0
+    metric_input_width: int | None = None
+    sky_max_depth: float | None = None
 
     def requires(self) -> frozenset[str]:
         need = {"depth", "metric_depth"}
         if self.use_teacher_conf:
             need.add("depth_conf")
+        if self.focal_rescale:
+            need.add("intrinsics")
         return frozenset(need)
 
     def check(self) -> list[str]:
-        return [] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]
+        problems = [] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]
+        if not self.focal_reference > 0:
+            problems.append(f"focal_reference must be > 0, got {self.focal_reference}")
+        if self.metric_input_width is not None and self.metric_input_width <= 0:
+            problems.append(f"metric_input_width must be > 0, got {self.metric_input_width}")
+        if self.sky_max_depth is not None and not self.sky_max_depth > 0:
+            problems.append(f"sky_max_depth must be > 0, got {self.sky_max_depth}")
+        return problems
 
 
 @attrs.define

@@ -186,25 +186,50 @@ def depth_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> d
 # -- metric scale -----------------------------------------------------------------------------------
 
 
+def median(values: Tensor) -> Tensor:
+    """The interpolated median of a 1-D tensor (``torch.quantile(values, 0.5)``, without its size limit)."""
+    n = values.numel()
+    lo = torch.kthvalue(values, (n - 1) // 2 + 1).values
+    hi = torch.kthvalue(values, n // 2 + 1).values
+    return (lo + hi) / 2
+
+
+@torch.no_grad()
+def focal_rescale(metric_depth: Tensor, intrinsics: Tensor, *, reference: float = 300.0,
+                  pixel_ratio: float = 1.0) -> Tensor:
+    """Depth of a model trained at a canonical focal length, turned into metres for the actual camera:
+    ``metric_depth · f / reference`` with ``f = pixel_ratio · (fx + fy) / 2`` per frame from ``intrinsics``
+    ``[B,S,3,3]`` (``pixel_ratio`` converts their pixels into the metric model's input pixels).
+    ``metric_depth``: ``[B,S,H,W]``."""
+    f = (intrinsics[..., 0, 0].float() + intrinsics[..., 1, 1].float()) / 2 * pixel_ratio
+    return metric_depth.float() * (f / reference).to(metric_depth.device)[..., None, None]
+
+
 @torch.no_grad()
 def scale_target(teacher_depth: Tensor, metric_depth: Tensor, teacher_conf: Tensor | None = None,
-                 valid: Tensor | None = None, *, min_metric: float = 0.01, min_teacher: float = 1e-3) -> Tensor:
+                 valid: Tensor | None = None, *, min_metric: float = 0.01, min_teacher: float = 1e-3,
+                 sky_max_depth: float | None = None) -> Tensor:
     """Per-video factor turning teacher depth into metres: least squares ``⟨m, d⟩ / ⟨d, d⟩`` → ``[B]``.
 
-    ``teacher_depth`` d, ``metric_depth`` m, ``teacher_conf`` and ``valid`` (e.g. a non-sky mask, bool)
-    are ``[B,S,H,W]``. Pixels used: ``conf ≥ median(conf)`` (``torch.median`` over all pixels of the
-    video, i.e. the lower middle value), ``m > min_metric``, ``d > min_teacher``, finite, and ``valid``.
-    A video with no such pixel gets ``nan``.
+    ``teacher_depth`` d, ``metric_depth`` m, ``teacher_conf`` and ``valid`` (bool) are ``[B,S,H,W]``.
+    Non-sky pixels: ``m`` finite (a metric teacher marks sky as NaN), ``m < sky_max_depth`` when set, and
+    ``valid``. Pixels used: non-sky, ``conf ≥`` the interpolated median of ``conf`` over the video's
+    non-sky pixels, ``m > min_metric``, ``d > min_teacher`` and ``d`` finite. A video with no such pixel
+    gets ``nan``.
     """
     d, m = teacher_depth.float(), metric_depth.float()
     B = d.shape[0]
-    sel = torch.isfinite(d) & torch.isfinite(m) & (m > min_metric) & (d > min_teacher)
+    non_sky = torch.isfinite(m)
+    if sky_max_depth is not None:
+        non_sky = non_sky & (m < sky_max_depth)
     if valid is not None:
-        sel = sel & valid.bool()
+        non_sky = non_sky & valid.bool()
+    sel = non_sky & torch.isfinite(d) & (m > min_metric) & (d > min_teacher)
     if teacher_conf is not None:
-        c = teacher_conf.float().reshape(B, -1)
-        med = c.median(dim=1).values.view(B, *([1] * (d.ndim - 1)))
-        sel = sel & (teacher_conf.float() >= med)
+        c = teacher_conf.float()
+        for b in range(B):
+            cb = c[b][non_sky[b] & torch.isfinite(c[b])]
+            sel[b] &= (c[b] >= median(cb)) if cb.numel() else torch.zeros_like(sel[b])
     d0, m0 = torch.where(sel, d, 0.0).reshape(B, -1), torch.where(sel, m, 0.0).reshape(B, -1)
     num, den = (m0 * d0).sum(1), (d0 * d0).sum(1)
     return torch.where(den > 0, num / den.clamp(min=1e-30), torch.full_like(num, float("nan")))

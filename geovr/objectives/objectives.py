@@ -187,8 +187,13 @@ class MetricScaleObjective(nn.Module):
             B, S = metric.shape[:2]
             metric = F.interpolate(metric.reshape(B * S, 1, *metric.shape[-2:]).float(), size=size,
                                    mode="nearest").reshape(B, S, *size)
-        return L.scale_target(depth, metric.to(depth.device), conf, min_metric=c.min_metric_depth,
-                              min_teacher=c.min_teacher_depth)
+        metric = metric.to(depth.device)
+        if c.focal_rescale:
+            K = _need(teacher.intrinsics, "teacher intrinsics [B,S,3,3] (focal_rescale)", self.name)
+            ratio = 1.0 if c.metric_input_width is None else c.metric_input_width / size[1]
+            metric = L.focal_rescale(metric, K, reference=c.focal_reference, pixel_ratio=ratio)
+        return L.scale_target(depth, metric, conf, min_metric=c.min_metric_depth, min_teacher=c.min_teacher_depth,
+                              sky_max_depth=c.sky_max_depth)
 
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
         token = _need(student.scale, "student scale token (StudentOutput.scale [B,D])", self.name)
