@@ -198,7 +198,10 @@ class HFDepthTeacherConfig:
     depth at a fixed reference focal length (pixels of the model input), depth is multiplied by
     ``f / reference_focal`` with ``f`` the frame focal (batch intrinsics fx, else ``focal_px``, both in
     frame pixels) rescaled to the model input width. chunk: frames per forward pass. dtype: weights and
-    compute dtype.
+    compute dtype. sky_model: a transformers semantic-segmentation model (HF id or directory, e.g. a
+    SegFormer trained on ADE20K) whose classes named like ``sky_label`` mark the sky: pixels with a summed
+    sky probability ``>= sky_threshold`` (0.3, the released threshold on Depth Anything 3's sky output) get
+    NaN metric depth, which the ``metric_scale`` fit leaves out.
     """
 
     model: str = "depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"
@@ -207,13 +210,17 @@ class HFDepthTeacherConfig:
     focal_px: float | None = None
     chunk: int = 8
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    sky_model: str | None = None
+    sky_threshold: float = 0.3
+    sky_label: str = "sky"
 
     def provides(self) -> frozenset[str]:
         return frozenset({"metric_depth"})
 
     def preflight(self) -> list[str]:
         """The depth model (local directory, or HF id cached when offline) must be reachable."""
-        return checkpoint_source(self.model, "model")
+        return checkpoint_source(self.model, "model") + (checkpoint_source(self.sky_model, "sky_model")
+                                                          if self.sky_model else [])
 
     def check(self) -> list[str]:
         problems = []
@@ -221,4 +228,6 @@ class HFDepthTeacherConfig:
             problems.append(f"chunk must be > 0, got {self.chunk}")
         if self.reference_focal is not None and self.reference_focal <= 0:
             problems.append(f"reference_focal must be > 0, got {self.reference_focal}")
+        if not 0 < self.sky_threshold <= 1:
+            problems.append(f"sky_threshold must be in (0, 1], got {self.sky_threshold}")
         return problems
