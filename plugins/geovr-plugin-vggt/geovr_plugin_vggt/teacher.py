@@ -30,7 +30,7 @@ from geovr_plugin_vggt.model import VGGT, load_config
 from geovr_plugin_vggt.preprocess import preprocess_frames
 
 #: bump when the pre-processing or the output definitions change (part of cache_key)
-TEACHER_VERSION = 1
+TEACHER_VERSION = 2   # 2: 2x2 feature pooling floors odd grids
 
 
 class VGGTTeacher(nn.Module):
