@@ -32,7 +32,7 @@ def dense_case(case: str):
     meta, t = golden(f"dense_case_{case}")
     cfg = json.loads(meta["config"])
     head = DenseHead(cfg["dim_in"], cfg["patch_size"], cfg["target_patch_size"], cfg["features"], cfg["out_channels"])
-    head.load_state_dict({k[len("head."):]: v for k, v in t.items() if k.startswith("head.")}, strict=True)
+    head.load_released(t, prefix="head.")    # the released module's own parameter names
     hidden = [t[f"hidden.{k}"] for k in cfg["intermediate_layer_idx"]]
     return cfg, head.eval(), hidden, t["depth"]
 
@@ -54,6 +54,15 @@ def test_dense_head_parameter_names_and_count_at_the_released_size():
     names = set(head.state_dict())
     _, t = golden("dense_case_a")
     assert names == {k[len("head."):] for k in t if k.startswith("head.")}   # the released key set
+
+
+def test_load_released_names_the_mismatch():
+    _, t = golden("dense_case_a")
+    head = DenseHead(64, features=32, out_channels=(16, 32, 64, 32))   # level 4 narrower than the released
+    with pytest.raises(ValueError, match=r"shapes \['projects.3.bias"):
+        head.load_released(t, prefix="head.")
+    with pytest.raises(ValueError, match="missing"):
+        DenseHead(64, features=32, out_channels=(16, 32, 64, 64)).load_released(t)   # no dpt_head.* keys
 
 
 def test_dense_head_input_errors():

@@ -270,6 +270,19 @@ class DenseHead(nn.Module):
             setattr(self.scratch, f"refinenet{i}", _RefineBlock(features, has_skip=i < 4))
         self.proj = nn.Conv2d(features, self.shuffle ** 2, 1)
 
+    def load_released(self, state_dict: dict[str, Tensor], prefix: str = "dpt_head.") -> None:
+        """Load the head from a released checkpoint's state dict (keys ``<prefix><name>``; the released
+        model stores it as ``dpt_head``). Raises ``ValueError`` naming missing / unexpected / mis-shaped keys."""
+        own = self.state_dict()
+        sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        missing, unexpected = sorted(set(own) - set(sub)), sorted(set(sub) - set(own))
+        shapes = [f"{k}: {tuple(sub[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(sub))
+                  if tuple(sub[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or shapes:
+            raise ValueError(f"released dense head under {prefix!r} does not match: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}, shapes {shapes[:5]}")
+        self.load_state_dict(sub, strict=True)
+
     def _with_uv(self, x: Tensor, aspect: float) -> Tensor:
         uv = centred_uv(x.shape[-2], x.shape[-1], aspect, device=x.device, dtype=x.dtype)
         return x + self.pos_ratio * sincos_uv_embedding(uv, x.shape[1]).to(x.dtype)
