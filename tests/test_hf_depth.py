@@ -121,3 +121,50 @@ def test_loading_errors(tmp_path):
         build(HFDepthTeacherConfig(model=str(tmp_path)), CTX)
     with pytest.raises(GeovrError, match="not in the local Hugging Face cache"):
         build(HFDepthTeacherConfig(model="geovr-tests/no-such-depth-model", cache_dir=str(tmp_path)), CTX)
+
+
+@pytest.fixture(scope="module")
+def sky_dir(tmp_path_factory):
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    config = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+                             hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2],
+                             mlp_ratios=[2, 2], decoder_hidden_size=16, num_labels=3,
+                             id2label={0: "wall", 1: "sky", 2: "floor"}, label2id={"wall": 0, "sky": 1, "floor": 2})
+    torch.manual_seed(1)
+    model = SegformerForSemanticSegmentation(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    path = tmp_path_factory.mktemp("tiny_segformer")
+    model.save_pretrained(path)
+    SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def test_sky_segmentation_sets_nan_metric_depth(model_dir, sky_dir):
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    fr = frames()
+    # reference: the plain segmentation model's softmax sky probability at frame resolution
+    seg = AutoModelForSemanticSegmentation.from_pretrained(sky_dir).eval()
+    with torch.no_grad():
+        pv = AutoImageProcessor.from_pretrained(sky_dir)(images=list(fr[0]), return_tensors="pt",
+                                                         do_rescale=False)["pixel_values"]
+        logits = F.interpolate(seg(pixel_values=pv).logits, size=(30, 40), mode="bilinear", align_corners=False)
+    prob = logits.softmax(1)[:, 1]
+    threshold = float(prob.median())             # the tiny random model: mark about half of the pixels as sky
+    sky = prob >= threshold
+    assert 0 < int(sky.sum()) < sky.numel()
+    plain = build(HFDepthTeacherConfig(model=str(model_dir)), CTX).encode(fr).metric_depth
+    teacher = build(HFDepthTeacherConfig(model=str(model_dir), sky_model=str(sky_dir), sky_threshold=threshold), CTX)
+    out = teacher.encode(fr).metric_depth
+    assert torch.equal(torch.isnan(out[0]), sky)
+    torch.testing.assert_close(out[0][~sky], plain[0][~sky], rtol=1e-6, atol=1e-6)
+    default = build(HFDepthTeacherConfig(model=str(model_dir), sky_model=str(sky_dir)), CTX)
+    assert torch.equal(torch.isnan(default.encode(fr).metric_depth[0]), prob >= 0.3)   # the released 0.3
+    assert teacher.cache_key() != default.cache_key() != build(HFDepthTeacherConfig(model=str(model_dir)),
+                                                                  CTX).cache_key()
+    with pytest.raises(CheckpointError, match="no class named like 'road'"):
+        build(HFDepthTeacherConfig(model=str(model_dir), sky_model=str(sky_dir), sky_label="road"), CTX)
+    assert "sky_threshold" in " ".join(HFDepthTeacherConfig(sky_threshold=0).check())

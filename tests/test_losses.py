@@ -9,7 +9,7 @@ import torch
 
 from geovr.objectives.losses import (
     camera_pose_loss, conf_depth_loss, cosine_distill_loss, depth_loss, depth_metrics, gradient_loss,
-    multiscale_gradient_loss, rotation_error_deg, scale_loss, scale_target, silog_loss, trimmed_l1,
+    focal_rescale, median, multiscale_gradient_loss, quantile_filter, rotation_error_deg, scale_loss, scale_target, silog_loss,
 )
 
 
@@ -76,65 +76,73 @@ def test_rotation_error_degrees():
 
 # -- depth ------------------------------------------------------------------------------------------
 
-def test_trimmed_l1_drops_the_top_share():
-    err = torch.arange(100.0).flip(0) / 100  # 0.99 .. 0.00
-    close(trimmed_l1(err, 0.98), sum(range(98)) / 100 / 98)    # 0.99, 0.98 dropped → 0.485
-    close(trimmed_l1(err, 0.5), sum(range(50)) / 100 / 50)
-    close(trimmed_l1(err, 1.0), err.mean())
-    close(trimmed_l1(torch.tensor([5.0, 1.0]), 0.98), 3.0)      # ceil(1.96)=2: keep both
-    close(trimmed_l1(torch.tensor([5.0, 1.0, 2.0]), 0.3), 1.0)  # ceil(0.9)=1: the smallest only
+def test_quantile_filter_released_rule():
+    few = torch.tensor([5.0, 1.0, 300.0])
+    assert torch.equal(quantile_filter(few), few)                   # <= min_elements values: unchanged
+    err = torch.arange(2000.0) / 1000                               # 0.000 .. 1.999
+    kept = quantile_filter(err)                                     # k = ceil(0.98·1999) + 1 = 1961
+    assert kept.numel() == 1961 and float(kept.max()) == pytest.approx(1.960)
+    close(kept.mean(), 0.98)
+    close(quantile_filter(err, 0.5).mean(), 0.5)                    # k = 1001: values 0 .. 1.000
+    capped = torch.cat([torch.ones(1500), torch.full((500,), 150.0)])
+    close(quantile_filter(capped).mean(), 1.0)                      # threshold capped at hard_max 100
+    sparse = torch.cat([torch.ones(800), torch.full((1200,), 150.0)])
+    close(quantile_filter(sparse).mean(), (800 + 1200 * 100) / 2000)  # < 1000 kept: all, clamped at 100
+    close(quantile_filter(torch.tensor([5.0, 1.0, 2.0]), 0.5, min_elements=0).mean(), 1.5)  # k = 2
 
 
-def test_depth_loss_quantile_drop():
-    target = torch.full((1, 1, 10, 10), 2.0)
-    pred = target + (torch.arange(100.0) / 100).reshape(1, 1, 10, 10)
-    out = depth_loss(pred, target, grad_scales=0)
-    close(out["loss_l1"], 0.485)
-    close(out["loss"], 0.485)
-    close(depth_loss(pred, target, grad_scales=0, drop_quantile=0.5)["loss_l1"], 0.245)
-
-
-def test_depth_loss_clamp_and_mask():
-    target = torch.tensor([[[[1.0, 1.0], [1.0, 1.0]]]])
-    pred = torch.tensor([[[[2.0, 3.0], [4.0, 501.0]]]])
-    out = depth_loss(pred, target, drop_quantile=1.0, grad_scales=0)
-    close(out["loss_l1"], (1 + 2 + 3 + 100) / 4)
-    close(depth_loss(pred, target, drop_quantile=1.0, grad_scales=0, clamp=2.5)["loss_l1"], (1 + 2 + 2.5 + 2.5) / 4)
-    mask = torch.tensor([[[[True, True], [False, False]]]])
-    close(depth_loss(pred, target, mask, drop_quantile=1.0, grad_scales=0)["loss_l1"], 1.5)
+def test_depth_loss_is_per_sample():
+    target = torch.full((2, 1, 4, 4), 2.0)
+    pred = target + torch.tensor([1.0, 3.0]).view(2, 1, 1, 1)
+    mask = torch.ones_like(target, dtype=torch.bool)
+    mask[0, 0, 2:] = False
+    mask[0, 0, :, 2:] = False                                       # sample 0: 4 pixels of error 1
+    out = depth_loss(pred, target, mask, grad_scales=0)
+    close(out["loss_reg"], (1 + 3) / 2)                             # pooled pixels would give 52/20
+    close(out["loss"], 2.0)
     bad_target = target.clone()
-    bad_target[0, 0, 1, :] = 0.0  # non-positive target pixels are invalid
-    close(depth_loss(pred, bad_target, drop_quantile=1.0, grad_scales=0)["loss_l1"], 1.5)
+    bad_target[1] = 0.0                                             # a sample without valid pixels is left out
+    close(depth_loss(pred, bad_target, grad_scales=0)["loss_reg"], 1.0)
 
 
-def _column_ramp(n=4, step=1.0):
-    return (torch.arange(n, dtype=torch.float32) * step).expand(n, n).reshape(1, 1, n, n).clone()
+def test_depth_loss_filters_outliers_per_sample():
+    target = torch.ones(2, 1, 40, 50)                               # 2000 pixels per sample
+    pred = target + (torch.arange(2000.0) / 1000).view(1, 1, 40, 50)
+    pred[1] = target[1] + 1                                         # sample 1: constant error 1
+    close(depth_loss(pred, target, grad_scales=0)["loss_reg"], (0.98 + 1.0) / 2)
+    close(depth_loss(pred, target, grad_scales=0, min_elements=5000)["loss_reg"], (0.9995 + 1.0) / 2)
 
 
-def test_gradient_loss_each_scale():
-    diff = _column_ramp()  # diff[i, j] = j
+def _ramp(n, dx=1.0, dy=0.0):
+    i = torch.arange(n, dtype=torch.float32)
+    return (dx * i.view(1, n) + dy * i.view(n, 1)).reshape(1, n, n)
+
+
+def test_gradient_loss_adds_x_and_y_means():
+    diff = _ramp(8, dx=1.0, dy=2.0)                                 # [S=1, 8, 8]
     mask = torch.ones_like(diff, dtype=torch.bool)
-    close(gradient_loss(diff, mask, 0), 12 / 24)       # 12 x-pairs of |1|, 12 y-pairs of 0
-    close(gradient_loss(diff, mask, 1), (2 * 2) / 4)   # stride 2: columns 0,2 → 2 x-pairs of |2|, 2 y-pairs
-    assert gradient_loss(diff, mask, 2) is None        # a 1×1 map has no pair
-    close(multiscale_gradient_loss(diff, torch.zeros_like(diff), mask, scales=4), (0.5 + 1.0) / 2)
-    mask[..., 3] = False                               # column 3 invalid: 4·2 x-pairs, 3·3 y-pairs
-    close(gradient_loss(diff, mask, 0), 8 / 17)
-    jump = torch.zeros(1, 1, 1, 2)
-    jump[..., 1] = 1000.0
-    close(gradient_loss(jump, torch.ones_like(jump, dtype=torch.bool), 0), 100.0)  # clamped
-    close(gradient_loss(jump, torch.ones_like(jump, dtype=torch.bool), 0, clamp=7.0), 7.0)
+    close(gradient_loss(diff, mask, 0), 1 + 2)                      # mean |∂x| + mean |∂y|
+    close(gradient_loss(diff, mask, 1), 2 + 4)                      # stride 2: 4×4 samples
+    assert gradient_loss(diff, mask, 2) is None                     # 2×2 = 4 valid samples < 10: skipped
+    close(multiscale_gradient_loss(diff, torch.zeros_like(diff), mask, scales=4), (3 + 6) / 2)
+    mask[..., 7] = False                                            # column 7 invalid: pairs touching it dropped
+    close(gradient_loss(_ramp(8, dx=1.0) + (torch.arange(8) == 7).float() * 50, mask, 0), 1.0)
+    jump = torch.zeros(1, 4, 4)
+    jump[..., 2:] = 1000.0
+    ones = torch.ones_like(jump, dtype=torch.bool)
+    close(gradient_loss(jump, ones, 0), 100.0 * 4 / 12)             # clamped at 100: 4 of 12 x-pairs jump
+    close(gradient_loss(jump, ones, 0, clamp=7.0), 7.0 * 4 / 12)
 
 
-def test_depth_loss_l1_plus_gradient_terms():
-    target = torch.full((1, 1, 4, 4), 2.0)
-    pred = target + _column_ramp(step=0.1)
-    out = depth_loss(pred, target, drop_quantile=1.0)
-    close(out["loss_l1"], 0.15)
-    close(out["loss_grad"], (0.05 + 0.1) / 2)
-    close(out["loss"], 0.15 + 0.075)
-    close(depth_loss(pred, target, drop_quantile=1.0, grad_weight=2.0)["loss"], 0.15 + 0.15)
-    close(depth_loss(pred, target, drop_quantile=1.0, grad_scales=1)["loss_grad"], 0.05)
+def test_depth_loss_reg_plus_gradient_terms():
+    target = torch.full((1, 1, 8, 8), 2.0)
+    pred = target + _ramp(8, dx=0.1).unsqueeze(0)
+    out = depth_loss(pred, target)
+    close(out["loss_reg"], 0.35)
+    close(out["loss_grad"], (0.1 + 0.2) / 2)
+    close(out["loss"], 0.35 + 0.15)
+    close(depth_loss(pred, target, grad_weight=2.0)["loss"], 0.35 + 0.3)
+    close(depth_loss(pred, target, grad_scales=1)["loss_grad"], 0.1)
 
 
 def test_depth_loss_gradients_and_zero_at_target():
@@ -156,7 +164,7 @@ def test_invalid_target_pixels_are_ignored_without_nan_gradients():
         out["loss"].backward()
         assert torch.isfinite(pred.grad).all() and pred.grad[0, 0, 0, 0] == 0 and pred.grad[0, 0, 1, 1] == 0
         pred.grad = None
-    close(depth_loss(pred, target, drop_quantile=1.0)["loss_l1"], 1.0)
+    close(depth_loss(pred, target)["loss_reg"], 1.0)
 
 
 def test_silog_loss():
@@ -174,10 +182,10 @@ def test_conf_depth_loss():
     conf = torch.tensor([[[[1.0, 2.0]]]])
     out = conf_depth_loss(pred, conf, target, grad_scales=0)
     close(out["loss_conf"], (1 * 1 - 0.2 * 0 + 2 * 2 - 0.2 * math.log(2)) / 2)
-    out = conf_depth_loss(pred, conf, target, gamma=0.5, alpha=1.0, grad_scales=0, clamp=1.5)
-    close(out["loss"], (0.5 * 1 * 1 + 0.5 * 1.5 * 2 - math.log(2)) / 2)
-    out = conf_depth_loss(pred, conf, target)   # gradient term: one x-pair |1|
-    close(out["loss_grad"], 1.0)
+    close(out["loss_reg"], 1.5)
+    close(out["loss"], out["loss_conf"] + 1.5)                      # the released sum: conf + reg + grad
+    out = conf_depth_loss(pred, conf, target, gamma=0.5, alpha=1.0, grad_scales=0)
+    close(out["loss_conf"], (0.5 * 1 * 1 + 0.5 * 2 * 2 - math.log(2)) / 2)
 
 
 def test_depth_metrics():
@@ -191,10 +199,10 @@ def test_depth_metrics():
 def test_scale_target_median_confidence_mask():
     d = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)
     m = torch.tensor([2.0, 4.0, 6.0, 100.0]).reshape(1, 1, 2, 2)
-    conf = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)   # lower median 2 → pixels 2,3,4
-    close(scale_target(d, m, conf), (2 * 4 + 3 * 6 + 4 * 100) / (4 + 9 + 16))
+    conf = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)   # interpolated median 2.5 → pixels 3, 4
+    close(scale_target(d, m, conf), (3 * 6 + 4 * 100) / (9 + 16))
     close(scale_target(d, m, None), (2 + 8 + 18 + 400) / (1 + 4 + 9 + 16))
-    valid = torch.tensor([True, True, True, False]).reshape(1, 1, 2, 2)   # e.g. sky
+    valid = torch.tensor([True, True, True, False]).reshape(1, 1, 2, 2)   # e.g. sky: median of 1, 2, 3 = 2
     close(scale_target(d, m, conf, valid), (8 + 18) / (4 + 9))
 
 
@@ -216,8 +224,32 @@ def test_scale_target_median_is_per_video():
     m = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]]).reshape(2, 1, 1, 4)
     conf = torch.tensor([[1.0, 2.0, 5.0, 6.0], [9.0, 8.0, 7.0, 1.0]]).reshape(2, 1, 1, 4)
     out = scale_target(d, m, conf)
-    close(out[0], (2 + 3 + 4) / 3)   # lower median 2 → pixels 1..3 (a batch-wide median, 5, would give 3.5)
-    close(out[1], (1 + 2 + 3) / 3)   # lower median 7 → pixels 0..2
+    close(out[0], (3 + 4) / 2)   # median 3.5 → pixels 2, 3 (a batch-wide median, 5.5, would give 4)
+    close(out[1], (1 + 2) / 2)   # median 7.5 → pixels 0, 1 (batch-wide: 2)
+
+
+def test_scale_target_leaves_the_sky_out():
+    d = torch.ones(1, 1, 1, 5)
+    m = torch.tensor([1.0, 2.0, 3.0, 4.0, float("nan")]).reshape(1, 1, 1, 5)   # NaN: the metric teacher's sky
+    conf = torch.tensor([1.0, 2.0, 3.0, 4.0, 0.5]).reshape(1, 1, 1, 5)
+    # the confidence median is taken over non-sky pixels only: 2.5 (with the sky pixel it would be 2 → 3.0)
+    close(scale_target(d, m, conf), (3 + 4) / 2)
+    far = torch.tensor([1.0, 2.0, 3.0, 4.0, 50.0]).reshape(1, 1, 1, 5)
+    close(scale_target(d, far, None), (1 + 2 + 3 + 4 + 50) / 5)
+    close(scale_target(d, far, None, sky_max_depth=20.0), (1 + 2 + 3 + 4) / 4)   # 50 m ≥ 20 m: sky
+
+
+def test_focal_rescale_and_median():
+    depth = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+    K = torch.eye(3).repeat(1, 2, 1, 1)
+    K[0, 0, 0, 0], K[0, 0, 1, 1] = 600.0, 400.0   # frame 0: f = 500
+    K[0, 1, 0, 0], K[0, 1, 1, 1] = 150.0, 150.0   # frame 1: f = 150
+    out = focal_rescale(depth, K)
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([500 / 300, 2 * 150 / 300]))
+    torch.testing.assert_close(focal_rescale(depth, K, reference=100.0, pixel_ratio=2.0)[0, :, 1, 1],
+                               torch.tensor([10.0, 6.0]))
+    close(median(torch.tensor([4.0, 1.0, 3.0, 2.0])), 2.5)
+    close(median(torch.tensor([4.0, 1.0, 3.0])), 3.0)
 
 
 def test_scale_loss_log1p_form():

@@ -50,8 +50,10 @@ CTX = types.SimpleNamespace(backbone=types.SimpleNamespace(hidden_size=D, num_la
                             device="cpu")
 CASES = {
     "camera_pose": (build_camera_pose, CameraPoseConfig(hidden_dim=32), 0.5),   # ratios: 3 seeds gave ≤ 0.3
-    "depth": (build_depth, DepthConfig(width_scale=1 / 32), 0.5),
-    "depth_conf": (build_depth, DepthConfig(width_scale=1 / 32, loss="conf"), 0.5),
+    "depth": (build_depth, DepthConfig(width_scale=1 / 32, target_patch_size=4), 0.5),
+    "depth_dense_resized": (build_depth, DepthConfig(width_scale=1 / 32), 0.5),   # 28-px cells, resized to 16
+    "depth_dpt": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt"), 0.5),
+    "depth_conf": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt", loss="conf"), 0.5),
     "depth_silog": (build_depth, DepthConfig(width_scale=1 / 32, loss="silog"), 0.5),
     "metric_scale": (build_metric_scale, MetricScaleConfig(hidden_dim=16), 0.2),
     "feature_distill": (build_feature_distill, FeatureDistillConfig(), 0.5),

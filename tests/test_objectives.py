@@ -60,7 +60,8 @@ CASES = {
     "camera_pose_sign_inv": (build_camera_pose, CameraPoseConfig(hidden_dim=32, quat_sign_invariant=True)),
     "depth": (build_depth, DepthConfig(width_scale=1 / 32)),
     "depth_silog": (build_depth, DepthConfig(width_scale=1 / 32, loss="silog")),
-    "depth_conf": (build_depth, DepthConfig(width_scale=1 / 32, loss="conf")),
+    "depth_dpt": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt")),
+    "depth_conf": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt", loss="conf")),
     "metric_scale": (build_metric_scale, MetricScaleConfig(hidden_dim=16)),
     "metric_scale_no_conf": (build_metric_scale, MetricScaleConfig(hidden_dim=16, use_teacher_conf=False)),
     "feature_distill": (build_feature_distill, FeatureDistillConfig()),
@@ -111,13 +112,25 @@ def test_reference_head_architectures():
     assert (cam.fc_T.out_features, cam.fc_R.out_features, cam.fc_FL.out_features) == (3, 4, 2)
     scale = build_metric_scale(MetricScaleConfig(), ctx).head
     assert scale.mlp[1].weight.shape == (512, D) and scale.mlp[3].weight.shape == (1, 512)
-    dpt = build_depth(DepthConfig(), ctx).head
+    dense = build_depth(DepthConfig(), ctx).head
+    assert type(dense).__name__ == "DenseHead" and dense.target_patch_size == 28 and dense.patch_size == 32
+    assert [p.out_channels for p in dense.projects] == [256, 512, 1024, 1024]
+    assert [type(r).__name__ for r in dense.resize_layers] == ["ConvTranspose2d", "ConvTranspose2d", "Identity",
+                                                               "Conv2d"]
+    assert dense.proj.out_channels == 49 and dense.scratch.layer1_rn.out_channels == 256
+    dpt = build_depth(DepthConfig(head="dpt"), ctx).head
     assert [p.out_channels for p in dpt.projects] == [256, 512, 1024, 1024]
     assert [type(r).__name__ for r in dpt.resize] == ["ConvTranspose2d", "ConvTranspose2d", "Identity", "Conv2d"]
     assert [r.stride for r in (dpt.resize[0], dpt.resize[1], dpt.resize[3])] == [(4, 4), (2, 2), (2, 2)]
     assert all(r.out_channels == 256 for r in dpt.layer_rn)
-    small = build_depth(DepthConfig(width_scale=0.125), ctx).head
+    small = build_depth(DepthConfig(width_scale=0.125, head="dpt"), ctx).head
     assert [p.out_channels for p in small.projects] == [32, 64, 128, 128] and small.layer_rn[0].out_channels == 32
+    small = build_depth(DepthConfig(width_scale=0.125), ctx).head
+    assert [p.out_channels for p in small.projects] == [32, 64, 128, 128] and small.scratch.layer1_rn.out_channels == 32
+    with pytest.raises(RecipeError, match='needs head = "dpt"'):
+        build_depth(DepthConfig(loss="conf"), ctx)
+    assert 'needs head = "dpt"' in " ".join(DepthConfig(loss="conf").check())
+    assert "multiple of 4" in " ".join(DepthConfig(target_patch_size=14).check())
     dist = build_feature_distill(FeatureDistillConfig(), ctx)
     assert len(dist.heads) == 4 and dist.heads[0].mlp[1].weight.shape == (C, D)
     assert dist.heads[0].mlp[3].weight.shape == (C, C)
@@ -127,10 +140,15 @@ def test_heads_outputs_shapes_and_ranges():
     ctx = context()
     st = student(hh=5, ww=7)   # odd grid: the ×0.5 level rounds up and fusion still lines up
     te = teacher()
-    depth = build_depth(DepthConfig(width_scale=1 / 32, loss="conf"), ctx)
+    depth = build_depth(DepthConfig(width_scale=1 / 32, head="dpt", loss="conf"), ctx)
     d, c = depth.predict(st, (14, 20))
     assert d.shape == (B, S, 14, 20) and c.shape == (B, S, 14, 20)
     assert bool((d > 0).all()) and bool((c > 1).all())
+    dense = build_depth(DepthConfig(width_scale=1 / 32), ctx)
+    d, c = dense.predict(st, (56, 84))     # multiples of 28: decoded directly
+    assert d.shape == (B, S, 56, 84) and c is None and bool((d > 0).all())
+    d, _ = dense.predict(st, (14, 20))     # not a multiple: decoded at 28x28 and resized
+    assert d.shape == (B, S, 14, 20) and bool((d > 0).all())
     cam = build_camera_pose(CameraPoseConfig(hidden_dim=8), ctx)
     pose = cam.head(st.camera)
     assert pose.shape == (B, S, 9) and bool((pose[..., 7:] >= 0).all())
@@ -212,6 +230,31 @@ def test_metric_scale_targets():
     out = fit(st, te_bad, batch())
     assert out.metrics["valid_fraction"] == 0.5
     torch.testing.assert_close(out.loss, L.scale_loss(fit.head(st.scale)[:1], expected[:1]))
+
+
+def test_metric_scale_focal_rescale_and_sky():
+    """The released target: metric depth × f/300 (f = mean of the teacher's fx, fy), sky left out."""
+    ctx = context()
+    depth = torch.ones(1, 2, 4, 6)
+    metric = torch.full((1, 2, 4, 6), 3.0)
+    metric[0, 0, 0, :] = float("nan")                 # the metric teacher's sky
+    K = torch.eye(3).repeat(1, 2, 1, 1)
+    K[..., 0, 0], K[..., 1, 1] = 600.0, 400.0         # f = 500 px
+    te = TeacherOutput(depth=depth, metric_depth=metric, intrinsics=K)
+    config = MetricScaleConfig(hidden_dim=8, use_teacher_conf=False, focal_rescale=True)
+    assert config.requires() == {"depth", "metric_depth", "intrinsics"}
+    close = torch.testing.assert_close
+    close(build_metric_scale(config, ctx).target(te), torch.tensor([3.0 * 500 / 300]))
+    wide = attrs.evolve(config, metric_input_width=12)   # the metric model saw frames twice as wide
+    close(build_metric_scale(wide, ctx).target(te), torch.tensor([3.0 * 1000 / 300]))
+    plain = attrs.evolve(config, focal_rescale=False)
+    close(build_metric_scale(plain, ctx).target(te), torch.tensor([3.0]))
+    metric[0, 1, 3, :] = 80.0                         # far pixels: sky by the depth threshold
+    close(build_metric_scale(plain, ctx).target(te), torch.tensor([(3 * 36 + 80 * 6) / 42]))
+    close(build_metric_scale(attrs.evolve(plain, sky_max_depth=20.0), ctx).target(te), torch.tensor([3.0]))
+    with pytest.raises(GeovrError, match="intrinsics"):
+        build_metric_scale(config, ctx).target(attrs.evolve(te, intrinsics=None))
+    assert "focal_reference must be > 0" in " ".join(MetricScaleConfig(focal_reference=0).check())
 
 
 def test_missing_inputs_raise_clear_errors():

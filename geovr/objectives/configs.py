@@ -1,7 +1,7 @@
 """Recipe options of the four GeoVR objectives and of the ``hf_depth`` metric teacher (torch-free).
 
 Defaults are the reference method's: loss weights camera 2.5, depth 1, scale 1, distill 1; head
-widths camera 1536, scale 512, DPT levels [256, 512, 1024, 1024] with 256 fusion features. Every
+widths camera 1536, scale 512, dense depth head levels [256, 512, 1024, 1024] with 256 fusion features. Every
 constant of a loss is an option here.
 """
 
@@ -56,20 +56,29 @@ class CameraPoseConfig:
 
 @attrs.define
 class DepthConfig:
-    """``depth``: DPT-style dense head over the visual grids of 4 student layers → depth ``[B,S,H,W]``.
+    """``depth``: dense head over the visual grids of 4 student layers → depth ``[B,S,H,W]``.
 
+    head: ``"dense"`` (the released method's :class:`~geovr.objectives.heads.DenseHead`: shared LayerNorm,
+    pixel-shuffle output at the teacher's resolution) or ``"dpt"`` (VGGT-style DPT head,
+    :class:`~geovr.objectives.heads.DPTHead`). patch_size: student input pixels per visual token (32 for
+    Qwen3-VL: 16-px patches, 2×2 merge; 28 for Qwen2.5-VL); target_patch_size: teacher depth pixels per
+    output cell of the dense head (28 for VGGT: 14-px patches ×2), a multiple of 4.
     teacher_layers: teacher blocks whose depth-relative position picks the student layers (default: the
     teacher's ``layers``); student_layers: explicit hidden-state indices (overrides the mapping).
     channels / features: per-level projection widths and fusion width, all multiplied by width_scale
     (small values for tiny models). pos_embed_ratio: factor of the sin-cos UV embedding.
-    loss: ``"l1_grad"`` (L1 without the top ``1-drop_quantile`` errors + multi-scale gradient loss),
-    ``"silog"`` (scale-invariant log loss with ``silog_lambda``) or ``"conf"`` (the head predicts a
-    confidence ``c = 1 + exp(·)``; loss ``conf_gamma·err·c − conf_alpha·log c`` + gradient loss).
-    grad_scales: number of gradient-loss scales (stride ``2^s``); grad_weight: factor of the gradient term;
-    clamp: cap on every per-pixel error.
+    loss: ``"l1_grad"`` (the released loss: per sample, L1 with the quantile outlier filter keeping errors
+    up to the ``drop_quantile`` quantile when more than ``min_elements`` pixels, capped at ``hard_max``, plus
+    the multi-scale gradient loss), ``"silog"`` (scale-invariant log loss with ``silog_lambda``) or
+    ``"conf"`` (``dpt`` head only: it also predicts a confidence ``c = 1 + exp(·)``, adding the filtered
+    ``conf_gamma·err·c − conf_alpha·log c``). grad_scales: number of gradient-loss scales (stride ``2^s``);
+    grad_weight: factor of the gradient term; clamp: cap on every gradient difference.
     """
 
     weight: float = 1.0
+    head: Literal["dense", "dpt"] = "dense"
+    patch_size: int = 32
+    target_patch_size: int = 28
     loss: Literal["l1_grad", "silog", "conf"] = "l1_grad"
     teacher_layers: list[int] | None = None
     student_layers: list[int] | None = None
@@ -78,6 +87,8 @@ class DepthConfig:
     width_scale: float = 1.0
     pos_embed_ratio: float = 0.1
     drop_quantile: float = 0.98
+    min_elements: int = 1000
+    hard_max: float = 100.0
     grad_scales: int = 4
     grad_weight: float = 1.0
     clamp: float = 100.0
@@ -98,6 +109,14 @@ class DepthConfig:
             problems.append(f"drop_quantile must be in (0, 1], got {self.drop_quantile}")
         if self.grad_scales < 0:
             problems.append(f"grad_scales must be >= 0, got {self.grad_scales}")
+        for key in ("patch_size", "target_patch_size"):
+            v = getattr(self, key)
+            if v <= 0 or v % 4:
+                problems.append(f"{key} must be a positive multiple of 4, got {v}")
+        if self.min_elements < 0:
+            problems.append(f"min_elements must be >= 0, got {self.min_elements}")
+        if self.head == "dense" and self.loss == "conf":
+            problems.append('loss = "conf" needs head = "dpt" (the dense head predicts no confidence)')
         return problems
 
 
@@ -107,8 +126,15 @@ class MetricScaleConfig:
 
     target: ``"auto"`` uses the teacher's exact ``metric_scale`` when its output has one, else the
     least-squares fit of metric depth to teacher depth; ``"fit"`` always fits. use_teacher_conf: keep
-    only pixels whose teacher confidence is at least its per-video median (needs ``depth_conf``).
-    min_metric_depth / min_teacher_depth: validity thresholds of the fit.
+    only pixels whose teacher confidence is at least its per-video median over non-sky pixels (needs
+    ``depth_conf``). min_metric_depth / min_teacher_depth: validity thresholds of the fit.
+    focal_rescale: the metric teacher predicts depth at a canonical focal length (the released Depth
+    Anything 3 metric model: 300 px); multiply its depth by ``f / focal_reference`` with ``f`` the mean of
+    fx, fy of the *geometry teacher's* intrinsics (needs ``intrinsics``), converted to the metric model's
+    input pixels by ``metric_input_width / teacher depth width`` (default: the metric model saw the
+    teacher's frames, as in the released code). Sky: metric-depth pixels that are NaN (a metric teacher's
+    sky mask, e.g. ``hf_depth.sky_model``) or, with ``sky_max_depth``, at or beyond that depth are left
+    out of the fit and of the confidence median.
     """
 
     weight: float = 1.0
@@ -117,15 +143,28 @@ class MetricScaleConfig:
     use_teacher_conf: bool = True
     min_metric_depth: float = 0.01
     min_teacher_depth: float = 1e-3
+    focal_rescale: bool = False
+    focal_reference: float = 300.0
+    metric_input_width: int | None = None
+    sky_max_depth: float | None = None
 
     def requires(self) -> frozenset[str]:
         need = {"depth", "metric_depth"}
         if self.use_teacher_conf:
             need.add("depth_conf")
+        if self.focal_rescale:
+            need.add("intrinsics")
         return frozenset(need)
 
     def check(self) -> list[str]:
-        return [] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]
+        problems = [] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]
+        if not self.focal_reference > 0:
+            problems.append(f"focal_reference must be > 0, got {self.focal_reference}")
+        if self.metric_input_width is not None and self.metric_input_width <= 0:
+            problems.append(f"metric_input_width must be > 0, got {self.metric_input_width}")
+        if self.sky_max_depth is not None and not self.sky_max_depth > 0:
+            problems.append(f"sky_max_depth must be > 0, got {self.sky_max_depth}")
+        return problems
 
 
 @attrs.define
@@ -159,7 +198,10 @@ class HFDepthTeacherConfig:
     depth at a fixed reference focal length (pixels of the model input), depth is multiplied by
     ``f / reference_focal`` with ``f`` the frame focal (batch intrinsics fx, else ``focal_px``, both in
     frame pixels) rescaled to the model input width. chunk: frames per forward pass. dtype: weights and
-    compute dtype.
+    compute dtype. sky_model: a transformers semantic-segmentation model (HF id or directory, e.g. a
+    SegFormer trained on ADE20K) whose classes named like ``sky_label`` mark the sky: pixels with a summed
+    sky probability ``>= sky_threshold`` (0.3, the released threshold on Depth Anything 3's sky output) get
+    NaN metric depth, which the ``metric_scale`` fit leaves out.
     """
 
     model: str = "depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"
@@ -168,13 +210,17 @@ class HFDepthTeacherConfig:
     focal_px: float | None = None
     chunk: int = 8
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    sky_model: str | None = None
+    sky_threshold: float = 0.3
+    sky_label: str = "sky"
 
     def provides(self) -> frozenset[str]:
         return frozenset({"metric_depth"})
 
     def preflight(self) -> list[str]:
         """The depth model (local directory, or HF id cached when offline) must be reachable."""
-        return checkpoint_source(self.model, "model")
+        return checkpoint_source(self.model, "model") + (checkpoint_source(self.sky_model, "sky_model")
+                                                          if self.sky_model else [])
 
     def check(self) -> list[str]:
         problems = []
@@ -182,4 +228,6 @@ class HFDepthTeacherConfig:
             problems.append(f"chunk must be > 0, got {self.chunk}")
         if self.reference_focal is not None and self.reference_focal <= 0:
             problems.append(f"reference_focal must be > 0, got {self.reference_focal}")
+        if not 0 < self.sky_threshold <= 1:
+            problems.append(f"sky_threshold must be in (0, 1], got {self.sky_threshold}")
         return problems

@@ -21,6 +21,25 @@ from geovr.objectives.configs import HFDepthTeacherConfig
 from geovr.protocols import Batch, TeacherOutput
 
 
+def _resolve(name: str, cache_dir: str | None, what: str) -> str:
+    """A local directory, or the cached snapshot of a hub id (no network access)."""
+    path = Path(name).expanduser()
+    looks_local = path.is_absolute() or name.startswith(".") or path.exists()
+    if looks_local and not path.is_dir():
+        raise CheckpointError(f"hf_depth: {what} directory {str(path)!r} does not exist")
+    if looks_local:
+        return str(path)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:  # resolve the cached snapshot first: loading by id may still probe the hub for optional files
+        return snapshot_download(name, local_files_only=True, cache_dir=cache_dir)
+    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        raise GeovrError(f"hf_depth: {what} {name!r} is not in the local Hugging Face cache and downloads are "
+                         f"disabled; fetch it beforehand (huggingface-cli download {name}) or set it to "
+                         f"a local directory ({type(exc).__name__}: {exc})") from exc
+
+
 def load_depth_model(name: str, *, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
     """``(model, image_processor)`` from a local directory or a hub id present in the local HF cache
     (``cache_dir``, default the standard hub cache).
@@ -30,22 +49,7 @@ def load_depth_model(name: str, *, dtype: torch.dtype = torch.float32, cache_dir
     """
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    path = Path(name).expanduser()
-    looks_local = path.is_absolute() or name.startswith(".") or path.exists()
-    if looks_local and not path.is_dir():
-        raise CheckpointError(f"hf_depth: model directory {str(path)!r} does not exist")
-    if looks_local:
-        source = str(path)
-    else:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
-        try:  # resolve the cached snapshot first: loading by id may still probe the hub for optional files
-            source = snapshot_download(name, local_files_only=True, cache_dir=cache_dir)
-        except (LocalEntryNotFoundError, OSError, ValueError) as exc:
-            raise GeovrError(f"hf_depth: model {name!r} is not in the local Hugging Face cache and downloads are "
-                             f"disabled; fetch it beforehand (huggingface-cli download {name}) or set `model` to "
-                             f"a local directory ({type(exc).__name__}: {exc})") from exc
+    source = _resolve(name, cache_dir, "model")
     try:
         model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True, dtype=dtype)
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
@@ -55,6 +59,28 @@ def load_depth_model(name: str, *, dtype: torch.dtype = torch.float32, cache_dir
     return model, processor
 
 
+def load_sky_model(name: str, label: str = "sky", *, dtype: torch.dtype = torch.float32,
+                   cache_dir: str | None = None):
+    """``(model, image_processor, sky_ids)``: a transformers semantic-segmentation model
+    (``AutoModelForSemanticSegmentation``, e.g. SegFormer on ADE20K) and the ids of its classes whose name
+    contains ``label``. Raises :class:`CheckpointError` when it cannot be loaded or has no such class."""
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    source = _resolve(name, cache_dir, "sky_model")
+    try:
+        model = AutoModelForSemanticSegmentation.from_pretrained(source, local_files_only=True, dtype=dtype)
+        processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"hf_depth: cannot load a semantic-segmentation model and image processor from "
+                              f"{source!r} (sky_model): {exc}") from exc
+    labels = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
+    ids = sorted(k for k, v in labels.items() if label.lower() in v.lower())
+    if not ids:
+        raise CheckpointError(f"hf_depth: sky_model {name!r} has no class named like {label!r} "
+                              f"(classes: {sorted(labels.values())[:20]}...)")
+    return model, processor, ids
+
+
 class HFDepthTeacher(nn.Module):
     """Frozen metric depth model. ``encode(frames [B,S,3,H,W] in [0,1])`` → ``metric_depth [B,S,H,W]``.
 
@@ -62,6 +88,8 @@ class HFDepthTeacher(nn.Module):
     the predicted depth is resized bilinearly back to ``(H, W)``. With ``reference_focal`` set, depth is
     multiplied by ``f_in / reference_focal`` where ``f_in`` is the frame focal length (``batch.intrinsics``
     ``[B,S,3,3]`` fx, else ``focal_px``) expressed in model-input pixels (× input width / W).
+    With a ``sky`` segmentation model (``sky_model``), pixels whose summed probability of the sky classes
+    is at least ``sky_threshold`` get ``NaN`` metric depth (no metric depth: left out of scale fitting).
     """
 
     provides = frozenset({"metric_depth"})
@@ -69,11 +97,25 @@ class HFDepthTeacher(nn.Module):
     feature_dim = 0
     layers: tuple[int, ...] = ()
 
-    def __init__(self, model, processor, config: HFDepthTeacherConfig):
+    def __init__(self, model, processor, config: HFDepthTeacherConfig, sky=None):
         super().__init__()
         self.model, self.processor, self.config = model, processor, config
         self.model.eval().requires_grad_(False)
+        self.sky_model, self.sky_processor, self.sky_ids = sky if sky is not None else (None, None, [])
+        if self.sky_model is not None:
+            self.sky_model.eval().requires_grad_(False)
         self._key: str | None = None
+
+    def sky(self, frames: torch.Tensor) -> torch.Tensor:
+        """Sky mask ``[n,H,W]`` (bool) of frames ``[n,3,H,W]`` in [0,1]: the sky classes' summed softmax
+        probability, resized bilinearly to ``(H, W)``, is ``>= sky_threshold``."""
+        H, W = frames.shape[-2:]
+        p = next(self.sky_model.parameters())
+        inputs = self.sky_processor(images=list(frames.float().cpu()), return_tensors="pt", do_rescale=False)
+        logits = self.sky_model(pixel_values=inputs["pixel_values"].to(device=p.device, dtype=p.dtype)).logits
+        logits = F.interpolate(logits.float(), size=(H, W), mode="bilinear", align_corners=False)
+        prob = logits.softmax(dim=1)[:, self.sky_ids].sum(1)
+        return prob >= self.config.sky_threshold
 
     def _focal(self, batch: Batch | None, B: int, S: int, device) -> torch.Tensor:
         if batch is not None and batch.intrinsics is not None:
@@ -100,7 +142,10 @@ class HFDepthTeacher(nn.Module):
             if focal is not None:
                 f_in = focal[i : i + len(chunk)] * (pv.shape[-1] / W)
                 pred = pred * (f_in / self.config.reference_focal).view(-1, 1, 1)
-            outs.append(F.interpolate(pred[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0])
+            pred = F.interpolate(pred[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+            if self.sky_model is not None:
+                pred = pred.masked_fill(self.sky(chunk).to(pred.device), float("nan"))
+            outs.append(pred)
         depth = torch.cat(outs).reshape(B, S, H, W).to(frames.device)
         return TeacherOutput(metric_depth=depth)
 
@@ -111,7 +156,13 @@ class HFDepthTeacher(nn.Module):
             h.update(self.model.config.to_json_string().encode())
             h.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
             h.update(repr((self.config.reference_focal, self.config.focal_px)).encode())
-            for name, t in sorted(self.model.state_dict().items()):
+            if self.sky_model is not None:
+                h.update(repr((self.config.sky_model, self.config.sky_threshold, self.sky_ids)).encode())
+                h.update(self.sky_model.config.to_json_string().encode())
+            states = list(self.model.state_dict().items())
+            if self.sky_model is not None:
+                states += [(f"sky.{k}", v) for k, v in self.sky_model.state_dict().items()]
+            for name, t in sorted(states):
                 h.update(f"{name}{tuple(t.shape)}{float(t.double().sum()):.10e}{float(t.double().abs().sum()):.10e}"
                          .encode())
             self._key = h.hexdigest()
@@ -120,5 +171,9 @@ class HFDepthTeacher(nn.Module):
 
 def build(config: HFDepthTeacherConfig, context) -> HFDepthTeacher:
     """Factory of the ``hf_depth`` teacher (on ``context.device``)."""
-    model, processor = load_depth_model(config.model, dtype=getattr(torch, config.dtype), cache_dir=config.cache_dir)
-    return HFDepthTeacher(model, processor, config).to(getattr(context, "device", None) or "cpu")
+    dtype = getattr(torch, config.dtype)
+    model, processor = load_depth_model(config.model, dtype=dtype, cache_dir=config.cache_dir)
+    sky = None
+    if config.sky_model:
+        sky = load_sky_model(config.sky_model, config.sky_label, dtype=dtype, cache_dir=config.cache_dir)
+    return HFDepthTeacher(model, processor, config, sky).to(getattr(context, "device", None) or "cpu")

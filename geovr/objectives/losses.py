@@ -62,63 +62,92 @@ def _zero(pred: Tensor) -> Tensor:
     return pred.sum() * 0.0  # keeps the graph when nothing is valid
 
 
-def gradient_loss(diff: Tensor, mask: Tensor, scale: int, *, clamp: float = 100.0) -> Tensor | None:
-    """One scale of the gradient-matching loss on ``diff = pred − target`` ``[B,S,H,W]``.
+def quantile_filter(err: Tensor, keep: float = 0.98, *, min_elements: int = 1000, hard_max: float = 100.0) -> Tensor:
+    """The outlier filter of the released depth loss on one sample's per-pixel errors ``err`` (1-D).
 
-    The maps are subsampled with stride ``2**scale``; horizontal and vertical finite differences of
-    ``diff`` are taken between neighbouring samples that are both valid under ``mask`` ``[B,S,H,W]``
-    (bool). Returns ``(Σ min(|∂x|, clamp) + Σ min(|∂y|, clamp)) / (#x pairs + #y pairs)``, or ``None``
-    when the subsampled map has no valid pair.
+    With at most ``min_elements`` values, ``err`` is returned unchanged. Otherwise the threshold is the
+    ``k``-th smallest of ``min(err, hard_max)`` with ``k = ceil(keep·(n−1)) + 1``, capped at ``hard_max``;
+    the values ``≤`` the threshold are returned, unless fewer than ``min_elements`` remain, in which case
+    all values clamped at ``hard_max`` are returned.
+    """
+    n = err.numel()
+    if n <= min_elements:
+        return err
+    k = min(n, math.ceil(keep * (n - 1)) + 1)
+    thresh = min(float(torch.kthvalue(err.detach().clamp(max=hard_max), k).values), hard_max)
+    kept = err <= thresh
+    if int(kept.sum()) < min_elements:
+        return err.clamp(max=hard_max)
+    return err[kept]
+
+
+def gradient_loss(diff: Tensor, mask: Tensor, scale: int, *, clamp: float = 100.0,
+                  min_valid: int = 10) -> Tensor | None:
+    """One scale of the gradient-matching loss on one sample's ``diff = pred − target`` ``[S,H,W]``.
+
+    The maps are subsampled with stride ``2**scale``; ``None`` (scale skipped) when fewer than
+    ``min_valid`` subsampled pixels are valid under ``mask`` (bool, same shape). Otherwise returns
+    ``mean min(|∂x diff|, clamp) + mean min(|∂y diff|, clamp)``, each mean over the neighbour pairs whose
+    two pixels are valid (a direction without pairs adds 0): the x and y terms are added, not averaged.
     """
     step = 2 ** scale
     d, m = diff[..., ::step, ::step], mask[..., ::step, ::step]
+    if int(m.sum()) < min_valid:
+        return None
     mx = m[..., :, 1:] & m[..., :, :-1]
     my = m[..., 1:, :] & m[..., :-1, :]
-    count = mx.sum() + my.sum()
-    if int(count) == 0:
-        return None
-    gx = (d[..., :, 1:] - d[..., :, :-1]).abs().clamp(max=clamp)
-    gy = (d[..., 1:, :] - d[..., :-1, :]).abs().clamp(max=clamp)
-    return ((gx * mx).sum() + (gy * my).sum()) / count
+    out = d.new_zeros(())
+    if bool(mx.any()):
+        out = out + (d[..., :, 1:] - d[..., :, :-1]).abs().clamp(max=clamp)[mx].mean()
+    if bool(my.any()):
+        out = out + (d[..., 1:, :] - d[..., :-1, :]).abs().clamp(max=clamp)[my].mean()
+    return out
 
 
 def multiscale_gradient_loss(pred: Tensor, target: Tensor, mask: Tensor, *, scales: int = 4,
                              clamp: float = 100.0) -> Tensor:
-    """Mean of :func:`gradient_loss` over scales ``0..scales-1`` that have valid pairs (0 if none)."""
+    """One sample's mean of :func:`gradient_loss` over the scales ``0..scales-1`` that are not skipped
+    (0 when all are). ``pred``, ``target``, ``mask``: ``[S,H,W]``."""
     diff = torch.where(mask, pred - target, torch.zeros_like(pred))
     terms = [t for s in range(scales) if (t := gradient_loss(diff, mask, s, clamp=clamp)) is not None]
     return torch.stack(terms).mean() if terms else _zero(pred)
 
 
-def trimmed_l1(err: Tensor, keep_fraction: float) -> Tensor:
-    """Mean of the ``ceil(keep_fraction · n)`` smallest of the ``n`` values in ``err`` (1-D): the largest
-    ``1 − keep_fraction`` share of the errors is dropped (at least one value is kept)."""
-    n = err.numel()
-    keep = min(n, max(1, math.ceil(keep_fraction * n - 1e-9)))
-    if keep == n:
-        return err.mean()
-    dropped = torch.topk(err, n - keep, largest=True, sorted=False).values  # the small share: cheap top-k
-    return (err.sum() - dropped.sum()) / keep
+def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, conf: Tensor | None = None, *,
+               keep_quantile: float = 0.98, min_elements: int = 1000, hard_max: float = 100.0,
+               grad_scales: int = 4, grad_weight: float = 1.0, clamp: float = 100.0, gamma: float = 1.0,
+               alpha: float = 0.2) -> dict[str, Tensor]:
+    """The released depth loss between ``pred`` and ``target`` ``[B,S,H,W]``, computed per sample (one video)
+    and averaged over the samples that have valid pixels.
 
-
-def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, drop_quantile: float = 0.98,
-               grad_scales: int = 4, grad_weight: float = 1.0, clamp: float = 100.0) -> dict[str, Tensor]:
-    """Robust L1 + multi-scale gradient loss between depth maps ``pred`` and ``target`` ``[B,S,H,W]``.
-
-    Valid pixels: ``target`` finite and > 0 (and ``mask`` ``[B,S,H,W]`` when given). ``loss_l1`` is the
-    mean of per-pixel ``min(|pred−target|, clamp)`` over the valid pixels of the whole batch after
-    dropping the largest ``1 − drop_quantile`` share (:func:`trimmed_l1`). ``loss_grad`` is
-    :func:`multiscale_gradient_loss` with ``grad_scales`` scales. ``loss = loss_l1 + grad_weight·loss_grad``.
+    Valid pixels: ``target`` finite and > 0 (and ``mask`` ``[B,S,H,W]`` when given). Per sample:
+    ``loss_reg`` = mean of :func:`quantile_filter` (``keep_quantile``, ``min_elements``, ``hard_max``) of
+    ``|pred − target|``; ``loss_grad`` = :func:`multiscale_gradient_loss` (``grad_scales``, ``clamp``); with a
+    predicted confidence ``conf`` ``[B,S,H,W]`` (> 0) also ``loss_conf`` = mean of the filtered
+    ``gamma·|pred − target|·conf − alpha·log conf``. ``loss = loss_conf + loss_reg + grad_weight·loss_grad``.
     """
     pred, target = pred.float(), target.detach().float()
+    conf = None if conf is None else conf.float()
     valid = _valid_mask(target, mask)
-    if not bool(valid.any()):
-        z = _zero(pred)
-        return {"loss_l1": z, "loss_grad": z, "loss": z}
-    err = (pred - target).abs().clamp(max=clamp)[valid]
-    l1 = trimmed_l1(err, drop_quantile)
-    grad = multiscale_gradient_loss(pred, target, valid, scales=grad_scales, clamp=clamp)
-    return {"loss_l1": l1, "loss_grad": grad, "loss": l1 + grad_weight * grad}
+    names = ("loss_reg", "loss_grad") + (("loss_conf",) if conf is not None else ())
+    sums = {k: [] for k in names}
+    for b in range(pred.shape[0]):
+        v = valid[b]
+        if not bool(v.any()):
+            continue
+        err = (pred[b] - target[b]).abs()[v]
+        filt = dict(keep=keep_quantile, min_elements=min_elements, hard_max=hard_max)
+        sums["loss_reg"].append(quantile_filter(err, **filt).mean())
+        if conf is not None:
+            c = conf[b][v]
+            sums["loss_conf"].append(quantile_filter(gamma * err * c - alpha * torch.log(c), **filt).mean())
+        sums["loss_grad"].append(multiscale_gradient_loss(pred[b], target[b], v, scales=grad_scales, clamp=clamp))
+    if not sums["loss_reg"]:
+        z = _zero(pred) + (0.0 if conf is None else _zero(conf))
+        return {**{k: z for k in names}, "loss": z}
+    out = {k: torch.stack(v).mean() for k, v in sums.items()}
+    out["loss"] = out["loss_reg"] + grad_weight * out["loss_grad"] + out.get("loss_conf", 0.0)
+    return out
 
 
 def silog_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, lam: float = 0.85,
@@ -135,23 +164,11 @@ def silog_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, lam:
     return {"loss_silog": loss, "loss": loss}
 
 
-def conf_depth_loss(pred: Tensor, conf: Tensor, target: Tensor, mask: Tensor | None = None, *,
-                    gamma: float = 1.0, alpha: float = 0.2, grad_scales: int = 4, grad_weight: float = 1.0,
-                    clamp: float = 100.0) -> dict[str, Tensor]:
-    """Confidence-weighted depth loss: mean over valid pixels of ``gamma·err·c − alpha·log c`` with
-    ``err = min(|pred−target|, clamp)`` and the predicted confidence ``c`` ``[B,S,H,W]`` (> 0, e.g.
-    ``1 + exp(·)``), plus ``grad_weight·`` :func:`multiscale_gradient_loss`. Returns ``loss_conf``,
-    ``loss_grad``, ``loss``."""
-    pred, conf, target = pred.float(), conf.float(), target.detach().float()
-    valid = _valid_mask(target, mask)
-    if not bool(valid.any()):
-        z = _zero(pred) + _zero(conf)
-        return {"loss_conf": z, "loss_grad": z, "loss": z}
-    err = (pred - target).abs().clamp(max=clamp)[valid]
-    c = conf[valid]
-    lc = (gamma * err * c - alpha * torch.log(c)).mean()
-    grad = multiscale_gradient_loss(pred, target, valid, scales=grad_scales, clamp=clamp)
-    return {"loss_conf": lc, "loss_grad": grad, "loss": lc + grad_weight * grad}
+def conf_depth_loss(pred: Tensor, conf: Tensor, target: Tensor, mask: Tensor | None = None, **options
+                    ) -> dict[str, Tensor]:
+    """The released confidence variant: :func:`depth_loss` with the predicted confidence ``conf``
+    ``[B,S,H,W]`` (> 0, e.g. ``1 + exp(·)``); returns ``loss_conf``, ``loss_reg``, ``loss_grad``, ``loss``."""
+    return depth_loss(pred, target, mask, conf, **options)
 
 
 def depth_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> dict[str, float]:
@@ -169,25 +186,50 @@ def depth_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> d
 # -- metric scale -----------------------------------------------------------------------------------
 
 
+def median(values: Tensor) -> Tensor:
+    """The interpolated median of a 1-D tensor (``torch.quantile(values, 0.5)``, without its size limit)."""
+    n = values.numel()
+    lo = torch.kthvalue(values, (n - 1) // 2 + 1).values
+    hi = torch.kthvalue(values, n // 2 + 1).values
+    return (lo + hi) / 2
+
+
+@torch.no_grad()
+def focal_rescale(metric_depth: Tensor, intrinsics: Tensor, *, reference: float = 300.0,
+                  pixel_ratio: float = 1.0) -> Tensor:
+    """Depth of a model trained at a canonical focal length, turned into metres for the actual camera:
+    ``metric_depth · f / reference`` with ``f = pixel_ratio · (fx + fy) / 2`` per frame from ``intrinsics``
+    ``[B,S,3,3]`` (``pixel_ratio`` converts their pixels into the metric model's input pixels).
+    ``metric_depth``: ``[B,S,H,W]``."""
+    f = (intrinsics[..., 0, 0].float() + intrinsics[..., 1, 1].float()) / 2 * pixel_ratio
+    return metric_depth.float() * (f / reference).to(metric_depth.device)[..., None, None]
+
+
 @torch.no_grad()
 def scale_target(teacher_depth: Tensor, metric_depth: Tensor, teacher_conf: Tensor | None = None,
-                 valid: Tensor | None = None, *, min_metric: float = 0.01, min_teacher: float = 1e-3) -> Tensor:
+                 valid: Tensor | None = None, *, min_metric: float = 0.01, min_teacher: float = 1e-3,
+                 sky_max_depth: float | None = None) -> Tensor:
     """Per-video factor turning teacher depth into metres: least squares ``⟨m, d⟩ / ⟨d, d⟩`` → ``[B]``.
 
-    ``teacher_depth`` d, ``metric_depth`` m, ``teacher_conf`` and ``valid`` (e.g. a non-sky mask, bool)
-    are ``[B,S,H,W]``. Pixels used: ``conf ≥ median(conf)`` (``torch.median`` over all pixels of the
-    video, i.e. the lower middle value), ``m > min_metric``, ``d > min_teacher``, finite, and ``valid``.
-    A video with no such pixel gets ``nan``.
+    ``teacher_depth`` d, ``metric_depth`` m, ``teacher_conf`` and ``valid`` (bool) are ``[B,S,H,W]``.
+    Non-sky pixels: ``m`` finite (a metric teacher marks sky as NaN), ``m < sky_max_depth`` when set, and
+    ``valid``. Pixels used: non-sky, ``conf ≥`` the interpolated median of ``conf`` over the video's
+    non-sky pixels, ``m > min_metric``, ``d > min_teacher`` and ``d`` finite. A video with no such pixel
+    gets ``nan``.
     """
     d, m = teacher_depth.float(), metric_depth.float()
     B = d.shape[0]
-    sel = torch.isfinite(d) & torch.isfinite(m) & (m > min_metric) & (d > min_teacher)
+    non_sky = torch.isfinite(m)
+    if sky_max_depth is not None:
+        non_sky = non_sky & (m < sky_max_depth)
     if valid is not None:
-        sel = sel & valid.bool()
+        non_sky = non_sky & valid.bool()
+    sel = non_sky & torch.isfinite(d) & (m > min_metric) & (d > min_teacher)
     if teacher_conf is not None:
-        c = teacher_conf.float().reshape(B, -1)
-        med = c.median(dim=1).values.view(B, *([1] * (d.ndim - 1)))
-        sel = sel & (teacher_conf.float() >= med)
+        c = teacher_conf.float()
+        for b in range(B):
+            cb = c[b][non_sky[b] & torch.isfinite(c[b])]
+            sel[b] &= (c[b] >= median(cb)) if cb.numel() else torch.zeros_like(sel[b])
     d0, m0 = torch.where(sel, d, 0.0).reshape(B, -1), torch.where(sel, m, 0.0).reshape(B, -1)
     num, den = (m0 * d0).sum(1), (d0 * d0).sum(1)
     return torch.where(den > 0, num / den.clamp(min=1e-30), torch.full_like(num, float("nan")))

@@ -14,7 +14,7 @@ from torch import nn
 from geovr.errors import GeovrError, RecipeError
 from geovr.objectives import losses as L
 from geovr.objectives.configs import CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig
-from geovr.objectives.heads import CameraHead, DistillHead, DPTHead, ScaleHead
+from geovr.objectives.heads import CameraHead, DenseHead, DistillHead, DPTHead, ScaleHead
 from geovr.objectives.layers import default_layers, map_teacher_layers
 from geovr.protocols import Batch, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput
 
@@ -92,7 +92,8 @@ class CameraPoseObjective(nn.Module):
 
 
 class DepthObjective(nn.Module):
-    """Predict the teacher's depth ``[B,S,H,W]`` from 4 student layers' visual grids with a DPT head."""
+    """Predict the teacher's depth ``[B,S,H,W]`` from 4 student layers' visual grids ``[B,S,h,w,D]`` with the
+    released dense head (``head = "dense"``) or a DPT head (``head = "dpt"``)."""
 
     name = "depth"
 
@@ -104,13 +105,39 @@ class DepthObjective(nn.Module):
         self.layers = list(student_layers)
         self.student_needs = GeometryRequest(layers=self.layers)
         s = config.width_scale
-        channels = [max(1, round(c * s)) for c in config.channels]
-        self.head = DPTHead(hidden_size, channels, max(2, round(config.features * s)),
-                            out_channels=2 if config.loss == "conf" else 1, pos_ratio=config.pos_embed_ratio)
+        if config.head == "dense" and config.loss == "conf":
+            raise RecipeError(['objective \'depth\': loss = "conf" needs head = "dpt" (the dense head predicts '
+                               'no confidence)'])
+        if config.head == "dense":
+            def width(c):   # the UV embedding needs multiples of 4
+                return max(4, 4 * round(c * s / 4))
+
+            self.head = DenseHead(hidden_size, config.patch_size, config.target_patch_size,
+                                  width(config.features), [width(c) for c in config.channels],
+                                  pos_ratio=config.pos_embed_ratio)
+        else:
+            channels = [max(1, round(c * s)) for c in config.channels]
+            self.head = DPTHead(hidden_size, channels, max(2, round(config.features * s)),
+                                out_channels=2 if config.loss == "conf" else 1, pos_ratio=config.pos_embed_ratio)
 
     def predict(self, student: StudentOutput, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Depth ``[B,S,H,W]`` (``exp``) and, for the ``conf`` loss, confidence ``1 + exp`` (else ``None``)."""
+        """Depth ``[B,S,H,W]`` at ``size = (H, W)`` (> 0) and, for the ``conf`` loss, confidence ``1 + exp``
+        (else ``None``).
+
+        The dense head decodes ``target_patch_size`` pixels per cell: a ``size`` that is not a multiple of it
+        is decoded at the nearest multiple and resized bilinearly to ``size``."""
         grids = [_need(student.hidden.get(i), f"student hidden grid of layer {i}", self.name) for i in self.layers]
+        if self.config.head == "dense":
+            B, S, h, w, D = grids[0].shape
+            p, tp = self.config.patch_size, self.config.target_patch_size
+            H, W = (int(v) for v in size)
+            dec = (max(1, round(H / tp)) * tp, max(1, round(W / tp)) * tp)
+            hidden = [g.reshape(B, S, h * w, g.shape[-1]) for g in grids]
+            depth = self.head(hidden, image_size=(h * p, w * p), target_size=dec)
+            if dec != (H, W):
+                depth = F.interpolate(depth.reshape(B * S, 1, *dec), size=(H, W), mode="bilinear",
+                                      align_corners=False).reshape(B, S, H, W)
+            return depth, None
         raw = self.head(grids, size)
         depth = torch.exp(raw[:, :, 0])
         conf = 1 + torch.exp(raw[:, :, 1]) if raw.shape[2] > 1 else None
@@ -123,12 +150,10 @@ class DepthObjective(nn.Module):
         c = self.config
         if c.loss == "silog":
             terms = L.silog_loss(pred, target, lam=c.silog_lambda)
-        elif c.loss == "conf":
-            terms = L.conf_depth_loss(pred, conf, target, gamma=c.conf_gamma, alpha=c.conf_alpha,
-                                      grad_scales=c.grad_scales, grad_weight=c.grad_weight, clamp=c.clamp)
         else:
-            terms = L.depth_loss(pred, target, drop_quantile=c.drop_quantile, grad_scales=c.grad_scales,
-                                 grad_weight=c.grad_weight, clamp=c.clamp)
+            terms = L.depth_loss(pred, target, conf=conf if c.loss == "conf" else None, keep_quantile=c.drop_quantile,
+                                 min_elements=c.min_elements, hard_max=c.hard_max, grad_scales=c.grad_scales,
+                                 grad_weight=c.grad_weight, clamp=c.clamp, gamma=c.conf_gamma, alpha=c.conf_alpha)
         metrics = {k: float(v.detach()) for k, v in terms.items()}
         metrics.update(L.depth_metrics(pred, target))
         return ObjectiveOutput(terms["loss"], metrics)
@@ -162,8 +187,13 @@ class MetricScaleObjective(nn.Module):
             B, S = metric.shape[:2]
             metric = F.interpolate(metric.reshape(B * S, 1, *metric.shape[-2:]).float(), size=size,
                                    mode="nearest").reshape(B, S, *size)
-        return L.scale_target(depth, metric.to(depth.device), conf, min_metric=c.min_metric_depth,
-                              min_teacher=c.min_teacher_depth)
+        metric = metric.to(depth.device)
+        if c.focal_rescale:
+            K = _need(teacher.intrinsics, "teacher intrinsics [B,S,3,3] (focal_rescale)", self.name)
+            ratio = 1.0 if c.metric_input_width is None else c.metric_input_width / size[1]
+            metric = L.focal_rescale(metric, K, reference=c.focal_reference, pixel_ratio=ratio)
+        return L.scale_target(depth, metric, conf, min_metric=c.min_metric_depth, min_teacher=c.min_teacher_depth,
+                              sky_max_depth=c.sky_max_depth)
 
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
         token = _need(student.scale, "student scale token (StudentOutput.scale [B,D])", self.name)

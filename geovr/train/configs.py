@@ -20,7 +20,9 @@ class AccelerateTrainerConfig:
 
     Optimisation: ``lr`` (backbone ``"base"`` parameters), ``head_lr`` (geometry tokens + objective
     heads), ``weight_decay``, ``betas``, ``eps``; ``warmup_ratio`` of a cosine schedule over all steps;
-    ``grad_accum`` micro-batches per optimizer step; ``max_grad_norm`` clipping (0 = off);
+    ``grad_accum`` micro-batches per optimizer step, or ``global_batch_size`` (samples per optimizer step
+    over all processes; 0 = off), which sets ``grad_accum = global_batch_size / (batch_size × processes)``
+    at launch (an error when that does not divide); ``max_grad_norm`` clipping (0 = off);
     ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``); ``gradient_checkpointing`` is passed to the
     backbone. Length: ``max_steps`` optimizer steps (0 = ``epochs`` passes over ``data.train``).
     Data: ``batch_size`` per process, ``num_workers``, ``shuffle`` (seeded, deterministic order).
@@ -44,6 +46,7 @@ class AccelerateTrainerConfig:
     epochs: int = 1
     batch_size: int = 1
     grad_accum: int = 1
+    global_batch_size: int = 0
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
@@ -79,6 +82,15 @@ class AccelerateTrainerConfig:
                        "keep_last": self.keep_last, "num_workers": self.num_workers}.items():
             if v < 0:
                 problems.append(f"{key} must be >= 0, got {v}")
+        if self.global_batch_size < 0:
+            problems.append(f"global_batch_size must be >= 0 (0 = use grad_accum), got {self.global_batch_size}")
+        elif self.global_batch_size:
+            if self.grad_accum != 1:
+                problems.append(f"set either grad_accum ({self.grad_accum}) or global_batch_size "
+                                f"({self.global_batch_size}), not both: the accumulation follows from the global batch")
+            if self.batch_size >= 1 and self.global_batch_size % self.batch_size:
+                problems.append(f"global_batch_size ({self.global_batch_size}) must be a multiple of batch_size "
+                                f"({self.batch_size})")
         if self.max_steps == 0 and self.epochs < 1:
             problems.append(f"epochs must be >= 1 when max_steps = 0, got {self.epochs}")
         if not 0 <= self.warmup_ratio < 1:
@@ -92,6 +104,25 @@ class AccelerateTrainerConfig:
         if self.accelerate_config is not None and not os.path.isfile(self.accelerate_config):
             problems.append(f"accelerate_config: file not found: {self.accelerate_config}")
         return problems
+
+    def accumulation(self, world_size: int) -> int:
+        """Micro-batches per optimizer step on ``world_size`` processes: ``grad_accum``, or with
+        ``global_batch_size`` set, ``global_batch_size / (batch_size × world_size)``. Raises
+        :class:`~geovr.errors.GeovrError` when the global batch is not a multiple of ``batch_size × world_size``."""
+        if not self.global_batch_size:
+            return self.grad_accum
+        per_step = self.batch_size * world_size
+        if self.global_batch_size % per_step:
+            from geovr.errors import GeovrError
+
+            raise GeovrError(f"trainer.global_batch_size = {self.global_batch_size} is not a multiple of batch_size "
+                             f"({self.batch_size}) × processes ({world_size}) = {per_step}; change batch_size or "
+                             f"the number of processes")
+        return self.global_batch_size // per_step
+
+    def for_world(self, world_size: int) -> AccelerateTrainerConfig:
+        """This config with ``grad_accum`` resolved for ``world_size`` processes (see :meth:`accumulation`)."""
+        return attrs.evolve(self, grad_accum=self.accumulation(world_size), global_batch_size=0)
 
     def resolved_cache_dir(self) -> str:
         """Where teacher outputs are cached (``cache_dir``, ``$GEOVR_CACHE_DIR``, or the user cache)."""

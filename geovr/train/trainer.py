@@ -105,6 +105,7 @@ class AccelerateTrainer:
                               f"--accelerate-config FILE`), so it trains in a single process", stacklevel=2)
         acc = self._accelerator(context)
         device, world, rank = acc.device, acc.num_processes, acc.process_index
+        self.config = cfg = cfg.for_world(world)   # global_batch_size → grad_accum for this world size
         torch.manual_seed(context.seed)
 
         backbone = context.backbone

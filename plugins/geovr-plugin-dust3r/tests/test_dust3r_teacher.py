@@ -186,7 +186,7 @@ def test_pair_batching_does_not_change_outputs():
 @pytest.mark.parametrize("name, options", [
     ("camera_pose", {"hidden_dim": 16}),
     ("depth", {"channels": [8, 8, 8, 8], "features": 8}),
-    ("depth", {"channels": [8, 8, 8, 8], "features": 8, "loss": "conf"}),
+    ("depth", {"channels": [8, 8, 8, 8], "features": 8, "head": "dpt", "loss": "conf"}),
     ("feature_distill", {}),
 ])
 def test_builtin_objectives_consume_the_outputs(tiny_teacher, name, options):

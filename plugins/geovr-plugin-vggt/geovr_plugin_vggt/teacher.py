@@ -5,7 +5,7 @@
 
 * ``features {layer: [B,S,h,w,C]}``: aggregator tokens at depth index ``layer`` without the camera and
   register tokens, the configured half of the 2C channels, optionally 2×2 average-pooled
-  (``h = ceil(H'/28)`` with pooling, ``H'/14`` without);
+  (``h = floor(H'/28)`` with pooling, as the released code's ``avg_pool2d``; ``H'/14`` without);
 * ``depth [B,S,H',W']``, ``depth_conf [B,S,H',W']``;
 * ``pose_enc [B,S,9]`` (first camera = identity by construction of the model), ``extrinsics [B,S,3,4]``
   (camera-from-world, OpenCV), ``intrinsics [B,S,3,3]`` (pixels of the working resolution);
@@ -30,7 +30,7 @@ from geovr_plugin_vggt.model import VGGT, load_config
 from geovr_plugin_vggt.preprocess import preprocess_frames
 
 #: bump when the pre-processing or the output definitions change (part of cache_key)
-TEACHER_VERSION = 1
+TEACHER_VERSION = 2   # 2: 2x2 feature pooling floors odd grids
 
 
 class VGGTTeacher(nn.Module):
@@ -92,7 +92,7 @@ class VGGTTeacher(nn.Module):
             x = x[..., C2 // 2:]
         x = x.reshape(B, S, h, w, x.shape[-1]).float()
         if self.config.pool == 2:
-            x = F.avg_pool2d(x.reshape(B * S, h, w, -1).permute(0, 3, 1, 2), 2, 2, ceil_mode=True)
+            x = F.avg_pool2d(x.reshape(B * S, h, w, -1).permute(0, 3, 1, 2), 2, 2)   # floor: an odd last row drops
             x = x.permute(0, 2, 3, 1).reshape(B, S, x.shape[-2], x.shape[-1], -1)
         return x.contiguous()
 

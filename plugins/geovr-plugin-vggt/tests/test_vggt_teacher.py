@@ -104,12 +104,14 @@ def test_feature_options(root, io):
         both.encode(images, layers=[6])
 
 
-def test_odd_grid_pooling_keeps_the_last_row(root, io):
+def test_odd_grid_pooling_drops_the_last_row_as_released(root, io):
+    """2×2 average pooling as the released distillation target (``F.avg_pool2d(x, 2, 2)``): an odd grid
+    loses its last row / column."""
     t = VGGTTeacher(tiny_cfg(root, pool=2, layers=[5]))
-    out = t.encode(io["case_a.images"])  # 42x56: grid 3x4 -> pooled ceil(3/2) x 2
-    assert out.features[5].shape == (1, 3, 2, 2, 32)
+    out = t.encode(io["case_a.images"])  # 42x56: grid 3x4 -> pooled floor(3/2) x 2
+    assert out.features[5].shape == (1, 3, 1, 2, 32)
     ref = io["case_a.agg_tokens.5"][:, :, 5:, :32].reshape(1, 3, 3, 4, 32)
-    torch.testing.assert_close(out.features[5][:, :, 1, 1], ref[:, :, 2, 2:4].mean(dim=2), **TOL)
+    torch.testing.assert_close(out.features[5][:, :, 0, 1], ref[:, :, 0:2, 2:4].mean(dim=(2, 3)), **TOL)
     torch.testing.assert_close(out.features[5][:, :, 0, 0], ref[:, :, 0:2, 0:2].mean(dim=(2, 3)), **TOL)
 
 
