@@ -25,6 +25,19 @@ def uniform_indices(total: int, num: int) -> np.ndarray:
     return np.round(np.linspace(0, total - 1, num)).astype(np.int64)
 
 
+def fps_indices(total: int, source_fps: float, fps: float = 2.0, min_frames: int = 4,
+                max_frames: int = 32) -> np.ndarray:
+    """Frame indices for sampling ``fps`` frames per second of a ``total``-frame video recorded at
+    ``source_fps``, as Qwen's video processors do: ``int(duration · fps)`` frames clamped to
+    ``[min_frames, max_frames]`` (and to ``total``), spread uniformly (:func:`uniform_indices`).
+    The released GeoVR training uses 2 fps, 4 to 32 frames."""
+    if source_fps <= 0:
+        raise ValueError(f"source_fps must be > 0, got {source_fps}")
+    n = int(total / source_fps * fps)
+    n = max(1, min(max(n, min_frames), max_frames, total))
+    return uniform_indices(total, n)
+
+
 def _to_uint8(frames) -> np.ndarray:
     """``[S,3,H,W]`` float in [0,1] (tensor or array) or ``[S,H,W,3]`` uint8 → ``[S,H,W,3]`` uint8."""
     if hasattr(frames, "detach"):
