@@ -34,7 +34,6 @@ the vision features scattered into the ``<|video_pad|>`` slots), then extended w
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
