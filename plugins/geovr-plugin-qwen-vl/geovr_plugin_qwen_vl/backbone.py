@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 
+import attrs
 import torch
 from torch import nn
 
@@ -54,7 +55,7 @@ _GEOMETRY_FILE = "geometry_tokens.safetensors"
 
 
 def target_frame_size(height: int, width: int, factor: int, cfg: QwenVLBackboneConfig, *, num_frames: int = 1,
-                      kind: str = "qwen2_5_vl") -> tuple[int, int]:
+                      kind: str = "qwen2_5_vl", inference: bool = False) -> tuple[int, int]:
     """Pixel size ``(h_px, w_px)`` the ``num_frames`` frames of one ``height×width`` video are resized to:
     multiples of ``factor`` (= patch size × spatial merge), aspect ratio kept as far as rounding allows.
 
@@ -62,12 +63,20 @@ def target_frame_size(height: int, width: int, factor: int, cfg: QwenVLBackboneC
     transformers: Qwen3-VL's video rule (a pixel budget for the whole video, ``video_min_pixels`` ..
     ``video_max_pixels``, defaulting to the per-frame bounds × frames) for ``kind="qwen3_vl"``, the
     Qwen2-VL per-frame rule (``min_pixels`` .. ``max_pixels``, with at most ``video_max_pixels /
-    num_frames`` per frame when that is set) for Qwen2.5-VL.
+    num_frames`` per frame when that is set) for Qwen2.5-VL. With ``inference`` and
+    ``cfg.inference_max_pixels`` set, the video budget is per frame instead (``inference_min_pixels`` ..
+    ``inference_max_pixels`` × frames, as the released evaluation sizes its 128-frame videos).
     """
     if cfg.frame_size is not None:
         h, w = cfg.frame_size
         return max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
     n = max(int(num_frames), 1)
+    if inference and cfg.inference_max_pixels is not None:
+        t_bar = max(round(max(n, 2) / 2) * 2, 2)
+        lo = (cfg.inference_min_pixels or cfg.min_pixels) * (t_bar if kind == "qwen3_vl" else n)
+        cfg = attrs.evolve(cfg, video_min_pixels=lo, video_max_pixels=cfg.inference_max_pixels * (
+            t_bar if kind == "qwen3_vl" else n), min_pixels=cfg.inference_min_pixels or cfg.min_pixels,
+            max_pixels=cfg.inference_max_pixels)
     if kind == "qwen3_vl":
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as video_resize
 
@@ -170,7 +179,7 @@ class QwenVLBackbone(nn.Module):
             if S > limit:
                 which = "max_inference_frames" if native else "max_frames"
                 raise DataError(f"sample {i} has S={S} frames per video but backbone {which}={limit}")
-            h, w = target_frame_size(H, W, self.factor, self.config, num_frames=S, kind=self.kind)
+            h, w = target_frame_size(H, W, self.factor, self.config, num_frames=S, kind=self.kind, inference=native)
             x = frames[i, :S, :, :H, :W].float()
             if (h, w) != (H, W):
                 x = nn.functional.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)

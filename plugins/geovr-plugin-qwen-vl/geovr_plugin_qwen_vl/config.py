@@ -41,7 +41,9 @@ class QwenVLBackboneConfig:
     frame is resized to (rounded to the vision patch × merge factor); ``None`` keeps the aspect ratio
     under Qwen's own smart resize: per frame within ``[min_pixels, max_pixels]`` and, when set, a whole-
     video budget ``[video_min_pixels, video_max_pixels]`` (Qwen3-VL's video rule; Qwen2.5-VL caps each
-    frame at ``video_max_pixels / S``). video_fps: frame rate assumed when a batch carries no
+    frame at ``video_max_pixels / S``). inference_min_pixels/inference_max_pixels: per-frame bounds for
+    the native generation layout (the released evaluation: 4·32·32 .. 384·32·32 per frame, whatever the
+    frame count); unset = the training rule above. video_fps: frame rate assumed when a batch carries no
     ``frame_times`` (seconds = ``frame_indices / video_fps``); batches with ``frame_times`` use those.
     system_prompt: system message of the chat. max_new_tokens: default generation length.
     """
@@ -61,6 +63,8 @@ class QwenVLBackboneConfig:
     max_pixels: int = 448 * 448
     video_min_pixels: int | None = None
     video_max_pixels: int | None = None
+    inference_min_pixels: int | None = None
+    inference_max_pixels: int | None = None
     video_fps: float = 2.0
     system_prompt: str = "You are a helpful assistant."
     max_new_tokens: int = 16
@@ -92,7 +96,7 @@ class QwenVLBackboneConfig:
             problems.append(f"max_frames: expected a positive int, got {self.max_frames}")
         if self.max_inference_frames <= 0:
             problems.append(f"max_inference_frames: expected a positive int, got {self.max_inference_frames}")
-        for key in ("video_min_pixels", "video_max_pixels"):
+        for key in ("video_min_pixels", "video_max_pixels", "inference_min_pixels", "inference_max_pixels"):
             v = getattr(self, key)
             if v is not None and v <= 0:
                 problems.append(f"{key}: expected a positive int or unset, got {v}")

@@ -124,3 +124,16 @@ def test_smart_resize_keeps_aspect_under_the_released_budget():
     assert (h, w) == smart_resize(32, 1080, 1920, 2, 32, cfg.video_min_pixels, cfg.video_max_pixels)
     few = target_frame_size(1080, 1920, 32, cfg, num_frames=4, kind="qwen3_vl")  # fewer frames, more pixels each
     assert few[0] * few[1] > h * w
+
+
+def test_inference_budget_is_per_frame_as_in_the_released_evaluation():
+    cfg = Qwen3VLBackboneConfig(video_min_pixels=4 * 16 * 32 * 32, video_max_pixels=32 * 300 * 32 * 32,
+                                inference_min_pixels=4 * 32 * 32, inference_max_pixels=384 * 32 * 32)
+    # 128 evaluation frames of 480x640 keep their size (384 blocks per frame allowed) ...
+    assert target_frame_size(480, 640, 32, cfg, num_frames=128, kind="qwen3_vl", inference=True) == (480, 640)
+    # ... where the training budget (shared by all frames) would shrink them
+    h, w = target_frame_size(480, 640, 32, cfg, num_frames=128, kind="qwen3_vl")
+    assert h * w <= 32 * 300 * 32 * 32 // 128 + 32 * 32 * 4
+    big = target_frame_size(1080, 1920, 32, cfg, num_frames=128, kind="qwen3_vl", inference=True)
+    assert big[0] * big[1] <= 384 * 32 * 32
+    assert any("inference_max_pixels" in p for p in Qwen3VLBackboneConfig(inference_max_pixels=0).check())
