@@ -81,3 +81,36 @@ def test_ragged_sample_equals_single_sample_run(kind):
     torch.testing.assert_close(both.camera[1], alone.camera[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(both.hidden[1][1], alone.hidden[1][0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(both.scale[1], alone.scale[0], atol=1e-4, rtol=1e-4)
+
+
+def test_trainer_steps_on_ragged_batches_with_teacher_cache(tmp_path):
+    """The accelerate trainer on a dataset whose samples differ in frame count and aspect ratio (cached
+    oracle teacher, the four objectives): finite losses, cache entries per sample, a second run from the
+    cache gives the same first-step losses."""
+    from geovr.protocols import BuildContext
+    from geovr.train.configs import AccelerateTrainerConfig
+    from geovr.train.runlog import read_metrics
+    from geovr.train.trainer import build
+
+    from geovr_plugin_qwen_vl.testing import cached_tiny_checkpoint
+
+    cached_tiny_checkpoint("qwen3_vl")  # written once, before the seeded runs
+    data = [_sample(0, 3, 64, 96), _sample(1, 4, 96, 64), _sample(2, 2, 64, 64), _sample(3, 4, 96, 64)]
+
+    def run(name):
+        torch.manual_seed(0)
+        bb = tiny_backbone("qwen3_vl", min_pixels=16 * 16, max_pixels=128 * 128)
+        teacher = OracleTeacher()
+        ctx = BuildContext(output_dir=str(tmp_path / name), seed=0, backbone=bb, teacher=teacher,
+                           objectives=_objectives(bb, teacher), datasets={"train": data})
+        cfg = AccelerateTrainerConfig(batch_size=2, max_steps=2, lr=1e-3, head_lr=1e-3, warmup_ratio=0.0,
+                                      progress=False, cache="auto", cache_dir=str(tmp_path / "cache"), shuffle=False)
+        build(cfg, ctx).fit(ctx)
+        return read_metrics(tmp_path / name)
+
+    first = run("a")
+    assert len(first) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in first)
+    assert {"camera_pose/loss", "depth/loss", "metric_scale/loss", "feature_distill/loss"} <= set(first[0])
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 4  # one entry per sample
+    again = run("b")
+    assert again[0]["loss"] == pytest.approx(first[0]["loss"], rel=1e-5)
