@@ -71,12 +71,9 @@ def target_frame_size(height: int, width: int, factor: int, cfg: QwenVLBackboneC
         h, w = cfg.frame_size
         return max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
     n = max(int(num_frames), 1)
-    if inference and cfg.inference_max_pixels is not None:
-        t_bar = max(round(max(n, 2) / 2) * 2, 2)
-        lo = (cfg.inference_min_pixels or cfg.min_pixels) * (t_bar if kind == "qwen3_vl" else n)
-        cfg = attrs.evolve(cfg, video_min_pixels=lo, video_max_pixels=cfg.inference_max_pixels * (
-            t_bar if kind == "qwen3_vl" else n), min_pixels=cfg.inference_min_pixels or cfg.min_pixels,
-            max_pixels=cfg.inference_max_pixels)
+    if inference and cfg.inference_max_pixels is not None:  # per-frame bounds, no shared video budget
+        cfg = attrs.evolve(cfg, min_pixels=cfg.inference_min_pixels or cfg.min_pixels,
+                           max_pixels=cfg.inference_max_pixels, video_min_pixels=None, video_max_pixels=None)
     if kind == "qwen3_vl":
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as video_resize
 
