@@ -200,21 +200,19 @@ class QwenVLBackbone(nn.Module):
         idx = batch.frame_indices if batch.frame_indices is not None else torch.arange(S).expand(B, S)
         return idx.detach().cpu().double() / self.config.video_fps
 
-    def prepare(self, batch: Batch, *, with_answers: bool = True, native: bool | None = None) -> dict:
+    def prepare(self, batch: Batch, *, with_answers: bool = True, native: bool = False) -> dict:
         """Batch → HF inputs on the backbone's device.
 
         Returns ``input_ids``/``attention_mask``/``mm_token_type_ids`` ``[B,L]``, ``labels`` ``[B,L]``
         (with answers; ``-100`` except answer + end-of-turn tokens), ``pixel_values_videos``
         ``[Σ_i T_i·(2h_i)·(2w_i), C·2·p·p]``, ``video_grid_thw`` ``[B,3]`` = ``(T_i, 2h_i, 2w_i)`` and, for
         Qwen2.5-VL, ``second_per_grid_ts`` ``[B]`` (seconds per temporal group from the frames' real
-        times). Qwen3-VL's ``<t seconds>`` prompt text is built from the same times. ``native`` (default:
-        ``False`` with answers, ``config.inference_frames == "native"`` for generation prompts) selects the
-        frame layout of :meth:`_videos`. Private extras (not passed to HF): ``_grids`` the per-sample
+        times). Qwen3-VL's ``<t seconds>`` prompt text is built from the same times. ``native`` selects the
+        frame layout of :meth:`_videos` (``False``: duplicated, as geometry outputs need; :meth:`generate`
+        passes ``config.inference_frames == "native"``). Private extras (not passed to HF): ``_grids`` the per-sample
         ``(T_i, h_i, w_i)`` merged-token grids, ``_grid`` the common one (``None`` for a ragged batch),
         ``_native``. Right padding for training, left for generation.
         """
-        if native is None:
-            native = (not with_answers) and self.config.inference_frames == "native"
         videos, times = self._videos(batch, native)
         texts = []
         for i in range(batch.batch_size):
@@ -374,7 +372,8 @@ class QwenVLBackbone(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, **generation_kwargs) -> list[str]:
         """Greedy-decode (unless overridden) one answer per sample, without geometry tokens."""
-        inputs = self._hf_inputs(self.prepare(batch, with_answers=False))
+        inputs = self._hf_inputs(self.prepare(batch, with_answers=False,
+                                              native=self.config.inference_frames == "native"))
         kw = {"max_new_tokens": self.config.max_new_tokens, "do_sample": False,
               "pad_token_id": self.processor.tokenizer.pad_token_id}
         kw.update(generation_kwargs)

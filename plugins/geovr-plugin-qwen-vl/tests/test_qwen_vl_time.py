@@ -43,7 +43,7 @@ def test_qwen3_timestamps_are_seconds(clip_60s):
     stamps = _stamps(bb, bb.prepare(batch))  # training layout: one group per frame
     assert len(stamps) == 16 and stamps[0] == 0.0 and 59.0 < stamps[-1] <= 60.0  # 59.97 s printed as 60.0
     assert stamps == pytest.approx([round(float(x), 1) for x in clip_60s["frame_times"]], abs=0.051)
-    native = _stamps(bb, bb.prepare(batch, with_answers=False))  # generation: consecutive frames share a patch
+    native = _stamps(bb, bb.prepare(batch, with_answers=False, native=True))  # generation: frames share a patch
     t = clip_60s["frame_times"]
     assert native == pytest.approx([round(float(t[i] + t[i + 1]) / 2, 1) for i in range(0, 16, 2)], abs=0.051)
 
@@ -53,7 +53,7 @@ def test_qwen2_5_time_positions_are_seconds(clip_60s):
     tps = bb.hf.config.vision_config.tokens_per_second
     batch = collate([clip_60s])
     for native, groups in ((False, 16), (True, 8)):
-        inputs = bb.prepare(batch, with_answers=not native)
+        inputs = bb.prepare(batch, with_answers=not native, native=native)
         pos = bb._rope_index(inputs)[0, 0]  # temporal axis [L]
         vid = pos[inputs["input_ids"][0] == bb.video_token_id]
         starts = sorted(set(vid.tolist()))
@@ -71,8 +71,10 @@ def test_native_generation_has_no_duplicated_frames():
     sample = {"frames": torch.rand(5, 3, 64, 64, generator=g), "frame_times": torch.arange(5) * 0.5,
               "question": "q", "answer": "a", "options": None, "sample_id": "x"}
     batch = collate([sample])
-    gen = bb.prepare(batch, with_answers=False)
+    gen = bb.prepare(batch, with_answers=False, native=True)
     assert gen["video_grid_thw"][0, 0].item() == 3 and gen["_native"]
+    four = collate([{**sample, "frames": sample["frames"][:4], "frame_times": sample["frame_times"][:4]}])
+    assert bb.prepare(four, with_answers=False)["video_grid_thw"][0, 0].item() == 4  # geometry layout by default
     n_tokens = int((gen["input_ids"] == bb.video_token_id).sum())
     _, h, w = gen["_grids"][0]
     assert n_tokens == 3 * h * w
@@ -84,9 +86,16 @@ def test_native_generation_has_no_duplicated_frames():
         bb.prepare(batch)
     too_many = collate([{**sample, "frames": torch.rand(7, 3, 64, 64), "frame_times": torch.arange(7) * 0.5}])
     with pytest.raises(DataError, match="max_inference_frames=6"):
-        bb.prepare(too_many, with_answers=False)
+        bb.prepare(too_many, with_answers=False, native=True)
     dup = tiny_backbone("qwen3_vl", min_pixels=16 * 16, max_pixels=64 * 64, inference_frames="duplicate")
     assert dup.prepare(batch, with_answers=False)["video_grid_thw"][0, 0].item() == 5
+    calls = []
+    for model in (dup, bb):  # generate() follows inference_frames
+        real = model.prepare
+        model.prepare = lambda b, _real=real, **kw: calls.append(kw["native"]) or _real(b, **kw)
+        model.generate(collate([{**sample, "frames": sample["frames"][:4],
+                                 "frame_times": sample["frame_times"][:4]}]), max_new_tokens=1)
+    assert calls == [False, True]
 
 
 def test_published_eval_frame_count_default():
