@@ -67,6 +67,14 @@ class Batch:
     """A collated training/eval batch (see :func:`geovr.data.collate`).
 
     frames: ``[B,S,3,H,W]`` float32 in [0,1]. frame_indices: ``[B,S]`` int64 (index in the source video).
+    frame_times: ``[B,S]`` float32 seconds of each sampled frame in its video (from the container's
+    timestamps, or the dataset's own frame rate); ``None`` when the data has no timing.
+
+    Ragged batches: samples may differ in frame count and frame size. The tensors are then padded
+    (frames at the end, pixels at the bottom/right, with zeros) to the largest ``S``, ``H``, ``W`` and
+    ``frame_counts`` ``[B]`` int64 / ``image_sizes`` ``[B,2]`` int64 ``(H_i, W_i)`` give each sample's
+    valid part (both ``None`` when every sample has the full size). :meth:`sample` returns sample ``i``
+    as an unpadded batch of one (``[1,S_i,3,H_i,W_i]``); :meth:`split` all of them.
     questions/answers: ``B`` strings (answer ``""`` when unknown). options: per sample a list of option
     strings (``["A. chair", ...]``) or ``None`` for numerical questions. Backbones render a question
     verbatim and, when options are given, list them one per line after it; an evaluator that builds a
@@ -86,6 +94,9 @@ class Batch:
     depth: Tensor | None = None
     intrinsics: Tensor | None = None
     extrinsics: Tensor | None = None
+    frame_times: Tensor | None = None
+    frame_counts: Tensor | None = None
+    image_sizes: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -93,7 +104,48 @@ class Batch:
 
     @property
     def num_frames(self) -> int:
+        """``S`` of the (padded) frames tensor; see :meth:`frames_of` for a sample's own count."""
         return int(self.frames.shape[1])
+
+    @property
+    def ragged(self) -> bool:
+        """True when samples differ in frame count or frame size (see the class docstring)."""
+        return self.frame_counts is not None or self.image_sizes is not None
+
+    def frames_of(self, i: int) -> int:
+        """Valid frame count ``S_i`` of sample ``i``."""
+        return int(self.frame_counts[i]) if self.frame_counts is not None else self.num_frames
+
+    def size_of(self, i: int) -> tuple[int, int]:
+        """Valid frame size ``(H_i, W_i)`` of sample ``i``."""
+        if self.image_sizes is not None:
+            return int(self.image_sizes[i, 0]), int(self.image_sizes[i, 1])
+        return int(self.frames.shape[-2]), int(self.frames.shape[-1])
+
+    def sample(self, i: int) -> Batch:
+        """Sample ``i`` as an unpadded batch of one: frames ``[1,S_i,3,H_i,W_i]``, depth
+        ``[1,S_i,H_i,W_i]``, per-frame tensors ``[1,S_i,...]`` (``frame_counts``/``image_sizes`` ``None``)."""
+        n = self.frames_of(i)
+        h, w = self.size_of(i)
+
+        def cut(t, pixels: bool = False):
+            if t is None:
+                return None
+            t = t[i:i + 1, :n]
+            return t[..., :h, :w] if pixels else t
+
+        def pick(items):
+            return list(items[i:i + 1]) if len(items) > i else []
+
+        return Batch(frames=cut(self.frames, True), sample_ids=pick(self.sample_ids), questions=pick(self.questions),
+                     answers=pick(self.answers), options=pick(self.options), question_types=pick(self.question_types),
+                     scene_ids=pick(self.scene_ids), frame_indices=cut(self.frame_indices),
+                     depth=cut(self.depth, True), intrinsics=cut(self.intrinsics), extrinsics=cut(self.extrinsics),
+                     frame_times=cut(self.frame_times))
+
+    def split(self) -> list[Batch]:
+        """Every sample as an unpadded batch of one (see :meth:`sample`)."""
+        return [self.sample(i) for i in range(self.batch_size)]
 
     def to(self, device) -> Batch:
         """Move every tensor field to ``device`` (returns a new Batch)."""
@@ -113,6 +165,10 @@ class StudentOutput:
     logits: ``[B,T,V]`` or ``None``. hidden: ``{layer: [B,S,h,w,D]}`` visual-token grids for the
     requested layers. camera: ``[B,S,D]`` last-layer camera-token states (``None`` unless requested).
     scale: ``[B,D]`` last-layer scale-token state (``None`` unless requested).
+
+    Ragged batches (:attr:`Batch.ragged`): ``hidden`` values and ``camera`` are lists of ``B`` per-sample
+    tensors ``[S_i,h_i,w_i,D]`` / ``[S_i,D]`` instead; :meth:`sample` gives sample ``i`` in the regular
+    form with ``B = 1``.
     """
 
     lm_loss: Tensor | None = None
@@ -120,6 +176,26 @@ class StudentOutput:
     hidden: dict[int, Tensor] = attrs.field(factory=dict)
     camera: Tensor | None = None
     scale: Tensor | None = None
+
+    @property
+    def ragged(self) -> bool:
+        """True when ``hidden``/``camera`` hold per-sample lists (see the class docstring)."""
+        return isinstance(self.camera, list) or any(isinstance(v, list) for v in self.hidden.values())
+
+    def sample(self, i: int) -> StudentOutput:
+        """Sample ``i`` with a batch dimension of one (``hidden {layer: [1,S_i,h_i,w_i,D]}``, ``camera
+        [1,S_i,D]``, ``scale [1,D]``); ``lm_loss``/``logits`` are not split (``None``)."""
+        return StudentOutput(hidden={k: _row(v, i) for k, v in self.hidden.items()}, camera=_row(self.camera, i),
+                             scale=_row(self.scale, i))
+
+
+def _row(value, i: int):
+    """Sample ``i`` of a batched tensor (``[1,...]``) or of a per-sample list (``[1,...]``)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return value[i].unsqueeze(0)
+    return value[i:i + 1]
 
 
 @attrs.define
@@ -131,6 +207,11 @@ class TeacherOutput:
     (first camera = identity); intrinsics ``[B,S,3,3]``; extrinsics ``[B,S,3,4]`` world-to-camera;
     points ``[B,S,H,W,3]`` in the first camera's frame; metric_scale ``[B]`` factor turning this
     teacher's depth into metres (when known exactly, e.g. the oracle).
+
+    Ragged batches: each sample is encoded on its own (:meth:`Batch.split`) and every field holds a list
+    of ``B`` per-sample tensors without the batch dimension (``depth [S_i,H'_i,W'_i]``, ``features
+    {layer: [S_i,h_i,w_i,C]}``, …); :meth:`stack_samples` builds that form and :meth:`sample` returns
+    sample ``i`` in the regular form with ``B = 1``.
     """
 
     features: dict[int, Tensor] = attrs.field(factory=dict)
@@ -158,6 +239,23 @@ class TeacherOutput:
         feats = {int(k.split(".", 1)[1]): v for k, v in flat.items() if k.startswith("features.")}
         rest = {k: v for k, v in flat.items() if not k.startswith("features.")}
         return cls(features=feats, **rest)
+
+    @property
+    def ragged(self) -> bool:
+        """True when the fields hold per-sample lists (see the class docstring)."""
+        return any(isinstance(v, list) for v in self.tensors().values())
+
+    def sample(self, i: int) -> TeacherOutput:
+        """Sample ``i`` with a batch dimension of one (works for both forms)."""
+        return TeacherOutput.from_tensors({k: _row(v, i) for k, v in self.tensors().items()})
+
+    @classmethod
+    def stack_samples(cls, outputs: list[TeacherOutput]) -> TeacherOutput:
+        """Per-sample outputs (each with ``B = 1``) → one ragged output holding lists of ``[...]``
+        tensors without the batch dimension (fields missing from any sample are dropped)."""
+        flats = [o.tensors() for o in outputs]
+        keys = [k for k in flats[0] if all(k in f for f in flats)]
+        return cls.from_tensors({k: [f[k][0] for f in flats] for k in keys})
 
 
 @attrs.define

@@ -181,10 +181,11 @@ def test_cli_model_mode(vsi_dir, tmp_path, capsys):
     assert main(["eval", "--model", ckpt, "--data", str(vsi_dir), "--output", str(out), "num_frames=3",
                  "max_new_tokens=2", "protocol=geovr", "limit=1", "progress=false"]) == 2
     assert "other settings (num_frames differ" in capsys.readouterr().err
-    # ... and 3 frames exceed a backbone built with max_frames=2: the backbone's DataError is a runtime failure
+    # ... and 3 frames exceed a backbone built with max_inference_frames=2: the backbone's DataError is a
+    # runtime failure
     assert main(["eval", "--model", ckpt, "--data", str(vsi_dir), "--output", str(tmp_path / "o2"), "num_frames=3",
-                 "--backbone-option", "max_frames=2", "limit=1", "progress=false"]) == 1
-    assert "max_frames=2" in capsys.readouterr().err
+                 "--backbone-option", "max_inference_frames=2", "limit=1", "progress=false"]) == 1
+    assert "max_inference_frames=2" in capsys.readouterr().err
     assert main(["eval", "--model", ckpt, "--data", str(vsi_dir), "--backbone-option", "max_frame=2"]) == 2
     assert "did you mean 'max_frames'" in capsys.readouterr().err
     assert main(["eval"]) == 2

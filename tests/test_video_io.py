@@ -52,3 +52,23 @@ def test_missing_and_corrupt_video_name_the_path(tmp_path):
 def test_write_rejects_odd_size(tmp_path):
     with pytest.raises(ValueError, match="even"):
         write_video(tmp_path / "o.mp4", np.zeros((2, 31, 32, 3), np.uint8))
+
+
+def test_fps_indices_follow_the_released_2fps_rule():
+    from geovr.data.video import fps_indices
+
+    assert len(fps_indices(1800, 30.0)) == 32            # 60 s at 2 fps = 120 → capped at 32
+    assert len(fps_indices(150, 30.0)) == 10             # 5 s → 10 frames
+    assert len(fps_indices(30, 30.0)) == 4               # 1 s → 2, raised to the minimum of 4
+    assert len(fps_indices(3, 30.0)) == 3                # never more than the video has
+    assert fps_indices(150, 30.0).tolist()[0] == 0 and fps_indices(150, 30.0).tolist()[-1] == 149
+
+
+def test_read_video_timed_gives_container_seconds(tmp_path):
+    from geovr.data.video import read_video_timed
+
+    path = tmp_path / "t.mp4"
+    write_video(path, np.zeros((90, 16, 16, 3), dtype=np.uint8), fps=30)
+    frames, idx, times = read_video_timed(path, num_frames=4)
+    assert idx.tolist() == [0, 30, 59, 89]
+    np.testing.assert_allclose(times.numpy(), idx.numpy() / 30, atol=1e-3)

@@ -3,13 +3,18 @@
 A *sample* (what every dataset component's ``__getitem__`` returns) is a dict with:
 
 * ``frames``: ``[S,3,H,W]`` float32 in [0,1]; ``frame_indices``: ``[S]`` int64 (index in the video);
+  ``frame_times``: ``[S]`` float seconds of each frame in its video (optional: container timestamps for
+  decoded videos, ``index / fps`` for generated data);
 * ``question``: str; ``options``: list of str (``"A. chair"``) or ``None``; ``answer``: str;
 * ``question_type``: str; ``scene_id``: str; ``sample_id``: str (unique per sample);
 * optional ground truth: ``depth`` ``[S,H,W]`` metres, ``intrinsics`` ``[S,3,3]``,
   ``extrinsics`` ``[S,3,4]`` world-to-camera (OpenCV).
 
-:func:`collate` stacks samples into a :class:`geovr.protocols.Batch` (all samples of a batch must share
-S, H, W; ground truth is kept only if every sample has it).
+:func:`collate` stacks samples into a :class:`geovr.protocols.Batch`; ground truth (and ``frame_times``)
+is kept only if every sample has it. Samples may differ in ``S`` and in ``H, W`` (videos sampled at a
+fixed rate, frames kept at their aspect ratio): the batch is then *ragged* — every per-frame tensor is
+padded with zeros to the largest ``S`` (at the end) and ``H, W`` (bottom/right), and ``frame_counts``
+``[B]`` / ``image_sizes`` ``[B,2]`` record each sample's valid part (see :class:`geovr.protocols.Batch`).
 """
 
 from __future__ import annotations
@@ -18,32 +23,49 @@ from collections.abc import Sequence
 
 from geovr.protocols import Batch
 
-SAMPLE_KEYS = ("frames", "frame_indices", "question", "options", "answer", "question_type", "scene_id",
-               "sample_id", "depth", "intrinsics", "extrinsics")
+SAMPLE_KEYS = ("frames", "frame_indices", "frame_times", "question", "options", "answer", "question_type",
+               "scene_id", "sample_id", "depth", "intrinsics", "extrinsics")
 
 
 def collate(samples: Sequence[dict]) -> Batch:
-    """Stack sample dicts into a :class:`Batch`; see the module docstring for the keys."""
+    """Stack sample dicts into a :class:`Batch` (padded when ragged); see the module docstring."""
     import torch
 
     if not samples:
         raise ValueError("collate() needs at least one sample")
-    shapes = {tuple(s["frames"].shape) for s in samples}
-    if len(shapes) > 1:
-        raise ValueError(f"samples in one batch must share [S,3,H,W]; got {sorted(shapes)}")
+    for i, s in enumerate(samples):
+        f = s.get("frames")
+        if f is None or f.ndim != 4 or f.shape[1] != 3:
+            raise ValueError(f"sample {i} ({s.get('sample_id', i)}): frames must be [S,3,H,W], got "
+                             f"{None if f is None else tuple(f.shape)}")
+    counts = [int(s["frames"].shape[0]) for s in samples]
+    sizes = [tuple(int(x) for x in s["frames"].shape[-2:]) for s in samples]
+    S, H, W = max(counts), max(h for h, _ in sizes), max(w for _, w in sizes)
+    ragged = len(set(counts)) > 1 or len(set(sizes)) > 1
 
-    def stack(key):
+    def pad(t, pixels: bool):
+        """Pad ``[S,...]`` to ``[S_max,...]``; with ``pixels`` the last two dims are ``H, W``."""
+        t = torch.as_tensor(t)
+        if not ragged:
+            return t
+        spec = [0, 0] * t.ndim  # F.pad order: (last_lo, last_hi, second-last_lo, ...)
+        spec[-1] = S - t.shape[0]
+        if pixels:
+            spec[1], spec[3] = W - t.shape[-1], H - t.shape[-2]
+        return torch.nn.functional.pad(t, spec)
+
+    def stack(key, pixels: bool = False):
         vals = [s.get(key) for s in samples]
         if any(v is None for v in vals):
             return None
-        return torch.stack([torch.as_tensor(v) for v in vals])
+        return torch.stack([pad(v, pixels) for v in vals])
 
     frame_indices = stack("frame_indices")
     if frame_indices is None:
-        S = samples[0]["frames"].shape[0]
-        frame_indices = torch.arange(S).expand(len(samples), S).clone()
+        frame_indices = torch.stack([pad(torch.arange(n), False) for n in counts])
+    times = stack("frame_times")
     return Batch(
-        frames=torch.stack([s["frames"].float() for s in samples]),
+        frames=torch.stack([pad(s["frames"].float(), True) for s in samples]),
         sample_ids=[str(s.get("sample_id", i)) for i, s in enumerate(samples)],
         questions=[s.get("question", "") for s in samples],
         answers=[str(s.get("answer", "")) for s in samples],
@@ -51,7 +73,10 @@ def collate(samples: Sequence[dict]) -> Batch:
         question_types=[s.get("question_type", "") for s in samples],
         scene_ids=[str(s.get("scene_id", "")) for s in samples],
         frame_indices=frame_indices.long(),
-        depth=stack("depth"),
+        depth=stack("depth", True),
         intrinsics=stack("intrinsics"),
         extrinsics=stack("extrinsics"),
+        frame_times=None if times is None else times.float(),
+        frame_counts=torch.tensor(counts, dtype=torch.long) if ragged else None,
+        image_sizes=torch.tensor(sizes, dtype=torch.long) if ragged else None,
     )

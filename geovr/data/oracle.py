@@ -58,6 +58,9 @@ class OracleTeacher(nn.Module):
     def encode(self, frames: torch.Tensor, layers=None, *, batch=None) -> TeacherOutput:
         """frames ``[B,S,3,H,W]`` (only the shape is used) → :class:`TeacherOutput` from ``batch``'s
         ground truth. Raises :class:`DataError` when the batch carries no depth/intrinsics/extrinsics."""
+        if batch is not None and batch.ragged:  # samples of different sizes: one at a time, per-sample lists
+            return TeacherOutput.stack_samples([self.encode(one.frames.to(frames.device), layers, batch=one)
+                                                for one in batch.split()])
         missing = [k for k in ("depth", "intrinsics", "extrinsics")
                    if batch is None or getattr(batch, k, None) is None]
         if missing:

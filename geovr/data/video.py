@@ -25,6 +25,19 @@ def uniform_indices(total: int, num: int) -> np.ndarray:
     return np.round(np.linspace(0, total - 1, num)).astype(np.int64)
 
 
+def fps_indices(total: int, source_fps: float, fps: float = 2.0, min_frames: int = 4,
+                max_frames: int = 32) -> np.ndarray:
+    """Frame indices for sampling ``fps`` frames per second of a ``total``-frame video recorded at
+    ``source_fps``, as Qwen's video processors do: ``int(duration · fps)`` frames clamped to
+    ``[min_frames, max_frames]`` (and to ``total``), spread uniformly (:func:`uniform_indices`).
+    The released GeoVR training uses 2 fps, 4 to 32 frames."""
+    if source_fps <= 0:
+        raise ValueError(f"source_fps must be > 0, got {source_fps}")
+    n = int(total / source_fps * fps)
+    n = max(1, min(max(n, min_frames), max_frames, total))
+    return uniform_indices(total, n)
+
+
 def _to_uint8(frames) -> np.ndarray:
     """``[S,3,H,W]`` float in [0,1] (tensor or array) or ``[S,H,W,3]`` uint8 → ``[S,H,W,3]`` uint8."""
     if hasattr(frames, "detach"):
@@ -96,24 +109,36 @@ def read_video(path: str | os.PathLike, num_frames: int | None = None, indices=N
 
     With ``num_frames`` the frames are sampled uniformly (:func:`uniform_indices`); with ``indices``
     exactly those are returned; with neither, every frame. Raises :class:`DataError` naming the
-    path when the file is missing, corrupt, or shorter than a requested index.
+    path when the file is missing, corrupt, or shorter than a requested index. :func:`read_video_timed`
+    also returns each frame's time in seconds.
     """
+    frames, idx, _ = read_video_timed(path, num_frames=num_frames, indices=indices)
+    return frames, idx
+
+
+def read_video_timed(path: str | os.PathLike, num_frames: int | None = None, indices=None):
+    """:func:`read_video` plus ``times [N]`` float32: each frame's presentation time in seconds from the
+    start of the stream (the container's timestamps; ``index / average fps`` where a frame has none)."""
     import torch
 
     if num_frames is not None and indices is None:
         idx = uniform_indices(count_frames(path, trust_header=True), num_frames)
         try:
-            return read_video(path, indices=idx)
+            return read_video_timed(path, indices=idx)
         except DataError:  # the header over-counted: count by decoding
-            return read_video(path, indices=uniform_indices(count_frames(path), num_frames))
+            return read_video_timed(path, indices=uniform_indices(count_frames(path), num_frames))
     wanted = None if indices is None else np.asarray(indices, dtype=np.int64)
     keep: dict[int, np.ndarray] = {}
+    stamps: dict[int, float | None] = {}
     wanted_set = None if wanted is None else set(wanted.tolist())
-    last = -1
+    last, start = -1, None
     for i, frame in enumerate(_decode(path)):
         last = i
+        if i == 0:
+            start = frame.time
         if wanted_set is None or i in wanted_set:
             keep[i] = frame.to_ndarray(format="rgb24")
+            stamps[i] = frame.time
         if wanted is not None and i >= wanted.max():
             break
     if last < 0:
@@ -125,4 +150,30 @@ def read_video(path: str | os.PathLike, num_frames: int | None = None, indices=N
         raise DataError(f"video {path} has {last + 1} frames; cannot read frame(s) {missing[:5]}")
     arr = np.stack([keep[int(i)] for i in wanted])
     frames = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
-    return frames, torch.from_numpy(wanted.copy())
+    if start is None or any(stamps[int(i)] is None for i in wanted):
+        fps = video_fps(path)
+        times = [int(i) / fps for i in wanted]
+    else:
+        times = [stamps[int(i)] - start for i in wanted]
+    return frames, torch.from_numpy(wanted.copy()), torch.tensor(times, dtype=torch.float32)
+
+
+def video_fps(path: str | os.PathLike) -> float:
+    """Average frame rate the container declares for the first video stream of ``path``."""
+    import av
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"video not found: {p}")
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise DataError(f"no video stream in {p}")
+            rate = container.streams.video[0].average_rate
+    except DataError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise DataError(f"cannot read video {p}: {type(exc).__name__}: {exc}") from exc
+    if not rate:
+        raise DataError(f"video {p} declares no frame rate")
+    return float(rate)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from geovr.data.configs import VideoQAConfig
-from geovr.data.video import read_video
+from geovr.data.video import read_video_timed
 from geovr.data.jsonl import iter_jsonl
 from geovr.errors import DataError
 
@@ -99,7 +99,7 @@ class VideoQADataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
-        frames, idx = read_video(self.video_path(rec), num_frames=self.config.num_frames)
+        frames, idx, times = read_video_timed(self.video_path(rec), num_frames=self.config.num_frames)
         geo = self._geometry(rec, idx) if self.config.geometry_root else {}
         if self.config.image_size is not None:
             frames, depth, K = resize_sample(frames, tuple(self.config.image_size), geo.get("depth"),
@@ -107,7 +107,7 @@ class VideoQADataset(torch.utils.data.Dataset):
             if geo:
                 geo.update(depth=depth, intrinsics=K)
         return {
-            "frames": frames, "frame_indices": idx, "question": rec["question"], "options": rec.get("options"),
+            "frames": frames, "frame_indices": idx, "frame_times": times, "question": rec["question"], "options": rec.get("options"),
             "answer": str(rec["ground_truth"]), "question_type": rec["question_type"],
             "scene_id": str(rec["scene_name"]), "sample_id": f"{rec['scene_name']}:{rec['id']}", **geo,
         }

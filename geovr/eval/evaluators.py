@@ -95,7 +95,7 @@ class VSIBenchEvaluator(_QAEvaluator):
         return sorted(docs, key=lambda d: first[(d["dataset"], d["scene_name"])])
 
     def load_frames(self, doc: Mapping):
-        """``num_frames`` uniform frames: ``([S,3,H,W] float32 in [0,1], [S] int64)``; the last few
+        """``num_frames`` uniform frames: ``([S,3,H,W] float32 in [0,1], [S] int64, [S] seconds)``; the last few
         videos stay decoded (questions are asked video by video)."""
         return self._read(str(video_path(self.config.data_dir, doc, self.config.video_dir)))
 
@@ -105,7 +105,10 @@ class VSIBenchEvaluator(_QAEvaluator):
         if path not in self._cache:
             if len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[path] = read_frames(path, self.config.num_frames)
+            from geovr.data.video import video_fps
+
+            frames, idx = read_frames(path, self.config.num_frames)
+            self._cache[path] = (frames, idx, idx.double() / video_fps(path))  # + seconds of each frame
         return self._cache[path]
 
     def info(self) -> dict:

@@ -96,9 +96,11 @@ def _make_batch(docs: Sequence[Mapping], loaded: Sequence[tuple], prompts: Mappi
 
     from geovr.protocols import Batch
 
+    times = [rest[0] if rest else None for _, _, *rest in loaded]
     return Batch(
-        frames=torch.stack([torch.as_tensor(f).float() for f, _ in loaded]),
-        frame_indices=torch.stack([torch.as_tensor(ix).long() for _, ix in loaded]),
+        frames=torch.stack([torch.as_tensor(f).float() for f, *_ in loaded]),
+        frame_indices=torch.stack([torch.as_tensor(ix).long() for _, ix, *_ in loaded]),
+        frame_times=None if any(t is None for t in times) else torch.stack([torch.as_tensor(t).float() for t in times]),
         sample_ids=[d["id"] for d in docs],
         questions=[prompts[d["id"]] for d in docs],  # the full protocol prompt, used verbatim
         answers=["" for _ in docs],
@@ -122,11 +124,11 @@ def _answer(backbone, docs, load_frames, prompts, gen, seed, frame_size) -> list
 
     loaded = []
     for d in docs:
-        frames, idx = load_frames(d)
-        loaded.append((_resize(torch.as_tensor(frames).float(), frame_size), idx))
+        frames, idx, *times = load_frames(d)  # an optional third item: each frame's time in seconds
+        loaded.append((_resize(torch.as_tensor(frames).float(), frame_size), idx, *times))
     out: dict[str, str] = {}
     groups: dict[tuple, list[int]] = {}
-    for i, (f, _) in enumerate(loaded):
+    for i, (f, *_) in enumerate(loaded):
         groups.setdefault(tuple(f.shape), []).append(i)
     for idxs in groups.values():
         sub = [docs[i] for i in idxs]
@@ -147,7 +149,8 @@ def run_qa(backbone, docs: Sequence[Mapping], load_frames: FrameLoader, *, evalu
            extra: Mapping | None = None) -> dict[str, float]:
     """Answer, score and report ``docs`` (VSI-format records; see :mod:`geovr.eval.vsibench`).
 
-    ``load_frames(doc)`` returns ``(frames [S,3,H,W] float in [0,1], frame_indices [S])``. Returns the
+    ``load_frames(doc)`` returns ``(frames [S,3,H,W] float in [0,1], frame_indices [S])`` and optionally a
+    third item, ``frame_times [S]`` seconds (passed to the backbone as ``Batch.frame_times``). Returns the
     per-task scores (0–100, ``nan`` for absent tasks) plus ``overall``.
     """
     from tqdm.auto import tqdm

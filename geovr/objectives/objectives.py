@@ -19,6 +19,36 @@ from geovr.objectives.layers import default_layers, map_teacher_layers
 from geovr.protocols import Batch, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput
 
 
+def per_sample(forward):
+    """Objective-input boundary for ragged batches (samples whose frame counts or token grids differ).
+
+    Wraps an objective's ``forward(student, teacher, batch)``: when the student or teacher output is
+    ragged (per-sample lists, see :class:`geovr.protocols.StudentOutput`), the objective runs once per
+    sample on regular ``B = 1`` views (``student.sample(i)``, ``teacher.sample(i)``, ``batch.sample(i)``)
+    and the loss and every metric are the mean over samples, as the released training averages its
+    per-sample losses. Regular batches go straight through, so objectives only ever see ``[B,S,...]``.
+    """
+    import functools
+
+    @functools.wraps(forward)
+    def wrapped(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
+        ragged = student.ragged or teacher.ragged or bool(batch is not None and batch.ragged)
+        if not ragged:
+            return forward(self, student, teacher, batch)
+        if batch is not None:
+            n = batch.batch_size
+        elif student.hidden:
+            n = len(next(iter(student.hidden.values())))
+        else:
+            n = len(student.camera) if student.camera is not None else int(student.scale.shape[0])
+        outs = [forward(self, student.sample(i), teacher.sample(i), batch.sample(i) if batch is not None else None)
+                for i in range(n)]
+        metrics = {k: sum(o.metrics[k] for o in outs) / n for k in outs[0].metrics if all(k in o.metrics for o in outs)}
+        return ObjectiveOutput(torch.stack([o.loss for o in outs]).mean(), metrics)
+
+    return wrapped
+
+
 def _need(value, what: str, name: str):
     if value is None:
         raise GeovrError(f"objective {name!r}: {what} is missing")
@@ -79,6 +109,7 @@ class CameraPoseObjective(nn.Module):
         self.student_needs = GeometryRequest(camera_tokens=True)
         self.head = CameraHead(hidden_size, config.hidden_dim)
 
+    @per_sample
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
         cam = _need(student.camera, "student camera tokens (StudentOutput.camera [B,S,D])", self.name)
         target = _need(teacher.pose_enc, "teacher pose_enc [B,S,9]", self.name)
@@ -143,6 +174,7 @@ class DepthObjective(nn.Module):
         conf = 1 + torch.exp(raw[:, :, 1]) if raw.shape[2] > 1 else None
         return depth, conf
 
+    @per_sample
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
         target = _need(teacher.depth, "teacher depth [B,S,H,W]", self.name)
         pred, conf = self.predict(student, tuple(target.shape[-2:]))
@@ -195,6 +227,7 @@ class MetricScaleObjective(nn.Module):
         return L.scale_target(depth, metric, conf, min_metric=c.min_metric_depth, min_teacher=c.min_teacher_depth,
                               sky_max_depth=c.sky_max_depth)
 
+    @per_sample
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
         token = _need(student.scale, "student scale token (StudentOutput.scale [B,D])", self.name)
         pred = self.head(token)
@@ -233,6 +266,7 @@ class FeatureDistillObjective(nn.Module):
         self.student_needs = GeometryRequest(layers=student_layers)
         self.heads = nn.ModuleList(DistillHead(hidden_size, feature_dim, config.hidden_dim) for _ in self.pairs)
 
+    @per_sample
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
         losses, metrics = [], {}
         for head, (t, s) in zip(self.heads, self.pairs):

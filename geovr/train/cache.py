@@ -152,7 +152,10 @@ class TeacherSource:
         self.teacher_device = _module_device(teacher, device)
 
     def encode(self, batch: Batch) -> TeacherOutput:
-        """``batch.frames`` ``[B,S,3,H,W]`` → TeacherOutput (``features`` ``[B,S,h,w,C]``, ``depth`` ``[B,S,H',W']`` …)."""
+        """``batch.frames`` ``[B,S,3,H,W]`` → TeacherOutput (``features`` ``[B,S,h,w,C]``, ``depth`` ``[B,S,H',W']`` …).
+        A ragged batch is encoded sample by sample (:meth:`Batch.split`) into a ragged TeacherOutput."""
+        if batch.ragged:
+            return TeacherOutput.stack_samples([self.encode(one) for one in batch.split()])
         size = tuple(batch.frames.shape[-2:])
         fidx = batch.frame_indices if batch.frame_indices is not None else \
             torch.arange(batch.num_frames).expand(batch.batch_size, -1)
@@ -213,6 +216,12 @@ def merge_metric(out: TeacherOutput, metric: TeacherOutput | None) -> TeacherOut
     if metric is None or metric.metric_depth is None:
         return out
     md = metric.metric_depth
+    if isinstance(md, list) or isinstance(out.depth, list):  # ragged batch: per sample [S_i,H,W]
+        n = len(md) if isinstance(md, list) else int(md.shape[0])
+        per = [merge_metric(out.sample(i), TeacherOutput(metric_depth=md[i][None] if isinstance(md, list)
+                                                         else md[i:i + 1])).metric_depth[0] for i in range(n)]
+        out.metric_depth = per
+        return out
     if out.depth is not None and tuple(md.shape[-2:]) != tuple(out.depth.shape[-2:]):
         B, S = md.shape[:2]
         md = torch.nn.functional.interpolate(md.reshape(B * S, 1, *md.shape[-2:]), size=out.depth.shape[-2:],

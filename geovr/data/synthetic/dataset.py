@@ -20,6 +20,11 @@ from geovr.data.synthetic.scene import generate_scene
 from geovr.errors import DataError
 
 
+#: Frame rate of a synthetic camera path (the rate ``geovr synth`` writes its videos at): frame ``i`` is
+#: shown at ``i / SYNTHETIC_FPS`` seconds.
+SYNTHETIC_FPS = 10.0
+
+
 def scene_seed(seed: int, index: int, attempt: int = 0) -> int:
     """Deterministic scene seed of sample ``index`` of a dataset seeded with ``seed``."""
     return int(np.random.default_rng([int(seed), int(index), int(attempt), 0x5EED]).integers(2**31 - 1))
@@ -42,6 +47,7 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig) -> dict:
     rec = records[int(np.random.default_rng([s, 1]).integers(len(records)))]
     sample = {
         "frames": out["rgb"], "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
+        "frame_times": torch.arange(config.num_frames, dtype=torch.float32) / SYNTHETIC_FPS,
         "question": rec["question"], "options": rec["options"], "answer": rec["ground_truth"],
         "question_type": rec["question_type"], "scene_id": scene.name,
         "sample_id": f"{scene.name}:{rec['id']}",

@@ -45,6 +45,9 @@ class DUSt3RTeacherConfig:
       ``"tiny"`` (test size) or a JSON file in the layout of the reference ``tiny_config.json``;
     * ``image_size``: 512 (long side 512, sides cropped to multiples of 16) or 224 (224×224 centre
       crop); other values use the long-side rule; ``square_ok``: keep square images square (else 4:3);
+    * ``crop``: ``False`` (default) resizes the whole frame instead (long side ``image_size``, short side
+      the nearest multiple of 16), so the teacher sees the student's field of view; ``True`` = the
+      reference ``load_images`` crops above;
     * ``pairing``: ``"first"`` (every frame paired with frame 0) or ``"keyframes"`` (every
       ``keyframe_interval``-th frame is a keyframe chained to the previous one, other frames pair with
       their keyframe);
@@ -60,6 +63,7 @@ class DUSt3RTeacherConfig:
     model_config: str = "official"
     image_size: int = 512
     square_ok: bool = False
+    crop: bool = False
     pairing: Literal["first", "keyframes"] = "first"
     keyframe_interval: int = 8
     layers: list[int] | None = None

@@ -6,6 +6,11 @@
   (``round(side·size/long)``), centre-crop both sides down to multiples of 16 around
   ``(W//2, H//2)``; a square image is cropped to 4:3 unless ``square_ok``.
 
+With ``crop=False`` (what the GeoVR teacher uses by default, so that it sees the student's whole field of
+view) nothing is cut: the whole frame is resized so the long side is ``size`` and the short side the
+nearest multiple of 16 to ``short·size/long`` (the 16-pixel patch grid needs both sides multiples of 16;
+the aspect ratio changes by less than one patch).
+
 Resizing uses antialiased bicubic interpolation (the reference uses PIL LANCZOS/BICUBIC), and the
 result is mapped from [0,1] to [-1,1].
 """
@@ -13,8 +18,15 @@ result is mapped from [0,1] to [-1,1].
 from __future__ import annotations
 
 
-def plan(H: int, W: int, size: int = 512, square_ok: bool = False) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """Resize target ``(H', W')`` and crop box ``(top, left, height, width)`` for an ``H×W`` image."""
+def plan(H: int, W: int, size: int = 512, square_ok: bool = False,
+         crop: bool = True) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Resize target ``(H', W')`` and crop box ``(top, left, height, width)`` for an ``H×W`` image
+    (with ``crop=False`` the box is the whole resized image)."""
+    if not crop:
+        long_side = max(H, W)
+        rh = max(16, round(H * size / long_side / 16) * 16)
+        rw = max(16, round(W * size / long_side / 16) * 16)
+        return (rh, rw), (0, 0, rh, rw)
     long_side = round(224 * max(W / H, H / W)) if size == 224 else size  # the reference rounds twice
     rh, rw = round(H * long_side / max(H, W)), round(W * long_side / max(H, W))
     cx, cy = rw // 2, rh // 2
@@ -29,12 +41,12 @@ def plan(H: int, W: int, size: int = 512, square_ok: bool = False) -> tuple[tupl
     return (rh, rw), (cy - halfh, cx - halfw, 2 * halfh, 2 * halfw)
 
 
-def preprocess(frames, size: int = 512, square_ok: bool = False):
+def preprocess(frames, size: int = 512, square_ok: bool = False, crop: bool = True):
     """frames ``[N,3,H,W]`` in [0,1] → ``[N,3,H',W']`` in [-1,1] with ``H', W'`` multiples of 16."""
     import torch.nn.functional as F
 
     H, W = frames.shape[-2:]
-    (rh, rw), (top, left, ch, cw) = plan(H, W, size, square_ok)
+    (rh, rw), (top, left, ch, cw) = plan(H, W, size, square_ok, crop)
     x = frames.float()
     if (rh, rw) != (H, W):
         x = F.interpolate(x, size=(rh, rw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)

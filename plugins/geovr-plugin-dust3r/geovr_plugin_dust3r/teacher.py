@@ -109,7 +109,7 @@ class DUSt3RTeacher(nn.Module):
         B, S = frames.shape[:2]
         device = next(self.model.parameters()).device
         img = preprocess(frames.reshape(B * S, *frames.shape[2:]).to(device), self.config.image_size,
-                         self.config.square_ok)
+                         self.config.square_ok, self.config.crop)
         H, W = img.shape[-2:]
         img = img.reshape(B, S, 3, H, W)
         anchor = anchors(S, self.config.pairing, self.config.keyframe_interval)

@@ -3,6 +3,11 @@ student (see :class:`geovr.protocols.Backbone`).
 
 Shapes: ``B`` batch, ``S`` frames, ``T`` tokens, ``D`` LLM hidden size, ``h×w`` the pooled visual grid of
 one frame (``h = w = ceil((image_size / patch_size) / 2)``, e.g. 27→14 for the 384-px SigLIP).
+
+Ragged batches (samples with different frame counts or frame sizes, :attr:`Batch.ragged`): the processor
+squares every frame to the vision tower's size anyway, so only ``S`` differs; such a batch is prepared and
+run sample by sample and the outputs come back as per-sample lists (``hidden {layer: [S_i,h,w,D]}``,
+``camera [S_i,D]``; ``scale [B,D]``; ``lm_loss`` the mean of the samples' losses; ``logits`` ``None``).
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class LlavaOneVisionBackbone(nn.Module):
         """Batch (frames ``[B,S,3,H,W]`` in [0,1]) → HF inputs: ``input_ids``/``attention_mask``
         ``[B,T]``, ``pixel_values_videos`` ``[B,S,3,H',W']``, ``labels`` ``[B,T]`` (-100 except answer
         tokens; only with answers) and the private ``_num_frames`` (S)."""
+        if batch.ragged:  # per-sample inputs (see the module docstring)
+            return {"_samples": [self.prepare(one, with_answers=with_answers) for one in batch.split()]}
         inputs = prompts.encode(self.processor, batch, system_prompt=self.system_prompt,
                                  with_answers=with_answers)
         inputs["_num_frames"] = batch.num_frames
@@ -86,6 +93,8 @@ class LlavaOneVisionBackbone(nn.Module):
         ``[B,D]`` states from the last hidden state (after the final norm); the tokens are spliced
         into the embedded sequence as described in :mod:`geovr_plugin_llava.tokens`.
         """
+        if "_samples" in inputs:
+            return self._forward_samples(inputs["_samples"], geometry)
         dev = self.device
         hf = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in inputs.items() if not k.startswith("_")}
         if geometry.empty:
@@ -130,9 +139,22 @@ class LlavaOneVisionBackbone(nn.Module):
             scale=scale,
         )
 
+    def _forward_samples(self, samples: list[dict], geometry: GeometryRequest) -> StudentOutput:
+        """A ragged batch: one forward per sample, outputs as per-sample lists (module docstring)."""
+        outs = [self.forward(one, geometry=geometry) for one in samples]
+        losses = [o.lm_loss for o in outs if o.lm_loss is not None]
+        return StudentOutput(
+            lm_loss=torch.stack(losses).mean() if losses else None,
+            hidden={layer: [o.hidden[layer][0] for o in outs] for layer in geometry.layers},
+            camera=[o.camera[0] for o in outs] if geometry.camera_tokens else None,
+            scale=torch.cat([o.scale for o in outs]) if geometry.scale_token else None,
+        )
+
     @torch.no_grad()
     def generate(self, batch: Batch, **generation_kwargs) -> list[str]:
         """Greedy-decode (unless overridden) one answer per sample; no geometry tokens."""
+        if batch.ragged:
+            return [text for one in batch.split() for text in self.generate(one, **generation_kwargs)]
         inputs = self.prepare(batch, with_answers=False)
         dev = self.device
         hf = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in inputs.items() if not k.startswith("_")}

@@ -2,11 +2,21 @@
 
 Video input
 -----------
-``Batch.frames`` ``[B,S,3,H,W]`` in [0,1] are resized to ``[h_px, w_px]`` (multiples of patch × merge,
-see :func:`target_frame_size`) and every frame is **duplicated** before the HF video processor: the
-Qwen vision tower packs ``temporal_patch_size = 2`` consecutive frames into one temporal patch, so a
-pair of identical frames gives exactly one temporal token group per input frame (``grid_t = S``).
-After the 2×2 spatial merge each frame becomes ``h·w`` LLM tokens (``h = h_px / (patch·2)``).
+Each sample ``i`` of ``Batch.frames`` ``[B,S,3,H,W]`` in [0,1] (its valid ``S_i`` frames of ``H_i×W_i`` in a
+ragged batch) is resized to its own ``[h_px, w_px]`` (:func:`target_frame_size`: Qwen's smart resize,
+aspect ratio kept under a pixel budget). The Qwen vision tower packs ``temporal_patch_size = 2``
+consecutive frames into one temporal patch. For training and geometry every frame is **duplicated**, so
+each input frame gets its own temporal token group (``grid_t = S_i``; the released training does the
+same). Generation uses the **native** layout by default (``inference_frames = "native"``, as the released
+evaluation): consecutive frames share a patch, ``grid_t = ceil(S_i/2)``, and up to
+``max_inference_frames`` (128) frames are accepted. After the 2×2 spatial merge each temporal group
+becomes ``h·w`` LLM tokens (``h = h_px / (patch·2)``).
+
+Time
+----
+Temporal positions come from the frames' real times (``Batch.frame_times`` seconds, else
+``frame_indices / video_fps``): Qwen3-VL prints ``<t seconds>`` before each temporal group (the mean time
+of its two frames); Qwen2.5-VL gets ``second_per_grid_ts`` = seconds between consecutive groups.
 
 Chat format
 -----------
@@ -24,9 +34,9 @@ the vision features scattered into the ``<|video_pad|>`` slots), then extended w
 
 from __future__ import annotations
 
-import math
 import os
 
+import attrs
 import torch
 from torch import nn
 
@@ -44,22 +54,41 @@ __all__ = ["QwenVLBackbone", "build", "build_qwen3_vl", "build_qwen2_5_vl", "tar
 _GEOMETRY_FILE = "geometry_tokens.safetensors"
 
 
-def target_frame_size(height: int, width: int, factor: int, cfg: QwenVLBackboneConfig) -> tuple[int, int]:
-    """Pixel size ``(h_px, w_px)`` each frame is resized to: multiples of ``factor`` (= patch size ×
-    spatial merge), ``cfg.frame_size`` if set, else the input size rounded and rescaled so that
-    ``min_pixels <= h_px·w_px <= max_pixels`` (aspect ratio kept as far as rounding allows)."""
+def target_frame_size(height: int, width: int, factor: int, cfg: QwenVLBackboneConfig, *, num_frames: int = 1,
+                      kind: str = "qwen2_5_vl", inference: bool = False) -> tuple[int, int]:
+    """Pixel size ``(h_px, w_px)`` the ``num_frames`` frames of one ``height×width`` video are resized to:
+    multiples of ``factor`` (= patch size × spatial merge), aspect ratio kept as far as rounding allows.
+
+    ``cfg.frame_size`` if set (a fixed size, rounded to ``factor``); otherwise Qwen's own smart resize from
+    transformers: Qwen3-VL's video rule (a pixel budget for the whole video, ``video_min_pixels`` ..
+    ``video_max_pixels``, defaulting to the per-frame bounds × frames) for ``kind="qwen3_vl"``, the
+    Qwen2-VL per-frame rule (``min_pixels`` .. ``max_pixels``, with at most ``video_max_pixels /
+    num_frames`` per frame when that is set) for Qwen2.5-VL. With ``inference`` and
+    ``cfg.inference_max_pixels`` set, the video budget is per frame instead (``inference_min_pixels`` ..
+    ``inference_max_pixels`` × frames, as the released evaluation sizes its 128-frame videos).
+    """
     if cfg.frame_size is not None:
         h, w = cfg.frame_size
         return max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
-    h, w = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
-    if h * w > cfg.max_pixels:
-        beta = math.sqrt(height * width / cfg.max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    elif h * w < cfg.min_pixels:
-        beta = math.sqrt(cfg.min_pixels / (height * width))
-        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
-    return h, w
+    n = max(int(num_frames), 1)
+    if inference and cfg.inference_max_pixels is not None:  # per-frame bounds, no shared video budget
+        cfg = attrs.evolve(cfg, min_pixels=cfg.inference_min_pixels or cfg.min_pixels,
+                           max_pixels=cfg.inference_max_pixels, video_min_pixels=None, video_max_pixels=None)
+    if kind == "qwen3_vl":
+        from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as video_resize
+
+        t = max(n, 2)  # the rule needs at least one temporal patch of 2 frames
+        t_bar = round(t / 2) * 2
+        lo = cfg.video_min_pixels if cfg.video_min_pixels is not None else cfg.min_pixels * t_bar
+        hi = cfg.video_max_pixels if cfg.video_max_pixels is not None else cfg.max_pixels * t_bar
+        h, w = video_resize(t, height, width, temporal_factor=2, factor=factor, min_pixels=lo, max_pixels=hi)
+        return int(h), int(w)
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    hi = cfg.max_pixels if cfg.video_max_pixels is None else min(cfg.max_pixels, cfg.video_max_pixels // n)
+    lo = min(cfg.min_pixels, hi)
+    h, w = smart_resize(height, width, factor=factor, min_pixels=lo, max_pixels=hi)
+    return int(h), int(w)
 
 
 class QwenVLBackbone(nn.Module):
@@ -130,35 +159,61 @@ class QwenVLBackbone(nn.Module):
             msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return msgs
 
-    def _videos(self, batch: Batch):
-        """Resize ``[B,S,3,H,W]`` and duplicate frames → list of B ``[2S,3,h_px,w_px]`` (see module doc)."""
+    def _videos(self, batch: Batch, native: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Resize each sample's frames (own size, :func:`target_frame_size`) and lay them out for the
+        vision tower's 2-frame temporal patches → ``(videos, times)``: per sample ``[T,3,h_px,w_px]``
+        and ``[T]`` seconds. Duplicated (training, geometry): ``T = 2·S_i``, each frame twice, one temporal
+        token group per frame. ``native``: ``T = S_i`` rounded up to even by repeating the last frame,
+        consecutive frames sharing a temporal patch (``ceil(S_i/2)`` groups)."""
         frames = batch.frames
         if frames.ndim != 5 or frames.shape[2] != 3:
             raise DataError(f"Batch.frames must be [B,S,3,H,W], got {tuple(frames.shape)}")
-        B, S, _, H, W = frames.shape
-        if S > self.config.max_frames:
-            raise DataError(f"batch has S={S} frames per video but backbone max_frames={self.config.max_frames}")
-        h, w = target_frame_size(H, W, self.factor, self.config)
-        x = frames.float().flatten(0, 1)
-        if (h, w) != (H, W):
-            x = nn.functional.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
-            x = x.clamp_(0, 1)
-        x = x.view(B, S, 3, h, w).repeat_interleave(2, dim=1).cpu()
-        return [x[b] for b in range(B)]
+        limit = self.config.max_inference_frames if native else self.config.max_frames
+        times = self._frame_times(batch)
+        videos, out_times = [], []
+        for i in range(batch.batch_size):
+            S, (H, W) = batch.frames_of(i), batch.size_of(i)
+            if S > limit:
+                which = "max_inference_frames" if native else "max_frames"
+                raise DataError(f"sample {i} has S={S} frames per video but backbone {which}={limit}")
+            h, w = target_frame_size(H, W, self.factor, self.config, num_frames=S, kind=self.kind, inference=native)
+            x = frames[i, :S, :, :H, :W].float()
+            if (h, w) != (H, W):
+                x = nn.functional.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+                x = x.clamp_(0, 1)
+            t = times[i, :S]
+            if native:
+                if S % 2:
+                    x, t = torch.cat([x, x[-1:]]), torch.cat([t, t[-1:]])
+            else:
+                x, t = x.repeat_interleave(2, dim=0), t.repeat_interleave(2)
+            videos.append(x.cpu())
+            out_times.append(t.cpu())
+        return videos, out_times
 
-    def prepare(self, batch: Batch, *, with_answers: bool = True) -> dict:
+    def _frame_times(self, batch: Batch) -> torch.Tensor:
+        """``[B,S]`` seconds of each frame: ``Batch.frame_times`` when the data has them, else
+        ``frame_indices / video_fps`` (the recipe's declared source frame rate)."""
+        if batch.frame_times is not None:
+            return batch.frame_times.detach().cpu().double()
+        B, S = batch.batch_size, batch.num_frames
+        idx = batch.frame_indices if batch.frame_indices is not None else torch.arange(S).expand(B, S)
+        return idx.detach().cpu().double() / self.config.video_fps
+
+    def prepare(self, batch: Batch, *, with_answers: bool = True, native: bool = False) -> dict:
         """Batch → HF inputs on the backbone's device.
 
         Returns ``input_ids``/``attention_mask``/``mm_token_type_ids`` ``[B,L]``, ``labels`` ``[B,L]``
         (with answers; ``-100`` except answer + end-of-turn tokens), ``pixel_values_videos``
-        ``[B·S·(h·2)·(w·2), C·2·p·p]``, ``video_grid_thw`` ``[B,3]`` = ``(S, 2h, 2w)``, and for
-        Qwen2.5-VL ``second_per_grid_ts`` ``[B]``. Private extras (not passed to HF): ``_grid``
-        ``(S, h, w)`` of merged tokens per frame. Right padding for training, left for generation.
+        ``[Σ_i T_i·(2h_i)·(2w_i), C·2·p·p]``, ``video_grid_thw`` ``[B,3]`` = ``(T_i, 2h_i, 2w_i)`` and, for
+        Qwen2.5-VL, ``second_per_grid_ts`` ``[B]`` (seconds per temporal group from the frames' real
+        times). Qwen3-VL's ``<t seconds>`` prompt text is built from the same times. ``native`` selects the
+        frame layout of :meth:`_videos` (``False``: duplicated, as geometry outputs need; :meth:`generate`
+        passes ``config.inference_frames == "native"``). Private extras (not passed to HF): ``_grids`` the per-sample
+        ``(T_i, h_i, w_i)`` merged-token grids, ``_grid`` the common one (``None`` for a ragged batch),
+        ``_native``. Right padding for training, left for generation.
         """
-        videos = self._videos(batch)
-        S = batch.num_frames
-        idx = batch.frame_indices if batch.frame_indices is not None else torch.arange(S).expand(batch.batch_size, S)
-        idx = idx.cpu().long()
+        videos, times = self._videos(batch, native)
         texts = []
         for i in range(batch.batch_size):
             opts = batch.options[i] if i < len(batch.options) else None
@@ -166,9 +221,10 @@ class QwenVLBackbone(nn.Module):
             texts.append(self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answers))
         kw = dict(do_resize=False, do_rescale=False, do_sample_frames=False, cap_pixels_per_frame=False)
         if self.kind == "qwen3_vl":
-            kw["video_metadata"] = [
-                {"fps": self.config.video_fps, "frames_indices": idx[b].repeat_interleave(2).tolist(),
-                 "total_num_frames": int(idx[b].max()) + 1} for b in range(batch.batch_size)]
+            # the processor prints <(t_a + t_b)/2 seconds> per temporal patch with t = index / fps: give it the
+            # frames' times in seconds as "indices" at 1 fps
+            kw["video_metadata"] = [{"fps": 1.0, "frames_indices": t.tolist(), "total_num_frames": len(t)}
+                                    for t in times]
         tok = self.processor.tokenizer
         side = tok.padding_side
         tok.padding_side = "right" if with_answers else "left"
@@ -178,14 +234,23 @@ class QwenVLBackbone(nn.Module):
             tok.padding_side = side
         out.pop("token_type_ids", None)
         if self.kind == "qwen2_5_vl":
-            # one temporal group = one input frame: seconds between consecutive sampled frames
-            step = (idx[:, 1:] - idx[:, :-1]).float().mean(1) if S > 1 else torch.ones(batch.batch_size)
-            out["second_per_grid_ts"] = (step.clamp(min=1) / self.config.video_fps).float()
+            out["second_per_grid_ts"] = torch.tensor([self._seconds_per_group(t) for t in times], dtype=torch.float32)
         if with_answers:
             out["labels"] = self._labels(out["input_ids"], out["attention_mask"])
-        grid = out["video_grid_thw"][0].tolist()
-        out["_grid"] = (int(grid[0]), int(grid[1]) // self.merge, int(grid[2]) // self.merge)
+        grids = [(int(g[0]), int(g[1]) // self.merge, int(g[2]) // self.merge) for g in out["video_grid_thw"].tolist()]
+        out["_grids"] = grids
+        out["_grid"] = grids[0] if len(set(grids)) == 1 else None
+        out["_native"] = bool(native)
         return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in out.items()}
+
+    @staticmethod
+    def _seconds_per_group(times: torch.Tensor) -> float:
+        """Seconds between consecutive temporal token groups of one video laid out by :meth:`_videos`
+        (``times`` ``[T]``, 2 per group): the mean spacing of the groups' first frames (1 s for one group)."""
+        starts = times[0::2].double()
+        if starts.numel() < 2:
+            return 1.0
+        return float(max((starts[-1] - starts[0]) / (starts.numel() - 1), 1e-6))
 
     def _labels(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``-100`` except the tokens after the last assistant header up to and including ``<|im_end|>``."""
@@ -221,8 +286,8 @@ class QwenVLBackbone(nn.Module):
 
     def geometry_layout(self, inputs: dict, geometry: GeometryRequest) -> dict:
         """:func:`geovr_plugin_qwen_vl.layout.geometry_layout` for ``inputs`` from :meth:`prepare`."""
-        return geometry_layout(inputs["input_ids"], self._rope_index(inputs), self.video_token_id,
-                               inputs["_grid"], geometry)
+        grid = inputs["_grid"] if inputs.get("_grid") is not None else list(inputs["_grids"])
+        return geometry_layout(inputs["input_ids"], self._rope_index(inputs), self.video_token_id, grid, geometry)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: dict, *, geometry: GeometryRequest = GeometryRequest()) -> StudentOutput:
@@ -237,6 +302,9 @@ class QwenVLBackbone(nn.Module):
         bad = [layer for layer in geometry.layers if not 0 <= layer <= self.num_layers]
         if bad:
             raise GeovrError(f"requested hidden-state layers {bad} outside 0..{self.num_layers} of {self.kind}")
+        if inputs.get("_native") and not geometry.empty:
+            raise GeovrError("geometry outputs need one temporal token group per frame: prepare the batch with "
+                             "native=False (frames duplicated), not the native inference layout")
         hf_inputs = self._hf_inputs(inputs)
         if geometry.empty:
             out = self.model(**hf_inputs)
@@ -245,15 +313,19 @@ class QwenVLBackbone(nn.Module):
             out = self.model(**hf_inputs, output_hidden_states=True)
             vmask = inputs["input_ids"] == self.video_token_id
             return StudentOutput(lm_loss=out.loss, logits=out.logits,
-                                 hidden=self._grids(out.hidden_states, vmask, geometry.layers, inputs["_grid"]))
+                                 hidden=self._grids(out.hidden_states, vmask, geometry.layers, inputs))
         return self._forward_with_tokens(inputs, geometry)
 
-    def _grids(self, hidden_states, vmask: torch.Tensor, layers, grid) -> dict[int, torch.Tensor]:
-        """Visual tokens of each requested layer as ``[B,S,h,w,D]`` (tokens are frame-major, then
-        merged rows, then merged columns)."""
-        S, h, w = grid
-        B = vmask.shape[0]
-        return {layer: hidden_states[layer][vmask].view(B, S, h, w, -1) for layer in layers}
+    def _grids(self, hidden_states, vmask: torch.Tensor, layers, inputs: dict) -> dict:
+        """Visual tokens of each requested layer as ``[B,S,h,w,D]`` (tokens are frame-major, then merged
+        rows, then merged columns); for a ragged batch a list of ``B`` tensors ``[S_b,h_b,w_b,D]``."""
+        if inputs.get("_grid") is not None:
+            S, h, w = inputs["_grid"]
+            B = vmask.shape[0]
+            return {layer: hidden_states[layer][vmask].view(B, S, h, w, -1) for layer in layers}
+        grids = inputs["_grids"]
+        return {layer: [hidden_states[layer][b][vmask[b]].view(*grids[b], -1) for b in range(len(grids))]
+                for layer in layers}
 
     def _forward_with_tokens(self, inputs: dict, geometry: GeometryRequest, layout: dict | None = None) -> StudentOutput:
         hf = self.hf
@@ -268,9 +340,9 @@ class QwenVLBackbone(nn.Module):
         kind, src = layout["kind"], layout["src"].clamp(min=0)
         new = embeds.gather(1, src.unsqueeze(-1).expand(-1, -1, embeds.shape[-1]))
         geo = torch.cat([self.camera_tokens.weight, self.scale_token.weight]).to(new.dtype)  # rows: cam0, cam1, scale
-        extra = geo[(kind - 1).clamp(min=0)]
-        new = torch.where((kind > 0).unsqueeze(-1), extra, new)
-        attn = torch.where(kind > 0, 1, inputs["attention_mask"].gather(1, src))
+        extra = geo[(kind - 1).clamp(min=0, max=2)]
+        new = torch.where(((kind > 0) & (kind < 4)).unsqueeze(-1), extra, new)
+        attn = torch.where(kind == 4, 0, torch.where(kind > 0, 1, inputs["attention_mask"].gather(1, src)))
         new_vmask = vmask.gather(1, src) & (kind == 0)
         kw = {}
         if getattr(vis, "deepstack_features", None) is not None:
@@ -286,18 +358,22 @@ class QwenVLBackbone(nn.Module):
         last = out.hidden_states[-1]
         B = ids.shape[0]
         camera = scale = None
-        if layout["camera_index"] is not None:
-            camera = last.gather(1, layout["camera_index"].unsqueeze(-1).expand(-1, -1, last.shape[-1]))
+        cam_idx = layout["camera_index"]
+        if isinstance(cam_idx, list):  # ragged: [S_b,D] per sample
+            camera = [last[b, cam_idx[b]] for b in range(B)]
+        elif cam_idx is not None:
+            camera = last.gather(1, cam_idx.unsqueeze(-1).expand(-1, -1, last.shape[-1]))
         if layout["scale_index"] is not None:
             scale = last[torch.arange(B, device=last.device), layout["scale_index"]]
-        hidden = self._grids(out.hidden_states, new_vmask, geometry.layers, inputs["_grid"])
+        hidden = self._grids(out.hidden_states, new_vmask, geometry.layers, inputs)
         return StudentOutput(lm_loss=loss, logits=logits, hidden=hidden, camera=camera, scale=scale)
 
     # ------------------------------------------------------------------ generation / saving
     @torch.no_grad()
     def generate(self, batch: Batch, **generation_kwargs) -> list[str]:
         """Greedy-decode (unless overridden) one answer per sample, without geometry tokens."""
-        inputs = self._hf_inputs(self.prepare(batch, with_answers=False))
+        inputs = self._hf_inputs(self.prepare(batch, with_answers=False,
+                                              native=self.config.inference_frames == "native"))
         kw = {"max_new_tokens": self.config.max_new_tokens, "do_sample": False,
               "pad_token_id": self.processor.tokenizer.pad_token_id}
         kw.update(generation_kwargs)

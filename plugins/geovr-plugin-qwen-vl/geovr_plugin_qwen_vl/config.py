@@ -33,10 +33,18 @@ class QwenVLBackboneConfig:
     freeze: any of ``"vision"``, ``"merger"``, ``"llm"``. lora: ``{rank, alpha, dropout,
     target_modules}`` (peft LoRA on the LLM decoder layers; every base weight is then frozen) or
     ``None``. adapter: a directory written by ``save_adapter`` (LoRA weights + geometry tokens) to load.
-    max_frames: largest S accepted. frame_size: ``[H, W]`` each frame is resized to (rounded to the
-    vision patch × merge factor); ``None`` keeps the input size, rounded, within
-    ``[min_pixels, max_pixels]`` per frame. video_fps: frame rate of the source videos (turns
-    ``Batch.frame_indices`` into seconds for the temporal positions / Qwen3-VL timestamps).
+    max_frames: largest S accepted for training (frames duplicated, one temporal token group per frame).
+    max_inference_frames: largest S accepted by :meth:`generate` (128 = the published VSI-Bench
+    evaluation). inference_frames: how generation prompts lay frames out for the 2-frame temporal
+    patches: ``"native"`` (consecutive frames share a patch, as the released evaluation and the HF
+    processor do) or ``"duplicate"`` (each frame twice, as in training). frame_size: ``[H, W]`` each
+    frame is resized to (rounded to the vision patch × merge factor); ``None`` keeps the aspect ratio
+    under Qwen's own smart resize: per frame within ``[min_pixels, max_pixels]`` and, when set, a whole-
+    video budget ``[video_min_pixels, video_max_pixels]`` (Qwen3-VL's video rule; Qwen2.5-VL caps each
+    frame at ``video_max_pixels / S``). inference_min_pixels/inference_max_pixels: per-frame bounds for
+    the native generation layout (the released evaluation: 4·32·32 .. 384·32·32 per frame, whatever the
+    frame count); unset = the training rule above. video_fps: frame rate assumed when a batch carries no
+    ``frame_times`` (seconds = ``frame_indices / video_fps``); batches with ``frame_times`` use those.
     system_prompt: system message of the chat. max_new_tokens: default generation length.
     """
 
@@ -48,9 +56,15 @@ class QwenVLBackboneConfig:
     lora: dict | None = None
     adapter: str | None = None
     max_frames: int = 32
+    max_inference_frames: int = 128
+    inference_frames: Literal["native", "duplicate"] = "native"
     frame_size: list[int] | None = None
     min_pixels: int = 56 * 56
     max_pixels: int = 448 * 448
+    video_min_pixels: int | None = None
+    video_max_pixels: int | None = None
+    inference_min_pixels: int | None = None
+    inference_max_pixels: int | None = None
     video_fps: float = 2.0
     system_prompt: str = "You are a helpful assistant."
     max_new_tokens: int = 16
@@ -80,6 +94,15 @@ class QwenVLBackboneConfig:
             problems.append(f"frame_size: expected [H, W] with positive ints, got {self.frame_size!r}")
         if self.max_frames <= 0:
             problems.append(f"max_frames: expected a positive int, got {self.max_frames}")
+        if self.max_inference_frames <= 0:
+            problems.append(f"max_inference_frames: expected a positive int, got {self.max_inference_frames}")
+        for key in ("video_min_pixels", "video_max_pixels", "inference_min_pixels", "inference_max_pixels"):
+            v = getattr(self, key)
+            if v is not None and v <= 0:
+                problems.append(f"{key}: expected a positive int or unset, got {v}")
+        if (self.video_min_pixels or 0) > (self.video_max_pixels or float("inf")):
+            problems.append(f"video_min_pixels/video_max_pixels: need min <= max, got "
+                            f"{self.video_min_pixels}/{self.video_max_pixels}")
         if not 0 < self.min_pixels <= self.max_pixels:
             problems.append(f"min_pixels/max_pixels: need 0 < min_pixels <= max_pixels, got "
                             f"{self.min_pixels}/{self.max_pixels}")

@@ -110,3 +110,30 @@ def test_geovr_tiny_pretrained_is_materialised_once(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "tiny").iterdir()] == ["qwen2_5_vl-seed0"]  # no temp dirs left
     mtime = os.path.getmtime(path / "config.json")
     assert materialize_tiny("qwen2_5_vl") == str(path) and os.path.getmtime(path / "config.json") == mtime
+
+
+def test_smart_resize_keeps_aspect_under_the_released_budget():
+    """Released training budget (Qwen3-VL video rule): 4·16 .. 32·300 blocks of 32×32 per video."""
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize
+
+    cfg = Qwen3VLBackboneConfig(video_min_pixels=4 * 16 * 32 * 32, video_max_pixels=32 * 300 * 32 * 32)
+    assert target_frame_size(480, 640, 32, cfg, num_frames=32, kind="qwen3_vl") == (480, 640)
+    assert target_frame_size(640, 480, 32, cfg, num_frames=32, kind="qwen3_vl") == (640, 480)  # portrait kept
+    h, w = target_frame_size(1080, 1920, 32, cfg, num_frames=32, kind="qwen3_vl")
+    assert h * w <= 300 * 32 * 32 and abs(w / h - 16 / 9) < 0.15 and h % 32 == 0 and w % 32 == 0  # 736x384
+    assert (h, w) == smart_resize(32, 1080, 1920, 2, 32, cfg.video_min_pixels, cfg.video_max_pixels)
+    few = target_frame_size(1080, 1920, 32, cfg, num_frames=4, kind="qwen3_vl")  # fewer frames, more pixels each
+    assert few[0] * few[1] > h * w
+
+
+def test_inference_budget_is_per_frame_as_in_the_released_evaluation():
+    cfg = Qwen3VLBackboneConfig(video_min_pixels=4 * 16 * 32 * 32, video_max_pixels=32 * 300 * 32 * 32,
+                                inference_min_pixels=4 * 32 * 32, inference_max_pixels=384 * 32 * 32)
+    # 128 evaluation frames of 480x640 keep their size (384 blocks per frame allowed) ...
+    assert target_frame_size(480, 640, 32, cfg, num_frames=128, kind="qwen3_vl", inference=True) == (480, 640)
+    # ... where the training budget (shared by all frames) would shrink them
+    h, w = target_frame_size(480, 640, 32, cfg, num_frames=128, kind="qwen3_vl")
+    assert h * w <= 32 * 300 * 32 * 32 // 128 + 32 * 32 * 4
+    big = target_frame_size(1080, 1920, 32, cfg, num_frames=128, kind="qwen3_vl", inference=True)
+    assert big[0] * big[1] <= 384 * 32 * 32
+    assert any("inference_max_pixels" in p for p in Qwen3VLBackboneConfig(inference_max_pixels=0).check())

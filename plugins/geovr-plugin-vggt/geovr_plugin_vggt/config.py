@@ -48,9 +48,13 @@ class VGGTTeacherConfig:
     pretrained: HF id (resolved from the local HF cache only) or a local ``.pt``/``.safetensors``
     file or directory; ``""`` = random weights drawn from ``seed`` (smoke tests and tiny recipes
     only: a random teacher teaches nothing). model_config: ``"1b"``, ``"tiny"`` (golden test model) or a JSON config path.
-    image_size: long side of the working resolution in pixels (multiple of 14). resize_mode: ``"crop"``
-    (width → image_size, height rounded to a multiple of 14 and centre-cropped to at most image_size)
-    or ``"pad"`` (long side → image_size, padded with white to a square). dtype: aggregator precision
+    image_size: long side of the working resolution in pixels (multiple of 14; 504 as in the released
+    training). resize_mode: ``"resize"`` (default: the whole frame, long side → image_size, short side →
+    the nearest multiple of ``size_multiple``; the teacher sees exactly the student's field of view),
+    ``"crop"`` (the reference VGGT loader: width → image_size, height rounded to a multiple of 14 and
+    centre-cropped to at most image_size, which cuts portrait frames) or ``"pad"`` (long side →
+    image_size, padded with white to a square). size_multiple: rounding of the short side in
+    ``resize`` mode (28 = two patches, as released; 14 = one). dtype: aggregator precision
     (``"bfloat16"`` runs it under autocast; the heads always run in float32). layers: default
     aggregator depth indices for features (each < depth). feature_half: ``"frame"`` = first C channels
     of the 2C aggregator output, ``"global"`` = last C, ``"both"`` = all 2C. pool: 2 = 2×2 average pool
@@ -61,8 +65,9 @@ class VGGTTeacherConfig:
 
     pretrained: str = "facebook/VGGT-1B"
     model_config: str = "1b"
-    image_size: int = 518
-    resize_mode: Literal["crop", "pad"] = "crop"
+    image_size: int = 504
+    resize_mode: Literal["resize", "crop", "pad"] = "resize"
+    size_multiple: int = 28
     dtype: Literal["float32", "bfloat16"] = "float32"
     layers: list[int] = attrs.field(factory=lambda: [4, 11, 17, 23])
     feature_half: Literal["frame", "global", "both"] = "frame"
@@ -88,6 +93,8 @@ class VGGTTeacherConfig:
         problems = []
         if self.image_size <= 0 or self.image_size % 14:
             problems.append(f"image_size must be a positive multiple of 14 (the patch size), got {self.image_size}")
+        if self.size_multiple <= 0 or self.size_multiple % 14:
+            problems.append(f"size_multiple must be a positive multiple of 14 (the patch size), got {self.size_multiple}")
         depth = self.depth()
         if depth is None:
             problems.append(f"model_config {self.model_config!r} is not '1b', 'tiny' or a readable JSON "

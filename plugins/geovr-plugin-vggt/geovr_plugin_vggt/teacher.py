@@ -30,7 +30,7 @@ from geovr_plugin_vggt.model import VGGT, load_config
 from geovr_plugin_vggt.preprocess import preprocess_frames
 
 #: bump when the pre-processing or the output definitions change (part of cache_key)
-TEACHER_VERSION = 2   # 2: 2x2 feature pooling floors odd grids
+TEACHER_VERSION = 3   # 2: 2x2 feature pooling floors odd grids; 3: resize mode (whole frame, x28)
 
 
 class VGGTTeacher(nn.Module):
@@ -106,7 +106,11 @@ class VGGTTeacher(nn.Module):
         if bad:
             raise ValueError(f"layers {bad} outside 0..{self.num_layers - 1}")
         self.model.eval()
-        images = preprocess_frames(frames.to(self.device), self.config.image_size, self.config.resize_mode)
+        if batch is not None and batch.ragged:  # samples of different sizes: one at a time, per-sample lists
+            return TeacherOutput.stack_samples([self.encode(one.frames.to(frames.device), layers, batch=one)
+                                                for one in batch.split()])
+        images = preprocess_frames(frames.to(self.device), self.config.image_size, self.config.resize_mode,
+                                   self.config.size_multiple)
         B, S, _, H, W = images.shape
         m = self.model
         heads_need = m._needed_layers(tracking=False)
@@ -133,6 +137,7 @@ class VGGTTeacher(nn.Module):
             payload = {
                 "teacher": "vggt", "version": TEACHER_VERSION, "weights": self.weights_digest,
                 "model_config": self.model_config, "image_size": c.image_size, "resize_mode": c.resize_mode,
+                "size_multiple": c.size_multiple,
                 "dtype": c.dtype, "feature_half": c.feature_half, "pool": c.pool, "attention": c.attention,
                 "points": c.points, "layers": list(c.layers),
             }

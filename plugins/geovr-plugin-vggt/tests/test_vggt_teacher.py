@@ -26,7 +26,7 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 def tiny_cfg(root, **kw) -> VGGTTeacherConfig:
     opts = dict(pretrained=str(root / "tiny_weights.safetensors"), model_config="tiny", image_size=56,
-                layers=[1, 2, 4, 5], pool=1)
+                layers=[1, 2, 4, 5], pool=1, size_multiple=14)  # golden frames (42x56, 56x56) pass unchanged
     opts.update(kw)
     return VGGTTeacherConfig(**opts)
 
@@ -58,9 +58,10 @@ def test_registered_through_the_plugin_hook(root):
 
 def test_config_defaults_and_checks():
     cfg = VGGTTeacherConfig()
-    assert (cfg.pretrained, cfg.model_config, cfg.image_size, cfg.layers) == ("facebook/VGGT-1B", "1b", 518,
+    assert (cfg.pretrained, cfg.model_config, cfg.image_size, cfg.layers) == ("facebook/VGGT-1B", "1b", 504,
                                                                               [4, 11, 17, 23])
-    assert (cfg.feature_half, cfg.pool, cfg.resize_mode, cfg.attention) == ("frame", 2, "crop", "sdpa")
+    assert (cfg.feature_half, cfg.pool, cfg.resize_mode, cfg.attention) == ("frame", 2, "resize", "sdpa")
+    assert cfg.size_multiple == 28 and any("size_multiple" in p for p in VGGTTeacherConfig(size_multiple=20).check())
     assert cfg.provides() == VGGT_PROVIDES == frozenset(
         {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"})
     assert cfg.check() == [] and cfg.depth() == 24
@@ -73,7 +74,7 @@ def test_config_defaults_and_checks():
 def test_contract_and_golden_numbers(teacher, io):
     assert isinstance(teacher, Teacher)
     assert teacher.num_layers == 6 and teacher.feature_dim == 32 and teacher.layers == (1, 2, 4, 5)
-    images = io["case_a.images"]  # [1,3,3,42,56]: already at the working size for image_size=56, crop
+    images = io["case_a.images"]  # [1,3,3,42,56]: already at the working size for image_size=56
     out = check_teacher(teacher, images)
     assert isinstance(out, TeacherOutput)
     torch.testing.assert_close(out.depth, io["case_a.depth"][..., 0], **TOL)
