@@ -52,3 +52,29 @@ def test_missing_and_corrupt_video_name_the_path(tmp_path):
 def test_write_rejects_odd_size(tmp_path):
     with pytest.raises(ValueError, match="even"):
         write_video(tmp_path / "o.mp4", np.zeros((2, 31, 32, 3), np.uint8))
+
+
+def test_video_with_zero_decodable_frames_names_the_path(tmp_path):
+    """An mp4 whose header promises frames but whose data was cut off (faststart, truncated mdat)."""
+    import av
+
+    from geovr.eval.video import read_frames
+
+    full = tmp_path / "full.mp4"
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        for _ in range(4):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), dtype=np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    data = full.read_bytes()
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(data[: data.index(b"mdat") + 4])
+    for read in (lambda: read_video(empty, num_frames=4), lambda: read_video(empty),
+                 lambda: read_frames(empty, 4)):
+        with pytest.raises(DataError, match=f"video has zero decodable frames: {empty}"):
+            read()
