@@ -51,6 +51,9 @@ def check_output_dir(path) -> None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"output_dir {p} is a file, not a directory; choose another output_dir")
+    blocker = next((a for a in p.parents if a.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UsageError(f"output_dir {p} is not writable: {blocker} is a file, not a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".geovr-write-test-"):
