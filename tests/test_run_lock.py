@@ -118,3 +118,14 @@ def test_two_runs_started_at_once_one_is_refused(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_run_with_a_file_as_output_dir_fails_before_building(tmp_path, capsys):
+    from geovr.cli.main import main
+
+    (tmp_path / "out").write_text("not a directory")
+    code = main(["run", str(REPO / "recipes" / "tiny_synthetic.toml"), f'output_dir="{tmp_path / "out"}"'])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"geovr: error: output_dir {tmp_path / 'out'} is a file, not a directory" in err
+    assert "backbone qwen2_5_vl" not in err  # nothing was built

@@ -111,3 +111,15 @@ def test_nonfinite_weights_are_never_written_and_never_loaded(tmp_path):
         fit(tmp_path / "r", resume=True, max_steps=2)
     with pytest.raises(CheckpointError, match="cannot be resumed, exported or evaluated"):
         ckpt_io.load_checkpoint(tmp_path / "r")
+
+
+def test_cli_validate_and_run_refuse_nonfinite_options(capsys):
+    from geovr.cli.main import main
+
+    recipe = str(shipped_recipes()["tiny_synthetic"])
+    assert main(["validate", recipe, "trainer.lr=inf", "objectives.0.weight=nan"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer: lr must be a finite number, got inf" in err
+    assert "objectives.0: weight must be a finite number, got nan" in err and "Traceback" not in err
+    assert main(["run", recipe, "trainer.lr=nan"]) == 2
+    assert "trainer: lr must be a finite number, got nan" in capsys.readouterr().err
