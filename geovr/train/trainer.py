@@ -284,7 +284,7 @@ class AccelerateTrainer:
                     if cfg.on_nonfinite == "stop":
                         raise NonFiniteLossError(
                             f"step {step + 1} (epoch {epoch}): {what}; the run stopped before this optimizer step "
-                            f"(the last checkpoint holds finite weights). Lower trainer.lr / trainer.head_lr or the "
+                            f"(nothing of it was applied or saved). Lower trainer.lr / trainer.head_lr or the "
                             f"objective weights, or set trainer.on_nonfinite = \"skip_step\" to skip such steps")
                     optimizer.zero_grad(set_to_none=True)
                     with warnings.catch_warnings():  # the schedule advances with the step count
