@@ -30,6 +30,7 @@ def test_tensorboard_scalars_match_metrics_jsonl(tmp_path):
         assert [e.value for e in events] == pytest.approx([r[key] for r in rows], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_log_with_goes_through_accelerate_trackers(tmp_path):
     """``trainer.log_with = ["tensorboard"]``: accelerate's tracker gets every logged step; metrics.jsonl stays."""
     run = tmp_path / "run"

@@ -112,7 +112,7 @@ def _normalise(rec: Mapping, where: str) -> dict:
     doc = dict(rec)
     opts = doc["options"]
     if opts is not None and not isinstance(opts, (list, str, dict)) and hasattr(opts, "__iter__"):
-        doc["options"] = list(opts)  # parquet gives numpy arrays
+        doc["options"] = [str(o) if isinstance(o, str) else o for o in opts]  # parquet gives numpy arrays
     check_fields(doc, where, DOC_FIELDS)
     try:
         choice = is_multiple_choice(doc["question_type"])
