@@ -156,8 +156,6 @@ class AccelerateTrainer:
             from geovr.train.launch import launched
 
             if not launched():
-                import warnings
-
                 warnings.warn(f"trainer.accelerate_config = {cfg.accelerate_config!r} is applied by the launcher; this "
                               f"process was not started by `accelerate launch` (use `geovr run RECIPE "
                               f"--accelerate-config FILE`), so it trains in a single process", stacklevel=2)
