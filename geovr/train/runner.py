@@ -51,17 +51,16 @@ def check_output_dir(path) -> None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"output_dir {p} is a file, not a directory; choose another output_dir")
-    blocker = next((a for a in p.parents if a.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise UsageError(f"output_dir {p} is not writable: {blocker} is a file, not a directory")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".geovr-write-test-"):
+    existing = p if p.exists() else next((a for a in p.parents if a.exists()), Path("."))
+    if not existing.is_dir():
+        raise UsageError(f"output_dir {p} is not writable: {existing} is a file, not a directory")
+    try:  # a real write (os.access says yes to root even on read-only file systems); leaves nothing behind
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".geovr-write-test-"):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise UsageError(f"output_dir {p} is not writable ({reason}: {exc.filename or p}); choose another "
-                         f"output_dir or fix its permissions") from exc
+        raise UsageError(f"output_dir {p} is not writable ({reason}: {existing}); choose another output_dir or "
+                         f"fix its permissions") from exc
     rank = next((os.environ[k] for k in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK") if os.environ.get(k)), "0")
     if rank == "0":  # the other processes of a launch find the lock of their own main process
         check_free(p)
