@@ -110,9 +110,9 @@ class PluginHost:
             self.meta[name] = {"distribution": distribution, "version": version, "builtin": builtin}
             self.pm.check_pending()
             self._collect(name, obj, distribution)
-        except Exception as exc:  # one broken plugin must not stop the others
+        except (Exception, SystemExit) as exc:  # one broken plugin must not stop the others (sys.exit too)
             self.unregister(name)
-            err = PluginLoadError(distribution, name, exc)
+            err = PluginLoadError(distribution, name, _exit_as_error(exc))
             self.failures.append(err)
             if _strict():
                 raise err from exc
@@ -160,12 +160,20 @@ class PluginHost:
         for impl in self.pm.hook.register_commands.get_hookimpls():
             try:
                 impl.function(subparsers)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 dist = self.meta.get(impl.plugin_name, {}).get("distribution", impl.plugin_name)
-                err = PluginLoadError(dist, impl.plugin_name, exc)
+                err = PluginLoadError(dist, impl.plugin_name, _exit_as_error(exc))
                 if _strict():
                     raise err from exc
                 warnings.warn(f"{err} (commands skipped)", PluginWarning, stacklevel=2)
+
+
+def _exit_as_error(exc: BaseException) -> BaseException:
+    """A plugin calling ``sys.exit`` is reported as a broken plugin: ``SystemExit`` becomes a
+    ``RuntimeError`` saying so (other exceptions are returned unchanged)."""
+    if isinstance(exc, SystemExit):
+        return RuntimeError(f"the plugin called sys.exit({exc.code!r}) while loading")
+    return exc
 
 
 _HOST: PluginHost | None = None

@@ -68,7 +68,27 @@ class ComponentSpec:
         from geovr.protocols import BuildContext
 
         config = self.parse_config(table) if isinstance(table, dict) else table
-        return self.load_factory()(config, context if context is not None else BuildContext())
+        return self.create(config, context if context is not None else BuildContext())
+
+    def create(self, config, context, *, where: str | None = None):
+        """Call the factory with ``(config, context)``. A :class:`GeovrError` passes through; any other
+        exception (including ``SystemExit``) becomes one naming the recipe place, the component, its
+        plugin and distribution, with the original as ``__cause__``."""
+        factory = self.load_factory()
+        try:
+            return factory(config, context)
+        except GeovrError:
+            raise
+        except (Exception, SystemExit) as exc:
+            place = f"{where}: " if where else ""
+            raise GeovrError(f"{place}{self.kind} {self.name!r} failed to build: {type(exc).__name__}: {exc} "
+                             f"(factory {self._factory_name()} of plugin {self.plugin!r}, distribution "
+                             f"{self.distribution!r})") from exc
+
+    def _factory_name(self) -> str:
+        if isinstance(self.factory, str):
+            return self.factory
+        return f"{getattr(self.factory, '__module__', '?')}:{getattr(self.factory, '__qualname__', self.factory)}"
 
 
 class Registry:

@@ -124,8 +124,8 @@ def test_rng_state_round_trip():
 
 def test_resume_errors_name_the_problem(tmp_path):
     run(tmp_path / "r", max_steps=2)
-    with pytest.raises(CheckpointError, match="saved with batch_size = 2, this run has 3"):
-        run(tmp_path / "r", resume=True, batch_size=3, max_steps=4)
+    with pytest.raises(CheckpointError, match="trainer.batch_size: 2 in the checkpoint, 3 now"):
+        run(tmp_path / "r", resume=True, batch_size=3, max_steps=2)
     ctx = tiny.tiny_context(output_dir=str(tmp_path / "r"), n=6, seed=1)  # other frozen "vision tower"
     with pytest.raises(CheckpointError, match="frozen weights of the backbone differ"):
         build(AccelerateTrainerConfig(**{**CFG, "resume": True}), ctx).fit(ctx)
@@ -136,3 +136,27 @@ def test_resume_errors_name_the_problem(tmp_path):
     module = tiny.TinyBackbone()
     with pytest.raises(CheckpointError, match="missing"):
         ckpt_io.load_trainable(module, {"lm_head.weight": torch.zeros(1)}, where="x")
+
+
+def test_resume_with_changed_schedule_or_data_order_is_refused_with_every_difference(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "r", callbacks=[Kill(3)])  # checkpoint at step 2
+    with pytest.raises(CheckpointError) as err:
+        run(tmp_path / "r", resume=True, max_steps=9, lr=5e-3, grad_accum=2)
+    msg = str(err.value)
+    for line in ("trainer.max_steps: 7 in the checkpoint, 9 now", "trainer.lr: 0.01 in the checkpoint, 0.005 now",
+                 "trainer.grad_accum: 1 in the checkpoint, 2 now", "--resume-force"):
+        assert line in msg
+    assert "batch_size" not in msg and "head_lr" not in msg  # unchanged settings are not listed
+    ctx = tiny.tiny_context(output_dir=str(tmp_path / "r"), n=6)
+    ctx.seed = 5  # same frozen weights, other data order
+    with pytest.raises(CheckpointError, match="seed: 0 in the checkpoint, 5 now"):
+        build(AccelerateTrainerConfig(**{**CFG, "resume": True}), ctx).fit(ctx)
+
+
+def test_resume_force_prints_the_differences_and_continues(tmp_path):
+    run(tmp_path / "r", max_steps=2)
+    with pytest.warns(UserWarning, match=r"(?s)despite changed settings.*trainer.max_steps: 2 in the checkpoint, 4 now"):
+        _, result = run(tmp_path / "r", resume=True, resume_force=True, max_steps=4)
+    assert result["steps"] == 4
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2, 3, 4]

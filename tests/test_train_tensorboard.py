@@ -28,3 +28,36 @@ def test_tensorboard_scalars_match_metrics_jsonl(tmp_path):
         events = acc.Scalars(key)
         assert [e.step for e in events] == [r["step"] for r in rows]
         assert [e.value for e in events] == pytest.approx([r[key] for r in rows], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_log_with_goes_through_accelerate_trackers(tmp_path):
+    """``trainer.log_with = ["tensorboard"]``: accelerate's tracker gets every logged step; metrics.jsonl stays."""
+    run = tmp_path / "run"
+    recipe = load_recipe(shipped_recipes()["tiny_synthetic"],
+                         ["trainer.max_steps=2", 'trainer.log_with=["tensorboard"]', "trainer.progress=false",
+                          "trainer.save_every=0", f'output_dir="{run}"'], require_training=True)
+    train(recipe)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    acc = event_accumulator.EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("depth/loss")] == pytest.approx([r["depth/loss"] for r in rows], rel=1e-6)
+    hparams = list((run / "tensorboard").glob("*/hparams.yml"))  # accelerate's store_init_configuration ran
+    assert len(hparams) == 1 and "trainer.lr: 0.001" in hparams[0].read_text()
+
+
+def test_log_with_names_are_checked_against_accelerate():
+    from geovr.errors import RecipeError
+    from geovr.train.assembly import tracker_availability
+    from geovr.train.configs import AccelerateTrainerConfig
+
+    with pytest.raises(RecipeError, match=r"trainer: log_with: unknown tracker 'tensorbord' \(did you mean "
+                                          r"'tensorboard'\?\); accelerate knows .*mlflow.*wandb"):
+        load_recipe(shipped_recipes()["tiny_synthetic"], ['trainer.log_with=["tensorbord"]'], require_training=True)
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    missing = next(n for n in ("aim", "clearml", "dvclive", "swanlab", "comet_ml") if n not in available)
+    problems = tracker_availability(AccelerateTrainerConfig(log_with=[missing, "tensorboard"]))
+    assert problems == [f"trainer.log_with: the {missing!r} tracker's package is not installed "
+                        f"(pip install '{missing.replace('_', '-')}')"]

@@ -72,3 +72,29 @@ def test_read_video_timed_gives_container_seconds(tmp_path):
     frames, idx, times = read_video_timed(path, num_frames=4)
     assert idx.tolist() == [0, 30, 59, 89]
     np.testing.assert_allclose(times.numpy(), idx.numpy() / 30, atol=1e-3)
+
+
+def test_video_with_zero_decodable_frames_names_the_path(tmp_path):
+    """An mp4 whose header promises frames but whose data was cut off (faststart, truncated mdat)."""
+    import av
+
+    from geovr.eval.video import read_frames
+
+    full = tmp_path / "full.mp4"
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        for _ in range(4):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), dtype=np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    data = full.read_bytes()
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(data[: data.index(b"mdat") + 4])
+    for read in (lambda: read_video(empty, num_frames=4), lambda: read_video(empty),
+                 lambda: read_frames(empty, 4)):
+        with pytest.raises(DataError, match=f"video has zero decodable frames: {empty}"):
+            read()

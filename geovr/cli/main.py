@@ -12,7 +12,7 @@ import warnings
 from geovr import __version__
 from geovr.errors import GeovrError
 
-VERBS = ("run", "validate", "show", "recipes", "list_plugins", "list_components")
+VERBS = ("run", "validate", "show", "recipes", "list_plugins", "list_components", "ask")
 
 EPILOG = """\
 examples:
@@ -22,6 +22,7 @@ examples:
   geovr list-plugins --all --json
   geovr list-components --kind teacher
   geovr recipes copy tiny_synthetic my_recipe.toml
+  geovr ask runs/tiny_synthetic room.mp4 "How many chairs are in the room?"
 
 Every verb has --help with its own examples. Exit codes: 0 ok, 1 runtime failure, 2 usage/recipe error.
 """

@@ -16,11 +16,16 @@ def add_parser(sub) -> None:
                           "  geovr run recipes/tiny_synthetic.toml trainer.max_steps=5 output_dir=\"runs/quick\"\n"
                           "  geovr run recipes/qwen_vggt.toml --dry-run\n"
                           "  geovr run recipes/tiny_synthetic.toml --resume runs/tiny_synthetic\n"
+                          "  geovr run recipes/tiny_synthetic.toml trainer.max_steps=120 --resume runs/tiny_synthetic "
+                          "--resume-force\n"
                           "  geovr run recipes/qwen_vggt.toml --accelerate-config fsdp.yaml\n")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; build nothing")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--resume-force", action="store_true",
+                   help="with --resume: continue even if max_steps, lr, batch size, accumulation, data or seed "
+                        "changed (the differences are printed)")
     p.add_argument("--accelerate-config", metavar="FILE", help="accelerate config (DDP, FSDP, DeepSpeed)")
     p.add_argument("--device", default=None, help="override the device (default: cuda if available, else cpu)")
     p.set_defaults(func=run)
@@ -37,6 +42,12 @@ def run(args) -> int:
     overrides = list(args.overrides)
     if args.resume:
         overrides += [f'output_dir="{args.resume}"', "trainer.resume=true"]
+    if args.resume_force:
+        if not args.resume:
+            from geovr.errors import UsageError
+
+            raise UsageError("--resume-force goes with --resume RUN_DIR")
+        overrides.append("trainer.resume_force=true")
     if args.accelerate_config:
         overrides.append(f'trainer.accelerate_config="{args.accelerate_config}"')
     recipe = load_recipe(args.recipe, overrides, require_training=True)
@@ -91,6 +102,8 @@ def _forwarded_args(args) -> list[str]:
     out = [args.recipe, *args.overrides, "--accelerate-config", args.accelerate_config]
     if args.resume:
         out += ["--resume", args.resume]
+    if args.resume_force:
+        out.append("--resume-force")
     if args.device:
         out += ["--device", args.device]
     return out

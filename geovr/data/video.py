@@ -122,11 +122,16 @@ def read_video_timed(path: str | os.PathLike, num_frames: int | None = None, ind
     import torch
 
     if num_frames is not None and indices is None:
-        idx = uniform_indices(count_frames(path, trust_header=True), num_frames)
-        try:
-            return read_video_timed(path, indices=idx)
-        except DataError:  # the header over-counted: count by decoding
-            return read_video_timed(path, indices=uniform_indices(count_frames(path), num_frames))
+        total = count_frames(path, trust_header=True)
+        if total > 0:
+            try:
+                return read_video_timed(path, indices=uniform_indices(total, num_frames))
+            except DataError:  # the header over-counted: count by decoding
+                pass
+        total = count_frames(path)
+        if total == 0:
+            raise DataError(f"video has zero decodable frames: {path} (truncated or corrupt file?)")
+        return read_video_timed(path, indices=uniform_indices(total, num_frames))
     wanted = None if indices is None else np.asarray(indices, dtype=np.int64)
     keep: dict[int, np.ndarray] = {}
     stamps: dict[int, float | None] = {}
@@ -142,7 +147,7 @@ def read_video_timed(path: str | os.PathLike, num_frames: int | None = None, ind
         if wanted is not None and i >= wanted.max():
             break
     if last < 0:
-        raise DataError(f"video has no frames: {path}")
+        raise DataError(f"video has zero decodable frames: {path} (truncated or corrupt file?)")
     if wanted is None:
         wanted = np.arange(last + 1)
     missing = [int(i) for i in wanted if int(i) not in keep]

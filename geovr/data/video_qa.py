@@ -16,20 +16,30 @@ import torch
 import torch.nn.functional as F
 
 from geovr.data.configs import VideoQAConfig
+from geovr.data.jsonl import check_fields, iter_jsonl, positive_number
 from geovr.data.video import read_video_timed
-from geovr.data.jsonl import iter_jsonl
 from geovr.errors import DataError
 
 RECORD_KEYS = ("id", "scene_name", "question_type", "question", "ground_truth")
+#: Field rules of a record (:data:`geovr.data.jsonl.FIELD_RULES`).
+RECORD_FIELDS = {"id": "id", "scene_name": "id", "dataset": "str?", "question_type": "str", "question": "str",
+                 "options": "options", "ground_truth": "answer"}
 
 
 def load_records(path: str | Path) -> list[dict]:
-    """Parse a VSI-format jsonl file; errors name ``path:line``."""
+    """Parse a VSI-format jsonl file; errors name ``path:line``: a missing field, a field of the wrong type
+    (a ``null``/list/object answer, a non-string question, ``options`` given as one string, ...), or the
+    ground truth of a VSI numerical question type that is not a finite number > 0."""
+    from geovr.eval.vsibench import NUMERICAL_TASKS
+
     records = []
     for where, rec in iter_jsonl(path):
         missing = [k for k in RECORD_KEYS if k not in rec]
         if missing:
             raise DataError(f"{where}: record lacks {missing} (VSI fields: {list(RECORD_KEYS)})")
+        check_fields(rec, where, RECORD_FIELDS)
+        if rec["question_type"] in NUMERICAL_TASKS:
+            positive_number(rec["ground_truth"], where)
         records.append(rec)
     return records
 

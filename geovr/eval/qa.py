@@ -23,7 +23,9 @@ from typing import Any
 
 from geovr.eval.metrics import Protocol, check_protocol
 from geovr.eval.prompts import doc_prompt
-from geovr.eval.report import append_jsonl, read_jsonl, write_results
+from geovr.data.jsonl import iter_jsonl
+from geovr.errors import DataError
+from geovr.eval.report import append_jsonl, write_results
 from geovr.eval.vsibench import aggregate, score_question, task_counts, task_of
 
 #: ``load_frames(doc) -> (frames [S,3,H,W] float32 in [0,1], frame_indices [S] int64)``
@@ -52,7 +54,12 @@ def _answered(out: Path, prompts: Mapping[str, str]) -> dict[str, dict]:
     """Latest row per id (from the merged file and any leftover per-rank files) whose prompt matches."""
     rows: dict[str, dict] = {}
     for path in [out / PREDICTIONS, *sorted(out.glob("predictions.rank*.jsonl"))]:
-        for row in read_jsonl(path):
+        if not path.is_file():
+            continue
+        for where, row in iter_jsonl(path, truncated_tail_ok=True):
+            if not isinstance(row.get("response"), str):
+                raise DataError(f"{where}: the prediction 'response' must be a string, got "
+                                f"{type(row.get('response')).__name__} {row.get('response')!r}")
             rid = str(row.get("id"))
             if prompts.get(rid) == row.get("prompt"):
                 rows[rid] = row
@@ -139,7 +146,13 @@ def _answer(backbone, docs, load_frames, prompts, gen, seed, frame_size) -> list
             from geovr.errors import GeovrError
 
             raise GeovrError(f"backbone.generate returned {len(texts)} answers for {len(sub)} questions")
-        out.update({d["id"]: str(t) for d, t in zip(sub, texts)})
+        for d, t in zip(sub, texts):
+            if not isinstance(t, str):
+                from geovr.errors import GeovrError
+
+                raise GeovrError(f"backbone.generate returned {type(t).__name__} {t!r} for question {d['id']!r}; "
+                                 f"a backbone must answer with strings")
+        out.update({d["id"]: t for d, t in zip(sub, texts)})
     return [out[d["id"]] for d in docs]
 
 

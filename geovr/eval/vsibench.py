@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from geovr.data.jsonl import iter_jsonl
+from geovr.data.jsonl import check_fields, iter_jsonl, positive_number
 from geovr.errors import DataError
 from geovr.eval.metrics import Protocol, check_protocol, score_answer
 
@@ -31,6 +31,9 @@ CHOICE_TASKS = frozenset(TASKS) - NUMERICAL_TASKS
 DIRECTION_LEVELS = ("object_rel_direction_easy", "object_rel_direction_medium", "object_rel_direction_hard")
 QUESTION_TYPES = frozenset(TASKS) - {"object_rel_direction"} | set(DIRECTION_LEVELS)
 DOC_KEYS = ("id", "dataset", "scene_name", "question_type", "question", "options", "ground_truth")
+#: Field rules of a doc (:data:`geovr.data.jsonl.FIELD_RULES`).
+DOC_FIELDS = {"id": "id", "dataset": "str", "scene_name": "id", "question_type": "str", "question": "str",
+              "options": "options", "ground_truth": "answer"}
 
 
 def task_of(question_type: str) -> str:
@@ -83,6 +86,10 @@ def score(docs: Sequence[Mapping], predictions: Sequence[str], *, protocol: Prot
     """
     if len(docs) != len(predictions):
         raise ValueError(f"score(): {len(docs)} docs but {len(predictions)} predictions")
+    for i, p in enumerate(predictions):
+        if not isinstance(p, str):
+            raise DataError(f"score(): prediction {i} (doc {docs[i].get('id')!r}) must be a string, got "
+                            f"{type(p).__name__} {p!r}")
     per_question = [score_question(d, p, protocol=protocol)[1] for d, p in zip(docs, predictions)]
     return aggregate([d["question_type"] for d in docs], per_question, protocol=protocol)
 
@@ -98,16 +105,28 @@ def task_counts(question_types: Sequence[str]) -> dict[str, int]:
 # -- loading --------------------------------------------------------------------------------------
 
 def _normalise(rec: Mapping, where: str) -> dict:
+    """Check one record's fields and types (errors name ``where``) and return it as a doc."""
     missing = [k for k in DOC_KEYS if k not in rec]
     if missing:
         raise DataError(f"{where}: record lacks {', '.join(missing)} (a VSI-Bench record has {', '.join(DOC_KEYS)})")
     doc = dict(rec)
     opts = doc["options"]
-    if opts is not None and not isinstance(opts, list):  # parquet gives numpy arrays
-        doc["options"] = [str(o) for o in list(opts)]
-    if is_multiple_choice(doc["question_type"]) and not doc["options"]:
+    if opts is not None and not isinstance(opts, (list, str, dict)) and hasattr(opts, "__iter__"):
+        doc["options"] = [str(o) if isinstance(o, str) else o for o in opts]  # parquet gives numpy arrays
+    check_fields(doc, where, DOC_FIELDS)
+    try:
+        choice = is_multiple_choice(doc["question_type"])
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    if choice and not doc["options"]:
         raise DataError(f"{where}: multiple-choice question {doc['id']!r} ({doc['question_type']}) has no options")
+    if choice and not isinstance(doc["ground_truth"], str):
+        raise DataError(f"{where}: 'ground_truth' of a multiple-choice question must be an option letter (a string), "
+                        f"got {doc['ground_truth']!r}")
+    if not choice:
+        positive_number(doc["ground_truth"], where)
     doc["id"] = str(doc["id"])
+    doc["scene_name"] = str(doc["scene_name"])
     doc["ground_truth"] = str(doc["ground_truth"])
     return doc
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 import attrs
 
+from geovr.finite import nonfinite_options
 from geovr.recipe.preflight import checkpoint_source
 
 
@@ -51,7 +52,7 @@ class CameraPoseConfig:
         return frozenset({"pose_enc"})
 
     def check(self) -> list[str]:
-        return [] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]
+        return ([] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]) + nonfinite_options(self)
 
 
 @attrs.define
@@ -100,7 +101,7 @@ class DepthConfig:
         return frozenset({"depth"})
 
     def check(self) -> list[str]:
-        problems = _layer_problems(self.teacher_layers, self.student_layers, 4)
+        problems = _layer_problems(self.teacher_layers, self.student_layers, 4) + nonfinite_options(self)
         if len(self.channels) != 4:
             problems.append(f"channels must list 4 widths, got {self.channels}")
         if not self.width_scale > 0:
@@ -164,7 +165,7 @@ class MetricScaleConfig:
             problems.append(f"metric_input_width must be > 0, got {self.metric_input_width}")
         if self.sky_max_depth is not None and not self.sky_max_depth > 0:
             problems.append(f"sky_max_depth must be > 0, got {self.sky_max_depth}")
-        return problems
+        return problems + nonfinite_options(self)
 
 
 @attrs.define
@@ -185,7 +186,7 @@ class FeatureDistillConfig:
         return frozenset({"features"})
 
     def check(self) -> list[str]:
-        return _layer_problems(self.teacher_layers, self.student_layers, None)
+        return _layer_problems(self.teacher_layers, self.student_layers, None) + nonfinite_options(self)
 
 
 @attrs.define
@@ -223,7 +224,7 @@ class HFDepthTeacherConfig:
                                                           if self.sky_model else [])
 
     def check(self) -> list[str]:
-        problems = []
+        problems = nonfinite_options(self)
         if self.chunk <= 0:
             problems.append(f"chunk must be > 0, got {self.chunk}")
         if self.reference_focal is not None and self.reference_focal <= 0:

@@ -34,23 +34,32 @@ def build(recipe: Recipe, *, device: str = "cpu", stages=STAGES, context: BuildC
         choice = getattr(recipe, key)
         if key in stages and choice is not None:
             note(f"{key} {choice.component}")
-            setattr(ctx, key, choice.build(ctx))
+            setattr(ctx, key, _create(choice, ctx))
     if "objectives" in stages:
         for choice in recipe.objectives:
             note(f"objective {choice.component}")
-            ctx.objectives.append(choice.build(ctx))
+            ctx.objectives.append(_create(choice, ctx))
     if "data" in stages:
         for split, choice in recipe.data.items():
             note(f"data.{split} {choice.component}")
-            ctx.datasets[split] = choice.build(ctx)
+            ctx.datasets[split] = _create(choice, ctx)
     if "trainer" in stages and recipe.trainer is not None:
         note(f"trainer {recipe.trainer.component}")
-        ctx.extra["trainer"] = recipe.trainer.build(ctx)
+        ctx.extra["trainer"] = _create(recipe.trainer, ctx)
     if "evaluators" in stages:
-        ctx.extra["evaluators"] = [c.build(ctx) for c in recipe.evaluators]
+        ctx.extra["evaluators"] = [_create(c, ctx) for c in recipe.evaluators]
     if "callbacks" in stages:
-        ctx.extra["callbacks"] = [c.build(ctx) for c in recipe.callbacks]
+        ctx.extra["callbacks"] = [_create(c, ctx) for c in recipe.callbacks]
     return ctx
+
+
+def _create(choice, ctx):
+    """Build one recipe component; a factory that raises becomes a :class:`geovr.errors.GeovrError` naming
+    the recipe place, the component, its plugin and its distribution (see ``ComponentSpec.create``)."""
+    spec = choice.spec
+    if spec is None or not hasattr(spec, "create"):
+        return choice.build(ctx)
+    return spec.create(choice.config, ctx, where=choice.where)
 
 
 def _stage_of(recipe: Recipe, choice) -> str:

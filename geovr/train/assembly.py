@@ -80,6 +80,21 @@ def parameter_groups(backbone, objectives, *, lr: float, head_lr: float, weight_
     return out
 
 
+def tracker_availability(config: AccelerateTrainerConfig) -> list[str]:
+    """A problem for each tracker of ``trainer.log_with`` (or ``tensorboard = true``) whose package is not
+    installed, as accelerate detects it (``accelerate.tracking.get_available_trackers``)."""
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    out = []
+    for name in config.trackers():
+        if name not in available:
+            key = "trainer.tensorboard" if name == "tensorboard" and name not in config.log_with else "trainer.log_with"
+            extra = "geovr[tensorboard]" if name == "tensorboard" else name.replace("_", "-")
+            out.append(f"{key}: the {name!r} tracker's package is not installed (pip install '{extra}')")
+    return out
+
+
 def check_before_training(config: AccelerateTrainerConfig, context) -> None:
     """Problems that must stop a run before its first step, all at once (:class:`RecipeError`)."""
     problems = []
@@ -118,12 +133,7 @@ def check_before_training(config: AccelerateTrainerConfig, context) -> None:
             if tl is not None and not 0 <= int(layer) < tl:
                 problems.append(f"objectives.{i} ({name}): teacher layer {layer} out of range; the teacher has "
                                 f"layers 0..{tl - 1}")
-    if config.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            problems.append("trainer.tensorboard: the 'tensorboard' package is not installed "
-                            "(pip install 'geovr[tensorboard]') ")
+    problems += tracker_availability(config)
     if config.accelerate_config and not os.path.isfile(config.accelerate_config):
         problems.append(f"trainer.accelerate_config: file not found: {config.accelerate_config}")
     if problems:

@@ -140,6 +140,20 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
 
+def nonfinite_tensor(tensors: dict[str, torch.Tensor]) -> str | None:
+    """Name of the first floating-point tensor of ``tensors`` holding ``inf`` or ``nan`` (else ``None``)."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def _refuse_nonfinite(tensors: dict[str, torch.Tensor], where: str, action: str) -> None:
+    name = nonfinite_tensor(tensors)
+    if name is not None:
+        raise CheckpointError(f"{where}: tensor {name!r} holds non-finite values (inf/nan); {action}")
+
+
 def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model: dict[str, torch.Tensor],
                     objectives: dict[str, torch.Tensor], optimizer: dict, scheduler: dict, rng: list[dict],
                     state: dict, keep_last: int = 0) -> Path:
@@ -147,9 +161,13 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model: dict[str, t
 
     Files go to ``checkpoints/.tmp-step-…`` first; ``state.json`` is written last and the directory is
     renamed to ``step-XXXXXXXX`` only when complete. On any error the temporary directory is removed and
-    the previous checkpoints are untouched. Returns the checkpoint directory.
+    the previous checkpoints are untouched. Weights holding ``inf``/``nan`` are never written
+    (:class:`CheckpointError` naming the tensor). Returns the checkpoint directory.
     """
     root = checkpoint_root(run_dir)
+    for tensors, fname in ((model, "model.safetensors"), (objectives, "objectives.safetensors")):
+        _refuse_nonfinite(tensors, f"{root}/step-{step:08d}/{fname}",
+                          "refusing to write a checkpoint with non-finite weights (the previous checkpoints are kept)")
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -187,7 +205,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint (a checkpoint directory, or a run directory → its newest checkpoint).
 
     Returns ``{"path", "state", "model", "objectives", "optimizer", "scheduler", "rng"}``; the optimizer,
-    scheduler and RNG entries are loaded lazily by :func:`load_training_state`.
+    scheduler and RNG entries are loaded lazily by :func:`load_training_state`. A weight holding
+    ``inf``/``nan`` is a :class:`CheckpointError` naming the file and the tensor.
     """
     ckpt = find_checkpoint(path)
     try:
@@ -196,6 +215,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         objectives = load_file(str(ckpt / "objectives.safetensors"))
     except Exception as exc:  # OSError, JSON errors, SafetensorError (not an OSError subclass)
         raise CheckpointError(f"{ckpt}: unreadable checkpoint: {type(exc).__name__}: {exc}") from exc
+    for tensors, fname in ((model, "model.safetensors"), (objectives, "objectives.safetensors")):
+        _refuse_nonfinite(tensors, str(ckpt / fname), "this checkpoint cannot be resumed, exported or evaluated")
     return {"path": ckpt, "state": state, "model": model, "objectives": objectives}
 
 

@@ -6,11 +6,13 @@ and objective heads 1e-4, cosine schedule with 3 % warm-up, gradient clipping at
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Literal
 
 import attrs
 
+from geovr.finite import nonfinite_options
 from geovr.recipe.preflight import missing_path
 
 
@@ -27,9 +29,15 @@ class AccelerateTrainerConfig:
     backbone. Length: ``max_steps`` optimizer steps (0 = ``epochs`` passes over ``data.train``).
     Data: ``batch_size`` per process, ``num_workers``, ``shuffle`` (seeded, deterministic order).
     Loss: ``lm_weight``·L_lm + Σ weight_k·L_k. Logging: ``log_every`` steps into ``metrics.jsonl``,
-    ``progress`` (tqdm bar), ``tensorboard``. Checkpoints: ``save_every`` steps (0 = only at the end),
+    ``progress`` (tqdm bar), ``log_with``: accelerate trackers that receive the same metrics
+    (``["tensorboard", "wandb", "mlflow", ...]``, any name accelerate knows; ``tensorboard`` writes to
+    ``RUN_DIR/tensorboard``), ``tensorboard = true`` is short for adding ``"tensorboard"``.
+    Non-finite losses: ``on_nonfinite = "stop"`` ends the run with an error naming the step and the
+    objective; ``"skip_step"`` drops that optimizer step (counted as ``skipped_steps`` in metrics.jsonl).
+    Checkpoints: ``save_every`` steps (0 = only at the end),
     ``keep_last`` newest kept (0 = all); ``resume`` = ``true`` (latest checkpoint of ``output_dir``) or a
-    run/checkpoint directory; ``overwrite`` lets a fresh run replace the checkpoints already in
+    run/checkpoint directory (a run whose schedule or data settings differ from the checkpoint's is
+    refused unless ``resume_force``); ``overwrite`` lets a fresh run replace the checkpoints already in
     ``output_dir`` (otherwise that is an error). Teacher cache: ``cache`` = ``"auto"`` (read hits, compute and store misses),
     ``"off"``, ``"only"`` (a miss is an error); ``cache_dir`` (default ``$GEOVR_CACHE_DIR`` or
     ``~/.cache/geovr/teacher``). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
@@ -56,9 +64,12 @@ class AccelerateTrainerConfig:
     log_every: int = 1
     progress: bool = True
     tensorboard: bool = False
+    log_with: list[str] = attrs.field(factory=list)
+    on_nonfinite: Literal["stop", "skip_step"] = "stop"
     save_every: int = 0
     keep_last: int = 2
     resume: bool | str = False
+    resume_force: bool = False
     overwrite: bool = False
     cache: Literal["auto", "off", "only"] = "off"
     cache_dir: str | None = None
@@ -73,7 +84,7 @@ class AccelerateTrainerConfig:
 
     def check(self) -> list[str]:
         """Cross-field rules (reported with the ``trainer.`` prefix by recipe validation)."""
-        problems = []
+        problems = nonfinite_options(self)
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "log_every": self.log_every}
         for key, v in positive.items():
             if v < 1:
@@ -103,6 +114,7 @@ class AccelerateTrainerConfig:
             problems.append(f"max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}")
         if self.accelerate_config is not None and not os.path.isfile(self.accelerate_config):
             problems.append(f"accelerate_config: file not found: {self.accelerate_config}")
+        problems += self._tracker_problems()
         return problems
 
     def accumulation(self, world_size: int) -> int:
@@ -123,6 +135,25 @@ class AccelerateTrainerConfig:
     def for_world(self, world_size: int) -> AccelerateTrainerConfig:
         """This config with ``grad_accum`` resolved for ``world_size`` processes (see :meth:`accumulation`)."""
         return attrs.evolve(self, grad_accum=self.accumulation(world_size), global_batch_size=0)
+
+    def trackers(self) -> list[str]:
+        """The accelerate tracker names metrics go to (``log_with`` plus ``tensorboard`` when set), no repeats."""
+        names = list(self.log_with) + (["tensorboard"] if self.tensorboard else [])
+        return list(dict.fromkeys(n.lower() for n in names))
+
+    def _tracker_problems(self) -> list[str]:
+        if not self.log_with:
+            return []
+        from accelerate.utils import LoggerType
+
+        known = sorted(t.value for t in LoggerType if t.value != "all")
+        out = []
+        for name in self.log_with:
+            if name.lower() not in known:
+                close = difflib.get_close_matches(name.lower(), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                out.append(f"log_with: unknown tracker {name!r}{hint}; accelerate knows {', '.join(known)}")
+        return out
 
     def resolved_cache_dir(self) -> str:
         """Where teacher outputs are cached (``cache_dir``, ``$GEOVR_CACHE_DIR``, or the user cache)."""

@@ -4,7 +4,8 @@
   ``<name>/loss`` and ``<name>/<metric>``, learning rates, grad norm, throughput);
 * ``recipe.toml``: the merged raw recipe (after ``extends`` and overrides) — :func:`geovr.recipe.dump.to_toml`;
 * ``environment.json``: python/platform, package versions, loaded plugins, process count;
-* ``tensorboard/`` (optional): the same scalars.
+* ``tensorboard/`` (with ``trainer.log_with = ["tensorboard"]``): the same scalars, written by accelerate's
+  tracker like any other ``log_with`` tracker (wandb, mlflow, ...).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class MetricsLog:
     an interrupted run after its last checkpoint are dropped); ``None`` starts a new file.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, *, resume_step: int | None = None, tensorboard: bool = False):
+    def __init__(self, run_dir: str | os.PathLike, *, resume_step: int | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
@@ -69,25 +70,14 @@ class MetricsLog:
                     continue
         atomic_write(self.path, "".join(f"{line}\n" for line in kept))
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
-        self.tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
     def log(self, record: dict[str, Any]) -> None:
         """Write ``record`` (must hold ``step``)."""
         self._fh.write(json.dumps(record, sort_keys=True) + "\n")
         self._fh.flush()
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self.tb.add_scalar(k, v, record["step"])
 
     def close(self) -> None:
         self._fh.close()
-        if self.tb is not None:
-            self.tb.close()
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ range) surface as :class:`geovr.errors.GeovrError` naming the component, before 
 
 from __future__ import annotations
 
-from geovr.errors import GeovrError
+from geovr.errors import GeovrError, UsageError
 
 
 def build_seeded(recipe, *, device: str = "cpu", stages=None, progress=None):
@@ -38,6 +38,34 @@ def build_seeded(recipe, *, device: str = "cpu", stages=None, progress=None):
         raise GeovrError(f"building {current['label']} failed before training: {type(exc).__name__}: {exc}") from exc
 
 
+def check_output_dir(path) -> None:
+    """Raise :class:`UsageError` unless ``path`` is (or can be created as) a writable directory; also
+    refuse a directory another live run holds (:mod:`geovr.train.runlock`). Cheap: runs before any model
+    is built."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from geovr.train.runlock import check_free
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"output_dir {p} is a file, not a directory; choose another output_dir")
+    existing = p if p.exists() else next((a for a in p.parents if a.exists()), Path("."))
+    if not existing.is_dir():
+        raise UsageError(f"output_dir {p} is not writable: {existing} is a file, not a directory")
+    try:  # a real write (os.access says yes to root even on read-only file systems); leaves nothing behind
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".geovr-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"output_dir {p} is not writable ({reason}: {existing}); choose another output_dir or "
+                         f"fix its permissions") from exc
+    rank = next((os.environ[k] for k in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK") if os.environ.get(k)), "0")
+    if rank == "0":  # the other processes of a launch find the lock of their own main process
+        check_free(p)
+
+
 def train(recipe, *, device: str = "cpu", progress=None) -> dict:
     """Seed, build the components of ``recipe`` and run its trainer; returns the final metrics.
 
@@ -46,6 +74,7 @@ def train(recipe, *, device: str = "cpu", progress=None) -> dict:
     """
     from geovr.recipe.build import STAGES
 
+    check_output_dir(recipe.output_dir)
     uses_evaluators = any(c.component == "evaluate" for c in recipe.callbacks)
     stages = STAGES if uses_evaluators else tuple(s for s in STAGES if s != "evaluators")
     ctx = build_seeded(recipe, device=device, stages=stages, progress=progress)

@@ -183,6 +183,28 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _writable_destination(dst: str | os.PathLike) -> Path:
+    """``dst`` as a path once it is known to be writable (checked before the source is read)."""
+    import tempfile
+
+    dst = Path(dst)
+    if dst.suffix != ".safetensors":
+        raise CheckpointError(f"convert writes safetensors: {str(dst)!r} should end with .safetensors")
+    if dst.is_dir():
+        raise CheckpointError(f"cannot write {dst}: it is a directory (give a .safetensors file path)")
+    blocker = next((a for a in dst.parents if a.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise CheckpointError(f"cannot write {dst}: {blocker} is a file, not a directory")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=f".{dst.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {dst}: {exc.strerror or type(exc).__name__} "
+                              f"({exc.filename or dst.parent})") from exc
+    return dst
+
+
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model_config="1b",
                        verify: bool = True) -> Path:
     """Write ``src`` (pickle, safetensors or HF id) as a safetensors file ``dst``.
@@ -193,6 +215,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model_
     """
     from safetensors.torch import save_file
 
+    dst = _writable_destination(dst)
     path = resolve_checkpoint(src)
     state = read_state_dict(path)
     if verify:
@@ -201,15 +224,13 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model_
         with torch.device("meta"):
             model = VGGT.from_config(model_config)
         check_state_dict(model, state, str(src))
-    dst = Path(dst)
-    if dst.suffix != ".safetensors":
-        raise CheckpointError(f"convert writes safetensors: {str(dst)!r} should end with .safetensors")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     try:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
                   metadata={"format": "pt", "source": path.name, "model": "vggt"})
         os.replace(tmp, dst)
+    except Exception as exc:  # OSError, SafetensorError (disk full, permissions changed meanwhile)
+        raise CheckpointError(f"cannot write {dst}: {type(exc).__name__}: {exc}") from exc
     finally:
         if tmp.exists():
             tmp.unlink()

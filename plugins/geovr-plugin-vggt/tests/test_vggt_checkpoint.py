@@ -199,3 +199,23 @@ def test_assign_into_meta_model(root, case_b):
     ckpt.load_weights(model, root / "tiny_weights.safetensors", assign=True)
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     assert_reproduces_golden(model.eval(), case_b)
+
+
+@pytest.mark.parametrize("make_dst, message", [
+    (lambda t: t / "file" / "out.safetensors", "cannot write .*/file/out.safetensors: .*/file is a file, not a directory"),
+    (lambda t: "/sys/geovr-vggt.safetensors", "cannot write /sys/geovr-vggt.safetensors: (Permission denied|Operation not permitted)"),
+    (lambda t: t / "dir.safetensors", "cannot write .*/dir.safetensors: it is a directory"),
+])
+def test_cli_convert_to_an_unwritable_destination_is_one_clear_error(tmp_path, capsys, make_dst, message):
+    """Checked before the source is read: no traceback, exit code 1, the destination named."""
+    import re
+
+    from geovr.cli.main import main
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir.safetensors").mkdir()
+    code = main(["vggt", "convert", str(tmp_path / "model.pt"), str(make_dst(tmp_path)), "--no-verify"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert re.search(f"geovr: error: {message}", err), err
+    assert "Traceback" not in err
