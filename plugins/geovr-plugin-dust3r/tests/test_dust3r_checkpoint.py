@@ -4,6 +4,7 @@ clear errors (tiny weights written to tmp_path)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from geovr_plugin_dust3r.model import AsymmetricCroCo3DStereo
 
 @pytest.fixture(scope="module")
 def tiny_sd():
-    return load_file(str(golden_dir("dust3r") / "tiny_weights.safetensors"))
+    return load_file(str(golden_dir("dust3r", Path(__file__).resolve().parent / "golden") / "tiny_weights.safetensors"))
 
 
 def _fresh():
