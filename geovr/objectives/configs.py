@@ -173,8 +173,8 @@ class HFDepthTeacherConfig:
         return frozenset({"metric_depth"})
 
     def preflight(self) -> list[str]:
-        """The depth model (local directory, or HF id cached when offline) must be reachable."""
-        return checkpoint_source(self.model, "model")
+        """The depth model (local directory, or HF id in the local cache) must be there (no network)."""
+        return checkpoint_source(self.model, "model", cache_dir=self.cache_dir)
 
     def check(self) -> list[str]:
         problems = []

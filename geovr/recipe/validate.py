@@ -20,12 +20,15 @@ from geovr.recipe.schema import (
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), *, registry=None,
-                require_training: bool = False) -> Recipe:
-    """Read, override and validate a recipe file. Raises :class:`RecipeError` listing all problems."""
+                require_training: bool = False, preflight: bool = False) -> Recipe:
+    """Read, override and validate a recipe file. Raises :class:`RecipeError` listing all problems.
+
+    ``preflight=True`` also runs every component's machine checks (files, cached checkpoints; see
+    :mod:`geovr.recipe.preflight`) and reports their problems together with the recipe's own."""
     raw = load_raw(path)
     raw, problems = apply_overrides(raw, list(overrides))
     return validate(raw, source=str(path), registry=registry, problems=problems,
-                    require_training=require_training)
+                    require_training=require_training, preflight=preflight)
 
 
 def _suggest(key: str, valid) -> str:
@@ -34,8 +37,11 @@ def _suggest(key: str, valid) -> str:
 
 
 def validate(raw: dict[str, Any], *, source: str | None = None, registry=None,
-             problems: list[str] | None = None, require_training: bool = False) -> Recipe:
-    """Validate ``raw``; see the module docstring. ``require_training`` demands ``data.train``."""
+             problems: list[str] | None = None, require_training: bool = False,
+             preflight: bool = False) -> Recipe:
+    """Validate ``raw``; see the module docstring. ``require_training`` demands ``data.train``;
+    ``preflight`` adds the machine checks of every component whose options parsed (the same checks
+    :func:`geovr.recipe.build` runs before building)."""
     if registry is None:
         from geovr.plugins import get_registry
 
@@ -142,6 +148,12 @@ def validate(raw: dict[str, Any], *, source: str | None = None, registry=None,
                 problems.append(f"{c.where}.teacher_layers: {bad} outside 0..{depth - 1} (teacher "
                                 f"{teacher.component!r} has {depth} layers)")
 
+    if preflight:
+        from geovr.recipe.preflight import run_preflight
+
+        every = [c for key in ("backbone", "teacher", "metric_teacher", "trainer") if (c := choices.get(key))]
+        every += [*choices["objectives"], *data_choices.values(), *choices["evaluators"], *choices["callbacks"]]
+        problems += run_preflight(c for c in every if c.config is not None)
     if problems:
         raise RecipeError(problems, source=source)
     return Recipe(

@@ -88,8 +88,9 @@ class DUSt3RTeacherConfig:
         return tuple(sorted({max(0, d * k // 4 - 1) for k in (1, 2, 3, 4)}))
 
     def preflight(self) -> list[str]:
-        """A checkpoint path must exist (an HF id is resolved from the cache by the loader)."""
-        return checkpoint_source(self.pretrained, "pretrained", filename=None)
+        """A checkpoint path must exist, or an HF id be in the local cache (checked without network)."""
+        return checkpoint_source(self.pretrained, "pretrained", filename=None, cache_dir=self.cache_dir,
+                                 revision=self.revision)
 
     def check(self) -> list[str]:
         """Cross-field rules; each string is reported as a recipe problem."""

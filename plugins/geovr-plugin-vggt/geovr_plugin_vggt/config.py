@@ -84,8 +84,8 @@ class VGGTTeacherConfig:
         return config_depth(self.model_config)
 
     def preflight(self) -> list[str]:
-        """The checkpoint file/directory (or HF id cached when offline) must be reachable."""
-        return checkpoint_source(self.pretrained, "pretrained", filename="model.pt")
+        """The checkpoint file/directory, or an HF id in the local cache, must be there (no network)."""
+        return checkpoint_source(self.pretrained, "pretrained", filename=("model.safetensors", "model.pt"))
 
     def check(self) -> list[str]:
         """Cross-field problems (empty when valid)."""
