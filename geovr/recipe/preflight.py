@@ -13,7 +13,6 @@ geovr does not download checkpoints while building a run: ``hf download ID`` fet
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
