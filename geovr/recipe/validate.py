@@ -12,7 +12,8 @@ from typing import Any
 
 from geovr.errors import GeovrError, RecipeError
 from geovr.recipe.configs import parse_component_config
-from geovr.recipe.load import apply_overrides, load_raw
+from geovr.recipe.load import apply_overrides_tree, load_tree
+from geovr.recipe.merge import drop_disabled, origins, plain
 from geovr.recipe.schema import (
     ARRAY_TABLES, DATA_SPLITS, DEFAULT_TRAINER, SCHEMA_VERSION, SINGLE_TABLES, TOP_LEVEL_KEYS,
     ComponentChoice, Recipe,
@@ -25,10 +26,14 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
     ``preflight=True`` also runs every component's machine checks (files, cached checkpoints; see
     :mod:`geovr.recipe.preflight`) and reports their problems together with the recipe's own."""
-    raw = load_raw(path)
-    raw, problems = apply_overrides(raw, list(overrides))
-    return validate(raw, source=str(path), registry=registry, problems=problems,
-                    require_training=require_training, preflight=preflight)
+    tree, problems = load_tree(path)
+    problems += drop_disabled(tree)  # so override indices count the entries that remain
+    tree, more = apply_overrides_tree(tree, list(overrides))
+    problems += more + drop_disabled(tree)
+    recipe = validate(plain(tree), source=str(path), registry=registry, problems=problems,
+                      require_training=require_training, preflight=preflight)
+    recipe.origins = origins(tree)
+    return recipe
 
 
 def _suggest(key: str, valid) -> str:
