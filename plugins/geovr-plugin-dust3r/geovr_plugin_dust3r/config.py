@@ -52,8 +52,11 @@ class DUSt3RTeacherConfig:
       default: four evenly spaced blocks ending with the last, (2, 5, 8, 11) official, (0, 1, 2, 3) tiny;
     * ``dtype``: autocast dtype of the encoder/decoder (the heads always run in float32);
     * ``pair_batch_size``: image pairs per network call; ``focal_iters``: robust focal iterations;
-    * ``revision``/``cache_dir``: Hugging Face cache look-up; ``allow_pickle``: fully unpickle a trusted
-      ``.pth`` that ``weights_only`` loading rejects.
+    * ``revision``/``cache_dir``: Hugging Face cache look-up.
+
+    A ``.pth`` that ``weights_only`` loading rejects is fully unpickled only when the user opts in
+    (``geovr run --allow-pickle`` or ``GEOVR_ALLOW_PICKLE=1``, see :mod:`geovr.unpickling`); a recipe
+    cannot (``allow_pickle = true`` is a validation error).
     """
 
     pretrained: str = OFFICIAL_CHECKPOINT
@@ -69,7 +72,6 @@ class DUSt3RTeacherConfig:
     seed: int = 0
     revision: str | None = None
     cache_dir: str | None = None
-    allow_pickle: bool = False
 
     def provides(self) -> frozenset[str]:
         """Teacher outputs (checked against the objectives' ``requires``)."""
