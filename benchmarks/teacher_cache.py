@@ -2,7 +2,7 @@
 
 Same tiny random-init Qwen-VL student, same objectives (camera_pose, feature_distill, depth with small
 heads), same data (:class:`geovr.train.tiny.TinyVideos`). The teacher is the ``vggt`` component with the
-golden tiny weights (``model_config = "tiny"``) at ``--image-size``. First the cache is filled with
+reference tiny weights of the plugin's tests (``model_config = "tiny"``) at ``--image-size``. First the cache is filled with
 :func:`geovr.train.cache.precompute` (the ``geovr cache`` verb); then rounds alternate between
 ``trainer.cache = "off"`` (teacher runs every step) and ``"only"`` (outputs read from safetensors, the
 teacher never runs), both on the same model instance. Medians of the per-step wall time (from an
@@ -20,6 +20,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 from _timing import trainer_step_times
 
@@ -31,12 +32,11 @@ def make_context(args, out_dir):
 
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
-    from geovr.testing.golden import find_golden
     from geovr.train import tiny
 
-    root = find_golden("vggt")
-    if root is None:
-        raise SystemExit("golden tiny VGGT not found (set GEOVR_GOLDEN_DIR)")
+    root = Path(__file__).resolve().parents[1] / "plugins" / "geovr-plugin-vggt" / "tests" / "golden"
+    if not (root / "tiny_weights.safetensors").is_file():
+        raise SystemExit(f"tiny VGGT weights not found in {root} (run from a geovr checkout)")
     torch.manual_seed(0)
     reg = get_registry()
     ctx = BuildContext(output_dir=out_dir, backbone=tiny_backbone(args.kind, freeze=["vision"]),

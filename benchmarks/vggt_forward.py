@@ -57,16 +57,10 @@ def worker(spec: dict) -> dict:
     import torch
 
     from geovr_plugin_vggt.model import VGGT
-    from geovr_plugin_vggt.testing import tiny_config
 
     torch.manual_seed(0)
     if spec["config"] == "tiny":
-        from geovr.testing.golden import find_golden
-
-        root = find_golden("vggt")
-        if root is None:
-            raise SystemExit("the tiny config needs the golden VGGT data (set GEOVR_GOLDEN_DIR)")
-        model = VGGT.from_config(tiny_config(root), enable_track=False)
+        model = VGGT.from_config("tiny", enable_track=False)  # the config shipped with the plugin
     else:
         model = VGGT(enable_track=False)
     model.eval().set_attention(spec["backend"])

@@ -108,7 +108,7 @@ class PluginHost:
             obj = loader()
             self.pm.register(obj, name=name)
             self.meta[name] = {"distribution": distribution, "version": version, "builtin": builtin}
-            self.pm.check_pending()
+            self._check_hook_names(name)
             self._collect(name, obj, distribution)
         except (Exception, SystemExit) as exc:  # one broken plugin must not stop the others (sys.exit too)
             self.unregister(name)
@@ -120,6 +120,27 @@ class PluginHost:
                           PluginWarning, stacklevel=2)
             return
         _trace(f"loaded {name} ({distribution} {version}) in {1e3 * (time.perf_counter() - t0):.1f} ms")
+
+    def _check_hook_names(self, name: str) -> None:
+        """Like ``pluggy``'s ``check_pending``, for plugin ``name``: every ``@hookimpl`` must name a geovr
+        hook; all unknown names are reported together, each with the closest hook name."""
+        import difflib
+
+        known = sorted(n for n in vars(self.pm.hook) if not n.startswith("_")
+                       and getattr(self.pm.hook, n).has_spec())
+        bad = []
+        for hook_name in sorted(vars(self.pm.hook)):
+            caller = getattr(self.pm.hook, hook_name)
+            if hook_name.startswith("_") or caller.has_spec():
+                continue
+            if any(i.plugin_name == name and not i.optionalhook for i in caller.get_hookimpls()):
+                close = difflib.get_close_matches(hook_name, known, n=1, cutoff=0.6)
+                bad.append(f"{hook_name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if bad:
+            raise pluggy.PluginValidationError(
+                self.pm.get_plugin(name),
+                f"unknown hook{'s' if len(bad) > 1 else ''} {', '.join(bad)}: a @hookimpl function must be "
+                f"named after a geovr hook ({', '.join(known)}; see docs/plugin-hooks.md)")
 
     def _collect(self, name: str, obj: Any, distribution: str) -> None:
         """Call the registration hooks of one plugin with a register callback attributed to it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -13,16 +14,17 @@ from geovr import geometry as G  # noqa: E402
 from geovr.testing.golden import golden_dir  # noqa: E402
 
 ATOL = 1e-5
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def aux():
-    return safetensors_torch.load_file(str(golden_dir("vggt") / "tiny_aux.safetensors"))
+    return safetensors_torch.load_file(str(golden_dir("vggt", HERE / "golden" / "vggt") / "tiny_aux.safetensors"))
 
 
 @pytest.fixture(scope="module")
 def io():
-    return safetensors_torch.load_file(str(golden_dir("vggt") / "tiny_io.safetensors"))
+    return safetensors_torch.load_file(str(golden_dir("vggt", HERE / "golden" / "vggt") / "tiny_io.safetensors"))
 
 
 def test_quat_to_mat_matches_golden_for_unnormalised_quaternions(aux):

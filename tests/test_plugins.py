@@ -82,6 +82,7 @@ def test_misspelt_hook_is_rejected(tmp_path):
         ''')
     proc = run_cli("list-plugins", "--json", paths=[bad])
     assert "geovr-plugin-typo" in proc.stderr and "register_teacher" in proc.stderr
+    assert "unknown hook 'register_teacher' (did you mean 'register_teachers'?)" in proc.stderr
     assert "typo_geovr_plugin" not in {i["name"] for i in json.loads(proc.stdout)}
     assert run_cli("list-plugins", env={"GEOVR_STRICT_PLUGINS": "1"}, paths=[bad]).returncode == 1
 

@@ -296,10 +296,13 @@ def test_checkpoint_source_rules(tmp_path, monkeypatch):
     assert checkpoint_source(str(tmp_path), "pretrained") == []
     assert checkpoint_source("./missing_dir", "pretrained") == ["pretrained: checkpoint path not found: ./missing_dir"]
     assert checkpoint_source("weights/model.safetensors", "p")[0].startswith("p: checkpoint path not found")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    assert checkpoint_source("org/not-cached-model", "pretrained") == []  # online: the loader downloads it
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    problem = checkpoint_source("org/not-cached-model", "pretrained")
-    assert len(problem) == 1 and "not in the local Hugging Face cache" in problem[0]
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for offline in (None, "1"):  # the cache is consulted the same way whether or not the hub is offline
+        if offline is None:
+            monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        else:
+            monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        problem = checkpoint_source("org/not-cached-model", "pretrained")
+        assert len(problem) == 1 and "is not in the local cache" in problem[0] and "hf download" in problem[0]

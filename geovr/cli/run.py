@@ -28,12 +28,20 @@ def add_parser(sub) -> None:
                         "changed (the differences are printed)")
     p.add_argument("--accelerate-config", metavar="FILE", help="accelerate config (DDP, FSDP, DeepSpeed)")
     p.add_argument("--device", default=None, help="override the device (default: cuda if available, else cpu)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="let checkpoint loaders fully unpickle files that weights-only loading rejects (runs "
+                        "code from the file: only for checkpoints you trust; same as GEOVR_ALLOW_PICKLE=1; a "
+                        "recipe cannot enable this)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from geovr.recipe import load_recipe
 
+    if args.allow_pickle:  # through the environment, so launched processes inherit it
+        from geovr.unpickling import allow_pickle
+
+        allow_pickle()
     if args.accelerate_config and not args.dry_run:
         from geovr.train.launch import launched, relaunch
 

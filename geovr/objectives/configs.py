@@ -219,9 +219,10 @@ class HFDepthTeacherConfig:
         return frozenset({"metric_depth"})
 
     def preflight(self) -> list[str]:
-        """The depth model (local directory, or HF id cached when offline) must be reachable."""
-        return checkpoint_source(self.model, "model") + (checkpoint_source(self.sky_model, "sky_model")
-                                                          if self.sky_model else [])
+        """The depth model (and sky model, when set): a local directory, or an HF id in the local cache
+        (no network)."""
+        return checkpoint_source(self.model, "model", cache_dir=self.cache_dir) + (
+            checkpoint_source(self.sky_model, "sky_model", cache_dir=self.cache_dir) if self.sky_model else [])
 
     def check(self) -> list[str]:
         problems = nonfinite_options(self)

@@ -64,11 +64,19 @@ def parse_component_config(spec, table: dict[str, Any], *, where: str | None = N
 
     ``where`` prefixes problems (e.g. ``"objectives.1"``); without a config class the dict is returned.
     """
+    from geovr.unpickling import OPTION, RECIPE_REFUSAL
+
     where = where or spec.kind
+    problems: list[str] = []
+    if OPTION in table:  # unpickling is opted into from the command line or environment only
+        table = dict(table)
+        if table.pop(OPTION) is not False:
+            problems.append(f"{where}.{OPTION}: {RECIPE_REFUSAL}")
     cls = spec.config
     if cls is None:
+        if problems:
+            raise RecipeError(problems)
         return dict(table)
-    problems: list[str] = []
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # unresolved forward refs: skip annotation checks

@@ -38,24 +38,27 @@ def _is_table_array(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
 
 
-def to_toml(data: dict[str, Any], _prefix: str = "") -> str:
+def to_toml(data: dict[str, Any], _prefix: str = "", *, notes: dict[str, str] | None = None,
+            _path: str = "") -> str:
     """Render a TOML document from plain data (tables, arrays of tables, scalars; ``None`` is omitted).
 
-    ``tomllib.loads(to_toml(d)) == d`` for any such ``d`` without ``None`` values.
+    ``tomllib.loads(to_toml(d)) == d`` for any such ``d`` without ``None`` values. ``notes`` maps
+    dotted keys (array items by index: ``objectives.1.weight``) to a comment written after the value.
     """
     lines: list[str] = []
     for k, v in data.items():
         if v is None or isinstance(v, dict) or _is_table_array(v):
             continue
-        lines.append(f"{_key(k)} = {_value(v)}")
+        note = (notes or {}).get(f"{_path}{k}")
+        lines.append(f"{_key(k)} = {_value(v)}" + (f"  # {note}" if note else ""))
     for k, v in data.items():
         name = f"{_prefix}{_key(k)}"
         if isinstance(v, dict):
-            body = to_toml(v, f"{name}.")
+            body = to_toml(v, f"{name}.", notes=notes, _path=f"{_path}{k}.")
             lines += ["", f"[{name}]", body.rstrip("\n")] if body.strip() else ["", f"[{name}]"]
         elif _is_table_array(v):
-            for item in v:
-                body = to_toml(item, f"{name}.")
+            for i, item in enumerate(v):
+                body = to_toml(item, f"{name}.", notes=notes, _path=f"{_path}{k}.{i}.")
                 lines += ["", f"[[{name}]]"] + ([body.rstrip("\n")] if body.strip() else [])
     text = "\n".join(line for line in lines).strip("\n")
     return text + "\n" if text else ""

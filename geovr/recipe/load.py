@@ -1,6 +1,9 @@
 """Read recipe TOML files: ``extends`` chains, ``key=value`` overrides, shipped recipes.
 
-All functions return plain dicts; :mod:`geovr.recipe.validate` turns them into a :class:`Recipe`.
+:func:`load_raw` and :func:`apply_overrides` return plain dicts; ``load_tree`` and
+``apply_overrides_tree`` work on the annotated trees of :mod:`geovr.recipe.merge`, which remember the
+file (or override) that set each value. :mod:`geovr.recipe.validate` turns the data into a
+:class:`Recipe`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from geovr.errors import RecipeError
+from geovr.recipe.merge import Leaf, annotate, merge, plain
 
 _LOC = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -41,32 +45,41 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise RecipeError([f"{p}: not UTF-8 text ({exc})"]) from exc
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Tables merge key by key; every other value (arrays included) is replaced."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+def _display(p: Path) -> str:
+    """``p`` relative to the working directory when it is below it (origins in ``geovr show``)."""
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
 
 
-def load_raw(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a recipe and resolve ``extends`` (a path relative to the file, or a shipped recipe name)."""
+def load_tree(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+    """Load a recipe as an annotated tree and resolve ``extends`` (a path relative to the file, or a
+    shipped recipe name) with the rules of :mod:`geovr.recipe.merge`; returns ``(tree, problems)``."""
     p = Path(path).resolve()
     if p in _chain:
         raise RecipeError([f"{p}: circular 'extends' chain: {' -> '.join(str(c) for c in (*_chain, p))}"])
     data = read_toml(p)
     parent = data.pop("extends", None)
+    tree = annotate(data, _display(p))
     if parent is None:
-        return data
+        return tree, []
     if not isinstance(parent, str):
         raise RecipeError([f"{p}: 'extends' must be a string path, got {parent!r}"])
     parent_path = p.parent / parent
     if not parent_path.exists() and find_shipped(parent) is not None:
         parent_path = find_shipped(parent)
-    return deep_merge(load_raw(parent_path, (*_chain, p)), data)
+    base, problems = load_tree(parent_path, (*_chain, p))
+    merged, more = merge(base, tree)
+    return merged, problems + more
+
+
+def load_raw(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a recipe and resolve ``extends`` (plain data; raises :class:`RecipeError` on merge problems)."""
+    tree, problems = load_tree(path)
+    if problems:
+        raise RecipeError(problems, source=str(path))
+    return plain(tree)
 
 
 def parse_value(text: str) -> Any:
@@ -78,11 +91,18 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Apply ``dotted.key=value`` overrides; integers address array items (``objectives.1.weight``).
+    """Apply ``dotted.key=value`` overrides to plain data; integers address array items
+    (``objectives.1.weight``, ``teacher.layers.0``).
 
     Returns the new dict and the list of problems (bad syntax or a path that does not exist).
     """
-    out = copy.deepcopy(data)
+    tree, problems = apply_overrides_tree(annotate(data, "recipe"), overrides)
+    return plain(tree), problems
+
+
+def apply_overrides_tree(tree: dict[str, Any], overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """:func:`apply_overrides` on an annotated tree; each value set is attributed to ``override k=v``."""
+    out = copy.deepcopy(tree)
     problems: list[str] = []
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -90,40 +110,46 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[dict[st
         if not sep or not key:
             problems.append(f"override {item!r}: expected key=value (e.g. trainer.max_steps=10)")
             continue
-        parts = key.split(".")
-        node: Any = out
-        ok = True
-        for i, part in enumerate(parts[:-1]):
-            here = ".".join(parts[: i + 1])
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    problems.append(f"override {key!r}: {here} is not an index of a {len(node)}-item array")
-                    ok = False
-                    break
-                node = node[int(part)]
-            elif isinstance(node, dict):
-                nxt = parts[i + 1]
-                if part not in node and nxt.isdigit():
-                    problems.append(f"override {key!r}: {here} has no item {nxt} (the recipe has no {here} array)")
-                    ok = False
-                    break
-                node = node.setdefault(part, {})
-                if not isinstance(node, (dict, list)):
-                    problems.append(f"override {key!r}: {here} is a value, not a table")
-                    ok = False
-                    break
-        if not ok:
-            continue
-        last = parts[-1]
+        origin = f"override {key}={raw.strip()}"
         value = parse_value(raw.strip())
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                problems.append(f"override {key!r}: {last} is not an index of a {len(node)}-item array")
-                continue
-            node[int(last)] = value
-        else:
-            node[last] = value
+        problem = _set(out, key.split("."), value, origin)
+        if problem:
+            problems.append(f"override {key!r}: {problem}")
     return out, problems
+
+
+def _set(tree: dict[str, Any], parts: list[str], value: Any, origin: str) -> str | None:
+    """Set the value at ``parts`` (creating tables); the problem text, or ``None`` when done."""
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        here = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return f"{here} is not an index of a {len(node)}-item array"
+            node = node[int(part)]
+            continue
+        nxt = parts[i + 1]
+        if part not in node and nxt.isdigit():
+            return f"{here} has no item {nxt} (the recipe has no {here} array)"
+        child = node.setdefault(part, {})
+        if isinstance(child, Leaf) and isinstance(child.value, list) and i == len(parts) - 2:
+            if not nxt.isdigit() or int(nxt) >= len(child.value):
+                return f"{nxt} is not an index of the {len(child.value)}-item array {here}"
+            items = list(child.value)
+            items[int(nxt)] = value
+            node[part] = Leaf(items, origin)
+            return None
+        if not isinstance(child, (dict, list)):
+            return f"{here} is a value, not a table"
+        node = child
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            return f"{last} is not an index of a {len(node)}-item array"
+        node[int(last)] = annotate(value, origin)
+    else:
+        node[last] = annotate(value, origin)
+    return None
 
 
 def shipped_dirs() -> list[Path]:

@@ -51,6 +51,9 @@ class Recipe:
     callbacks: list[ComponentChoice]
     raw: dict[str, Any]
     source: str | None = None
+    #: ``{dotted.key: origin}`` of every value written in the recipe files or overrides (the file
+    #: path, or ``override key=value``); keys not listed are component defaults
+    origins: dict[str, str] = attrs.Factory(dict)
 
     def components(self) -> list[ComponentChoice]:
         """Every selected component, in build order."""

@@ -12,7 +12,8 @@ from typing import Any
 
 from geovr.errors import GeovrError, RecipeError
 from geovr.recipe.configs import parse_component_config
-from geovr.recipe.load import apply_overrides, load_raw
+from geovr.recipe.load import apply_overrides_tree, load_tree
+from geovr.recipe.merge import drop_disabled, origins, plain
 from geovr.recipe.schema import (
     ARRAY_TABLES, DATA_SPLITS, DEFAULT_TRAINER, SCHEMA_VERSION, SINGLE_TABLES, TOP_LEVEL_KEYS,
     ComponentChoice, Recipe,
@@ -20,12 +21,19 @@ from geovr.recipe.schema import (
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), *, registry=None,
-                require_training: bool = False) -> Recipe:
-    """Read, override and validate a recipe file. Raises :class:`RecipeError` listing all problems."""
-    raw = load_raw(path)
-    raw, problems = apply_overrides(raw, list(overrides))
-    return validate(raw, source=str(path), registry=registry, problems=problems,
-                    require_training=require_training)
+                require_training: bool = False, preflight: bool = False) -> Recipe:
+    """Read, override and validate a recipe file. Raises :class:`RecipeError` listing all problems.
+
+    ``preflight=True`` also runs every component's machine checks (files, cached checkpoints; see
+    :mod:`geovr.recipe.preflight`) and reports their problems together with the recipe's own."""
+    tree, problems = load_tree(path)
+    problems += drop_disabled(tree)  # so override indices count the entries that remain
+    tree, more = apply_overrides_tree(tree, list(overrides))
+    problems += more + drop_disabled(tree)
+    recipe = validate(plain(tree), source=str(path), registry=registry, problems=problems,
+                      require_training=require_training, preflight=preflight)
+    recipe.origins = origins(tree)
+    return recipe
 
 
 def _suggest(key: str, valid) -> str:
@@ -34,8 +42,11 @@ def _suggest(key: str, valid) -> str:
 
 
 def validate(raw: dict[str, Any], *, source: str | None = None, registry=None,
-             problems: list[str] | None = None, require_training: bool = False) -> Recipe:
-    """Validate ``raw``; see the module docstring. ``require_training`` demands ``data.train``."""
+             problems: list[str] | None = None, require_training: bool = False,
+             preflight: bool = False) -> Recipe:
+    """Validate ``raw``; see the module docstring. ``require_training`` demands ``data.train``;
+    ``preflight`` adds the machine checks of every component whose options parsed (the same checks
+    :func:`geovr.recipe.build` runs before building)."""
     if registry is None:
         from geovr.plugins import get_registry
 
@@ -142,6 +153,12 @@ def validate(raw: dict[str, Any], *, source: str | None = None, registry=None,
                 problems.append(f"{c.where}.teacher_layers: {bad} outside 0..{depth - 1} (teacher "
                                 f"{teacher.component!r} has {depth} layers)")
 
+    if preflight:
+        from geovr.recipe.preflight import run_preflight
+
+        every = [c for key in ("backbone", "teacher", "metric_teacher", "trainer") if (c := choices.get(key))]
+        every += [*choices["objectives"], *data_choices.values(), *choices["evaluators"], *choices["callbacks"]]
+        problems += run_preflight(c for c in every if c.config is not None)
     if problems:
         raise RecipeError(problems, source=source)
     return Recipe(

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from geovr.errors import CheckpointError
+from geovr.unpickling import HOW_TO_OPT_IN
 
 _DIR_CANDIDATES = ("model.safetensors", "pytorch_model.bin")
 _MAX_LISTED = 12
@@ -98,7 +99,7 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
             if not allow_pickle or isinstance(exc, (FileNotFoundError, IsADirectoryError)):
                 raise CheckpointError(
                     f"cannot read DUSt3R checkpoint {str(path)!r} with weights_only=True ({exc}); convert it to "
-                    "safetensors or, for a trusted file, set allow_pickle=True") from exc
+                    f"safetensors or, {HOW_TO_OPT_IN}") from exc
             obj = torch.load(str(path), map_location="cpu", weights_only=False, mmap=mmap)
     except CheckpointError:
         raise

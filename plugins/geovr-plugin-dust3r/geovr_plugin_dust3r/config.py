@@ -55,8 +55,11 @@ class DUSt3RTeacherConfig:
       default: four evenly spaced blocks ending with the last, (2, 5, 8, 11) official, (0, 1, 2, 3) tiny;
     * ``dtype``: autocast dtype of the encoder/decoder (the heads always run in float32);
     * ``pair_batch_size``: image pairs per network call; ``focal_iters``: robust focal iterations;
-    * ``revision``/``cache_dir``: Hugging Face cache look-up; ``allow_pickle``: fully unpickle a trusted
-      ``.pth`` that ``weights_only`` loading rejects.
+    * ``revision``/``cache_dir``: Hugging Face cache look-up.
+
+    A ``.pth`` that ``weights_only`` loading rejects is fully unpickled only when the user opts in
+    (``geovr run --allow-pickle`` or ``GEOVR_ALLOW_PICKLE=1``, see :mod:`geovr.unpickling`); a recipe
+    cannot (``allow_pickle = true`` is a validation error).
     """
 
     pretrained: str = OFFICIAL_CHECKPOINT
@@ -73,7 +76,6 @@ class DUSt3RTeacherConfig:
     seed: int = 0
     revision: str | None = None
     cache_dir: str | None = None
-    allow_pickle: bool = False
 
     def provides(self) -> frozenset[str]:
         """Teacher outputs (checked against the objectives' ``requires``)."""
@@ -92,8 +94,9 @@ class DUSt3RTeacherConfig:
         return tuple(sorted({max(0, d * k // 4 - 1) for k in (1, 2, 3, 4)}))
 
     def preflight(self) -> list[str]:
-        """A checkpoint path must exist (an HF id is resolved from the cache by the loader)."""
-        return checkpoint_source(self.pretrained, "pretrained", filename=None)
+        """A checkpoint path must exist, or an HF id be in the local cache (checked without network)."""
+        return checkpoint_source(self.pretrained, "pretrained", filename=None, cache_dir=self.cache_dir,
+                                 revision=self.revision)
 
     def check(self) -> list[str]:
         """Cross-field rules; each string is reported as a recipe problem."""

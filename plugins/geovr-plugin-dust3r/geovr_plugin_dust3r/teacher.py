@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from geovr.errors import RecipeError
 from geovr.geometry import extri_intri_to_pose_encoding
 from geovr.protocols import Batch, TeacherOutput
+from geovr.unpickling import pickle_allowed
 from geovr_plugin_dust3r.checkpoint import load_weights, resolve_checkpoint
 from geovr_plugin_dust3r.config import PROVIDES, DUSt3RTeacherConfig
 from geovr_plugin_dust3r.model import AsymmetricCroCo3DStereo, DecoderOutput
@@ -54,7 +55,7 @@ class DUSt3RTeacher(nn.Module):
     def cache_key(self) -> str:
         """Digest of the weights identity, the architecture and every option affecting outputs."""
         opts = attrs.asdict(self.config)
-        for k in ("pair_batch_size", "cache_dir", "allow_pickle", "revision", "pretrained", "model_config"):
+        for k in ("pair_batch_size", "cache_dir", "revision", "pretrained", "model_config"):
             opts.pop(k, None)
         payload = json.dumps({"v": CACHE_VERSION, "weights": self._weights_id, "arch": repr(self.model.arch),
                               "opts": opts}, sort_keys=True, default=str)
@@ -170,7 +171,7 @@ def load_teacher(config: DUSt3RTeacherConfig | None = None, device: str = "cpu")
         path = resolve_checkpoint(config.pretrained, revision=config.revision, cache_dir=config.cache_dir)
         with torch.device("meta"):
             model = AsymmetricCroCo3DStereo(arch)
-        load_weights(model, path, allow_pickle=config.allow_pickle, assign=True)
+        load_weights(model, path, allow_pickle=pickle_allowed(), assign=True)
         model = model.float()
         weights_id = _weights_identity(str(path))
     else:

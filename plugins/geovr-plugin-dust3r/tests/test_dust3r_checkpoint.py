@@ -4,6 +4,7 @@ clear errors (tiny weights written to tmp_path)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from geovr_plugin_dust3r.model import AsymmetricCroCo3DStereo
 
 @pytest.fixture(scope="module")
 def tiny_sd():
-    return load_file(str(golden_dir("dust3r") / "tiny_weights.safetensors"))
+    return load_file(str(golden_dir("dust3r", Path(__file__).resolve().parent / "golden") / "tiny_weights.safetensors"))
 
 
 def _fresh():
@@ -120,8 +121,25 @@ def test_pickle_needs_opt_in(tmp_path, tiny_sd):
 
     path = tmp_path / "with_object.pth"
     torch.save({"model": tiny_sd, "saved": datetime.datetime(2024, 1, 1)}, path)
-    with pytest.raises(CheckpointError, match="allow_pickle"):
+    with pytest.raises(CheckpointError, match="--allow-pickle"):
         load_weights(_fresh(), path)
     model = _fresh()
     load_weights(model, path, allow_pickle=True)
     _assert_loaded(model, tiny_sd)
+
+
+def test_teacher_unpickles_only_with_the_environment_opt_in(tmp_path, tiny_sd, monkeypatch):
+    import datetime
+
+    from geovr_plugin_dust3r.config import DUSt3RTeacherConfig
+    from geovr_plugin_dust3r.teacher import load_teacher
+
+    path = tmp_path / "with_object.pth"
+    torch.save({"model": tiny_sd, "saved": datetime.datetime(2024, 1, 1)}, path)
+    config = DUSt3RTeacherConfig(pretrained=str(path), model_config="tiny", image_size=32)
+    monkeypatch.delenv("GEOVR_ALLOW_PICKLE", raising=False)
+    with pytest.raises(CheckpointError, match="GEOVR_ALLOW_PICKLE=1"):
+        load_teacher(config)
+    monkeypatch.setenv("GEOVR_ALLOW_PICKLE", "1")
+    teacher = load_teacher(config)
+    torch.testing.assert_close(teacher.model.state_dict()["enc_norm.weight"], tiny_sd["enc_norm.weight"])

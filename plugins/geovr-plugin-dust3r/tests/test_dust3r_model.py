@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +23,7 @@ REGR_KEY = "Regr3D(L21, norm_mode='avg_dis')"
 
 @pytest.fixture(scope="module")
 def golden():
-    return golden_dir("dust3r")
+    return golden_dir("dust3r", Path(__file__).resolve().parent / "golden")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -152,7 +153,7 @@ def test_frozen_and_eval(tiny_teacher):
 
 
 def test_pretrained_file_cache_key_and_bfloat16(tmp_path):
-    weights = load_file(str(golden_dir("dust3r") / "tiny_weights.safetensors"))
+    weights = load_file(str(golden_dir("dust3r", Path(__file__).resolve().parent / "golden") / "tiny_weights.safetensors"))
     path = tmp_path / "tiny.safetensors"
     save_file(weights, str(path))
     teacher = load_teacher(DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path)}))

@@ -44,7 +44,7 @@ class LlavaOneVisionConfig:
     max_new_tokens: int = 16
 
     def preflight(self) -> list[str]:
-        """The checkpoint (local directory, or HF id cached when offline) must be reachable."""
+        """The checkpoint (local directory, or HF id in the local cache: no network) must be there."""
         return checkpoint_source(self.pretrained, "pretrained")
 
     def check(self) -> list[str]:

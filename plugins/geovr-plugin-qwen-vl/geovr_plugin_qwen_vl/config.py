@@ -70,7 +70,7 @@ class QwenVLBackboneConfig:
     max_new_tokens: int = 16
 
     def preflight(self) -> list[str]:
-        """The checkpoint (local directory, or HF id cached when offline) and adapter must be reachable."""
+        """The checkpoint (local directory, or HF id in the local cache: no network) and adapter must be there."""
         source = [] if self.pretrained == "geovr-tiny" else checkpoint_source(self.pretrained, "pretrained")
         return source + missing_path(self.adapter, "adapter", kind="dir")
 

@@ -12,21 +12,25 @@ from geovr.recipe.preflight import checkpoint_source
 
 #: outputs the VGGT teacher computes
 VGGT_PROVIDES = frozenset({"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"})
-#: aggregator depth of the named model configurations
+#: aggregator depth of the named model configurations built in code
 NAMED_DEPTHS = {"1b": 24}
+#: named model configurations shipped as package data (``geovr_plugin_vggt/configs/<name>.json``)
+PACKAGED_CONFIGS = ("tiny",)
+
+
+def named_config_path(name: str) -> Path:
+    """Path of the packaged JSON config ``name`` (``"tiny"``: the test-size model of the reference data)."""
+    from importlib.resources import files
+
+    return Path(str(files("geovr_plugin_vggt") / "configs" / f"{name}.json"))
 
 
 def config_depth(model_config: str) -> int | None:
     """Aggregator depth of ``model_config`` ("1b", "tiny" or a JSON path) or ``None`` if unreadable."""
     if model_config.lower() in NAMED_DEPTHS:
         return NAMED_DEPTHS[model_config.lower()]
-    if model_config == "tiny":
-        from geovr.testing.golden import find_golden
-
-        root = find_golden("vggt")
-        if root is None:
-            return None
-        path = root / "tiny_config.json"
+    if model_config in PACKAGED_CONFIGS:
+        path = named_config_path(model_config)
     else:
         path = Path(model_config).expanduser()
     try:
@@ -47,7 +51,7 @@ class VGGTTeacherConfig:
 
     pretrained: HF id (resolved from the local HF cache only) or a local ``.pt``/``.safetensors``
     file or directory; ``""`` = random weights drawn from ``seed`` (smoke tests and tiny recipes
-    only: a random teacher teaches nothing). model_config: ``"1b"``, ``"tiny"`` (golden test model) or a JSON config path.
+    only: a random teacher teaches nothing). model_config: ``"1b"``, ``"tiny"`` (test-size model, shipped with the plugin) or a JSON config path.
     image_size: long side of the working resolution in pixels (multiple of 14; 504 as in the released
     training). resize_mode: ``"resize"`` (default: the whole frame, long side → image_size, short side →
     the nearest multiple of ``size_multiple``; the teacher sees exactly the student's field of view),
@@ -85,8 +89,8 @@ class VGGTTeacherConfig:
         return config_depth(self.model_config)
 
     def preflight(self) -> list[str]:
-        """The checkpoint file/directory (or HF id cached when offline) must be reachable."""
-        return checkpoint_source(self.pretrained, "pretrained", filename="model.pt")
+        """The checkpoint file/directory, or an HF id in the local cache, must be there (no network)."""
+        return checkpoint_source(self.pretrained, "pretrained", filename=("model.safetensors", "model.pt"))
 
     def check(self) -> list[str]:
         """Cross-field problems (empty when valid)."""

@@ -8,14 +8,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
-from geovr.testing.golden import golden_dir  # noqa: E402
 from geovr_plugin_vggt.testing import single_thread  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "vggt_forward.py"
 
 
 def test_benchmark_worker_measures_tiny_forward():
-    golden_dir("vggt")
     if not SCRIPT.is_file():
         pytest.skip(f"{SCRIPT} not present (plugin installed outside the geovr repository)")
     spec = importlib.util.spec_from_file_location("vggt_forward_bench", SCRIPT)

@@ -171,7 +171,7 @@ def test_config_sources(root, tmp_path):
     from geovr_plugin_vggt.model import load_config
 
     tiny = tiny_config(root)
-    assert load_config("tiny") == tiny  # found through geovr.testing.golden
+    assert load_config("tiny") == tiny  # the package data (configs/tiny.json) equals the golden config
     assert load_config(str(root / "tiny_config.json")) == tiny  # {"tiny": {...}} wrapper
     (tmp_path / "plain.json").write_text(json.dumps(tiny))
     assert load_config(tmp_path / "plain.json") == tiny

@@ -53,7 +53,7 @@ _AGG_KEYS = ("depth", "num_heads", "mlp_ratio", "num_register_tokens", "qkv_bias
 
 
 def load_config(source) -> dict:
-    """A model config dict from ``"1b"``, ``"tiny"`` (needs the golden data), a JSON path or a dict.
+    """A model config dict from ``"1b"``, ``"tiny"`` (shipped as package data), a JSON path or a dict.
 
     A JSON file may hold the config itself or wrap it as ``{"tiny": {...}}``.
     """
@@ -62,15 +62,9 @@ def load_config(source) -> dict:
     if source in ("1b", "1B", None):
         return copy.deepcopy(VGGT_1B_CONFIG)
     if source == "tiny":
-        from geovr.testing.golden import find_golden
+        from geovr_plugin_vggt.config import named_config_path
 
-        root = find_golden("vggt")
-        if root is None:
-            from geovr.errors import CheckpointError
-
-            raise CheckpointError("model_config 'tiny' needs the golden VGGT data (shared/golden/vggt/"
-                                  "tiny_config.json; set GEOVR_GOLDEN_DIR) or pass a JSON config path")
-        source = root / "tiny_config.json"
+        source = named_config_path("tiny")
     path = Path(source)
     try:
         data = json.loads(path.read_text())
