@@ -63,8 +63,8 @@ class DUSt3RTeacherConfig:
       crop); other values use the long-side rule; ``square_ok``: keep square images square (else 4:3);
     * ``alignment``: ``"global"`` (DUSt3R's global alignment over the pair graph ``graph``:
       spanning-tree initialisation, then ``niter`` Adam steps from ``lr`` to ``lr_min`` on a
-      ``schedule``; defaults as DUSt3R's documented usage: complete graph, 300 steps, lr 0.01, cosine)
-      or ``"oneref"`` (each frame derived from its pairs with one anchor, see ``pairing``);
+      ``schedule``; defaults as DUSt3R's documented usage: complete graph, 300 steps, lr 0.01, cosine;
+      videos of at most two frames use the pairwise derivation, as DUSt3R's demo does) or ``"oneref"`` (each frame derived from its pairs with one anchor, see ``pairing``);
     * ``graph``: ``"complete"``, ``"swin-K"``, ``"swin-K-noncyclic"`` or ``"oneref"`` (global alignment);
     * ``pairing``: anchors of ``alignment = "oneref"``: ``"first"`` (every frame paired with frame 0) or
       ``"keyframes"`` (every ``keyframe_interval``-th frame is a keyframe chained to the previous one,

@@ -3,7 +3,8 @@
 For a video ``frames [B,S,3,H,W]`` in [0,1] the frames are preprocessed to ``[B,S,3,H',W']`` (see
 :mod:`geovr_plugin_dust3r.preprocess`). With ``alignment = "global"`` (default) the network runs on the
 ordered pairs of the pair graph and :func:`geovr_plugin_dust3r.global_align.global_align` solves for
-per-frame poses, focal lengths and depth maps (at the pairs' average scale). With ``"oneref"`` each
+per-frame poses, focal lengths and depth maps (at the pairs' average scale); videos of one or two
+frames use the pairwise derivation below, as DUSt3R's demo does for two images. With ``"oneref"`` each
 frame is paired with its anchor (frame 0, or its keyframe) in both orders and
 :func:`geovr_plugin_dust3r.pointmaps.frames_from_pairs` derives depth, focal length, poses and points
 (at the scale of frame 0's own pointmap). All outputs are at the working resolution ``H'×W'`` and in
@@ -163,7 +164,7 @@ class DUSt3RTeacher(nn.Module):
                          self.config.square_ok)
         H, W = img.shape[-2:]
         img = img.reshape(B, S, 3, H, W)
-        if self.config.alignment == "global" and S > 1:
+        if self.config.alignment == "global" and S > 2:  # 1-2 frames: the pair itself, as DUSt3R's demo
             geo, features = self._global(img, layers)
         else:
             geo, features = self._oneref(img, layers)

@@ -184,8 +184,10 @@ def test_pretrained_file_cache_key_and_bfloat16(tmp_path):
     assert len(keys) == 8
     assert random.cache_key() == load_teacher(DUSt3RTeacherConfig(**TINY, pair_batch_size=2)).cache_key()
     frames = _frames(S=2)
-    f32 = teacher.encode(frames)
-    bf16 = load_teacher(DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path), "dtype": "bfloat16"})).encode(frames)
+    # one reference: the network's own change (global alignment of random-weight pointmaps amplifies it)
+    f32 = load_teacher(DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path), "alignment": "oneref"})).encode(frames)
+    bf16 = load_teacher(DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path), "dtype": "bfloat16",
+                                               "alignment": "oneref"})).encode(frames)
     assert bf16.points.dtype == torch.float32
     rel = ((bf16.points - f32.points).norm(dim=-1) / f32.points.norm(dim=-1)).median()
     assert 0 < rel < 0.1  # bfloat16 autocast changes the numbers, slightly
