@@ -129,18 +129,16 @@ def init_spanning_tree(edges, pts_i: Tensor, pts_j: Tensor, conf_i: Tensor, conf
     n = index[(i, j)]
     placed[i], placed[j] = pts_i[n], pts_j[n]
     todo = list(tree[1:])
-    while todo:
-        for k, (_, i, j) in enumerate(todo):
-            if (placed[i] is None) == (placed[j] is None):
-                continue
-            n = index[(i, j)]
-            known, src, other, dst = (pts_i[n], wi[n], pts_j[n], j) if placed[i] is not None else \
-                (pts_j[n], wj[n], pts_i[n], i)
-            ref = placed[i] if placed[i] is not None else placed[j]
-            s, R, t = umeyama(known.reshape(1, -1, 3), ref.reshape(1, -1, 3), src.reshape(1, -1))
-            placed[dst] = _sim(s[0].to(dt), R[0].to(dt), t[0].to(dt), other)
-            todo.pop(k)
-            break
+    while todo:  # the best tree edge touching exactly one placed frame (a tree always has one)
+        k = next(k for k, (_, i, j) in enumerate(todo) if (placed[i] is None) != (placed[j] is None))
+        _, i, j = todo.pop(k)
+        n = index[(i, j)]
+        if placed[i] is not None:  # register view 1 to its placed points, place view 2
+            known, w, other, ref, dst = pts_i[n], wi[n], pts_j[n], placed[i], j
+        else:
+            known, w, other, ref, dst = pts_j[n], wj[n], pts_i[n], placed[j], i
+        s, R, t = umeyama(known.reshape(1, -1, 3), ref.reshape(1, -1, 3), w.reshape(1, -1))
+        placed[dst] = _sim(s[0].to(dt), R[0].to(dt), t[0].to(dt), other)
     world = torch.stack(placed)  # [S,H,W,3]
 
     # per frame: its most confident edge where it is view 1 gives its own pointmap
