@@ -11,7 +11,8 @@ Protocols
 ``"geovr"`` (the method's own scorer, ``metric_result.py`` of the released code):
     multiple choice: the first character of the whitespace-stripped response equals the
     whitespace-stripped ground truth (case-sensitive); numerical: ``float()`` of the stripped response;
-    MRA over :data:`GEOVR_THRESHOLDS` with strict ``<``; an unparsable answer scores 0.
+    MRA over :data:`GEOVR_THRESHOLDS` with strict ``<``; an unparsable answer scores 0 (so does an
+    empty multiple-choice answer, on which the released script would stop with an ``IndexError``).
 
 The two protocols differ in one more place that decides real scores: lmms-eval builds its thresholds
 with ``np.linspace(0.5, 0.95, 10)``, whose 9th value is ``0.8999999999999999`` (so ``1 - θ`` is
