@@ -81,13 +81,12 @@ def test_noisy_far_frames_beat_one_reference():
     further apart: 20° rigid error, confidence about 1.05). Frames 3.. rest on such a pair with frame 0 when
     paired with frame 0 only; the global alignment chains them through their neighbours instead."""
     S, kw = 7, {"noise": 0.02, "pair_error_deg": 1.0, "overlap": 2}
-    one, glob = [], []
-    for seed in (0, 1):
-        scene = synthetic_scene(S, (16, 24), seed=seed, trajectory="walk")
-        one.append(pose_depth_errors(frames_from_pairs(*oneref_pairs(scene, seed=seed, **kw)), scene))
-        edges = make_edges(S, "complete")
-        pi, pj, ci, cj = (x[None].float() for x in pair_predictions(scene, edges, seed=seed, **kw))
-        glob.append(pose_depth_errors(global_align(edges, pi, pj, ci, cj, S), scene))
+    edges, seeds = make_edges(S, "complete"), (0, 1)
+    scenes = [synthetic_scene(S, (16, 24), seed=seed, trajectory="walk") for seed in seeds]
+    one = [pose_depth_errors(frames_from_pairs(*oneref_pairs(sc, seed=seed, **kw)), sc) for sc, seed in zip(scenes, seeds)]
+    preds = [pair_predictions(sc, edges, seed=seed, **kw) for sc, seed in zip(scenes, seeds)]
+    out = global_align(edges, *(torch.stack(x).float() for x in zip(*preds)), S)  # both videos in one batch
+    glob = [pose_depth_errors({k: v[b:b + 1] for k, v in out.items()}, sc) for b, sc in enumerate(scenes)]
 
     def mean(errs, key, frames):
         return float(torch.stack([e[key][frames] for e in errs]).mean())
