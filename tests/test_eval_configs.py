@@ -43,6 +43,16 @@ def test_vsibench_options_validate():
         assert needle in text
 
 
+def test_vsibench_frame_count_follows_the_protocol():
+    spec = get_registry().get("evaluator", "vsibench")
+    assert spec.parse_config({"data_dir": "d"}).num_frames == 32
+    assert spec.parse_config({"data_dir": "d", "protocol": "lmms-eval"}).num_frames == 32
+    assert spec.parse_config({"data_dir": "d", "protocol": "geovr"}).num_frames == 128  # released NUM_FRAME
+    assert spec.parse_config({"data_dir": "d", "protocol": "geovr", "num_frames": 16}).num_frames == 16
+    with pytest.raises(RecipeError, match="num_frames: expected"):
+        spec.parse_config({"data_dir": "d", "num_frames": "128"})
+
+
 def test_probe_options_validate():
     spec = get_registry().get("evaluator", "geometry_probe")
     assert spec.parse_config({}).dataset == "synthetic_rooms"

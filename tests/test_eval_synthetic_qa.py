@@ -9,6 +9,7 @@ import pytest
 from geovr import hookimpl
 from geovr.eval.configs import SyntheticQAConfig
 from geovr.eval.evaluators import build_synthetic_qa
+from geovr.eval.vsibench import TASKS
 from geovr.protocols import BuildContext
 from geovr.testing import registered
 
@@ -83,8 +84,10 @@ def test_synthetic_qa_geovr_protocol_and_selection(tmp_path):
                             question_types=["object_counting", "room_size_estimation"], limit=3)
     with registered(QAPlugin(), "qa-data", isolated=True):
         s = build_synthetic_qa(cfg, BuildContext()).evaluate(Answerer(answers), tmp_path)
-    # 3 questions kept (syn0 counting, syn1 room, syn4 counting); geovr cannot parse "three"
-    assert s == pytest.approx({"object_counting": 0.0, "room_size_estimation": 100.0, "overall": 50.0})
+    # 3 questions kept (syn0 counting, syn1 room, syn4 counting); geovr cannot parse "three"; as the
+    # released scorer, the 6 absent tasks score 0 and overall is the sum of the 8 tasks / 8
+    expected = dict.fromkeys(TASKS, 0.0) | {"room_size_estimation": 100.0, "overall": 12.5}
+    assert s == pytest.approx(expected)
 
 
 def test_synthetic_rooms_with_tiny_qwen(tmp_path):

@@ -26,6 +26,11 @@ from geovr.recipe.preflight import missing_path
 
 PROTOCOL_CHOICES = ("lmms-eval", "geovr")
 
+#: Frames per VSI-Bench video when ``num_frames`` is not given: 32 under lmms-eval (the frame count
+#: geovr has always used with it), 128 under the geovr protocol (the released evaluation script's
+#: ``NUM_FRAME``, uniformly sampled).
+PUBLISHED_NUM_FRAMES = {"lmms-eval": 32, "geovr": 128}
+
 
 def _qa_problems(c) -> list[str]:
     problems = []
@@ -78,8 +83,9 @@ class VSIBenchConfig(_QAOptions):
     """``component = "vsibench"``: the VSI-Bench test set in a local directory.
 
     ``data_dir`` holds ``test.jsonl`` (or ``*.parquet``) and the videos ``{dataset}/{scene_name}.mp4``;
-    ``num_frames`` frames are sampled uniformly from each video (32 and 128 are the published settings;
-    the backbone must accept that many, e.g. ``backbone.max_frames = 128``).
+    ``num_frames`` frames are sampled uniformly from each video; unset, it is the protocol's published
+    count (:data:`PUBLISHED_NUM_FRAMES`: 32 for ``"lmms-eval"``, 128 for ``"geovr"``), filled in when the
+    config is built. The backbone must accept that many (e.g. ``backbone.max_frames = 128``).
     ``records``: the record file to read (``.jsonl`` or ``.parquet``, relative to ``data_dir``) when the
     default (``test.jsonl``, else the one directory of ``*.parquet`` files) is not wanted;
     ``video_dir``: a sub-directory holding the videos as ``{dataset}/{scene}.mp4`` or ``{scene}.mp4``
@@ -88,9 +94,13 @@ class VSIBenchConfig(_QAOptions):
     """
 
     data_dir: str = attrs.field(kw_only=True)
-    num_frames: int = 32
+    num_frames: int | None = None
     records: str | None = None
     video_dir: str | None = None
+
+    def __attrs_post_init__(self):
+        if self.num_frames is None:
+            self.num_frames = PUBLISHED_NUM_FRAMES.get(self.protocol, PUBLISHED_NUM_FRAMES["lmms-eval"])
 
     def preflight(self) -> list[str]:
         """The VSI-Bench directory must exist on this machine."""

@@ -8,10 +8,17 @@ Protocols
     numerical: the first number in the response, either digits (``-?\\d+(\\.\\d+)?``) or a run of
     English number words (``"three"``, ``"twenty-one"``, ``"two hundred and five"``), whichever
     starts first; MRA with ``<=``; an unparsable answer scores 0.
-``"geovr"`` (the method's own evaluator):
+``"geovr"`` (the method's own scorer, ``metric_result.py`` of the released code):
     multiple choice: the first character of the whitespace-stripped response equals the
-    ground-truth letter (case-sensitive); numerical: ``float()`` of the stripped response;
-    MRA with strict ``<``; an unparsable answer scores 0.
+    whitespace-stripped ground truth (case-sensitive); numerical: ``float()`` of the stripped response;
+    MRA over :data:`GEOVR_THRESHOLDS` with strict ``<``; an unparsable answer scores 0 (so does an
+    empty multiple-choice answer, on which the released script would stop with an ``IndexError``).
+
+The two protocols differ in one more place that decides real scores: lmms-eval builds its thresholds
+with ``np.linspace(0.5, 0.95, 10)``, whose 9th value is ``0.8999999999999999`` (so ``1 - θ`` is
+``0.10000000000000009``), while the released scorer rounds ``0.5 + 0.05 i`` to two decimals, giving
+exactly ``0.9`` (so ``1 - θ`` is ``0.09999999999999998``). A relative error of exactly 0.1 (9 against
+10) therefore passes θ = 0.9 under lmms-eval (0.9) and fails it under the geovr protocol (0.8).
 
 Every function here is pure Python + numpy (no torch).
 """
@@ -30,6 +37,10 @@ PROTOCOLS: tuple[str, ...] = ("lmms-eval", "geovr")
 #: MRA confidence thresholds θ = 0.50, 0.55, …, 0.95 (computed as lmms-eval does, so the floating-point
 #: values of ``1 - θ`` are identical: e.g. ``1 - 0.9`` is ``0.10000000000000009`` here).
 THRESHOLDS = np.linspace(0.5, 0.95, 10)
+
+#: The same θ as the released scorer builds them: ``round(0.5 + 0.05 i, 2)`` for i = 0…9 (Python floats,
+#: compared as ``rel < 1.0 - θ``); differs from :data:`THRESHOLDS` at θ = 0.9 (see the module docstring).
+GEOVR_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + i * 0.05, 2) for i in range(10))
 
 _DIGITS = re.compile(r"-?\d+(?:\.\d+)?")
 _WORD = re.compile(r"[a-z]+")
@@ -52,8 +63,9 @@ def check_protocol(protocol: str) -> str:
 def mean_relative_accuracy(pred: float | None, target: float | None, *, protocol: Protocol) -> float:
     """Mean over θ ∈ {0.50, …, 0.95} of ``|pred − target| / target < 1 − θ`` (``<=`` for lmms-eval).
 
-    Returns a value in [0, 1]. ``pred`` or ``target`` ``None``/NaN → 0. A zero target (never present in
-    VSI-Bench) scores 1 when ``pred == 0`` and 0 otherwise instead of dividing by zero.
+    lmms-eval uses :data:`THRESHOLDS`, the geovr protocol :data:`GEOVR_THRESHOLDS` (9 against 10: 0.9
+    vs 0.8). Returns a value in [0, 1]. ``pred`` or ``target`` ``None``/NaN → 0. A zero target (never
+    present in VSI-Bench) scores 1 when ``pred == 0`` and 0 otherwise instead of dividing by zero.
     """
     check_protocol(protocol)
     if pred is None or target is None:
@@ -64,8 +76,9 @@ def mean_relative_accuracy(pred: float | None, target: float | None, *, protocol
     if target == 0.0:
         return 1.0 if pred == 0.0 else 0.0
     rel = abs(pred - target) / target
-    ok = rel <= 1 - THRESHOLDS if protocol == "lmms-eval" else rel < 1 - THRESHOLDS
-    return float(ok.mean())
+    if protocol == "lmms-eval":
+        return float((rel <= 1 - THRESHOLDS).mean())
+    return sum(1 for theta in GEOVR_THRESHOLDS if rel < 1.0 - theta) / 10.0
 
 
 def _words_value(words: list[str]) -> float:
@@ -144,7 +157,7 @@ def choice_correct(choice: str, target: str, *, protocol: Protocol) -> float:
     target = str(target)
     if protocol == "lmms-eval":
         return 1.0 if choice.lower() == target.lower() else 0.0
-    return 1.0 if choice != "" and choice == target.strip()[:1] else 0.0
+    return 1.0 if choice != "" and choice == target.strip() else 0.0
 
 
 def score_answer(response: str, target, *, multiple_choice: bool, protocol: Protocol) -> tuple[object, float]:

@@ -7,7 +7,8 @@ Its video is ``{data_dir}/{dataset}/{scene_name}.mp4`` (see :func:`video_path` f
 
 Question types map to the 8 reported tasks; the relative-direction task has three levels
 (``object_rel_direction_easy|medium|hard``): lmms-eval averages the three level accuracies, the geovr
-protocol pools their questions.
+protocol pools their questions. ``overall``: lmms-eval averages the tasks present, the geovr protocol
+divides the sum of the 8 task scores by 8 (an absent task counts 0), as the released scorer does.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ def score_question(doc: Mapping, response: str, *, protocol: Protocol) -> tuple[
 def aggregate(question_types: Sequence[str], scores: Sequence[float], *, protocol: Protocol) -> dict[str, float]:
     """Per-task scores (0–100) and ``overall`` from per-question scores in [0, 1].
 
-    A task without questions is ``nan`` and left out of ``overall`` (which is the mean of the 8 tasks
-    when all are present, as lmms-eval computes it).
+    Each task score is the mean of its questions. ``lmms-eval``: the direction task is the mean of its
+    three level means; a task without questions is ``nan`` and left out of ``overall`` (the mean of the
+    tasks present, i.e. of all 8 on the full set). ``geovr`` (the released scorer): the direction levels'
+    questions are pooled; a task without questions scores 0 and ``overall`` is the sum of the 8 task
+    scores divided by 8 whatever is present (so a subset of tasks lowers it).
     """
     check_protocol(protocol)
     groups: dict[str, list[float]] = {}
@@ -69,6 +73,11 @@ def aggregate(question_types: Sequence[str], scores: Sequence[float], *, protoco
         key = qt if protocol == "lmms-eval" and qt in DIRECTION_LEVELS else task_of(qt)
         groups.setdefault(key, []).append(float(s))
     means = {k: sum(v) / len(v) for k, v in groups.items()}
+    if protocol == "geovr":
+        fractions = {t: means.get(t, 0.0) for t in TASKS}
+        out = {t: 100.0 * f for t, f in fractions.items()}
+        out["overall"] = 100.0 * (sum(fractions.values()) / len(TASKS))
+        return out
     levels = [means.pop(lv) for lv in DIRECTION_LEVELS if lv in means]
     if levels:
         means["object_rel_direction"] = sum(levels) / len(levels)
@@ -81,8 +90,8 @@ def aggregate(question_types: Sequence[str], scores: Sequence[float], *, protoco
 def score(docs: Sequence[Mapping], predictions: Sequence[str], *, protocol: Protocol) -> dict[str, float]:
     """Score raw model outputs ``predictions`` (one per doc) under ``protocol``.
 
-    Returns ``{task: score}`` for the 8 :data:`TASKS` plus ``overall``, on a 0–100 scale (``nan`` for a
-    task with no questions).
+    Returns ``{task: score}`` for the 8 :data:`TASKS` plus ``overall``, on a 0–100 scale (a task with no
+    questions is ``nan`` under lmms-eval and 0 under the geovr protocol; see :func:`aggregate`).
     """
     if len(docs) != len(predictions):
         raise ValueError(f"score(): {len(docs)} docs but {len(predictions)} predictions")

@@ -7,6 +7,7 @@ Option names follow the ``vggt`` teacher where they mean the same thing (``pretr
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,21 @@ from geovr_plugin_dust3r.arch import PRESETS, DUSt3RArch
 #: Hugging Face id of the official checkpoint.
 OFFICIAL_CHECKPOINT = "naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt"
 PROVIDES = frozenset({"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"})
+
+#: Pair graphs of the global alignment: ``"complete"`` (every ordered pair), ``"swin-K"`` (each frame with
+#: its next K frames, wrapping around to the start as DUSt3R's sliding window does), ``"swin-K-noncyclic"``
+#: (no wrap-around), ``"oneref"`` (frame 0 with every other frame). All symmetrised (both orders).
+GRAPH_PATTERN = re.compile(r"^(complete|oneref|swin-(\d+)(-noncyclic)?)$")
+
+
+def graph_problem(graph: str) -> str | None:
+    """``None`` if ``graph`` names a pair graph (:data:`GRAPH_PATTERN`), else the problem as a sentence."""
+    m = GRAPH_PATTERN.match(graph or "")
+    if m is None:
+        return f"graph must be 'complete', 'oneref', 'swin-K' or 'swin-K-noncyclic' (K >= 1), got {graph!r}"
+    if m.group(2) is not None and int(m.group(2)) < 1:
+        return f"graph window K must be >= 1, got {graph!r}"
+    return None
 
 
 def load_arch(model_config: str) -> DUSt3RArch:
@@ -48,9 +64,14 @@ class DUSt3RTeacherConfig:
     * ``crop``: ``False`` (default) resizes the whole frame instead (long side ``image_size``, short side
       the nearest multiple of 16), so the teacher sees the student's field of view; ``True`` = the
       reference ``load_images`` crops above;
-    * ``pairing``: ``"first"`` (every frame paired with frame 0) or ``"keyframes"`` (every
-      ``keyframe_interval``-th frame is a keyframe chained to the previous one, other frames pair with
-      their keyframe);
+    * ``alignment``: ``"global"`` (DUSt3R's global alignment over the pair graph ``graph``:
+      spanning-tree initialisation, then ``niter`` Adam steps from ``lr`` to ``lr_min`` on a
+      ``schedule``; defaults as DUSt3R's documented usage: complete graph, 300 steps, lr 0.01, cosine;
+      videos of at most two frames use the pairwise derivation, as DUSt3R's demo does) or ``"oneref"`` (each frame derived from its pairs with one anchor, see ``pairing``);
+    * ``graph``: ``"complete"``, ``"swin-K"``, ``"swin-K-noncyclic"`` or ``"oneref"`` (global alignment);
+    * ``pairing``: anchors of ``alignment = "oneref"``: ``"first"`` (every frame paired with frame 0) or
+      ``"keyframes"`` (every ``keyframe_interval``-th frame is a keyframe chained to the previous one,
+      other frames pair with their keyframe);
     * ``layers``: decoder blocks (0-based, < decoder depth) whose tokens are returned as features;
       default: four evenly spaced blocks ending with the last, (2, 5, 8, 11) official, (0, 1, 2, 3) tiny;
     * ``dtype``: autocast dtype of the encoder/decoder (the heads always run in float32);
@@ -67,6 +88,12 @@ class DUSt3RTeacherConfig:
     image_size: int = 512
     square_ok: bool = False
     crop: bool = False
+    alignment: Literal["global", "oneref"] = "global"
+    graph: str = "complete"
+    niter: int = 300
+    lr: float = 0.01
+    lr_min: float = 1e-6
+    schedule: Literal["cosine", "linear"] = "cosine"
     pairing: Literal["first", "keyframes"] = "first"
     keyframe_interval: int = 8
     layers: list[int] | None = None
@@ -109,6 +136,14 @@ class DUSt3RTeacherConfig:
             problems.append(f"pair_batch_size must be >= 1, got {self.pair_batch_size}")
         if self.focal_iters < 1:
             problems.append(f"focal_iters must be >= 1, got {self.focal_iters}")
+        if graph_problem(self.graph):
+            problems.append(graph_problem(self.graph))
+        if self.niter < 0:
+            problems.append(f"niter must be >= 0 (0 = spanning-tree initialisation only), got {self.niter}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.lr_min <= self.lr:
+            problems.append(f"lr_min must be in [0, lr], got {self.lr_min}")
         try:
             depth = self.arch().dec_depth
         except ValueError as exc:

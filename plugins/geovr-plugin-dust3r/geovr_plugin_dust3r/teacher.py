@@ -1,10 +1,14 @@
 """The ``dust3r`` video teacher: DUSt3R run on frame pairs, turned into per-frame outputs.
 
 For a video ``frames [B,S,3,H,W]`` in [0,1] the frames are preprocessed to ``[B,S,3,H',W']`` (see
-:mod:`geovr_plugin_dust3r.preprocess`), each frame is paired with its anchor (frame 0, or its keyframe)
-in both orders, and :func:`geovr_plugin_dust3r.pointmaps.frames_from_pairs` derives depth, focal
-length, poses and points. All outputs are at the working resolution ``H'×W'`` and in the frame of
-camera 0 (identity pose), at the scale of frame 0's own pointmap (DUSt3R's scale, not metres).
+:mod:`geovr_plugin_dust3r.preprocess`). With ``alignment = "global"`` (default) the network runs on the
+ordered pairs of the pair graph and :func:`geovr_plugin_dust3r.global_align.global_align` solves for
+per-frame poses, focal lengths and depth maps (at the pairs' average scale); videos of one or two
+frames use the pairwise derivation below, as DUSt3R's demo does for two images. With ``"oneref"`` each
+frame is paired with its anchor (frame 0, or its keyframe) in both orders and
+:func:`geovr_plugin_dust3r.pointmaps.frames_from_pairs` derives depth, focal length, poses and points
+(at the scale of frame 0's own pointmap). All outputs are at the working resolution ``H'×W'`` and in
+the frame of camera 0 (identity pose), at DUSt3R's scale, not metres.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from geovr.protocols import Batch, TeacherOutput
 from geovr.unpickling import pickle_allowed
 from geovr_plugin_dust3r.checkpoint import load_weights, resolve_checkpoint
 from geovr_plugin_dust3r.config import PROVIDES, DUSt3RTeacherConfig
+from geovr_plugin_dust3r.global_align import global_align, make_edges
 from geovr_plugin_dust3r.model import AsymmetricCroCo3DStereo, DecoderOutput
 from geovr_plugin_dust3r.pointmaps import anchors, frames_from_pairs
 from geovr_plugin_dust3r.preprocess import preprocess
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CACHE_VERSION = "dust3r-teacher-1"
+CACHE_VERSION = "dust3r-teacher-2"
 
 
 class DUSt3RTeacher(nn.Module):
@@ -98,23 +103,11 @@ class DUSt3RTeacher(nn.Module):
         cat["feats"] = {k: torch.cat(v) for k, v in out["feats"].items()}
         return cat
 
-    @torch.no_grad()
-    def encode(self, frames: Tensor, layers=None, *, batch: Batch | None = None) -> TeacherOutput:
-        """frames ``[B,S,3,H,W]`` in [0,1] → :class:`TeacherOutput` at the working resolution:
-        features ``{l: [B,S,h,w,C]}``, depth/depth_conf ``[B,S,H',W']``, pose_enc ``[B,S,9]``,
-        intrinsics ``[B,S,3,3]``, extrinsics ``[B,S,3,4]`` (camera 0 = identity), points ``[B,S,H',W',3]``."""
-        layers = tuple(self.layers if layers is None else layers)
-        bad = [layer for layer in layers if not 0 <= layer < self.num_layers]
-        if bad:
-            raise ValueError(f"feature layers {bad} outside 0..{self.num_layers - 1}")
-        B, S = frames.shape[:2]
-        device = next(self.model.parameters()).device
-        img = preprocess(frames.reshape(B * S, *frames.shape[2:]).to(device), self.config.image_size,
-                         self.config.square_ok, self.config.crop)
-        H, W = img.shape[-2:]
-        img = img.reshape(B, S, 3, H, W)
+    def _oneref(self, img: Tensor, layers: tuple[int, ...]) -> tuple[dict, dict]:
+        """Anchor pairing: pairs ``(a(i), i)`` for i in 0..S-1, then ``(i, a(i))`` for i in 1..S-1
+        (img ``[B,S,3,H,W]``). Returns the :func:`frames_from_pairs` outputs and the features."""
+        B, S = img.shape[:2]
         anchor = anchors(S, self.config.pairing, self.config.keyframe_interval)
-        # pairs per sample: (a(i), i) for i in 0..S-1, then (i, a(i)) for i in 1..S-1
         first = [anchor[i] for i in range(S)] + list(range(1, S))
         second = list(range(S)) + [anchor[i] for i in range(1, S)]
         res = self._run_pairs(img, first, second, layers)
@@ -132,6 +125,50 @@ class DUSt3RTeacher(nn.Module):
         conf2_f, _ = split(res["conf2"])
         geo = frames_from_pairs({"pts1": pts1_f, "conf1": conf1_f, "pts2": pts2_f, "conf2": conf2_f},
                                 {"pts1": pts1_b, "conf1": conf1_b}, anchor, focal_iters=self.config.focal_iters)
+        return geo, {layer: split(f)[1].contiguous() for layer, f in res["feats"].items()}
+
+    def _global(self, img: Tensor, layers: tuple[int, ...]) -> tuple[dict, dict]:
+        """Global alignment over ``config.graph`` (img ``[B,S,3,H,W]``, S >= 2). Frame ``k``'s features
+        are its view-1 tokens from its most confident pair ``(k, m)`` (largest mean view-1 confidence)."""
+        B, S = img.shape[:2]
+        c = self.config
+        edges = make_edges(S, c.graph)
+        res = self._run_pairs(img, [i for i, _ in edges], [j for _, j in edges], layers)
+        E = len(edges)
+
+        def per_video(t: Tensor) -> Tensor:  # [B·E,...] → [B,E,...]
+            return t.reshape(B, E, *t.shape[1:])
+
+        conf1 = per_video(res["conf1"]).float()
+        geo = global_align(edges, per_video(res["pts1"]).float(), per_video(res["pts2"]).float(), conf1,
+                           per_video(res["conf2"]).float(), S, niter=c.niter, lr=c.lr, lr_min=c.lr_min,
+                           schedule=c.schedule, focal_iters=c.focal_iters)
+        first = torch.tensor([i for i, _ in edges], device=conf1.device)
+        score = conf1.mean((2, 3))  # [B,E]
+        own = torch.stack([score.masked_fill(first[None] != k, -torch.inf).argmax(1) for k in range(S)], 1)  # [B,S]
+        rows = torch.arange(B, device=own.device)[:, None]
+        feats = {layer: per_video(f)[rows, own].contiguous() for layer, f in res["feats"].items()}
+        return geo, feats
+
+    @torch.no_grad()
+    def encode(self, frames: Tensor, layers=None, *, batch: Batch | None = None) -> TeacherOutput:
+        """frames ``[B,S,3,H,W]`` in [0,1] → :class:`TeacherOutput` at the working resolution:
+        features ``{l: [B,S,h,w,C]}``, depth/depth_conf ``[B,S,H',W']``, pose_enc ``[B,S,9]``,
+        intrinsics ``[B,S,3,3]``, extrinsics ``[B,S,3,4]`` (camera 0 = identity), points ``[B,S,H',W',3]``."""
+        layers = tuple(self.layers if layers is None else layers)
+        bad = [layer for layer in layers if not 0 <= layer < self.num_layers]
+        if bad:
+            raise ValueError(f"feature layers {bad} outside 0..{self.num_layers - 1}")
+        B, S = frames.shape[:2]
+        device = next(self.model.parameters()).device
+        img = preprocess(frames.reshape(B * S, *frames.shape[2:]).to(device), self.config.image_size,
+                         self.config.square_ok, self.config.crop)
+        H, W = img.shape[-2:]
+        img = img.reshape(B, S, 3, H, W)
+        if self.config.alignment == "global" and S > 2:  # 1-2 frames: the pair itself, as DUSt3R's demo
+            geo, features = self._global(img, layers)
+        else:
+            geo, features = self._oneref(img, layers)
         focal = geo["focal"].float()
         intrinsics = torch.zeros(B, S, 3, 3, device=device)
         intrinsics[..., 0, 0] = focal
@@ -141,7 +178,6 @@ class DUSt3RTeacher(nn.Module):
         intrinsics[..., 2, 2] = 1.0
         extrinsics = geo["extrinsics"].float()
         pose_enc = extri_intri_to_pose_encoding(extrinsics, intrinsics, (H, W))
-        features = {layer: split(f)[1].contiguous() for layer, f in res["feats"].items()}
         return TeacherOutput(
             features=features,
             depth=geo["depth"].float().clamp(min=1e-6),  # z <= 0 only happens with untrained weights

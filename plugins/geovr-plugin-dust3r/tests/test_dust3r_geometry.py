@@ -123,7 +123,7 @@ def test_teacher_wiring_with_ground_truth_pairs(monkeypatch):
     S = 5
     c2w, depth, world, f = box_room(S=S, H=16, W=32)
     teacher = load_teacher(DUSt3RTeacherConfig(pretrained="", model_config="tiny", image_size=32, pairing="keyframes",
-                                               keyframe_interval=2, crop=True))  # the reference crop path
+                                               keyframe_interval=2, crop=True, alignment="oneref"))  # reference crop path
     levels = torch.arange(S, dtype=torch.float32) / (S + 2) + 0.1  # frame i = constant image of level i
 
     def frame_index(img):  # [P,3,H,W] in [-1,1] → [P]
