@@ -161,3 +161,12 @@ def test_metric_teacher_sky_is_nan_and_depth_is_the_official(metric_io):
     looser = build_metric(attrs.evolve(cfg, sky_threshold=1.0), BuildContext())
     assert int(looser.encode(metric_io["a.images"]).metric_depth.isnan().sum()) < int(sky.sum())
     assert looser.cache_key() != t.cache_key()
+
+
+def test_bfloat16_backbone_is_close_to_float32(teacher, io):
+    """``dtype = "bfloat16"`` runs the backbone under autocast (heads in float32): close, not equal."""
+    bf = build(tiny_cfg(dtype="bfloat16"), BuildContext())
+    a, b = teacher.encode(io["a.images"]), bf.encode(io["a.images"])
+    assert b.depth.dtype == torch.float32 and not torch.equal(a.depth, b.depth)
+    rel = ((a.depth - b.depth).abs() / a.depth.abs()).median()
+    assert float(rel) < 0.05, float(rel)
