@@ -178,7 +178,7 @@ def _config(model_dir: Path) -> dict:
         raise UsageError(f"{cfg}: invalid JSON ({exc})") from exc
 
 
-def write_base(model_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
+def write_base(model_dir: str | os.PathLike, dest: str | os.PathLike, *, progress: bool = True) -> Path:
     """Write the plain transformers model of a released directory to ``dest``: every non-weight file
     copied, ``config.json`` without the released fields, the weight files without the extra tensors
     (one shard in memory at a time; the shard index rewritten). Returns ``dest``."""
@@ -195,8 +195,10 @@ def write_base(model_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
             shutil.copy2(f, dest / f.name)
     cfg = {k: v for k, v in _config(src).items() if k not in CONFIG_FIELDS}
     (dest / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    from tqdm.auto import tqdm
+
     weight_map = {}
-    for f in files:
+    for f in tqdm(files, desc="geovr import: base model shards", unit="file", disable=not progress):
         with safe_open(str(f), framework="pt") as fh:
             keep = classify(fh.keys())["base"]
             tensors = {k: fh.get_tensor(k) for k in keep}
@@ -315,17 +317,19 @@ IMPORT_EXAMPLES = """\
 def add_parser(subparsers) -> None:
     """Register ``geovr import MODEL_DIR RUN_DIR`` (torch-free until it runs)."""
     import argparse
+    import textwrap
 
     p = subparsers.add_parser(
         "import", help="turn a released GeoVR model directory into a geovr run directory",
-        description="Read a released GeoVR model directory (Qwen3-VL weights with the method's camera/scale "
+        description=textwrap.fill(
+                    "Read a released GeoVR model directory (Qwen3-VL weights with the method's camera/scale "
                     "tokens, camera/scale/depth/distillation heads and possibly its teachers saved beside them). "
                     "Write its tokens and heads under geovr's names to RUN_DIR/released/, the plain Qwen3-VL "
                     "model to RUN_DIR/base/ and RUN_DIR/recipe.toml: RECIPE with backbone.pretrained = "
                     "RUN_DIR/base and trainer.init_from = RUN_DIR/released, so "
                     "`geovr run RUN_DIR/recipe.toml` trains on from the published model (teachers are never "
                     "imported: the recipe's teachers load their own checkpoints). The recipe's objective options "
-                    "must give the released head sizes (the default recipe qwen_vggt does).",
+                    "must give the released head sizes (the default recipe qwen_vggt does).", 100),
         epilog=f"examples:\n{IMPORT_EXAMPLES}\nExit codes: 0 ok, 1 runtime failure, 2 usage error.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="released model directory (config.json + *.safetensors)")
