@@ -39,10 +39,11 @@ class DA3TeacherConfig:
     * ``layers``: backbone blocks (0-based) whose final-normed patch tokens are the ``features``
       (default: the released code's 18/26/32/38 for 40 blocks, else four evenly spaced blocks ending one
       before the last); ``pool``: 2 = 2×2 average pooling (floor, as the released distillation), 1 = none;
-    * ``dtype``: autocast dtype of the backbone (heads run in float32).
-
-    Outputs follow geovr's conventions: ``extrinsics`` camera-from-world relative to the first frame (its
-    camera is the identity), ``pose_enc`` the 9-d encoding of those, ``intrinsics`` in working pixels.
+    * ``dtype``: autocast dtype of the backbone (heads run in float32);
+    * ``cameras``: ``"first_frame"`` (geovr's convention, every teacher's: ``extrinsics`` camera-from-world
+      relative to the first frame, whose camera is the identity, ``pose_enc`` their 9-d encoding) or
+      ``"released"`` (exactly what the released code supervises: ``pose_enc`` = DA3's camera-to-world
+      encoding, ``extrinsics`` = its inverse in DA3's world frame). ``intrinsics`` are in working pixels.
     """
 
     pretrained: str = "depth-anything/DA3-GIANT"
@@ -52,6 +53,7 @@ class DA3TeacherConfig:
     layers: list[int] | None = None
     pool: Literal[1, 2] = 2
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    cameras: Literal["first_frame", "released"] = "first_frame"
     seed: int = 0
 
     def provides(self) -> frozenset[str]:

@@ -14,7 +14,7 @@ at the working resolution ``H'×W'`` (see :mod:`geovr_plugin_da3.preprocess`):
 DA3's camera decoder predicts camera-to-world poses whose reference (the first view, given the
 reference camera token) is close to, but not exactly, the identity; the teacher inverts them and
 re-expresses all cameras relative to frame 0. The released GeoVR code supervises DA3's raw
-camera-to-world encoding instead (see the plugin README).
+camera-to-world encoding instead: option ``cameras = "released"`` returns exactly that.
 
 ``DA3MetricTeacher.encode(frames)`` → ``TeacherOutput(metric_depth [B,S,H',W'])``: metric depth at the
 300-px reference focal length, NaN on sky (sky output ``>= sky_threshold``).
@@ -122,7 +122,11 @@ class DA3Teacher(nn.Module):
         images = preprocess_frames(frames.to(self.device), self.config.image_size, self.config.multiple)
         H, W = images.shape[-2:]
         out = self.model(images, export_layers=layers, autocast_dtype=_DTYPES[self.config.dtype])
-        extrinsics, intrinsics, pose_enc = cameras_from_c2w(out["pose_enc_c2w"], (H, W))
+        if self.config.cameras == "released":   # DA3's own camera-to-world encoding, as the released code uses it
+            _, w2c, intrinsics = decode_c2w(out["pose_enc_c2w"], (H, W))
+            extrinsics, pose_enc = w2c[..., :3, :].contiguous(), out["pose_enc_c2w"].float()
+        else:
+            extrinsics, intrinsics, pose_enc = cameras_from_c2w(out["pose_enc_c2w"], (H, W))
         features = {k: self._pool(out["features"][k]) for k in layers}
         points = geometry.unproject_depth(out["depth"], extrinsics, intrinsics)
         return TeacherOutput(features=features, depth=out["depth"], depth_conf=out["depth_conf"], pose_enc=pose_enc,
@@ -142,7 +146,7 @@ class DA3Teacher(nn.Module):
             c = self.config
             blob = json.dumps({"teacher": "da3", "version": TEACHER_VERSION, "weights": self.weights_digest,
                                "arch": self.arch, "image_size": c.image_size, "multiple": c.multiple,
-                               "layers": list(self.layers), "pool": c.pool, "dtype": c.dtype},
+                               "layers": list(self.layers), "pool": c.pool, "dtype": c.dtype, "cameras": c.cameras},
                               sort_keys=True, default=str).encode()
             self._key = hashlib.sha256(blob).hexdigest()
         return self._key

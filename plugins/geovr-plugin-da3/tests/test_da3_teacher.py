@@ -170,3 +170,14 @@ def test_bfloat16_backbone_is_close_to_float32(teacher, io):
     assert b.depth.dtype == torch.float32 and not torch.equal(a.depth, b.depth)
     rel = ((a.depth - b.depth).abs() / a.depth.abs()).median()
     assert float(rel) < 0.05, float(rel)
+
+
+def test_released_camera_convention_returns_da3s_own_encoding(io):
+    """``cameras = "released"``: pose_enc is DA3's camera-to-world encoding and extrinsics its inverse, as the
+    released code supervises them (frame 0 then is not the identity)."""
+    t = build(tiny_cfg(cameras="released"), BuildContext())
+    out = check_teacher(t, io["a.images"])
+    torch.testing.assert_close(out.pose_enc, io["a.pose_enc_c2w"], **TOL)
+    torch.testing.assert_close(out.extrinsics, io["a.extrinsics_w2c"], **TOL)
+    assert not torch.allclose(out.extrinsics[:, 0], torch.eye(3, 4).expand(1, 3, 4), atol=1e-3)
+    assert t.cache_key() != build(tiny_cfg(), BuildContext()).cache_key()
