@@ -14,7 +14,7 @@ from pathlib import Path
 
 NAMED = ("giant", "large", "metric_large", "tiny", "tiny_metric")
 #: official Hugging Face ids of the checkpoints, by configuration name
-OFFICIAL_IDS = {"giant": "depth-anything/DA3-GIANT", "large": "depth-anything/DA3-LARGE",
+OFFICIAL_IDS = {"giant": "depth-anything/DA3-GIANT-1.1", "large": "depth-anything/DA3-LARGE",
                 "metric_large": "depth-anything/DA3METRIC-LARGE"}
 _REQUIRED = {"backbone": ("embed_dim", "depth", "num_heads", "out_layers"), "head": ("type",)}
 

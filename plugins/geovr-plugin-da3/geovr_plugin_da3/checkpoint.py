@@ -2,7 +2,7 @@
 
 Sources: a local ``*.safetensors`` file, a weights-only PyTorch pickle (``*.pt``/``*.pth``/``*.bin``), a
 directory holding ``model.safetensors`` (or shards), or a Hugging Face id such as
-``depth-anything/DA3-GIANT`` resolved **from the local cache only**. The Hub checkpoints wrap the
+``depth-anything/DA3-GIANT-1.1`` resolved **from the local cache only**. The Hub checkpoints wrap the
 network in ``model.``; that prefix is removed. Tensors of the 3-D Gaussian head (``gs_head.``,
 ``gs_adapter.``), which geovr never runs, are left out and counted in one log line; every other tensor
 must match the model's names and shapes exactly (:class:`geovr.errors.CheckpointError` otherwise).

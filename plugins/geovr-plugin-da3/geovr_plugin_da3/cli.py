@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 EPILOG = """examples:
-  geovr da3 convert depth-anything/DA3-GIANT da3_giant.safetensors                 (from the local HF cache)
+  geovr da3 convert depth-anything/DA3-GIANT-1.1 da3_giant.safetensors                 (from the local HF cache)
   geovr da3 convert ~/ckpt/DA3METRIC-LARGE da3_metric.safetensors --model-config metric_large
 """
 

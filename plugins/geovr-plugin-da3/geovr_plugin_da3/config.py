@@ -46,7 +46,7 @@ class DA3TeacherConfig:
       encoding, ``extrinsics`` = its inverse in DA3's world frame). ``intrinsics`` are in working pixels.
     """
 
-    pretrained: str = "depth-anything/DA3-GIANT"
+    pretrained: str = "depth-anything/DA3-GIANT-1.1"
     model_config: str = "giant"
     image_size: int = 504
     multiple: int = 28

@@ -53,7 +53,7 @@ def test_registered_through_the_plugin_hook(da3_registered):
 def test_defaults_follow_the_released_dispatch():
     cfg = DA3TeacherConfig()
     assert (cfg.pretrained, cfg.model_config, cfg.image_size, cfg.multiple, cfg.pool) == (
-        "depth-anything/DA3-GIANT", "giant", 504, 28, 2)
+        "depth-anything/DA3-GIANT-1.1", "giant", 504, 28, 2)
     assert cfg.check() == [] and cfg.feature_layers() == RELEASED_FEATURE_LAYERS == (18, 26, 32, 38)
     m = DA3MetricTeacherConfig()
     assert (m.pretrained, m.model_config, m.sky_threshold) == ("depth-anything/DA3METRIC-LARGE", "metric_large", 0.3)
