@@ -30,6 +30,10 @@ RELEASED = {
     ("teacher", "layers"): [4, 11, 17, 23],
     ("teacher", "feature_half"): "frame",
     ("teacher", "pool"): 2,
+    ("metric_teacher", "component"): "da3_metric",
+    ("metric_teacher", "pretrained"): "depth-anything/DA3METRIC-LARGE",
+    ("metric_teacher", "image_size"): 504,
+    ("metric_teacher", "sky_threshold"): 0.3,
     ("trainer", "lr"): 2e-5,
     ("trainer", "head_lr"): 1e-4,
     ("trainer", "weight_decay"): 0.0,
@@ -54,7 +58,8 @@ OBJECTIVES = {
               "channels": [256, 512, 1024, 1024], "features": 256, "loss": "l1_grad", "drop_quantile": 0.98,
               "min_elements": 1000, "hard_max": 100.0, "grad_scales": 4, "clamp": 100.0},
     "metric_scale": {"weight": 1.0, "hidden_dim": 512, "use_teacher_conf": True, "min_metric_depth": 0.01,
-                     "min_teacher_depth": 0.001, "focal_reference": 300.0},
+                     "min_teacher_depth": 0.001, "focal_reference": 300.0,
+                     "focal_rescale": True},
     "feature_distill": {"weight": 1.0, "hidden_dim": 1024},
 }
 

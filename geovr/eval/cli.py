@@ -23,6 +23,7 @@ EXAMPLES = """\
   geovr eval --model exported/ --evaluator vsibench --data data/vsibench protocol=geovr limit=200
   geovr eval --model exported/ --data data/vsibench num_frames=128 --backbone-option max_frames=128
   geovr eval --model exported/ --evaluator synthetic_qa --json
+  geovr eval --model GeoVR-VGGT-Qwen3-VL-2B --evaluator vsibench --data data/vsibench protocol=geovr num_frames=128 --backbone-option max_frames=128
 """
 
 
@@ -42,7 +43,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("recipe", nargs="?", metavar="RECIPE|RUN_DIR", help="recipe TOML or training run directory")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--model", metavar="DIR", help="plain transformers checkpoint directory (model + processor)")
+    p.add_argument("--model", metavar="DIR", help="transformers checkpoint directory (model + processor): a plain one "
+                                                  "or a released GeoVR model (its extra modules are ignored)")
     p.add_argument("--backbone", metavar="NAME",
                    help="backbone component for --model (default: from config.json's model_type)")
     p.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
@@ -112,7 +114,14 @@ def _model_mode(args) -> tuple[object, list[tuple[str, object]], str]:
     evaluators = _named_evaluators(args, ctx)
     print(f"geovr: loading {bb_name} from {args.model} on {device}", file=sys.stderr)
     bb_options = {**_parse_options(args.backbone_option), "pretrained": str(args.model)}
-    ctx.backbone = registry.get("backbone", bb_name).build(bb_options, ctx)
+    from geovr.train.released import is_released, quiet_unused_weights, unused_summary
+
+    if is_released(args.model):   # a released GeoVR directory: heads, tokens and teachers are not loaded
+        print(f"geovr: {unused_summary(args.model)}", file=sys.stderr)
+        with quiet_unused_weights():
+            ctx.backbone = registry.get("backbone", bb_name).build(bb_options, ctx)
+    else:
+        ctx.backbone = registry.get("backbone", bb_name).build(bb_options, ctx)
     return ctx.backbone, evaluators, output
 
 

@@ -38,7 +38,8 @@ class AccelerateTrainerConfig:
     ``keep_last`` newest kept (0 = all); ``resume`` = ``true`` (latest checkpoint of ``output_dir``) or a
     run/checkpoint directory (a run whose schedule or data settings differ from the checkpoint's is
     refused unless ``resume_force``); ``overwrite`` lets a fresh run replace the checkpoints already in
-    ``output_dir`` (otherwise that is an error). Teacher cache: ``cache`` = ``"auto"`` (read hits, compute and store misses),
+    ``output_dir`` (otherwise that is an error); ``init_from``: a directory written by ``geovr import``
+    whose geometry tokens and heads initialise a fresh run (ignored when resuming). Teacher cache: ``cache`` = ``"auto"`` (read hits, compute and store misses),
     ``"off"``, ``"only"`` (a miss is an error); ``cache_dir`` (default ``$GEOVR_CACHE_DIR`` or
     ``~/.cache/geovr/teacher``). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
     DeepSpeed) used when ``geovr run`` launches the processes.
@@ -70,6 +71,7 @@ class AccelerateTrainerConfig:
     keep_last: int = 2
     resume: bool | str = False
     resume_force: bool = False
+    init_from: str | None = None
     overwrite: bool = False
     cache: Literal["auto", "off", "only"] = "off"
     cache_dir: str | None = None
@@ -80,7 +82,7 @@ class AccelerateTrainerConfig:
         """An accelerate config file and an explicit resume directory must exist."""
         resume = self.resume if isinstance(self.resume, str) else None
         return (missing_path(self.accelerate_config, "accelerate_config", kind="file")
-                + missing_path(resume, "resume", kind="dir"))
+                + missing_path(resume, "resume", kind="dir") + missing_path(self.init_from, "init_from", kind="dir"))
 
     def check(self) -> list[str]:
         """Cross-field rules (reported with the ``trainer.`` prefix by recipe validation)."""

@@ -1,4 +1,4 @@
-"""Built-in plugin of geovr.train: the ``accelerate`` trainer and the ``cache`` / ``export`` verbs.
+"""Built-in plugin of geovr.train: the ``accelerate`` trainer and the ``cache`` / ``export`` / ``import`` verbs.
 
 Torch-free at import: the trainer factory is a lazy string and the verbs import their work on use.
 """
@@ -50,6 +50,10 @@ def register_commands(subparsers):
     p.add_argument("dest", metavar="DEST")
     p.add_argument("--checkpoint", default=None, help="a checkpoint directory (default: the newest of RUN_DIR)")
     p.set_defaults(func=run_export)
+
+    from geovr.train.released import add_parser as add_import_parser
+
+    add_import_parser(subparsers)
 
 
 def run_cache(args) -> int:

@@ -213,6 +213,10 @@ class AccelerateTrainer:
             step, epoch, position, skipped = self._restore(
                 start_ckpt, backbone, context.objectives, optimizer, scheduler, fingerprint=fingerprint,
                 world=world, rank=rank, settings=settings)
+        elif cfg.init_from:   # a fresh run starting from an imported released model's tokens and heads
+            from geovr.train.released import load_init
+
+            load_init(cfg.init_from, backbone, context.objectives)
         teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device)
         names = objective_names(context.objectives)
 
