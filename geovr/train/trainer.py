@@ -136,7 +136,8 @@ class AccelerateTrainer:
         if start_ckpt is not None:
             step, epoch, position = self._restore(start_ckpt, backbone, context.objectives, optimizer, scheduler,
                                                   fingerprint=fingerprint, world=world, rank=rank)
-        teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device)
+        teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device,
+                                       config=cfg)
         names = objective_names(context.objectives)
 
         main = acc.is_main_process
