@@ -36,7 +36,9 @@ class AccelerateTrainerConfig:
     ``features``; the others are computed online), ``cache_dtype`` their storage dtype (``float32``,
     ``bfloat16``, ``float16``, ``float8_e4m3fn``, ``float8_e5m2``); ``cache_max_bytes`` (0 = no limit): a
     ``cache = "auto"`` run whose projected cache size exceeds it stops before the first step (see
-    ``geovr cache RECIPE --estimate``). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
+    ``geovr cache RECIPE --estimate``). ``sharding``: ``"ddp"`` (default; or what ``accelerate_config``
+    sets up) or ``"fsdp"``: torch FSDP2 ``fully_shard`` of the student's blocks and the heads, with
+    full-state checkpoints (:mod:`geovr.train.sharding`; needs several processes). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
     DeepSpeed) used when ``geovr run`` launches the processes.
     """
 
@@ -69,6 +71,7 @@ class AccelerateTrainerConfig:
     cache_outputs: list[str] = attrs.field(factory=lambda: ["pose", "depth", "scale", "features"])
     cache_dtype: Literal["float32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2"] = "float32"
     cache_max_bytes: int = 0
+    sharding: Literal["ddp", "fsdp"] = "ddp"
     accelerate_config: str | None = None
     find_unused_parameters: bool = True
 
