@@ -65,7 +65,7 @@ def register_commands(subparsers):
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--gpus", type=int, default=None,
-                   help="processes to shard over (default: WORLD_SIZE of the recipe's global batch, else 8)")
+                   help="processes (GPUs) to shard over (default 8)")
     p.add_argument("--entries", type=int, default=None, help="distinct cache entries when the data is not here")
     p.add_argument("--tokens", type=int, default=None,
                    help="visual tokens per sample (default: computed from the recipe's frame count and frame size)")
