@@ -68,7 +68,8 @@ def register_commands(subparsers):
                    help="processes (GPUs) to shard over (default 8)")
     p.add_argument("--entries", type=int, default=None, help="distinct cache entries when the data is not here")
     p.add_argument("--tokens", type=int, default=None,
-                   help="visual tokens per sample (default: computed from the recipe's frame count and frame size)")
+                   help="sequence length per sample (default: visual tokens from the recipe's frame count and size "
+                        "+ one camera token per frame + the scale token + 128 text tokens)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_plan)
 
