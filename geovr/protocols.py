@@ -80,7 +80,9 @@ class Batch:
     verbatim and, when options are given, list them one per line after it; an evaluator that builds a
     complete protocol prompt passes it as the question with ``options=None``. Ground truth (``None`` when the
     data has none): depth ``[B,S,H,W]`` metres, intrinsics ``[B,S,3,3]`` (pixels, OpenCV), extrinsics
-    ``[B,S,3,4]`` world-to-camera (OpenCV).
+    ``[B,S,3,4]`` world-to-camera (OpenCV). pixel_keys: ``B`` strings naming what determines each sample's
+    frames (see :mod:`geovr.data.collate`; empty when the data does not declare it): the teacher cache keys
+    entries by it, so questions on the same video and frames share one entry.
     """
 
     frames: Tensor
@@ -97,6 +99,7 @@ class Batch:
     frame_times: Tensor | None = None
     frame_counts: Tensor | None = None
     image_sizes: Tensor | None = None
+    pixel_keys: list[str] = attrs.field(factory=list)
 
     @property
     def batch_size(self) -> int:
@@ -141,7 +144,7 @@ class Batch:
                      answers=pick(self.answers), options=pick(self.options), question_types=pick(self.question_types),
                      scene_ids=pick(self.scene_ids), frame_indices=cut(self.frame_indices),
                      depth=cut(self.depth, True), intrinsics=cut(self.intrinsics), extrinsics=cut(self.extrinsics),
-                     frame_times=cut(self.frame_times))
+                     frame_times=cut(self.frame_times), pixel_keys=pick(self.pixel_keys))
 
     def split(self) -> list[Batch]:
         """Every sample as an unpadded batch of one (see :meth:`sample`)."""

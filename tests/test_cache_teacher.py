@@ -55,7 +55,7 @@ def test_stale_entry_recomputed_in_auto_and_rejected_in_only(tmp_path):
     t = tiny.TinyTeacher()
     cache = TeacherCache(tmp_path, t.cache_key(), (2,), mode="auto")
     ref = TeacherSource(t, layers=(2,), cache=cache).encode(batch)
-    meta = cache.entry_meta("tiny-0000", batch.frame_indices[0].tolist(), (16, 16))
+    meta = cache.meta_for(batch)
     path = cache.path_for(meta)
     from safetensors.torch import save_file
 
@@ -81,11 +81,12 @@ def test_atomic_store_leaves_no_partial_entry(tmp_path, monkeypatch):
         raise OSError("killed mid-write")
 
     monkeypatch.setattr(cache_mod, "save_file", broken)
+    meta = cache.entry_meta("s", [0, 1], (16, 16))
     with pytest.raises(OSError):
-        cache.store("s", [0, 1], (16, 16), {"depth": torch.ones(2, 8, 8)})
+        cache.store(meta, {"depth": torch.ones(2, 8, 8)})
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "teacher.json"]
     monkeypatch.undo()
-    assert cache.load("s", [0, 1], (16, 16)) is None and cache.misses == 1
+    assert cache.load(meta) is None and cache.misses == 1
 
 
 def test_frame_indices_resolution_and_layers_are_part_of_the_key(tmp_path):
@@ -93,6 +94,10 @@ def test_frame_indices_resolution_and_layers_are_part_of_the_key(tmp_path):
     base = c.path_for(c.entry_meta("s", [0, 3], (16, 16)))
     assert base != c.path_for(c.entry_meta("s", [0, 4], (16, 16)))
     assert base != c.path_for(c.entry_meta("s", [0, 3], (32, 16)))
+    assert base != c.path_for(c.entry_meta("t", [0, 3], (16, 16)))           # other pixels
+    assert base != c.path_for(c.entry_meta("s", [0, 3], (16, 16), [0.0, 0.5]))  # frame times
+    assert base != c.path_for(TeacherCache(tmp_path, "k", (2,), dtype="float16").entry_meta("s", [0, 3], (16, 16)))
+    assert base != c.path_for(TeacherCache(tmp_path, "k", (2,), outputs=["depth"]).entry_meta("s", [0, 3], (16, 16)))
     assert base != TeacherCache(tmp_path, "k", (1, 2)).path_for(TeacherCache(tmp_path, "k", (1, 2)).entry_meta(
         "s", [0, 3], (16, 16)))
     assert base.parent.parent != TeacherCache(tmp_path, "k2", (2,)).dir

@@ -3,16 +3,13 @@ and the synchronised update equals a single process training on the union of bot
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from geovr.testing.multiprocess import launch
 from geovr.train import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
@@ -47,22 +44,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_two_gloo_processes_stay_in_sync_and_match_single_process(tmp_path):
-    script = tmp_path / "ddp_run.py"
-    script.write_text(SCRIPT)
     out = tmp_path / "ddp"
-    with socket.socket() as s:  # a free port for the gloo rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):  # what torchrun / accelerate launch set up, without the extra launcher process
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "RANK": str(rank),
-               "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, env=env))
-    outputs = [p.communicate(timeout=180) for p in procs]
-    for p, (so, se) in zip(procs, outputs):
-        assert p.returncode == 0, so[-3000:] + se[-3000:]
+    outputs = launch(SCRIPT, tmp_path, out, name="ddp_run.py")
     assert "world 2 rank 0 steps 2" in outputs[0][0] and "world 2 rank 1 steps 2" in outputs[1][0]
     r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
     assert r0.keys() == r1.keys() and len(r0) > 5

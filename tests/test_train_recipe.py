@@ -114,7 +114,7 @@ def test_all_four_objectives_and_lm_loss_decrease(recipe_file, tmp_path):
 def test_geovr_cache_verb_then_cache_only_run_gives_identical_losses(recipe_file, tmp_path, capsys):
     short = ["trainer.max_steps=4"]
     assert geovr_main(["cache", str(recipe_file), *short, "--quiet"]) == 0
-    assert "cached 4 samples" in capsys.readouterr().err
+    assert "4 of 4 distinct entries" in capsys.readouterr().err
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 4
     off = load_recipe(recipe_file, [*short, 'trainer.cache="off"', f'output_dir="{tmp_path / "off"}"'])
     only = load_recipe(recipe_file, [*short, 'trainer.cache="only"', f'output_dir="{tmp_path / "only"}"'])

@@ -7,6 +7,12 @@ A *sample* (what every dataset component's ``__getitem__`` returns) is a dict wi
   decoded videos, ``index / fps`` for generated data);
 * ``question``: str; ``options``: list of str (``"A. chair"``) or ``None``; ``answer``: str;
 * ``question_type``: str; ``scene_id``: str; ``sample_id``: str (unique per sample);
+* ``pixel_key``: str (optional but recommended): the identity of the frames' pixels — everything that
+  determines them: the video (path + size + modification time, or a content hash; a generator's seed and
+  index), the frame indices/times and every dataset option that changes pixels (resize, trajectory, …).
+  Two samples with equal ``pixel_key`` must have identical ``frames`` (and ground truth); questions on the
+  same video and frames should share it. The teacher cache (:mod:`geovr.train.cache`) keys entries by it;
+  without it the cache hashes the frames tensor itself (exact, but it needs the decoded frames);
 * optional ground truth: ``depth`` ``[S,H,W]`` metres, ``intrinsics`` ``[S,3,3]``,
   ``extrinsics`` ``[S,3,4]`` world-to-camera (OpenCV).
 
@@ -24,7 +30,7 @@ from collections.abc import Sequence
 from geovr.protocols import Batch
 
 SAMPLE_KEYS = ("frames", "frame_indices", "frame_times", "question", "options", "answer", "question_type",
-               "scene_id", "sample_id", "depth", "intrinsics", "extrinsics")
+               "scene_id", "sample_id", "pixel_key", "depth", "intrinsics", "extrinsics")
 
 
 def collate(samples: Sequence[dict]) -> Batch:
@@ -79,4 +85,5 @@ def collate(samples: Sequence[dict]) -> Batch:
         frame_times=None if times is None else times.float(),
         frame_counts=torch.tensor(counts, dtype=torch.long) if ragged else None,
         image_sizes=torch.tensor(sizes, dtype=torch.long) if ragged else None,
+        pixel_keys=[str(s["pixel_key"]) for s in samples] if all(s.get("pixel_key") for s in samples) else [],
     )

@@ -89,6 +89,25 @@ class VideoQADataset(torch.utils.data.Dataset):
                 return p
         raise DataError(f"video not found for scene {rec['scene_name']!r}: tried {', '.join(map(str, tried))}")
 
+    def pixel_key(self, index: int) -> str:
+        """Identity of sample ``index``'s frames without decoding (see ``pixel_key`` in
+        :mod:`geovr.data.collate`): the video (resolved path, size, modification time), the frame sampling
+        (``num_frames``, uniform) and the resize (``image_size``); with ``geometry_root`` also the geometry
+        file's identity. Questions on the same video share it."""
+        import json
+
+        rec = self.records[index]
+        path = self.video_path(rec).resolve()
+        st = path.stat()
+        ident = {"video": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                 "num_frames": self.config.num_frames, "sampling": "uniform",
+                 "image_size": None if self.config.image_size is None else list(self.config.image_size)}
+        if self.config.geometry_root:
+            geo = (Path(self.config.geometry_root) / f"{rec['scene_name']}.safetensors").resolve()
+            if geo.is_file():
+                ident["geometry"] = [str(geo), geo.stat().st_size, geo.stat().st_mtime_ns]
+        return "video_qa:" + json.dumps(ident, sort_keys=True, separators=(",", ":"))
+
     def _geometry(self, rec: dict, indices: torch.Tensor) -> dict:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -119,7 +138,8 @@ class VideoQADataset(torch.utils.data.Dataset):
         return {
             "frames": frames, "frame_indices": idx, "frame_times": times, "question": rec["question"], "options": rec.get("options"),
             "answer": str(rec["ground_truth"]), "question_type": rec["question_type"],
-            "scene_id": str(rec["scene_name"]), "sample_id": f"{rec['scene_name']}:{rec['id']}", **geo,
+            "scene_id": str(rec["scene_name"]), "sample_id": f"{rec['scene_name']}:{rec['id']}",
+            "pixel_key": self.pixel_key(index), **geo,
         }
 
 

@@ -41,7 +41,13 @@ class AccelerateTrainerConfig:
     ``output_dir`` (otherwise that is an error); ``init_from``: a directory written by ``geovr import``
     whose geometry tokens and heads initialise a fresh run (ignored when resuming). Teacher cache: ``cache`` = ``"auto"`` (read hits, compute and store misses),
     ``"off"``, ``"only"`` (a miss is an error); ``cache_dir`` (default ``$GEOVR_CACHE_DIR`` or
-    ``~/.cache/geovr/teacher``). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
+    ``~/.cache/geovr/teacher``); ``cache_outputs`` output groups stored (``pose``, ``depth``, ``scale``,
+    ``features``; the others are computed online), ``cache_dtype`` their storage dtype (``float32``,
+    ``bfloat16``, ``float16``, ``float8_e4m3fn``, ``float8_e5m2``); ``cache_max_bytes`` (0 = no limit): a
+    ``cache = "auto"`` run whose projected cache size exceeds it stops before the first step (see
+    ``geovr cache RECIPE --estimate``). ``sharding``: ``"ddp"`` (default; or what ``accelerate_config``
+    sets up) or ``"fsdp"``: torch FSDP2 ``fully_shard`` of the student's blocks and the heads, with
+    full-state checkpoints (:mod:`geovr.train.sharding`; needs several processes). ``accelerate_config``: an ``accelerate`` config file (DDP, FSDP,
     DeepSpeed) used when ``geovr run`` launches the processes.
     """
 
@@ -75,6 +81,10 @@ class AccelerateTrainerConfig:
     overwrite: bool = False
     cache: Literal["auto", "off", "only"] = "off"
     cache_dir: str | None = None
+    cache_outputs: list[str] = attrs.field(factory=lambda: ["pose", "depth", "scale", "features"])
+    cache_dtype: Literal["float32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2"] = "float32"
+    cache_max_bytes: int = 0
+    sharding: Literal["ddp", "fsdp"] = "ddp"
     accelerate_config: str | None = None
     find_unused_parameters: bool = True
 
@@ -114,6 +124,12 @@ class AccelerateTrainerConfig:
             problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.max_grad_norm < 0:
             problems.append(f"max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}")
+        groups = ("pose", "depth", "scale", "features")
+        bad = [o for o in self.cache_outputs if o not in groups]
+        if bad:
+            problems.append(f"cache_outputs: unknown output group(s) {bad}; choose from {list(groups)}")
+        if self.cache_max_bytes < 0:
+            problems.append(f"cache_max_bytes must be >= 0 (0 = no limit), got {self.cache_max_bytes}")
         if self.accelerate_config is not None and not os.path.isfile(self.accelerate_config):
             problems.append(f"accelerate_config: file not found: {self.accelerate_config}")
         problems += self._tracker_problems()

@@ -196,6 +196,11 @@ class AccelerateTrainer:
         module.train()
         fingerprint = ckpt_io.frozen_fingerprint(backbone)
         settings = self.settings(context)
+        self._fsdp = None
+        if cfg.sharding == "fsdp":  # torch FSDP2 (geovr.train.sharding); the optimizer is built on the shards
+            from geovr.train.sharding import FSDPSharding
+
+            self._fsdp = FSDPSharding(module, acc)
         groups = parameter_groups(backbone, context.objectives, lr=cfg.lr, head_lr=cfg.head_lr,
                                   weight_decay=cfg.weight_decay)
         if not groups:
@@ -206,7 +211,10 @@ class AccelerateTrainer:
         per_epoch = batches_per_epoch(n, cfg.batch_size, world)
         total = cfg.max_steps or max(1, cfg.epochs * per_epoch // cfg.grad_accum)
         scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
-        model, optimizer = acc.prepare(module, optimizer)
+        if self._fsdp is None:
+            model, optimizer = acc.prepare(module, optimizer)
+        else:  # accelerate would wrap the sharded module in DDP on CPU
+            model, optimizer = module, acc.prepare(optimizer)
 
         step, epoch, position, skipped = 0, 0, 0, 0
         if start_ckpt is not None:
@@ -217,7 +225,8 @@ class AccelerateTrainer:
             from geovr.train.released import load_init
 
             load_init(cfg.init_from, backbone, context.objectives)
-        teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device)
+        teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device,
+                                       config=cfg)
         names = objective_names(context.objectives)
 
         main = acc.is_main_process
@@ -399,12 +408,13 @@ class AccelerateTrainer:
         if position >= per_epoch:  # the next micro-batch starts a new epoch
             epoch, position = epoch + 1, 0
         rngs = gather_object([ckpt_io.rng_state()]) if acc.num_processes > 1 else [ckpt_io.rng_state()]
+        full = self._fsdp.full_state(optimizer) if getattr(self, "_fsdp", None) else None  # collective
         if acc.is_main_process:
-            heads = {f"{i}.{k}": v.detach().cpu().contiguous().clone()
-                     for i, o in enumerate(objectives) for k, v in o.state_dict().items()}
+            heads = full[1] if full else {f"{i}.{k}": v.detach().cpu().contiguous().clone()
+                                          for i, o in enumerate(objectives) for k, v in o.state_dict().items()}
             ckpt_io.save_checkpoint(
-                run_dir, step, model=ckpt_io.trainable_state(backbone), objectives=heads,
-                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs,
+                run_dir, step, model=full[0] if full else ckpt_io.trainable_state(backbone), objectives=heads,
+                optimizer=full[2] if full else optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs,
                 state={"epoch": epoch, "batch": position, "world_size": acc.num_processes,
                        "frozen_fingerprint": fingerprint, "batch_size": self.config.batch_size,
                        "grad_accum": self.config.grad_accum, "settings": settings, "skipped_steps": skipped},
@@ -429,6 +439,13 @@ class AccelerateTrainer:
                                       f"run being resumed:\n{listing}\nrestore them, or resume anyway with "
                                       f"--resume-force (trainer.resume_force=true)")
             warnings.warn(f"resuming {where} despite changed settings (--resume-force):\n{listing}", stacklevel=2)
+        rest = ckpt_io.load_training_state(loaded["path"])
+        if getattr(self, "_fsdp", None):
+            self._fsdp.load_full_state(loaded["model"], loaded["objectives"], rest["optimizer"], optimizer)
+            scheduler.load_state_dict(rest["scheduler"])
+            if rank < len(rest["rng"]):
+                ckpt_io.set_rng_state(rest["rng"][rank])
+            return int(st["step"]), int(st["epoch"]), int(st["batch"]), int(st.get("skipped_steps", 0))
         ckpt_io.load_trainable(backbone, loaded["model"], where=f"{where}/model.safetensors")
         for i, o in enumerate(objectives):
             sd = {k.split(".", 1)[1]: v for k, v in loaded["objectives"].items() if k.split(".", 1)[0] == str(i)}
@@ -436,7 +453,6 @@ class AccelerateTrainer:
                 o.load_state_dict(sd, strict=True)
             except RuntimeError as exc:
                 raise CheckpointError(f"{where}/objectives.safetensors: objective {i} does not match: {exc}") from exc
-        rest = ckpt_io.load_training_state(loaded["path"])
         optimizer.load_state_dict(rest["optimizer"])
         scheduler.load_state_dict(rest["scheduler"])
         if rank < len(rest["rng"]):

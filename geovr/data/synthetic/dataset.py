@@ -30,6 +30,18 @@ def scene_seed(seed: int, index: int, attempt: int = 0) -> int:
     return int(np.random.default_rng([int(seed), int(index), int(attempt), 0x5EED]).integers(2**31 - 1))
 
 
+def pixel_key(seed: int, index: int, config: SyntheticRoomsConfig) -> str:
+    """Identity of the pixels (and ground truth) of sample ``index``: the generator seed and index plus
+    every option that changes the scene, the camera path or the render (not ``num_samples``,
+    ``with_geometry`` or ``compile_renderer``). See ``pixel_key`` in :mod:`geovr.data.collate`."""
+    import json
+
+    opts = {"seed": int(seed), "index": int(index), "num_frames": config.num_frames,
+            "image_size": list(config.image_size), "num_objects": list(config.num_objects),
+            "trajectory": config.trajectory, "question_types": sorted(config.question_types)}
+    return "synthetic_rooms:" + json.dumps(opts, sort_keys=True, separators=(",", ":"))
+
+
 def make_sample(seed: int, index: int, config: SyntheticRoomsConfig) -> dict:
     """Build sample ``index`` (see the module docstring); retries a new scene (up to 8 times) when
     none of ``config.question_types`` can be asked about it."""
@@ -50,7 +62,7 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig) -> dict:
         "frame_times": torch.arange(config.num_frames, dtype=torch.float32) / SYNTHETIC_FPS,
         "question": rec["question"], "options": rec["options"], "answer": rec["ground_truth"],
         "question_type": rec["question_type"], "scene_id": scene.name,
-        "sample_id": f"{scene.name}:{rec['id']}",
+        "sample_id": f"{scene.name}:{rec['id']}", "pixel_key": pixel_key(seed, index, config),
     }
     if config.with_geometry:
         sample.update(depth=out["depth"], intrinsics=torch.as_tensor(traj.intrinsics, dtype=torch.float32),
@@ -71,6 +83,10 @@ class SyntheticRoomsDataset(torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"sample {index} outside 0..{len(self) - 1}")
         return make_sample(self.config.seed, index, self.config)
+
+    def pixel_key(self, index: int) -> str:
+        """``dataset[index]["pixel_key"]`` without rendering (cache planning)."""
+        return pixel_key(self.config.seed, index, self.config)
 
 
 def build(config: SyntheticRoomsConfig, context=None) -> SyntheticRoomsDataset:
