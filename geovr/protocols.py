@@ -81,6 +81,12 @@ class Batch:
     complete protocol prompt passes it as the question with ``options=None``. Ground truth (``None`` when the
     data has none): depth ``[B,S,H,W]`` metres, intrinsics ``[B,S,3,3]`` (pixels, OpenCV), extrinsics
     ``[B,S,3,4]`` world-to-camera (OpenCV).
+
+    Conversations (multi-turn data): ``conversations`` is ``None`` or per sample ``None`` / a list of turns
+    ``{"role": "user" | "assistant", "text": str}`` (the video belongs to the first user turn); backbones
+    then render every turn and put labels on every assistant turn (``questions``/``answers`` still hold
+    the first exchange). ``sources``: per sample the name of the data source it came from (``""`` when
+    unknown); ``skipped``: ``{"<source>/<reason>": n}`` bad records replaced while building the batch.
     """
 
     frames: Tensor
@@ -97,6 +103,9 @@ class Batch:
     frame_times: Tensor | None = None
     frame_counts: Tensor | None = None
     image_sizes: Tensor | None = None
+    conversations: list[list[dict] | None] | None = None
+    sources: list[str] = attrs.field(factory=list)
+    skipped: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -141,7 +150,9 @@ class Batch:
                      answers=pick(self.answers), options=pick(self.options), question_types=pick(self.question_types),
                      scene_ids=pick(self.scene_ids), frame_indices=cut(self.frame_indices),
                      depth=cut(self.depth, True), intrinsics=cut(self.intrinsics), extrinsics=cut(self.extrinsics),
-                     frame_times=cut(self.frame_times))
+                     frame_times=cut(self.frame_times),
+                     conversations=None if self.conversations is None else pick(self.conversations),
+                     sources=pick(self.sources))
 
     def split(self) -> list[Batch]:
         """Every sample as an unpadded batch of one (see :meth:`sample`)."""
