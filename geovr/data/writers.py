@@ -100,11 +100,11 @@ def write_conversations(root: str | os.PathLike, *, array: bool = False, name: s
 def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.PathLike | None = None,
                  progress: bool = False) -> list[Path]:
     """Pack ``root/conversations.jsonl`` and its media into tar shards of ``shard_size`` samples under
-    ``out`` (default ``root/shards``) with :class:`webdataset.TarWriter`; returns the shard paths."""
+    ``out`` (default ``root/shards``) with :class:`webdataset.TarWriter`; returns the shard paths. Lines are
+    stored as given (a malformed one too, and without a media member when its file is missing), so the
+    readers' validation can be exercised on shards."""
     import webdataset as wds
     from tqdm import tqdm
-
-    from geovr.data.conversations import iter_json_records
 
     root = Path(root)
     ann = root / "conversations.jsonl"
@@ -114,19 +114,27 @@ def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.
         raise UsageError(f"--shard-size must be >= 1, got {shard_size}")
     out = Path(out) if out is not None else root / "shards"
     out.mkdir(parents=True, exist_ok=True)
-    records = [rec for _, rec, _ in iter_json_records(ann)]
+    lines = [line for line in ann.read_text(encoding="utf-8").splitlines() if line.strip()]
     paths, writer = [], None
-    for n, rec in enumerate(tqdm(records, desc="geovr data synth (shards)", unit="record", disable=not progress)):
-        if n % shard_size == 0:
-            if writer is not None:
-                writer.close()
-            paths.append(out / f"shard-{n // shard_size:06d}.tar")
-            writer = wds.TarWriter(str(paths[-1]))
-        media = rec.get("video") or rec["image"]
-        ext = Path(media).suffix.lstrip(".").lower()
-        writer.write({"__key__": f"{n:06d}", "json": rec, ext: (root / media).read_bytes()})
-    if writer is not None:
-        writer.close()
+    try:
+        for n, line in enumerate(tqdm(lines, desc="geovr data synth (shards)", unit="record", disable=not progress)):
+            if n % shard_size == 0:
+                if writer is not None:
+                    writer.close()
+                paths.append(out / f"shard-{n // shard_size:06d}.tar")
+                writer = wds.TarWriter(str(paths[-1]))
+            sample = {"__key__": f"{n:06d}", "json": line.encode("utf-8")}  # as given: readers validate
+            try:
+                rec = json.loads(line)
+                media = rec.get("video") or rec.get("image")
+            except (ValueError, AttributeError):
+                media = None
+            if isinstance(media, str) and (root / media).is_file():
+                sample[Path(media).suffix.lstrip(".").lower()] = (root / media).read_bytes()
+            writer.write(sample)
+    finally:
+        if writer is not None:
+            writer.close()
     return paths
 
 

@@ -32,6 +32,7 @@ from geovr.train.assembly import (
 )
 from geovr.train.cache import make_sources, merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
+from geovr.data.counts import DataCounter
 from geovr.train.data import batch_stream, batches_per_epoch
 from geovr.recipe.dump import to_toml
 from geovr.train.runlog import MetricsLog, atomic_write, environment
@@ -133,9 +134,11 @@ class AccelerateTrainer:
         model, optimizer = acc.prepare(module, optimizer)
 
         step, epoch, position = 0, 0, 0
+        counter = DataCounter(context.datasets["train"], world)
         if start_ckpt is not None:
             step, epoch, position = self._restore(start_ckpt, backbone, context.objectives, optimizer, scheduler,
                                                   fingerprint=fingerprint, world=world, rank=rank)
+            counter.load(self._data_counts)
         teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device)
         names = objective_names(context.objectives)
 
@@ -172,6 +175,7 @@ class AccelerateTrainer:
                     except StopIteration:
                         break
                     position = index + 1
+                    counter.update(batch)
                     batch = batch.to(device)
                     with torch.no_grad():
                         t_out = teacher.encode(batch) if teacher is not None else None
@@ -207,6 +211,7 @@ class AccelerateTrainer:
                     metrics["head_lr"] = optimizer.param_groups[-1]["lr"]
                 if grad_norm is not None:
                     metrics["grad_norm"] = grad_norm
+                metrics.update(counter.metrics())
                 t_last, samples = now, 0
                 if main and (step % cfg.log_every == 0 or step == total):
                     log.log(metrics)
@@ -214,7 +219,8 @@ class AccelerateTrainer:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
                 if cfg.save_every and step % cfg.save_every == 0:
                     self._save(acc, run_dir, step, backbone, context.objectives, optimizer, scheduler,
-                               epoch=epoch, position=position, per_epoch=per_epoch, fingerprint=fingerprint)
+                               epoch=epoch, position=position, per_epoch=per_epoch, fingerprint=fingerprint,
+                               data_counts=counter.state())
                     last_saved = step
                 state.step, state.epoch, state.metrics = step, epoch, metrics
                 self._call(callbacks, "on_step_end", state)
@@ -222,7 +228,8 @@ class AccelerateTrainer:
                     break
             if step != last_saved and step > 0:
                 self._save(acc, run_dir, step, backbone, context.objectives, optimizer, scheduler,
-                           epoch=epoch, position=position, per_epoch=per_epoch, fingerprint=fingerprint)
+                           epoch=epoch, position=position, per_epoch=per_epoch, fingerprint=fingerprint,
+                           data_counts=counter.state())
         finally:
             bar.close()
             if log is not None:
@@ -267,7 +274,7 @@ class AccelerateTrainer:
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
     def _save(self, acc, run_dir, step, backbone, objectives, optimizer, scheduler, *, epoch, position,
-              per_epoch, fingerprint) -> None:
+              per_epoch, fingerprint, data_counts=None) -> None:
         from accelerate.utils import gather_object
 
         if position >= per_epoch:  # the next micro-batch starts a new epoch
@@ -281,13 +288,14 @@ class AccelerateTrainer:
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs,
                 state={"epoch": epoch, "batch": position, "world_size": acc.num_processes,
                        "frozen_fingerprint": fingerprint, "batch_size": self.config.batch_size,
-                       "grad_accum": self.config.grad_accum},
+                       "grad_accum": self.config.grad_accum, "data_counts": data_counts},
                 keep_last=self.config.keep_last)
         acc.wait_for_everyone()
 
     def _restore(self, path, backbone, objectives, optimizer, scheduler, *, fingerprint, world, rank):
         loaded = ckpt_io.load_checkpoint(path)
         st = loaded["state"]
+        self._data_counts = st.get("data_counts")
         where = str(loaded["path"])
         if st.get("frozen_fingerprint") not in (None, fingerprint):
             raise CheckpointError(f"{where}: the frozen weights of the backbone differ from those this checkpoint was "
