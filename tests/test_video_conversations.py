@@ -244,3 +244,25 @@ def test_config_problems_listed():
     problems = "\n".join(cfg.check())
     assert "needs a video_root" in problems or "need a video_root" in problems
     assert "weight must be > 0" in problems and "unique" in problems
+
+
+def test_vlm3r_records_located_by_data_source_and_scene_name(synth, tmp_path):
+    """VLM-3R's layout: a JSON array whose records name ``data_source`` + ``scene_name`` instead of a file."""
+    (tmp_path / "scannetppv2").symlink_to(synth / "videos")
+    recs = []
+    for rec in raw_records(synth):
+        if "video" in rec:
+            rec = {k: v for k, v in rec.items() if k != "video"}
+            rec.update(data_source="scannetpp", scene_name=Path(raw_records(synth)[0]["video"]).stem)
+            recs.append(rec)
+    (tmp_path / "vlm3r.json").write_text(json.dumps(recs, indent=1))
+    ds = dataset(synth, sources=[{"name": "vlm3r", "annotations": str(tmp_path / "vlm3r.json"),
+                                  "video_root": str(tmp_path), "data_source_dirs": {"scannetpp": "scannetppv2"}}])
+    ref = dataset(synth)
+    assert len(ds) == len(recs)
+    s = ds[0]
+    assert s["scene_id"] == "scene_00000" and torch.equal(s["frames"], ref[0]["frames"])
+    bare = dataset(synth, sources=[{"name": "vlm3r", "annotations": str(tmp_path / "vlm3r.json"),
+                                    "video_root": str(tmp_path)}], on_error="raise")
+    with pytest.raises(DataError, match=r"vlm3r.json:2: media file not found: .*scannetpp/scene_00000.mp4"):
+        bare[0]

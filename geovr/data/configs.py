@@ -94,7 +94,7 @@ class VideoQAConfig:
 
 
 #: Keys a ``[[data.train.sources]]`` table of ``video_conversations`` may set.
-SOURCE_KEYS = ("name", "weight", "annotations", "shards", "video_root", "video_only", "limit")
+SOURCE_KEYS = ("name", "weight", "annotations", "shards", "video_root", "video_only", "limit", "data_source_dirs")
 
 
 @attrs.define
@@ -103,7 +103,8 @@ class ConversationSource:
     videos under ``video_root``, or ``shards`` (tar paths/globs holding ``<key>.json`` + ``<key>.mp4``).
     ``weight`` scales how many of its records an epoch draws (1 = each once, 0.5 = half, 2 = twice);
     ``name`` labels it in the run log (default: the file name); ``video_only``/``limit`` override the
-    dataset's."""
+    dataset's; ``data_source_dirs`` renames the folder of records located by ``data_source`` +
+    ``scene_name`` (VLM-3R: ``{scannetpp = "scannetppv2"}``)."""
 
     name: str
     weight: float = 1.0
@@ -112,6 +113,7 @@ class ConversationSource:
     video_root: str | None = None
     video_only: bool | None = None
     limit: int | None = None
+    data_source_dirs: dict[str, str] | None = None
 
     def check(self) -> list[str]:
         where = f"source {self.name!r}"
@@ -197,7 +199,7 @@ class VideoConversationsConfig:
     def _source_problems(self) -> list[str]:
         problems = []
         types = {"name": str, "weight": (int, float), "annotations": (str, list), "shards": (str, list),
-                 "video_root": str, "video_only": bool, "limit": int}
+                 "video_root": str, "video_only": bool, "limit": int, "data_source_dirs": dict}
         for i, table in enumerate(self.sources or []):
             for key, value in table.items():
                 if key not in SOURCE_KEYS:

@@ -7,6 +7,10 @@ shard next to ``<key>.mp4``)::
      "conversations": [{"from": "human", "value": "<image>\\nThese are frames of a video.\\nHow many ..."},
                        {"from": "gpt", "value": "3"}, ...more human/gpt pairs...]}
 
+VLM-3R's records name no file but ``"data_source"`` and ``"scene_name"``: their video is
+``<data_source>/<scene_name>.mp4`` (a source's ``data_source_dirs`` renames folders, e.g. ``scannetpp`` →
+``scannetppv2`` as the released loader does).
+
 Turns alternate ``human``/``gpt`` (``user``/``assistant`` accepted), start with a human turn and end with
 an assistant turn. Prompts are cleaned as the released loader does: the ``<image>``/``<video>``
 placeholders and the ``These are frames of a video.`` preamble are removed from human turns (the video
@@ -70,6 +74,16 @@ def _kind(value) -> str:
             float: "a number"}.get(type(value), type(value).__name__)
 
 
+def media_of(rec: dict, dirs: dict | None = None) -> tuple[str, str]:
+    """``("video" | "image", path relative to the video root)`` of a valid record."""
+    if "video" in rec:
+        return "video", rec["video"]
+    if "image" in rec:
+        return "image", rec["image"]
+    source = str(rec["data_source"])
+    return "video", f"{(dirs or {}).get(source, source)}/{rec['scene_name']}.mp4"
+
+
 def record_problem(rec) -> str | None:
     """What is wrong with a conversation record's structure or field types (``None`` when it is valid)."""
     if not isinstance(rec, dict):
@@ -77,8 +91,11 @@ def record_problem(rec) -> str | None:
     for key in ("video", "image"):
         if key in rec and not isinstance(rec[key], str):
             return f"{key!r} must be a string (a path), got {_kind(rec[key])}"
-    if "video" not in rec and "image" not in rec:
-        return "record has neither 'video' nor 'image'"
+    for key in ("scene_name", "data_source"):
+        if key in rec and not isinstance(rec[key], str):
+            return f"{key!r} must be a string, got {_kind(rec[key])}"
+    if "video" not in rec and "image" not in rec and not ("scene_name" in rec and "data_source" in rec):
+        return "record has neither 'video' nor 'image' (nor 'data_source' + 'scene_name')"
     if "id" in rec and not isinstance(rec["id"], (str, int)):
         return f"'id' must be a string or a number, got {_kind(rec['id'])}"
     if "question_type" in rec and not isinstance(rec["question_type"], str):
@@ -185,7 +202,7 @@ class Source:
                 problem = problem or record_problem(rec)
                 if problem:
                     self._bad(where, "invalid_json" if rec is None else "bad_record", problem)
-                elif "video" not in rec and self.video_only:
+                elif media_of(rec)[0] == "image" and self.video_only:
                     self.images += 1
                 else:
                     self.entries.append((where, rec))
@@ -217,8 +234,7 @@ class Source:
         entry = self.entries[j]
         if isinstance(entry, tuple):
             where, rec = entry
-            rel = rec.get("video") or rec.get("image")
-            path = self.video_root / rel
+            path = self.video_root / media_of(rec, self.spec.data_source_dirs)[1]
             if not path.is_file():
                 raise RecordError(where, "missing_media", f"media file not found: {path}")
             return where, rec, path
@@ -337,7 +353,8 @@ class VideoConversationsDataset:
 
         src, cfg = self.sources[i], self.config
         where, rec, media = src.record(j)
-        is_video = "video" in rec
+        kind, media_name = media_of(rec, src.spec.data_source_dirs)
+        is_video = kind == "video"
         if is_video and isinstance(media, tuple) and media[0] not in ("mp4", "mkv", "webm", "avi", "mov"):
             raise RecordError(where, "missing_media", f"record names a video but the shard sample holds .{media[0]}")
         if not is_video:
@@ -354,7 +371,6 @@ class VideoConversationsDataset:
         if cfg.image_size is not None:
             frames, _, _ = resize_sample(frames, tuple(cfg.image_size))
         turns = turns_of(rec)
-        media_name = rec.get("video") or rec.get("image")
         rid = rec.get("id", where.rsplit(":", 1)[-1])
         return {
             "frames": frames, "frame_indices": idx, "frame_times": times,

@@ -91,7 +91,7 @@ def inspect_source(path: str, args) -> dict:
     """The report of ``geovr data inspect`` as a dict (see the module docstring)."""
     from tqdm import tqdm
 
-    from geovr.data.conversations import record_problem, turns_of
+    from geovr.data.conversations import media_of, record_problem, turns_of
 
     report: dict = {"path": path, "format": None, "records": 0, "valid": 0, "bad": {}, "bad_examples": [],
                     "videos": 0, "images": 0, "turns": Counter(), "question_types": Counter(),
@@ -125,10 +125,10 @@ def inspect_source(path: str, args) -> dict:
         else:
             report["turns"][len(rec["conversations"]) // 2] += 1
             turns_of(rec)
-            is_video = "video" in rec
+            kind, rel = media_of(rec)
+            is_video = kind == "video"
             if media is None:
-                base = root or Path(where.rsplit(":", 1)[0]).parent
-                media = base / (rec.get("video") or rec.get("image"))
+                media = (root or Path(where.rsplit(":", 1)[0]).parent) / rel
         report["videos" if is_video else "images"] += 1
         if not is_video:
             report["frame_histogram"][1] += 1
