@@ -82,19 +82,59 @@ def test_clean_prompt_variants():
     assert clean_prompt("No placeholder.") == "No placeholder."
 
 
-def test_seeking_gives_the_frames_of_a_full_decode(synth):
-    video = synth / "videos" / "scene_00000.mp4"
-    a = read_video_rate(video, fps=6.0, min_frames=4, max_frames=32, seek=True, seek_gap=0.0)  # seek before every frame
-    b = read_video_rate(video, fps=6.0, min_frames=4, max_frames=32, seek=False)
+def write_gop_video(path, frames: int, fps: int, gop: int) -> None:
+    """An H.264 video with a key frame every ``gop`` frames (so that seeking has somewhere to jump)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2"}
+        for t in range(frames):
+            img = np.full((48, 64, 3), (t * 7) % 256, dtype=np.uint8)
+            img[:, : (t % 64)] = 255 - img[:, : (t % 64)]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("gop", [4, 250])
+def test_seeking_gives_the_frames_of_a_full_decode(synth, tmp_path, gop):
+    import io
+
+    video = tmp_path / "gop.mp4"
+    write_gop_video(video, frames=160, fps=8, gop=gop)                  # 20 s -> 32 frames at 2 fps
+    a = read_video_rate(video, seek=True)
+    b = read_video_rate(video, seek=False)
     full, idx, times = read_video_timed(video, indices=b[1])
-    assert len(a[1]) == 18 and torch.equal(a[1], b[1])
+    assert len(a[1]) == 32 and torch.equal(a[1], b[1]) and torch.equal(a[1], idx)
     assert torch.equal(a[0], b[0]) and torch.equal(a[0], full)
     torch.testing.assert_close(a[2], times)
-    with open(video, "rb") as fh:   # in memory, as from a shard
-        import io
-
-        c = read_video_rate(io.BytesIO(fh.read()), fps=6.0, seek=True, seek_gap=0.0)
+    c = read_video_rate(io.BytesIO(video.read_bytes()), seek=True)    # in memory, as from a shard
     assert torch.equal(c[0], a[0])
+
+
+def test_seeking_decodes_fewer_frames(tmp_path, monkeypatch):
+    import av
+
+    video = tmp_path / "gop.mp4"
+    write_gop_video(video, frames=160, fps=8, gop=8)
+    decoded = []
+    real = av.container.InputContainer.decode
+
+    def counting(self, *a, **k):
+        for f in real(self, *a, **k):
+            decoded.append(f.pts)
+            yield f
+
+    monkeypatch.setattr(av.container.InputContainer, "decode", counting)
+    read_video_rate(video, fps=0.5, min_frames=4, max_frames=32, seek=True)    # 10 frames of 160
+    seeking = len(decoded)
+    decoded.clear()
+    read_video_rate(video, fps=0.5, min_frames=4, max_frames=32, seek=False)
+    assert len(decoded) == 160 and seeking < 160 // 2
 
 
 def test_image_records_skipped_by_default_or_one_frame(synth):
