@@ -89,3 +89,57 @@ def test_too_many_bad_records_stop_the_run_clearly(synth, tmp_path):
         max_skip_fraction=0.1), seed=0)
     with pytest.raises(DataError, match="bad records met in this process .* exceed max_skip_fraction = 0.1"):
         build(AccelerateTrainerConfig(batch_size=2, max_steps=8, progress=False, shuffle=False), ctx).fit(ctx)
+
+
+DDP_SCRIPT = """
+import sys
+import torch
+torch.set_num_threads(1)
+from accelerate.state import PartialState
+from geovr.data.configs import VideoConversationsConfig
+from geovr.data.conversations import VideoConversationsDataset
+from geovr.train import tiny
+from geovr.train.configs import AccelerateTrainerConfig
+from geovr.train.trainer import build
+
+out, root = sys.argv[1], sys.argv[2]
+ctx = tiny.tiny_context(output_dir=out, n=4)
+ds = VideoConversationsDataset(VideoConversationsConfig(sources=[
+    {"name": "vsi", "annotations": root + "/conversations.jsonl", "video_root": root},
+    {"name": "vlm3r", "shards": root + "/shards/*.tar", "weight": 0.5}], image_size=[32, 32]), seed=0)
+seen = []
+load = ds.load
+ds.load = lambda i, j: seen.append(f"{ds.sources[i].name}:{j}") or load(i, j)
+ctx.datasets["train"] = ds
+build(AccelerateTrainerConfig(batch_size=2, max_steps=3, progress=False, save_every=0), ctx).fit(ctx)
+print("SEEN", " ".join(seen))
+PartialState().destroy_process_group()
+"""
+
+
+def test_two_processes_read_disjoint_samples_and_the_log_sums_them(synth, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), str(synth)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (so, se) in zip(procs, outputs):
+        assert p.returncode == 0, so[-3000:] + se[-3000:]
+    seen = [next(line for line in so.splitlines() if line.startswith("SEEN")).split()[1:] for so, _ in outputs]
+    assert len(seen[0]) == len(seen[1]) == 6 and not set(seen[0]) & set(seen[1])
+    last = read_metrics(tmp_path / "run")[-1]
+    both = seen[0] + seen[1]
+    assert last["data/vsi/samples"] == sum(s.startswith("vsi:") for s in both)
+    assert last["data/vlm3r/samples"] == sum(s.startswith("vlm3r:") for s in both)

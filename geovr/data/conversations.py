@@ -295,6 +295,8 @@ class VideoConversationsDataset:
                             f"{config.max_skip_fraction}): {self.load_skip_counts()}; e.g.\n  " + "\n  ".join(examples))
 
     # -- bookkeeping read by the trainer ------------------------------------------------------------
+    reasons = REASONS
+
     @property
     def max_skip_fraction(self) -> float:
         return float(self.config.max_skip_fraction)

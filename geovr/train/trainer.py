@@ -138,7 +138,7 @@ class AccelerateTrainer:
         if start_ckpt is not None:
             step, epoch, position = self._restore(start_ckpt, backbone, context.objectives, optimizer, scheduler,
                                                   fingerprint=fingerprint, world=world, rank=rank)
-            counter.load(self._data_counts)
+            counter.load(self._data_counts, rank)
         teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device)
         names = objective_names(context.objectives)
 
@@ -211,7 +211,7 @@ class AccelerateTrainer:
                     metrics["head_lr"] = optimizer.param_groups[-1]["lr"]
                 if grad_norm is not None:
                     metrics["grad_norm"] = grad_norm
-                metrics.update(counter.metrics())
+                metrics.update(counter.metrics(acc))
                 t_last, samples = now, 0
                 if main and (step % cfg.log_every == 0 or step == total):
                     log.log(metrics)
@@ -280,6 +280,7 @@ class AccelerateTrainer:
         if position >= per_epoch:  # the next micro-batch starts a new epoch
             epoch, position = epoch + 1, 0
         rngs = gather_object([ckpt_io.rng_state()]) if acc.num_processes > 1 else [ckpt_io.rng_state()]
+        counts = gather_object([data_counts]) if acc.num_processes > 1 else [data_counts]
         if acc.is_main_process:
             heads = {f"{i}.{k}": v.detach().cpu().contiguous().clone()
                      for i, o in enumerate(objectives) for k, v in o.state_dict().items()}
@@ -288,7 +289,7 @@ class AccelerateTrainer:
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs,
                 state={"epoch": epoch, "batch": position, "world_size": acc.num_processes,
                        "frozen_fingerprint": fingerprint, "batch_size": self.config.batch_size,
-                       "grad_accum": self.config.grad_accum, "data_counts": data_counts},
+                       "grad_accum": self.config.grad_accum, "data_counts": counts},
                 keep_last=self.config.keep_last)
         acc.wait_for_everyone()
 
