@@ -306,3 +306,11 @@ def test_vlm3r_records_located_by_data_source_and_scene_name(synth, tmp_path):
                                     "video_root": str(tmp_path)}], on_error="raise")
     with pytest.raises(DataError, match=r"vlm3r.json:2: media file not found: .*scannetpp/scene_00000.mp4"):
         bare[0]
+
+
+def test_bad_record_in_a_worker_raises_data_error_naming_it(synth, tmp_path):
+    root = _bad_copy(synth, tmp_path)
+    ds = dataset(root, annotations=str(root / "conversations.jsonl"), max_skip_fraction=0.5)
+    ds.on_error = "raise"     # records checked on load were left out; record 5's video is missing at read time
+    with pytest.raises(DataError, match=r"conversations.jsonl:5: media file not found: .*missing.mp4"):
+        ids(batch_stream(ds, batch_size=2, seed=0, shuffle=False, world=1, rank=0, num_workers=2, max_epochs=1))

@@ -56,9 +56,10 @@ REASONS = ("invalid_json", "bad_record", "missing_media", "decode_error")
 class RecordError(DataError):
     """A bad record: ``reason`` is one of :data:`REASONS`, ``where`` its ``file:line`` / ``shard:key``."""
 
-    def __init__(self, where: str, reason: str, problem: str):
-        super().__init__(f"{where}: {problem}")
-        self.where, self.reason, self.problem = where, reason, problem
+    def __init__(self, where: str, reason: str = "bad_record", problem: str | None = None):
+        # one-argument form: the full message (how data-loader workers re-create the exception)
+        super().__init__(where if problem is None else f"{where}: {problem}")
+        self.where, self.reason, self.problem = where, reason, problem if problem is not None else where
 
 
 def clean_prompt(text: str) -> str:

@@ -24,7 +24,6 @@ class DataCounter:
         budget = dataset.skip_budget() if hasattr(dataset, "skip_budget") else None
         self.fraction = getattr(dataset, "max_skip_fraction", None)
         self.budget = None if budget is None else max(0, budget - sum(self.load_skips.values())) / max(1, world)
-        self.last: list[str] = []
         self.names = [s.name for s in getattr(dataset, "sources", [])]
         self.reasons = list(getattr(dataset, "reasons", ()))
 
@@ -33,8 +32,6 @@ class DataCounter:
         self.samples.update(s for s in (getattr(batch, "sources", None) or []) if s)
         skipped = getattr(batch, "skipped", None) or {}
         self.skipped.update(skipped)
-        if skipped:
-            self.last = (self.last + list(skipped))[-5:]
         if self.budget is not None and sum(self.skipped.values()) > self.budget:
             raise DataError(f"training data: {sum(self.skipped.values())} bad records met in this process "
                             f"(+{sum(self.load_skips.values())} left out on load) exceed max_skip_fraction = "
