@@ -49,3 +49,13 @@ def test_inspect_reports_bad_records_and_a_wrong_path(written, tmp_path, capsys)
     assert "bad.jsonl:1: 'conversations' must be a list of turns, got str" in out
     assert f"bad.jsonl:{len(lines) + 1}: invalid JSON" in out
     assert main(["data", "inspect", str(tmp_path / "nothing_here")]) == 2
+
+
+def test_inspect_reads_vsi_format_too(written, capsys):
+    assert main(["data", "inspect", str(written / "qa.jsonl"), "--json", "--head", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    qa = [json.loads(x) for x in (written / "qa.jsonl").read_text().splitlines()]
+    assert report["format"] == "vsi" and report["records"] == report["videos"] == len(qa)
+    assert report["question_types"] == {t: sum(r["question_type"] == t for r in qa)
+                                        for t in sorted({r["question_type"] for r in qa})}
+    assert report["frame_histogram"] == {"8": len(qa)} and len(report["first_records"]) == 1
