@@ -83,6 +83,12 @@ class Batch:
     ``[B,S,3,4]`` world-to-camera (OpenCV). pixel_keys: ``B`` strings naming what determines each sample's
     frames (see :mod:`geovr.data.collate`; empty when the data does not declare it): the teacher cache keys
     entries by it, so questions on the same video and frames share one entry.
+
+    Conversations (multi-turn data): ``conversations`` is ``None`` or per sample ``None`` / a list of turns
+    ``{"role": "user" | "assistant", "text": str}`` (the video belongs to the first user turn); backbones
+    then render every turn and put labels on every assistant turn (``questions``/``answers`` still hold
+    the first exchange). ``sources``: per sample the name of the data source it came from (``""`` when
+    unknown); ``skipped``: ``{"<source>/<reason>": n}`` bad records replaced while building the batch.
     """
 
     frames: Tensor
@@ -100,6 +106,9 @@ class Batch:
     frame_counts: Tensor | None = None
     image_sizes: Tensor | None = None
     pixel_keys: list[str] = attrs.field(factory=list)
+    conversations: list[list[dict] | None] | None = None
+    sources: list[str] = attrs.field(factory=list)
+    skipped: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -144,7 +153,9 @@ class Batch:
                      answers=pick(self.answers), options=pick(self.options), question_types=pick(self.question_types),
                      scene_ids=pick(self.scene_ids), frame_indices=cut(self.frame_indices),
                      depth=cut(self.depth, True), intrinsics=cut(self.intrinsics), extrinsics=cut(self.extrinsics),
-                     frame_times=cut(self.frame_times), pixel_keys=pick(self.pixel_keys))
+                     frame_times=cut(self.frame_times), pixel_keys=pick(self.pixel_keys),
+                     conversations=None if self.conversations is None else pick(self.conversations),
+                     sources=pick(self.sources))
 
     def split(self) -> list[Batch]:
         """Every sample as an unpadded batch of one (see :meth:`sample`)."""

@@ -80,6 +80,20 @@ def test_released_values(raw):
             assert by_name[name][key] == value, f"objectives.{name}.{key} = {by_name[name].get(key)!r}"
 
 
+def test_data_is_the_released_mixture_at_2_fps(raw):
+    """train.sh: dataset_use=vsi590k_vlm3r, video_fps=2, 4 to 32 frames; the loaders keep videos only."""
+    data = raw["data"]["train"]
+    assert data["component"] == "video_conversations"
+    assert (data["fps"], data["min_frames"], data["max_frames"], data["video_only"]) == (2.0, 4, 32, True)
+    assert [s["name"] for s in data["sources"]] == ["vsi590k", "vlm3r"]
+    assert [s["weight"] for s in data["sources"]] == [1.0, 1.0]
+    assert data["sources"][1]["data_source_dirs"] == {"scannetpp": "scannetppv2"}
+    config = load_recipe(RECIPES / "qwen_vggt.toml").data["train"].config
+    assert [s.name for s in config.source_list()] == ["vsi590k", "vlm3r"]
+    problems = "\n".join(config.preflight())          # placeholder paths: named, all at once
+    assert "vsi590k.annotations: file not found" in problems and "vlm3r.annotations: file not found" in problems
+
+
 def test_global_batch_32_and_released_accumulation_on_4_processes():
     recipe = load_recipe(RECIPES / "qwen_vggt.toml", require_training=True)
     trainer = recipe.trainer.config

@@ -14,7 +14,10 @@ A *sample* (what every dataset component's ``__getitem__`` returns) is a dict wi
   same video and frames should share it. The teacher cache (:mod:`geovr.train.cache`) keys entries by it;
   without it the cache hashes the frames tensor itself (exact, but it needs the decoded frames);
 * optional ground truth: ``depth`` ``[S,H,W]`` metres, ``intrinsics`` ``[S,3,3]``,
-  ``extrinsics`` ``[S,3,4]`` world-to-camera (OpenCV).
+  ``extrinsics`` ``[S,3,4]`` world-to-camera (OpenCV);
+* optional conversation data (:mod:`geovr.data.conversations`): ``conversations`` (list of
+  ``{"role", "text"}`` turns), ``source`` (data source name), ``skipped`` (bad records the sample
+  replaced: ``[{"source", "reason", ...}]``, summed into ``Batch.skipped``).
 
 :func:`collate` stacks samples into a :class:`geovr.protocols.Batch`; ground truth (and ``frame_times``)
 is kept only if every sample has it. Samples may differ in ``S`` and in ``H, W`` (videos sampled at a
@@ -30,7 +33,8 @@ from collections.abc import Sequence
 from geovr.protocols import Batch
 
 SAMPLE_KEYS = ("frames", "frame_indices", "frame_times", "question", "options", "answer", "question_type",
-               "scene_id", "sample_id", "pixel_key", "depth", "intrinsics", "extrinsics")
+               "scene_id", "sample_id", "pixel_key", "depth", "intrinsics", "extrinsics", "conversations", "source",
+               "skipped")
 
 
 def collate(samples: Sequence[dict]) -> Batch:
@@ -70,6 +74,12 @@ def collate(samples: Sequence[dict]) -> Batch:
     if frame_indices is None:
         frame_indices = torch.stack([pad(torch.arange(n), False) for n in counts])
     times = stack("frame_times")
+    skipped: dict[str, int] = {}
+    for s in samples:
+        for bad in s.get("skipped") or ():
+            key = f"{bad.get('source', '')}/{bad.get('reason', 'error')}"
+            skipped[key] = skipped.get(key, 0) + 1
+    convs = [s.get("conversations") for s in samples]
     return Batch(
         frames=torch.stack([pad(s["frames"].float(), True) for s in samples]),
         sample_ids=[str(s.get("sample_id", i)) for i, s in enumerate(samples)],
@@ -86,4 +96,7 @@ def collate(samples: Sequence[dict]) -> Batch:
         frame_counts=torch.tensor(counts, dtype=torch.long) if ragged else None,
         image_sizes=torch.tensor(sizes, dtype=torch.long) if ragged else None,
         pixel_keys=[str(s["pixel_key"]) for s in samples] if all(s.get("pixel_key") for s in samples) else [],
+        conversations=convs if any(c is not None for c in convs) else None,
+        sources=[str(s.get("source", "")) for s in samples],
+        skipped=skipped,
     )

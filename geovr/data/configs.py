@@ -5,6 +5,8 @@ Field defaults are the recipe defaults; ``check()`` returns cross-field problems
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import attrs
 
 from geovr.recipe.preflight import missing_path
@@ -89,6 +91,152 @@ class VideoQAConfig:
         if self.limit is not None and self.limit < 1:
             problems.append(f"limit must be >= 1, got {self.limit}")
         return problems
+
+
+#: Keys a ``[[data.train.sources]]`` table of ``video_conversations`` may set.
+SOURCE_KEYS = ("name", "weight", "annotations", "shards", "video_root", "video_only", "limit", "data_source_dirs")
+
+
+@attrs.define
+class ConversationSource:
+    """One source of a ``video_conversations`` mixture: ``annotations`` (JSON array or JSONL file(s)) with
+    videos under ``video_root``, or ``shards`` (tar paths/globs holding ``<key>.json`` + ``<key>.mp4``).
+    ``weight`` scales how many of its records an epoch draws (1 = each once, 0.5 = half, 2 = twice);
+    ``name`` labels it in the run log (default: the file name); ``video_only``/``limit`` override the
+    dataset's; ``data_source_dirs`` renames the folder of records located by ``data_source`` +
+    ``scene_name`` (VLM-3R: ``{scannetpp = "scannetppv2"}``)."""
+
+    name: str
+    weight: float = 1.0
+    annotations: str | list[str] | None = None
+    shards: str | list[str] | None = None
+    video_root: str | None = None
+    video_only: bool | None = None
+    limit: int | None = None
+    data_source_dirs: dict[str, str] | None = None
+
+    def check(self) -> list[str]:
+        where = f"source {self.name!r}"
+        problems = []
+        if (self.annotations is None) == (self.shards is None):
+            problems.append(f"{where}: give exactly one of annotations (JSON/JSONL) or shards (tar files)")
+        if self.annotations is not None and self.video_root is None:
+            problems.append(f"{where}: annotations need a video_root (the folder the records' video paths are under)")
+        if not self.weight > 0:
+            problems.append(f"{where}: weight must be > 0, got {self.weight}")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"{where}: limit must be >= 1, got {self.limit}")
+        return problems
+
+    def preflight(self) -> list[str]:
+        files = [self.annotations] if isinstance(self.annotations, str) else list(self.annotations or [])
+        problems = [p for f in files for p in missing_path(f, f"{self.name}.annotations", kind="file")]
+        problems += missing_path(self.video_root, f"{self.name}.video_root", kind="dir")
+        if self.shards is not None:
+            from geovr.data.shards import expand_shards
+            from geovr.errors import DataError
+
+            try:
+                expand_shards(self.shards)
+            except DataError as exc:
+                problems.append(f"{self.name}.{exc}")
+        return problems
+
+
+def _source_name(value) -> str:
+    first = value if isinstance(value, str) else (list(value) or ["source"])[0]
+    name = first.rstrip("/").split("/")[-1]
+    for suffix in (".jsonl", ".json", ".tar"):
+        name = name.removesuffix(suffix)
+    return name.replace("*", "").replace("{", "").replace("}", "") or "source"
+
+
+@attrs.define
+class VideoConversationsConfig:
+    """``video_conversations``: LLaVA-style conversation records (``{"id", "video" | "image",
+    "conversations": [{"from": "human" | "gpt", "value"}, ...]}``, as VSI-590K and VLM-3R ship them).
+
+    One source is given inline (``annotations`` + ``video_root``, or ``shards``); a mixture lists
+    ``sources`` tables (see :class:`ConversationSource`), interleaved by the trainer's seeded order.
+    Frames: ``fps`` per second of video, ``min_frames``..``max_frames`` (the released 2, 4, 32), read
+    with seeking (``seek``); optional ``image_size [H, W]`` resize (else frames keep the video's size).
+    ``video_only`` skips image records (else they become one-frame samples). ``on_error``: ``"skip"``
+    replaces a bad record by the next good one and counts it by reason (the run stops once more than
+    ``max_skip_fraction`` of the records are bad), ``"raise"`` stops at the first, naming ``file:line`` or
+    ``shard:key``; evaluation data always raises. ``limit`` keeps the first records of each source."""
+
+    annotations: str | list[str] | None = None
+    video_root: str | None = None
+    shards: str | list[str] | None = None
+    name: str | None = None
+    sources: list[dict[str, Any]] | None = None
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 32
+    image_size: list[int] | None = None
+    video_only: bool = True
+    seek: bool = True
+    on_error: Literal["skip", "raise"] = "skip"
+    max_skip_fraction: float = 0.01
+    limit: int | None = None
+
+    def source_list(self) -> list[ConversationSource]:
+        """The sources as :class:`ConversationSource` (the inline one, or each ``sources`` table)."""
+        if not self.sources:
+            name = self.name or _source_name(self.annotations or self.shards or "source")
+            return [ConversationSource(name=name, annotations=self.annotations, shards=self.shards,
+                                       video_root=self.video_root, limit=self.limit)]
+        out = []
+        for i, table in enumerate(self.sources):
+            table = dict(table)
+            table.setdefault("name", _source_name(table.get("annotations") or table.get("shards") or f"source{i}"))
+            table.setdefault("limit", self.limit)
+            if table.get("video_root") is None:
+                table["video_root"] = self.video_root
+            out.append(ConversationSource(**{k: v for k, v in table.items() if k in SOURCE_KEYS}))
+        return out
+
+    def _source_problems(self) -> list[str]:
+        problems = []
+        types = {"name": str, "weight": (int, float), "annotations": (str, list), "shards": (str, list),
+                 "video_root": str, "video_only": bool, "limit": int, "data_source_dirs": dict}
+        for i, table in enumerate(self.sources or []):
+            for key, value in table.items():
+                if key not in SOURCE_KEYS:
+                    problems.append(f"sources.{i}: unknown option {key!r} (valid: {', '.join(SOURCE_KEYS)})")
+                elif value is not None and (not isinstance(value, types[key]) or isinstance(value, bool) and key
+                                            in ("weight", "limit")):
+                    problems.append(f"sources.{i}.{key}: expected {types[key]}, got {value!r}")
+        return problems
+
+    def check(self) -> list[str]:
+        problems = _size_problems("image_size", self.image_size)
+        if self.sources and (self.annotations or self.shards):
+            problems.append("give either sources = [...] or one inline source (annotations/shards), not both")
+        problems += self._source_problems()
+        if not problems:
+            names = []
+            for src in self.source_list():
+                problems += src.check()
+                names.append(src.name)
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                problems.append(f"source names must be unique, repeated: {dup}")
+        if not 0 < self.fps:
+            problems.append(f"fps must be > 0, got {self.fps}")
+        if not 1 <= self.min_frames <= self.max_frames:
+            problems.append(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+        if not 0 <= self.max_skip_fraction <= 1:
+            problems.append(f"max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"limit must be >= 1, got {self.limit}")
+        return problems
+
+    def preflight(self) -> list[str]:
+        """Every source's annotation files, video folders and shard patterns must exist here."""
+        if self.check():
+            return []
+        return [p for src in self.source_list() for p in src.preflight()]
 
 
 @attrs.define

@@ -1,15 +1,16 @@
 """Built-in plugin of geovr.data: registers its components through the public hooks (torch-free).
 
-* datasets ``synthetic_rooms`` (procedural rooms rendered on the fly) and ``video_qa`` (VSI-format
-  jsonl + mp4 videos);
+* datasets ``synthetic_rooms`` (procedural rooms rendered on the fly), ``video_qa`` (VSI-format
+  jsonl + mp4 videos) and ``video_conversations`` (LLaVA-style conversations: JSON/JSONL + videos or tar
+  shards, weighted mixtures);
 * teacher ``oracle`` (exact ground-truth geometry of the batch);
-* CLI verb ``geovr data synth`` (write a synthetic VSI-style dataset to disk).
+* CLI verbs ``geovr data synth`` (write a synthetic dataset to disk) and ``geovr data inspect``.
 """
 
 from __future__ import annotations
 
 from geovr import hookimpl
-from geovr.data.configs import OracleTeacherConfig, SyntheticRoomsConfig, VideoQAConfig
+from geovr.data.configs import OracleTeacherConfig, SyntheticRoomsConfig, VideoConversationsConfig, VideoQAConfig
 
 
 @hookimpl
@@ -18,6 +19,9 @@ def register_datasets(register):
              summary="procedural 3-D rooms rendered on the fly with exact geometry and VSI-style questions")
     register("video_qa", "geovr.data.video_qa:build", config=VideoQAConfig,
              summary="VSI-format jsonl questions over mp4 videos (PyAV), optional geometry files")
+    register("video_conversations", "geovr.data.conversations:build", config=VideoConversationsConfig,
+             summary="LLaVA-style conversations (VSI-590K, VLM-3R) from JSON/JSONL or tar shards, 2-fps "
+                     "sampling, weighted mixtures")
 
 
 @hookimpl

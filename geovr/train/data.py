@@ -58,6 +58,8 @@ def batch_stream(dataset, *, batch_size: int, seed: int, shuffle: bool, world: i
     """
     n = len(dataset)
     while max_epochs is None or epoch < max_epochs:
+        if hasattr(dataset, "set_epoch"):  # mixtures draw epoch-dependent records (geovr.data.conversations)
+            dataset.set_epoch(epoch)
         sampler = ShardedEpochSampler(n, epoch=epoch, seed=seed, shuffle=shuffle, world=world, rank=rank,
                                       start=batch * batch_size)
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,

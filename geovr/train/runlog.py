@@ -1,7 +1,9 @@
 """What a run leaves in its directory besides checkpoints.
 
 * ``metrics.jsonl``: one JSON object per logged step (``step``, ``loss``, ``lm_loss``, every objective's
-  ``<name>/loss`` and ``<name>/<metric>``, learning rates, grad norm, throughput);
+  ``<name>/loss`` and ``<name>/<metric>``, learning rates, grad norm, throughput, and the running data
+  counts of :class:`geovr.data.counts.DataCounter`: ``data/<source>/samples``,
+  ``data/skipped/<source>/<reason>``);
 * ``recipe.toml``: the merged raw recipe (after ``extends`` and overrides) — :func:`geovr.recipe.dump.to_toml`;
 * ``environment.json``: python/platform, package versions, loaded plugins, process count;
 * ``tensorboard/`` (with ``trainer.log_with = ["tensorboard"]``): the same scalars, written by accelerate's

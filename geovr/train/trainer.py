@@ -34,6 +34,7 @@ from geovr.train.assembly import (
 )
 from geovr.train.cache import make_sources, merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
+from geovr.data.counts import DataCounter
 from geovr.train.data import batch_stream, batches_per_epoch
 from geovr.recipe.dump import to_toml
 from geovr.train.runlog import MetricsLog, atomic_write, environment
@@ -217,10 +218,12 @@ class AccelerateTrainer:
             model, optimizer = module, acc.prepare(optimizer)
 
         step, epoch, position, skipped = 0, 0, 0, 0
+        counter = DataCounter(context.datasets["train"], world)
         if start_ckpt is not None:
             step, epoch, position, skipped = self._restore(
                 start_ckpt, backbone, context.objectives, optimizer, scheduler, fingerprint=fingerprint,
                 world=world, rank=rank, settings=settings)
+            counter.load(self._data_counts, rank)
         elif cfg.init_from:   # a fresh run starting from an imported released model's tokens and heads
             from geovr.train.released import load_init
 
@@ -267,6 +270,7 @@ class AccelerateTrainer:
                     except StopIteration:
                         break
                     position = index + 1
+                    counter.update(batch)
                     batch = batch.to(device)
                     with torch.no_grad():
                         t_out = teacher.encode(batch) if teacher is not None else None
@@ -324,6 +328,7 @@ class AccelerateTrainer:
                         metrics["head_lr"] = optimizer.param_groups[-1]["lr"]
                     if grad_norm is not None:
                         metrics["grad_norm"] = grad_norm
+                    metrics.update(counter.metrics(acc))
                     if cfg.on_nonfinite == "skip_step":
                         metrics["skipped_steps"] = skipped
                     t_last, samples = now, 0
@@ -336,7 +341,8 @@ class AccelerateTrainer:
                 bar.update(1)
                 if cfg.save_every and step % cfg.save_every == 0:
                     self._save(acc, run_dir, step, backbone, context.objectives, optimizer, scheduler,
-                               epoch=epoch, position=position, skipped=skipped, **save_kw)
+                               epoch=epoch, position=position, skipped=skipped, data_counts=counter.state(),
+                               **save_kw)
                     last_saved = step
                 state.step, state.epoch, state.metrics = step, epoch, metrics
                 self._call(callbacks, "on_step_end", state)
@@ -344,7 +350,8 @@ class AccelerateTrainer:
                     break
             if step != last_saved and step > 0:
                 self._save(acc, run_dir, step, backbone, context.objectives, optimizer, scheduler,
-                           epoch=epoch, position=position, skipped=skipped, **save_kw)
+                           epoch=epoch, position=position, skipped=skipped, data_counts=counter.state(),
+                               **save_kw)
         finally:
             bar.close()
             if log is not None:
@@ -402,13 +409,14 @@ class AccelerateTrainer:
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
     def _save(self, acc, run_dir, step, backbone, objectives, optimizer, scheduler, *, epoch, position,
-              per_epoch, fingerprint, settings, skipped=0) -> None:
+              per_epoch, fingerprint, settings, skipped=0, data_counts=None) -> None:
         from accelerate.utils import gather_object
 
         if position >= per_epoch:  # the next micro-batch starts a new epoch
             epoch, position = epoch + 1, 0
         rngs = gather_object([ckpt_io.rng_state()]) if acc.num_processes > 1 else [ckpt_io.rng_state()]
         full = self._fsdp.full_state(optimizer) if getattr(self, "_fsdp", None) else None  # collective
+        counts = gather_object([data_counts]) if acc.num_processes > 1 else [data_counts]
         if acc.is_main_process:
             heads = full[1] if full else {f"{i}.{k}": v.detach().cpu().contiguous().clone()
                                           for i, o in enumerate(objectives) for k, v in o.state_dict().items()}
@@ -417,13 +425,15 @@ class AccelerateTrainer:
                 optimizer=full[2] if full else optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs,
                 state={"epoch": epoch, "batch": position, "world_size": acc.num_processes,
                        "frozen_fingerprint": fingerprint, "batch_size": self.config.batch_size,
-                       "grad_accum": self.config.grad_accum, "settings": settings, "skipped_steps": skipped},
+                       "grad_accum": self.config.grad_accum, "settings": settings, "skipped_steps": skipped,
+                       "data_counts": counts},
                 keep_last=self.config.keep_last)
         acc.wait_for_everyone()
 
     def _restore(self, path, backbone, objectives, optimizer, scheduler, *, fingerprint, world, rank, settings):
         loaded = ckpt_io.load_checkpoint(path)
         st = loaded["state"]
+        self._data_counts = st.get("data_counts")
         where = str(loaded["path"])
         if st.get("frozen_fingerprint") not in (None, fingerprint):
             raise CheckpointError(f"{where}: the frozen weights of the backbone differ from those this checkpoint was "

@@ -50,13 +50,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--compile", action="store_true",
                    help="render through torch.compile (faster for many frames; ~30 s compile on first use)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--format", choices=("vsi", "conversations", "wds"), default="vsi",
+                   help="also write LLaVA-style conversations.jsonl (conversations) and tar shards (wds); "
+                        "see geovr.data.writers")
+    p.add_argument("--shard-size", type=int, default=8, help="records per tar shard with --format wds (default 8)")
     p.set_defaults(func=run)
+    from geovr.data.inspect import add_parser as add_inspect
+
+    add_inspect(sub)
 
 
 def run(args) -> int:
     """Entry point of ``geovr data synth`` (returns the exit code)."""
     synthesize(args.out, scenes=args.scenes, frames=args.frames, size=tuple(args.size), seed=args.seed,
                fps=args.fps, progress=not args.no_progress, compiled=args.compile)
+    if getattr(args, "format", "vsi") != "vsi":
+        from geovr.data.writers import convert
+
+        convert(args.out, args.format, shard_size=args.shard_size, progress=not args.no_progress)
     return 0
 
 

@@ -3,9 +3,10 @@
 Each sample becomes one user turn holding the video followed by the question text, used verbatim
 (evaluators pass the full protocol prompt of :mod:`geovr.eval.prompts` there), with the
 multiple-choice options appended one per line when the batch carries them; formatted by the
-processor's chat template. The answer is the assistant turn. Labels are ``-100`` everywhere except
-the assistant's answer tokens (the text the template emits after the generation prompt: the answer
-and its end-of-turn marker).
+processor's chat template. The answer is the assistant turn. A sample with ``Batch.conversations``
+turns becomes that multi-turn chat (the video in the first user turn). Labels are ``-100`` everywhere
+except the tokens of every assistant turn (the text the template emits after each generation prompt:
+the answer and its end-of-turn marker).
 """
 
 from __future__ import annotations
@@ -26,6 +27,33 @@ def messages(question: str, options: list[str] | None, system_prompt: str | None
     return out
 
 
+def conversation_messages(turns: list[dict], system_prompt: str | None) -> list[dict]:
+    """HF chat messages of ``[{"role", "text"}, ...]`` turns, the video in the first user turn."""
+    out = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
+    for n, t in enumerate(turns):
+        content = [{"type": "text", "text": t["text"]}]
+        out.append({"role": t["role"], "content": [{"type": "video"}, *content] if n == 0 else content})
+    return out
+
+
+def _later_turns(processor, turns: list[dict], system_prompt: str | None, prompt: str) -> tuple[list[int], list[int]]:
+    """``(ids, labels)`` of turns 1.. of a conversation after the rendered first prompt ``prompt``: each
+    assistant turn labelled (its tokens and end-of-turn), each later user turn and generation prompt masked."""
+    tok = processor.tokenizer
+    ids, labels, done = [], [], prompt
+    for k in range(1, len(turns)):
+        msgs = conversation_messages(turns[: k + 1], system_prompt)
+        assistant = turns[k]["role"] == "assistant"
+        text = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not assistant
+                                             and k + 1 < len(turns))
+        tail = text[len(done):] if text.startswith(done) else turns[k]["text"] + (tok.eos_token or "")
+        piece = tok(tail, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += piece if assistant else [IGNORE] * len(piece)
+        done = text
+    return ids, labels
+
+
 def _answer_ids(processor, prompt: str, msgs: list[dict], answer: str) -> list[int]:
     """Token ids the template emits for the assistant turn after ``prompt`` (answer + end of turn)."""
     full = processor.apply_chat_template(msgs, tokenize=False)
@@ -43,16 +71,28 @@ def encode(processor, batch, *, system_prompt: str | None = None, with_answers: 
     """
     frames = batch.frames.detach().float().cpu().clamp(0, 1)
     prompts, convs = [], []
+    turns_of = batch.conversations or [None] * batch.batch_size
     for b in range(batch.batch_size):
         opts = batch.options[b] if b < len(batch.options) else None
-        convs.append((opts, messages(batch.questions[b], opts, system_prompt)))
+        turns = turns_of[b]
+        if turns and not with_answers:  # generation: every turn up to the last user turn
+            turns = turns[:-1] if turns[-1]["role"] == "assistant" else turns
+            msgs = conversation_messages(turns, system_prompt)
+        elif turns:
+            msgs = conversation_messages(turns[:1], system_prompt)
+        else:
+            msgs = messages(batch.questions[b], opts, system_prompt)
+        convs.append((opts, msgs))
         prompts.append(processor.apply_chat_template(convs[-1][1], add_generation_prompt=True, tokenize=False))
     enc = processor(text=prompts, videos=list(frames), return_tensors="pt", padding=True, do_rescale=False)
     rows, labels = [], []
     for b in range(batch.batch_size):
         ids = enc["input_ids"][b][enc["attention_mask"][b].bool()].tolist()
         lab = [IGNORE] * len(ids)
-        if with_answers:
+        if with_answers and turns_of[b]:
+            more, more_lab = _later_turns(processor, turns_of[b], system_prompt, prompts[b])
+            ids, lab = ids + more, lab + more_lab
+        elif with_answers:
             opts, msgs = convs[b]
             answer = batch.answers[b]
             ans = _answer_ids(processor, prompts[b],

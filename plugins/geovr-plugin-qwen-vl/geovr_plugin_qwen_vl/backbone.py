@@ -21,8 +21,9 @@ of its two frames); Qwen2.5-VL gets ``second_per_grid_ts`` = seconds between con
 Chat format
 -----------
 system / user (video, then the question; multiple-choice options one per line after it) / assistant
-(the answer), rendered by the processor's chat template. ``labels`` are ``-100`` everywhere except
-the assistant answer tokens and the end-of-turn token that closes them.
+(the answer), rendered by the processor's chat template. A sample with ``Batch.conversations`` turns is
+rendered as that multi-turn chat (the video in the first user turn). ``labels`` are ``-100`` everywhere
+except the tokens of every assistant turn and the end-of-turn token that closes each.
 
 Geometry tokens
 ---------------
@@ -150,8 +151,18 @@ class QwenVLBackbone(nn.Module):
         header = with_prompt[len(without):] if with_prompt.startswith(without) else "<|im_start|>assistant\n"
         return self.processor.tokenizer(header, add_special_tokens=False)["input_ids"]
 
-    def messages(self, question: str, options, answer: str | None) -> list[dict]:
-        """Chat messages of one sample (system, user = video + question [+ options], assistant)."""
+    def messages(self, question: str, options, answer: str | None, turns: list[dict] | None = None) -> list[dict]:
+        """Chat messages of one sample (system, user = video + question [+ options], assistant). With
+        ``turns`` (``[{"role", "text"}, ...]``, :attr:`Batch.conversations`) every turn, the video in the
+        first user turn; without an answer (generation) a trailing assistant turn is left out."""
+        if turns:
+            if answer is None and turns[-1]["role"] == "assistant":
+                turns = turns[:-1]
+            msgs = [{"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]}]
+            for n, t in enumerate(turns):
+                content = [{"type": "text", "text": t["text"]}]
+                msgs.append({"role": t["role"], "content": [{"type": "video"}, *content] if n == 0 else content})
+            return msgs
         text = question if not options else question + "\n" + "\n".join(options)
         msgs = [{"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]},
                 {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
@@ -204,7 +215,7 @@ class QwenVLBackbone(nn.Module):
         """Batch → HF inputs on the backbone's device.
 
         Returns ``input_ids``/``attention_mask``/``mm_token_type_ids`` ``[B,L]``, ``labels`` ``[B,L]``
-        (with answers; ``-100`` except answer + end-of-turn tokens), ``pixel_values_videos``
+        (with answers; ``-100`` except assistant-turn + end-of-turn tokens), ``pixel_values_videos``
         ``[Σ_i T_i·(2h_i)·(2w_i), C·2·p·p]``, ``video_grid_thw`` ``[B,3]`` = ``(T_i, 2h_i, 2w_i)`` and, for
         Qwen2.5-VL, ``second_per_grid_ts`` ``[B]`` (seconds per temporal group from the frames' real
         times). Qwen3-VL's ``<t seconds>`` prompt text is built from the same times. ``native`` selects the
@@ -217,7 +228,8 @@ class QwenVLBackbone(nn.Module):
         texts = []
         for i in range(batch.batch_size):
             opts = batch.options[i] if i < len(batch.options) else None
-            msgs = self.messages(batch.questions[i], opts, batch.answers[i] if with_answers else None)
+            turns = batch.conversations[i] if batch.conversations is not None else None
+            msgs = self.messages(batch.questions[i], opts, batch.answers[i] if with_answers else None, turns)
             texts.append(self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answers))
         kw = dict(do_resize=False, do_rescale=False, do_sample_frames=False, cap_pixels_per_frame=False)
         if self.kind == "qwen3_vl":
@@ -253,7 +265,7 @@ class QwenVLBackbone(nn.Module):
         return float(max((starts[-1] - starts[0]) / (starts.numel() - 1), 1e-6))
 
     def _labels(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``-100`` except the tokens after the last assistant header up to and including ``<|im_end|>``."""
+        """``-100`` except the tokens after each assistant header up to and including its ``<|im_end|>``."""
         labels = torch.full_like(ids, -100)
         head = torch.tensor(self._assistant_header)
         n = len(head)
@@ -263,12 +275,11 @@ class QwenVLBackbone(nn.Module):
             if row.numel() < n:
                 continue
             hits = ((row.unfold(0, n, 1) == head.to(row.device)).all(-1) & valid[: row.numel() - n + 1]).nonzero()
-            if not len(hits):
-                continue
-            start = int(hits[-1]) + n
-            ends = ((row[start:] == self._end_of_turn) & valid[start:]).nonzero()
-            stop = start + int(ends[0]) + 1 if len(ends) else int(valid.nonzero().max()) + 1
-            labels[b, start:stop] = row[start:stop]
+            for hit in hits.flatten().tolist():
+                start = int(hit) + n
+                ends = ((row[start:] == self._end_of_turn) & valid[start:]).nonzero()
+                stop = start + int(ends[0]) + 1 if len(ends) else int(valid.nonzero().max()) + 1
+                labels[b, start:stop] = row[start:stop]
         return labels
 
     # ------------------------------------------------------------------ geometry layout
