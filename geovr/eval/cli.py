@@ -150,7 +150,7 @@ def named_configs(args) -> list[tuple[str, object]]:
                              f"indices start at 0")
         own[int(index)][option] = value
     out = []
-    for name, options in zip(names, own):
+    for name, options in zip(names, own, strict=True):
         spec = registry.get("evaluator", name)
         table = {**shared, **options}
         if args.data and name == "vsibench":
