@@ -1,6 +1,7 @@
 """Every ``geovr ...`` command line in README.md, CONTRIBUTING.md and docs/*.md parses with the real CLI.
 
-Lines come from fenced code blocks (a line that starts with ``geovr ``, after an optional ``$ `` prompt
+Lines come from fenced shell code blocks (no language, bash, sh, shell, console; a line that starts
+with ``geovr ``, after an optional ``$ `` prompt
 and ``VAR=value`` environment prefix; ``&&``/``;``/``|`` split a shell line) and from inline code spans
 that start with ``geovr ``. Each is parsed, never run, by the parser ``geovr`` builds (core and plugin
 verbs, :func:`geovr.cli.main.parse_args`), and its ``key=value`` overrides are checked against what the
@@ -26,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO / "recipes" / "tiny_synthetic.toml"
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
 SHELL_OPERATORS = {"&&", "||", ";", "|"}
+SHELL_FENCES = {"", "bash", "sh", "shell", "console", "zsh"}  # other fences (python, toml, text) hold no commands
 
 
 def doc_files() -> list[Path]:
@@ -47,8 +49,8 @@ def _commands_in(tokens: list[str]) -> list[list[str]]:
         if tok in SHELL_OPERATORS:
             while current and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", current[0]):
                 current.pop(0)
-            if current and current[0] == "geovr":
-                out.append(current[1:])
+            if current and current[0] == "geovr" and not (len(current) > 1 and current[1].endswith(":")):
+                out.append(current[1:])  # "geovr train: 50%" is output, not a command
             current = []
         else:
             current.append(tok)
@@ -70,21 +72,30 @@ def _synopsis_to_command(text: str) -> str:
 
 def doc_commands() -> list[tuple[str, list[str]]]:
     """``(where, argv)`` for every geovr command line of the docs; ``where`` is ``file:line``."""
+    return _doc_commands_of(doc_files(), REPO)
+
+
+def _doc_commands_of(paths: list[Path], root: Path) -> list[tuple[str, list[str]]]:
     found = []
-    for path in doc_files():
-        rel = path.relative_to(REPO).as_posix()
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
         lines = path.read_text(encoding="utf-8").splitlines()
         prose: list[tuple[int, str]] = []
         fence = None
         pending, start = "", 0
         for no, line in enumerate(lines, 1):
             stripped = line.strip()
-            marker = re.match(r"(```|~~~)", stripped)
+            marker = re.match(r"(```|~~~)\s*([\w+-]*)", stripped)
             if marker and (fence is None or stripped.startswith(fence)):
-                fence = marker.group(1) if fence is None else None
+                if fence is None:
+                    fence, shell = marker.group(1), marker.group(2).lower() in SHELL_FENCES
+                else:
+                    fence = None
                 continue
             if fence is None:
                 prose.append((no, line))
+                continue
+            if not shell:
                 continue
             if not pending:
                 start = no
@@ -135,7 +146,7 @@ def _subcommands(parser) -> dict:
 def _names_a_verb(parser, argv: list[str]) -> bool:
     """``argv`` is only a path of verb names (``run``, ``data synth``) that exists."""
     node = parser
-    for i, word in enumerate(argv):
+    for word in argv:
         choices = _subcommands(node)
         if word not in choices:
             return False
@@ -147,7 +158,7 @@ def _names_a_verb_option(parser, argv: list[str]) -> bool:
     """``argv`` is a verb path followed only by switches (options without a value) of that verb: prose such as
     ``geovr run --dry-run``. An option that takes a value must be shown with one."""
     words = [w for w in argv if not w.startswith("-")]
-    flags = argv[len(words):]
+    flags = argv[len(words) :]
     if not flags or argv[: len(words)] != words or not _names_a_verb(parser, words):
         return False
     node = parser
@@ -214,34 +225,64 @@ def test_documented_command_parses(parser, where, argv):
 def test_extraction_finds_the_documented_commands():
     found = {(w.split(":")[0], " ".join(a)) for w, a in COMMANDS}
     assert ("README.md", "run recipes/tiny_synthetic.toml") in found  # after `pip install ... &&`
-    assert ("README.md", "eval --model DIR --evaluator vsibench --data data/vsibench evaluators.0.protocol=geovr") \
-        in found
+    assert (
+        "README.md",
+        "eval --model DIR --evaluator vsibench --data data/vsibench evaluators.0.protocol=geovr",
+    ) in found
     assert ("docs/writing-plugins.md", "list-components --kind objective") in found  # after VAR=1
-    assert any(w.startswith("docs/cli.md") and a[:2] == ["run", "recipes/tiny_synthetic.toml"] or a[:1] == ["run"]
-               for w, a in COMMANDS)
+    assert any(
+        w.startswith("docs/cli.md") and a[:2] == ["run", "recipes/tiny_synthetic.toml"] or a[:1] == ["run"]
+        for w, a in COMMANDS
+    )
     assert len(COMMANDS) > 40
     assert all(a[:1] != ["hello"] for _, a in COMMANDS)  # a Python string inside a fence is not a command
 
 
 def test_synopsis_reduction():
     assert _synopsis_to_command("geovr eval RECIPE\\|RUN_DIR [key=value ...]").split() == ["geovr", "eval", "RECIPE"]
-    assert _synopsis_to_command("geovr run RECIPE [--resume RUN_DIR [--resume-force]] [--allow-pickle]").split() \
-        == ["geovr", "run", "RECIPE", "--resume", "RUN_DIR", "--resume-force", "--allow-pickle"]
+    assert _synopsis_to_command("geovr run RECIPE [--resume RUN_DIR [--resume-force]] [--allow-pickle]").split() == [
+        "geovr",
+        "run",
+        "RECIPE",
+        "--resume",
+        "RUN_DIR",
+        "--resume-force",
+        "--allow-pickle",
+    ]
     assert _synopsis_to_command("geovr validate r.toml teacher.layers=[4,11]").split()[-1] == "teacher.layers=[4,11]"
     assert _commands_in(_tokens("pip install x && geovr run a.toml  # train")) == [["run", "a.toml"]]
+    assert _commands_in(_tokens("geovr train: 50% 1/2")) == []  # progress output
 
 
-@pytest.mark.parametrize("line", [
-    "frobnicate recipes/tiny_synthetic.toml",                       # no such verb
-    "run",                                                          # verb alone is fine; this one is not:
-    "run recipes/tiny_synthetic.toml --no-such-flag",
-    "run --no-such-flag",                                           # a verb and a flag that does not exist
-    "run RECIPE trainer.max_step=2",                                # unknown recipe key
-    "validate recipes/qwen_vggt.toml objectives.9.weight=1",        # no such array item
-    "eval --model DIR --evaluator vsibench evaluators.0.protocl=geovr",
-    "eval --model DIR --evaluator vsibench evaluators.1.protocol=geovr",
-    "eval recipes/tiny_synthetic.toml --only vsibench",
-])
+def test_fences_and_spans(tmp_path):
+    doc = tmp_path / "docs" / "new.md"
+    doc.parent.mkdir()
+    doc.write_text(
+        "Use `geovr run\nRECIPE` here.\n\n```python\ngeovr hello\n```\n\n```console\n"
+        "$ geovr validate RECIPE \\\n    trainer.max_steps=2\ngeovr: ok\n```\n",
+        encoding="utf-8",
+    )
+    found = sorted(_doc_commands_of([doc], tmp_path))
+    assert found == [
+        ("docs/new.md:1", ["run", "RECIPE"]),  # an inline span across a line break
+        ("docs/new.md:9", ["validate", "RECIPE", "trainer.max_steps=2"]),
+    ]  # not python, not output
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "frobnicate recipes/tiny_synthetic.toml",  # no such verb
+        "run",  # verb alone is fine; this one is not:
+        "run recipes/tiny_synthetic.toml --no-such-flag",
+        "run --no-such-flag",  # a verb and a flag that does not exist
+        "run RECIPE trainer.max_step=2",  # unknown recipe key
+        "validate recipes/qwen_vggt.toml objectives.9.weight=1",  # no such array item
+        "eval --model DIR --evaluator vsibench evaluators.0.protocl=geovr",
+        "eval --model DIR --evaluator vsibench evaluators.1.protocol=geovr",
+        "eval recipes/tiny_synthetic.toml --only vsibench",
+    ],
+)
 def test_broken_lines_are_found(parser, line):
     argv = line.split()
     if argv == ["run"]:
@@ -257,8 +298,23 @@ def test_documented_eval_overrides_reach_the_evaluator(parser):
     from geovr.cli.main import parse_args
     from geovr.eval.cli import named_configs
 
-    args = parse_args(parser, ["eval", "--model", "DIR", "--evaluator", "vsibench", "--evaluator", "synthetic_qa",
-                               "--data", "d", "evaluators.0.protocol=geovr", "limit=3", "evaluators.1.limit=5"])
+    args = parse_args(
+        parser,
+        [
+            "eval",
+            "--model",
+            "DIR",
+            "--evaluator",
+            "vsibench",
+            "--evaluator",
+            "synthetic_qa",
+            "--data",
+            "d",
+            "evaluators.0.protocol=geovr",
+            "limit=3",
+            "evaluators.1.limit=5",
+        ],
+    )
     (n0, c0), (n1, c1) = named_configs(args)
     assert (n0, c0.protocol, c0.limit, c0.data_dir) == ("vsibench", "geovr", 3, "d")
     assert (n1, c1.protocol, c1.limit) == ("synthetic_qa", "lmms-eval", 5)

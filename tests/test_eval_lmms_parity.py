@@ -104,8 +104,10 @@ def _lmms_vsibench():
     try:
         dist = md.distribution("lmms-eval")
     except md.PackageNotFoundError:
-        pytest.skip("lmms-eval is not installed (pip install 'lmms-eval>=0.7,<0.8'); the snapshot tests above "
-                    "compare with its recorded outputs")
+        pytest.skip(
+            "lmms-eval is not installed (pip install 'lmms-eval>=0.7,<0.8'); the snapshot tests above "
+            "compare with its recorded outputs"
+        )
     if not dist.version.startswith("0.7."):
         pytest.skip(f"lmms-eval {dist.version} installed; this parity test targets 0.7.x")
     path = dist.locate_file("lmms_eval/tasks/vsibench/utils.py")
@@ -119,7 +121,9 @@ def _lmms_vsibench():
 def test_scores_match_lmms_eval_live(seed):
     lm = _lmms_vsibench()
     docs, preds = CASES.cases(CASES.CASES_PER_SEED, seed)
-    processed = [lm.vsibench_process_results(dict(d), [p])["vsibench_overall"] for d, p in zip(docs, preds, strict=True)]
+    processed = [
+        lm.vsibench_process_results(dict(d), [p])["vsibench_overall"] for d, p in zip(docs, preds, strict=True)
+    ]
     per_question = [float(o[CASES.metric_key(d["question_type"])]) for d, o in zip(docs, processed, strict=True)]
     _check_scores(docs, preds, per_question, lm._compute_all_subscores(processed))
 

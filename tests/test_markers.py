@@ -33,7 +33,7 @@ def _is_run_list(node: ast.AST) -> bool:
     items = _strings(node)
     if "--dry-run" in items:
         return False
-    return items[:1] == ["run"] or any(a == "geovr" and b == "run" for a, b in zip(items, items[1:]))
+    return items[:1] == ["run"] or any(a == "geovr" and b == "run" for a, b in zip(items, items[1:], strict=False))
 
 
 def _name(func: ast.AST) -> str:
@@ -43,15 +43,30 @@ def _name(func: ast.AST) -> str:
 def _runs_end_to_end(fn: ast.AST) -> bool:
     """``fn`` calls the CLI's run expecting success, or builds a subprocess ``geovr run`` command."""
     for node in ast.walk(fn):
-        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Call) and _name(node.left.func).endswith(
-                "main") and node.left.args and _is_run_list(node.left.args[0]):
+        if (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Call)
+            and _name(node.left.func).endswith("main")
+            and node.left.args
+            and _is_run_list(node.left.args[0])
+        ):
             if all(isinstance(c, ast.Constant) and c.value == 0 for c in node.comparators):
                 return True
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and _name(node.value.func).endswith(
-                "main") and node.value.args and _is_run_list(node.value.args[0]):
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and _name(node.value.func).endswith("main")
+            and node.value.args
+            and _is_run_list(node.value.args[0])
+        ):
             return True
-    commands = {t.id for n in ast.walk(fn) if isinstance(n, ast.Assign) and _is_run_list(n.value)
-                for t in n.targets if isinstance(t, ast.Name)}
+    commands = {
+        t.id
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Assign) and _is_run_list(n.value)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
     for node in ast.walk(fn):  # a process started with a `geovr run` command (literal or a name bound to one)
         if isinstance(node, ast.Call) and _name(node.func) in SUBPROCESS and node.args:
             arg = node.args[0]
@@ -67,9 +82,12 @@ def _marked_slow(decorators: list[ast.expr]) -> bool:
 def unmarked_end_to_end(path: Path) -> list[str]:
     """``file::test`` of every test in ``path`` that runs end to end without the ``slow`` marker."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    module_slow = any(isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
-                                                        for t in n.targets) and "slow" in ast.unparse(n.value)
-                      for n in tree.body)
+    module_slow = any(
+        isinstance(n, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in n.targets)
+        and "slow" in ast.unparse(n.value)
+        for n in tree.body
+    )
     functions = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     helpers = {name for name, fn in functions.items() if not name.startswith("test_") and _runs_end_to_end(fn)}
     found = []
@@ -84,21 +102,29 @@ def unmarked_end_to_end(path: Path) -> list[str]:
 
 def test_end_to_end_runs_are_marked_slow():
     found = [t for path in _test_files() for t in unmarked_end_to_end(path)]
-    assert not found, "end-to-end tests (they train through `geovr run`) without @pytest.mark.slow:\n" + "\n".join(found)
+    assert not found, "end-to-end tests (they train through `geovr run`) without @pytest.mark.slow:\n" + "\n".join(
+        found
+    )
 
 
-@pytest.mark.parametrize("source,flagged", [
-    ('def test_a():\n    assert main(["run", "r.toml"]) == 0\n', True),
-    ('def test_a():\n    main(["run", "r.toml", "trainer.max_steps=2"])\n', True),
-    ('def test_a():\n    assert main(["run", "r.toml", "--dry-run"]) == 0\n', False),
-    ('def test_a():\n    assert main(["run", "r.toml", "trainer.lr=nan"]) == 2\n', False),
-    ('def test_a():\n    subprocess.run([sys.executable, "-m", "geovr", "run", "r.toml"])\n', True),
-    ('def test_a():\n    cmd = ["geovr", "run", "r.toml"]\n    p = subprocess.Popen(cmd)\n', True),
-    ('def test_a():\n    assert launch_command("c", ["run", "r.toml"]) == ["geovr", "run", "r.toml"]\n', False),
-    ('def _train(p):\n    assert geovr_main(["run", p]) == 0\n\ndef test_a():\n    _train("x")\n', True),
-    ('import pytest\n\n@pytest.mark.slow\ndef test_a():\n    assert main(["run", "r.toml"]) == 0\n', False),
-    ('import pytest\npytestmark = pytest.mark.slow\n\ndef test_a():\n    assert main(["run", "r.toml"]) == 0\n', False),
-])
+@pytest.mark.parametrize(
+    "source,flagged",
+    [
+        ('def test_a():\n    assert main(["run", "r.toml"]) == 0\n', True),
+        ('def test_a():\n    main(["run", "r.toml", "trainer.max_steps=2"])\n', True),
+        ('def test_a():\n    assert main(["run", "r.toml", "--dry-run"]) == 0\n', False),
+        ('def test_a():\n    assert main(["run", "r.toml", "trainer.lr=nan"]) == 2\n', False),
+        ('def test_a():\n    subprocess.run([sys.executable, "-m", "geovr", "run", "r.toml"])\n', True),
+        ('def test_a():\n    cmd = ["geovr", "run", "r.toml"]\n    p = subprocess.Popen(cmd)\n', True),
+        ('def test_a():\n    assert launch_command("c", ["run", "r.toml"]) == ["geovr", "run", "r.toml"]\n', False),
+        ('def _train(p):\n    assert geovr_main(["run", p]) == 0\n\ndef test_a():\n    _train("x")\n', True),
+        ('import pytest\n\n@pytest.mark.slow\ndef test_a():\n    assert main(["run", "r.toml"]) == 0\n', False),
+        (
+            'import pytest\npytestmark = pytest.mark.slow\n\ndef test_a():\n    assert main(["run", "r.toml"]) == 0\n',
+            False,
+        ),
+    ],
+)
 def test_the_audit_finds_unmarked_runs(tmp_path, source, flagged):
     path = REPO / "tests" / f"_audit_probe_{tmp_path.name}.py"
     try:

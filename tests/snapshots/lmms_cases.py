@@ -41,8 +41,21 @@ def _numeric_response(rng: random.Random, target: float) -> str:
 
 def _choice_response(rng: random.Random) -> str:
     letter = rng.choice("ABCDabcd")
-    return rng.choice([letter, f"{letter}.", f"{letter}. the chair", f" {letter}", f"{letter})", f"{letter}.\n",
-                       f"Option {letter}", "", "The answer is B", f"{letter}..", f"{letter} ."])
+    return rng.choice(
+        [
+            letter,
+            f"{letter}.",
+            f"{letter}. the chair",
+            f" {letter}",
+            f"{letter})",
+            f"{letter}.\n",
+            f"Option {letter}",
+            "",
+            "The answer is B",
+            f"{letter}..",
+            f"{letter} .",
+        ]
+    )
 
 
 def cases(n: int, seed: int) -> tuple[list[dict], list[str]]:
@@ -53,15 +66,30 @@ def cases(n: int, seed: int) -> tuple[list[dict], list[str]]:
         qt = rng.choice(NUMERICAL + CHOICE) if i >= len(NUMERICAL + CHOICE) else (NUMERICAL + CHOICE)[i]
         if qt in NUMERICAL:
             target = rng.choice([rng.randint(1, 12), round(rng.uniform(0.1, 9.0), 1), rng.randint(10, 400)])
-            docs.append({"id": str(i), "dataset": "scannet", "scene_name": "s", "question_type": qt,
-                         "question": f"How many chairs are in room {i}?", "options": None,
-                         "ground_truth": str(target)})
+            docs.append(
+                {
+                    "id": str(i),
+                    "dataset": "scannet",
+                    "scene_name": "s",
+                    "question_type": qt,
+                    "question": f"How many chairs are in room {i}?",
+                    "options": None,
+                    "ground_truth": str(target),
+                }
+            )
             preds.append(_numeric_response(rng, float(target)))
         else:
-            docs.append({"id": str(i), "dataset": "scannet", "scene_name": "s", "question_type": qt,
-                         "question": f"Which is closest to the door {i}?",
-                         "options": ["A. chair", "B. table", "C. sofa", "D. lamp"],
-                         "ground_truth": rng.choice("ABCD")})
+            docs.append(
+                {
+                    "id": str(i),
+                    "dataset": "scannet",
+                    "scene_name": "s",
+                    "question_type": qt,
+                    "question": f"Which is closest to the door {i}?",
+                    "options": ["A. chair", "B. table", "C. sofa", "D. lamp"],
+                    "ground_truth": rng.choice("ABCD"),
+                }
+            )
             preds.append(_choice_response(rng))
     return docs, preds
 

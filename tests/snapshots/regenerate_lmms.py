@@ -42,23 +42,44 @@ def main() -> int:
     lm = _load("_lmms_vsibench_utils", Path(dist.locate_file("lmms_eval/tasks/vsibench/utils.py")))
     cases = _load("_lmms_cases", HERE / "lmms_cases.py")
 
-    records = [{"kind": "meta", "lmms_eval": dist.version, "python": sys.version.split()[0],
-                "seeds": list(cases.SEEDS), "cases_per_seed": cases.CASES_PER_SEED}]
+    records = [
+        {
+            "kind": "meta",
+            "lmms_eval": dist.version,
+            "python": sys.version.split()[0],
+            "seeds": list(cases.SEEDS),
+            "cases_per_seed": cases.CASES_PER_SEED,
+        }
+    ]
     for seed in cases.SEEDS:
         docs, preds = cases.cases(cases.CASES_PER_SEED, seed)
         processed = []
         for doc, pred in zip(docs, preds, strict=True):
             out = lm.vsibench_process_results(dict(doc), [pred])["vsibench_overall"]
             processed.append(out)
-            records.append({"kind": "case", "seed": seed, "id": doc["id"], "question_type": doc["question_type"],
-                            "ground_truth": doc["ground_truth"], "prediction": pred,
-                            "score": float(out[cases.metric_key(doc["question_type"])])})
+            records.append(
+                {
+                    "kind": "case",
+                    "seed": seed,
+                    "id": doc["id"],
+                    "question_type": doc["question_type"],
+                    "ground_truth": doc["ground_truth"],
+                    "prediction": pred,
+                    "score": float(out[cases.metric_key(doc["question_type"])]),
+                }
+            )
         subscores = {k: float(v) for k, v in sorted(lm._compute_all_subscores(processed).items())}
         records.append({"kind": "aggregate", "seed": seed, "subscores": subscores})
     docs, _ = cases.cases(len(cases.NUMERICAL + cases.CHOICE), 0)
     for doc in docs:
-        records.append({"kind": "prompt", "question_type": doc["question_type"], "doc": doc,
-                        "text": lm.vsibench_doc_to_text(dict(doc), {})})
+        records.append(
+            {
+                "kind": "prompt",
+                "question_type": doc["question_type"],
+                "doc": doc,
+                "text": lm.vsibench_doc_to_text(dict(doc), {}),
+            }
+        )
     with OUT.open("w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, sort_keys=True) + "\n")
