@@ -46,6 +46,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_stay_in_sync_and_match_single_process(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(SCRIPT)
