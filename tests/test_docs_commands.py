@@ -318,3 +318,26 @@ def test_documented_eval_overrides_reach_the_evaluator(parser):
     (n0, c0), (n1, c1) = named_configs(args)
     assert (n0, c0.protocol, c0.limit, c0.data_dir) == ("vsibench", "geovr", 3, "d")
     assert (n1, c1.protocol, c1.limit) == ("synthetic_qa", "lmms-eval", 5)
+
+
+def _help_examples(parser, prefix: str = "geovr") -> list[tuple[str, list[str]]]:
+    """The ``geovr ...`` example lines of every verb's ``--help`` epilog (a description follows 2+ spaces)."""
+    found = []
+    for line in (parser.epilog or "").splitlines():
+        text = re.split(r"\s{2,}", line.strip())[0]
+        if text.startswith("geovr "):
+            found += [(f"{prefix} --help", argv) for argv in _commands_in(_tokens(text))]
+    for name, sub in _subcommands(parser).items():
+        found += _help_examples(sub, f"{prefix} {name}")
+    return found
+
+
+def test_help_examples_parse(parser):
+    examples = _help_examples(parser)
+    assert len({where for where, _ in examples}) >= 8  # the top level and most verbs have examples
+    problems = [
+        f"{where}: geovr {shlex.join(argv)}\n  {problem}"
+        for where, argv in examples
+        if (problem := check_command(parser, argv))
+    ]
+    assert not problems, "\n".join(problems)
