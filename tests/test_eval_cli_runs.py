@@ -39,6 +39,7 @@ progress = false
     return recipe, run
 
 
+@pytest.mark.slow
 def test_eval_run_dir_and_export(tmp_path, capsys):
     from geovr.cli.main import main
 
@@ -79,6 +80,7 @@ dataset_options = {num_samples = 2, num_frames = 2, image_size = [32, 32]}
     assert "neither a transformers checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_callback_during_and_after_training(tmp_path, capsys):
     from geovr.cli.main import main
 

@@ -1,117 +1,135 @@
 """Agreement of the lmms-eval protocol with lmms-eval 0.7.x's own VSI-Bench functions.
 
-lmms-eval is not a test dependency (it pulls ~80 packages and pins an older PyAV). The test loads
-``lmms_eval/tasks/vsibench/utils.py`` from an installed lmms-eval distribution directly (it needs
-numpy, pandas, pyyaml, loguru and datasets) and skips with the reason when that is not possible.
+Always: geovr's scoring of the generated cases (``tests/snapshots/lmms_cases.py``) is compared with a
+committed snapshot of lmms-eval 0.7's outputs for the same cases (``tests/snapshots/
+vsibench_lmms_eval_0.7.jsonl``, written by ``tests/snapshots/regenerate_lmms.py``; see the README there):
+per-question scores exactly, task and overall scores to 1e-9, and the prompts verbatim.
+
+Also, where lmms-eval 0.7.x is importable (it is not a test dependency: it pulls ~80 packages and pins an
+older PyAV), the same comparison runs live against ``lmms_eval/tasks/vsibench/utils.py`` loaded from the
+installed distribution; those tests skip with the reason otherwise.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
-import random
+import json
+from pathlib import Path
 
 import pytest
 
 from geovr.eval.prompts import doc_prompt
-from geovr.eval.vsibench import DIRECTION_LEVELS, TASKS, score, score_question
+from geovr.eval.vsibench import TASKS, score, score_question
+
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+SNAPSHOT = SNAPSHOTS / "vsibench_lmms_eval_0.7.jsonl"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = _load("_lmms_cases", SNAPSHOTS / "lmms_cases.py")
+
+
+def _subscore_name(task: str) -> str:
+    return f"{task}_{CASES.metric_key(task)}" if task in CASES.NUMERICAL else f"{task}_accuracy"
+
+
+def _snapshot() -> dict:
+    records = [json.loads(line) for line in SNAPSHOT.read_text(encoding="utf-8").splitlines()]
+    out = {"meta": None, "cases": {}, "aggregate": {}, "prompts": []}
+    for r in records:
+        if r["kind"] == "meta":
+            out["meta"] = r
+        elif r["kind"] == "case":
+            out["cases"].setdefault(r["seed"], []).append(r)
+        elif r["kind"] == "aggregate":
+            out["aggregate"][r["seed"]] = r["subscores"]
+        else:
+            out["prompts"].append(r)
+    return out
+
+
+@pytest.fixture(scope="module")
+def snapshot():
+    return _snapshot()
+
+
+def _check_scores(docs, preds, per_question, subscores):
+    """geovr's lmms-eval protocol against lmms-eval's per-question scores and ``_compute_all_subscores``."""
+    for doc, pred, theirs in zip(docs, preds, per_question, strict=True):
+        ours = score_question(doc, pred, protocol="lmms-eval")[1]
+        assert ours == pytest.approx(theirs, abs=1e-12), (doc, pred)
+    ours = score(docs, preds, protocol="lmms-eval")
+    for t in TASKS:
+        assert ours[t] == pytest.approx(100 * subscores[_subscore_name(t)], abs=1e-9), t
+    assert ours["overall"] == pytest.approx(100 * subscores["overall"], abs=1e-9)
+    # the generated cases exercise both parsers' interesting branches
+    assert 0 < sum(s == 0 for s in per_question) < len(docs)
+    assert 0 < sum(s == 1 for s in per_question) < len(docs)
+
+
+def test_snapshot_is_of_lmms_eval_07_and_of_these_cases(snapshot):
+    assert snapshot["meta"]["lmms_eval"].startswith("0.7."), snapshot["meta"]
+    assert sorted(snapshot["cases"]) == list(CASES.SEEDS)
+    for seed in CASES.SEEDS:
+        docs, preds = CASES.cases(CASES.CASES_PER_SEED, seed)
+        recorded = snapshot["cases"][seed]
+        assert [(r["id"], r["question_type"], r["ground_truth"], r["prediction"]) for r in recorded] == [
+            (d["id"], d["question_type"], d["ground_truth"], p) for d, p in zip(docs, preds, strict=True)
+        ], "the case generator changed: regenerate the snapshot (tests/snapshots/regenerate_lmms.py)"
+
+
+@pytest.mark.parametrize("seed", CASES.SEEDS)
+def test_scores_match_lmms_eval_snapshot(snapshot, seed):
+    docs, preds = CASES.cases(CASES.CASES_PER_SEED, seed)
+    _check_scores(docs, preds, [r["score"] for r in snapshot["cases"][seed]], snapshot["aggregate"][seed])
+
+
+def test_prompts_match_lmms_eval_snapshot(snapshot):
+    assert {p["question_type"] for p in snapshot["prompts"]} == set(CASES.NUMERICAL + CASES.CHOICE)
+    for p in snapshot["prompts"]:
+        assert doc_prompt(p["doc"], protocol="lmms-eval") == p["text"], p["question_type"]
+
+
+# -- live, where lmms-eval 0.7.x is installed ---------------------------------------------------------
 
 
 def _lmms_vsibench():
     try:
         dist = md.distribution("lmms-eval")
     except md.PackageNotFoundError:
-        pytest.skip("lmms-eval is not installed (pip install 'lmms-eval>=0.7,<0.8'); parity with its VSI-Bench "
-                    "scoring is not checked")
+        pytest.skip(
+            "lmms-eval is not installed (pip install 'lmms-eval>=0.7,<0.8'); the snapshot tests above "
+            "compare with its recorded outputs"
+        )
     if not dist.version.startswith("0.7."):
         pytest.skip(f"lmms-eval {dist.version} installed; this parity test targets 0.7.x")
     path = dist.locate_file("lmms_eval/tasks/vsibench/utils.py")
-    spec = importlib.util.spec_from_file_location("_lmms_vsibench_utils", path)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        return _load("_lmms_vsibench_utils", Path(path))
     except (ImportError, OSError) as exc:
         pytest.skip(f"lmms-eval's VSI-Bench utils at {path} cannot be imported: {exc}")
-    return module
 
 
-NUMERICAL = ["object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation"]
-CHOICE = ["object_rel_distance", *DIRECTION_LEVELS, "route_planning", "obj_appearance_order"]
-WORDS = ["zero", "one", "two", "three", "seven", "eleven", "twelve", "nineteen", "twenty", "forty", "ninety"]
-
-
-def _numeric_response(rng: random.Random, target: float) -> str:
-    kind = rng.randrange(9)
-    near = target * rng.choice([0.4, 0.5, 0.55, 0.75, 0.9, 0.95, 1.0, 1.05, 1.25, 1.5, 2.0, rng.uniform(0, 2)])
-    if kind == 0:
-        return f"{near:g}"
-    if kind == 1:
-        return f"{round(near, 2)}"
-    if kind == 2:
-        return f"There are {int(round(near))} of them."
-    if kind == 3:
-        return rng.choice(WORDS).capitalize() + "."
-    if kind == 4:
-        return f"{rng.choice(WORDS)}-{rng.choice(['one', 'two', 'five'])} meters"
-    if kind == 5:
-        return f"{rng.choice(WORDS)} hundred and {rng.choice(WORDS)} cm, not {rng.randint(1, 9)}"
-    if kind == 6:
-        return f"room {rng.randint(1, 9)}, {rng.choice(WORDS)} chairs"
-    if kind == 7:
-        return rng.choice(["", "I don't know", "none", "N/A", "-", "approximately"])
-    return f"-{near:.1f}" if rng.random() < 0.3 else f"{near:.3f}m"
-
-
-def _choice_response(rng: random.Random) -> str:
-    letter = rng.choice("ABCDabcd")
-    return rng.choice([letter, f"{letter}.", f"{letter}. the chair", f" {letter}", f"{letter})", f"{letter}.\n",
-                       f"Option {letter}", "", "The answer is B", f"{letter}..", f"{letter} ."])
-
-
-def _cases(n: int, seed: int):
-    rng = random.Random(seed)
-    docs, preds = [], []
-    for i in range(n):
-        qt = rng.choice(NUMERICAL + CHOICE) if i >= len(NUMERICAL + CHOICE) else (NUMERICAL + CHOICE)[i]
-        if qt in NUMERICAL:
-            target = rng.choice([rng.randint(1, 12), round(rng.uniform(0.1, 9.0), 1), rng.randint(10, 400)])
-            docs.append({"id": str(i), "dataset": "scannet", "scene_name": "s", "question_type": qt,
-                         "question": f"How many chairs are in room {i}?", "options": None,
-                         "ground_truth": str(target)})
-            preds.append(_numeric_response(rng, float(target)))
-        else:
-            docs.append({"id": str(i), "dataset": "scannet", "scene_name": "s", "question_type": qt,
-                         "question": f"Which is closest to the door {i}?",
-                         "options": ["A. chair", "B. table", "C. sofa", "D. lamp"],
-                         "ground_truth": rng.choice("ABCD")})
-            preds.append(_choice_response(rng))
-    return docs, preds
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_scores_match_lmms_eval(seed):
+@pytest.mark.parametrize("seed", CASES.SEEDS)
+def test_scores_match_lmms_eval_live(seed):
     lm = _lmms_vsibench()
-    docs, preds = _cases(400, seed)
-    processed = []
-    for doc, pred in zip(docs, preds):
-        out = lm.vsibench_process_results(dict(doc), [pred])["vsibench_overall"]
-        processed.append(out)
-        key = "accuracy" if doc["question_type"] in CHOICE else "MRA:.5:.95:.05"
-        ours = score_question(doc, pred, protocol="lmms-eval")[1]
-        assert ours == pytest.approx(float(out[key]), abs=1e-12), (doc, pred)
-    theirs = lm._compute_all_subscores(processed)
-    ours = score(docs, preds, protocol="lmms-eval")
-    names = {t: (f"{t}_accuracy" if t not in NUMERICAL else f"{t}_MRA:.5:.95:.05") for t in TASKS}
-    names["object_rel_direction"] = "object_rel_direction_accuracy"
-    for t in TASKS:
-        assert ours[t] == pytest.approx(100 * theirs[names[t]], abs=1e-9), t
-    assert ours["overall"] == pytest.approx(100 * theirs["overall"], abs=1e-9)
-    # the generated cases exercise both parsers' interesting branches
-    assert 0 < sum(score_question(d, p, protocol="lmms-eval")[1] == 0 for d, p in zip(docs, preds)) < len(docs)
+    docs, preds = CASES.cases(CASES.CASES_PER_SEED, seed)
+    processed = [
+        lm.vsibench_process_results(dict(d), [p])["vsibench_overall"] for d, p in zip(docs, preds, strict=True)
+    ]
+    per_question = [float(o[CASES.metric_key(d["question_type"])]) for d, o in zip(docs, processed, strict=True)]
+    _check_scores(docs, preds, per_question, lm._compute_all_subscores(processed))
 
 
-def test_prompts_match_lmms_eval():
+def test_prompts_match_lmms_eval_live():
     lm = _lmms_vsibench()
-    docs, _ = _cases(len(NUMERICAL + CHOICE), 0)
+    docs, _ = CASES.cases(len(CASES.NUMERICAL + CASES.CHOICE), 0)
     for doc in docs:
         assert doc_prompt(doc, protocol="lmms-eval") == lm.vsibench_doc_to_text(dict(doc), {}), doc["question_type"]

@@ -175,6 +175,7 @@ state.destroy_process_group()  # a live gloo group can abort the interpreter at 
 '''
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_split_and_merge(tmp_path):
     """Launched like torchrun: the two ranks answer disjoint halves, rank 0 merges, both get the scores."""
     import os

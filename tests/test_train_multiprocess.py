@@ -43,6 +43,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_stay_in_sync_and_match_single_process(tmp_path):
     out = tmp_path / "ddp"
     outputs = launch(SCRIPT, tmp_path, out, name="ddp_run.py")

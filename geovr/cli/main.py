@@ -49,6 +49,19 @@ def build_parser(host=None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv`` as ``geovr`` does: ``key=value`` overrides may also follow the options (argparse
+    stops collecting a positional list at the first option). Usage errors exit through argparse."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if isinstance(getattr(args, "overrides", None), list) and all(
+                "=" in e and not e.startswith("-") for e in extra):
+            args.overrides.extend(extra)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``geovr`` console script."""
     warnings.formatwarning = _format_warning
@@ -59,13 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         host = load_plugins()
         parser = build_parser(host)
         try:
-            args, extra = parser.parse_known_args(argv)
-            if extra:  # key=value overrides placed after options (argparse stops at the first option)
-                if isinstance(getattr(args, "overrides", None), list) and all(
-                        "=" in e and not e.startswith("-") for e in extra):
-                    args.overrides.extend(extra)
-                else:
-                    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args = parse_args(parser, argv)
         except SystemExit as exc:  # argparse usage errors and --help/--version
             return int(exc.code or 0)
         if not getattr(args, "func", None):

@@ -21,6 +21,7 @@ EXAMPLES = """\
   geovr eval runs/qwen_vggt --data data/vsibench protocol=geovr
   geovr eval --model exported/ --evaluator vsibench --data data/vsibench
   geovr eval --model exported/ --evaluator vsibench --data data/vsibench protocol=geovr limit=200
+  geovr eval --model exported/ --evaluator vsibench --evaluator synthetic_qa --data data/vsibench evaluators.0.limit=50
   geovr eval --model exported/ --data data/vsibench num_frames=128 --backbone-option max_frames=128
   geovr eval --model exported/ --evaluator synthetic_qa --json
   geovr eval --model GeoVR-VGGT-Qwen3-VL-2B --evaluator vsibench --data data/vsibench protocol=geovr num_frames=128 --backbone-option max_frames=128
@@ -34,7 +35,8 @@ def add_parser(sub) -> None:
         description="Build a backbone and run evaluators. Give a RECIPE (its [backbone] and [[evaluators]]), a "
                     "training run directory (its recipe and last checkpoint), or --model DIR (a plain "
                     "transformers checkpoint such as a `geovr export` output) with --evaluator. Trailing "
-                    "key=value pairs override recipe keys, or with --model set evaluator options. Reports go "
+                    "key=value pairs override recipe keys, or with --model set evaluator options (key=value for "
+                    "every named evaluator, evaluators.N.key=value for the N-th). Reports go "
                     "to OUTPUT/<evaluator>-<protocol>/ (predictions.jsonl, results.json/.md/.png); OUTPUT "
                     "defaults to <output_dir>/eval for a recipe, RUN_DIR/eval/<checkpoint> for a run and "
                     "runs/eval-<name> for --model.",
@@ -125,21 +127,53 @@ def _model_mode(args) -> tuple[object, list[tuple[str, object]], str]:
     return ctx.backbone, evaluators, output
 
 
+def _key_values_after_model(args) -> None:
+    """With ``--model``, argparse gives the first trailing ``key=value`` to the RECIPE slot: move it back."""
+    if args.model and args.recipe and "=" in args.recipe and not Path(args.recipe).exists():
+        args.overrides.insert(0, args.recipe)
+        args.recipe = None
+
+
+def named_configs(args) -> list[tuple[str, object]]:
+    """The evaluators named by ``--evaluator`` (default ``vsibench`` with ``--data``, else ``synthetic_qa``)
+    with their parsed options. A trailing ``key=value`` sets the option of every named evaluator;
+    ``evaluators.N.key=value`` (the recipe grammar) sets it for the N-th only. ``--data`` sets vsibench's
+    ``data_dir``. Unknown names and options raise with the key."""
+    from geovr.plugins import get_registry
+
+    _key_values_after_model(args)
+    registry = get_registry()
+    names = args.evaluator or (["vsibench"] if args.data else ["synthetic_qa"])
+    shared, own = {}, [{} for _ in names]
+    for key, value in _parse_options(args.overrides).items():
+        head, _, rest = key.partition(".")
+        if head != "evaluators":
+            shared[key] = value
+            continue
+        index, _, option = rest.partition(".")
+        if not index.isdigit() or not option or "." in option:
+            raise UsageError(f"option {key!r}: expected evaluators.N.OPTION=value (N = position among the "
+                             f"evaluators: {', '.join(f'{i}={n}' for i, n in enumerate(names))})")
+        if int(index) >= len(names):
+            raise UsageError(f"option {key!r}: there are {len(names)} evaluators ({', '.join(names)}); "
+                             f"indices start at 0")
+        own[int(index)][option] = value
+    out = []
+    for name, options in zip(names, own, strict=True):
+        spec = registry.get("evaluator", name)
+        table = {**shared, **options}
+        if args.data and name == "vsibench":
+            table.setdefault("data_dir", args.data)
+        out.append((name, spec.parse_config(table)))
+    return out
+
+
 def _named_evaluators(args, ctx) -> list[tuple[str, object]]:
-    """Evaluators named by ``--evaluator`` (default ``vsibench`` with ``--data``, else ``synthetic_qa``),
-    all configured from the trailing ``key=value`` options (``--data`` sets vsibench's ``data_dir``)."""
+    """:func:`named_configs`, built."""
     from geovr.plugins import get_registry
 
     registry = get_registry()
-    options = _parse_options(args.overrides)
-    out = []
-    for name in args.evaluator or (["vsibench"] if args.data else ["synthetic_qa"]):
-        spec = registry.get("evaluator", name)
-        table = dict(options)
-        if args.data and name == "vsibench":
-            table.setdefault("data_dir", args.data)
-        out.append((name, spec.build(spec.parse_config(table), ctx)))
-    return out
+    return [(name, registry.get("evaluator", name).build(config, ctx)) for name, config in named_configs(args)]
 
 
 def _select(recipe, recipe_path, only) -> None:
@@ -192,9 +226,7 @@ def _run_dir_mode(args, run_dir: Path):
 
 def run(args) -> int:
     """Run the verb; returns the exit code (errors surface as :class:`geovr.errors.GeovrError`)."""
-    if args.model and args.recipe and "=" in args.recipe and not Path(args.recipe).exists():
-        args.overrides.insert(0, args.recipe)  # argparse gave the first key=value to the RECIPE slot
-        args.recipe = None
+    _key_values_after_model(args)
     if args.model:
         if args.recipe:
             raise UsageError("give either RECIPE/RUN_DIR or --model DIR, not both")

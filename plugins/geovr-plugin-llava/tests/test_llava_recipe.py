@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 
 from geovr.recipe import load_recipe
 from geovr.recipe.load import shipped_recipes
@@ -14,6 +15,7 @@ from geovr_plugin_llava.testing import save_tiny_checkpoint
 OBJECTIVES = ("camera_pose", "depth", "metric_scale", "feature_distill")
 
 
+@pytest.mark.slow
 def test_tiny_synthetic_recipe_with_llava_backbone(tmp_path):
     ckpt = save_tiny_checkpoint(str(tmp_path / "llava"))
     overrides = [
