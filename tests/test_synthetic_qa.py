@@ -223,4 +223,4 @@ def test_appearance_order_questions_for_16_frame_videos():
             frames = [first[next(o.id for o in scene.objects if o.category == c)] for c in order]
             assert frames == sorted(frames) and len(set(frames)) == 4
         n += len(recs)
-    assert n >= 3
+    assert n >= 6  # 8 of 12 scenes here; 3 before ties at the first frame stopped suppressing them
