@@ -24,7 +24,13 @@ import numpy as np
 
 from geovr.data.configs import QUESTION_TYPES
 from geovr.data.synthetic.catalog import CATEGORIES
-from geovr.data.synthetic.measure import closest_distance, first_appearance, longest_dimension, signed_angle
+from geovr.data.synthetic.measure import (
+    closest_distance,
+    first_appearance,
+    longest_dimension,
+    pixel_counts,
+    signed_angle,
+)
 from geovr.data.synthetic.scene import Scene, SceneObject
 
 __all__ = ["QUESTION_TYPES", "NUMERICAL_TYPES", "generate_questions", "lettered"]
@@ -52,6 +58,7 @@ class _Ctx:
         self.unique = {c: objs[0] for c, objs in groups.items() if len(objs) == 1 and visible(objs[0])}
         self.groups = {c: objs for c, objs in groups.items() if all(visible(o) for o in objs)}
         self._dist: dict[tuple[int, int], float] = {}
+        self.counts = None  # pixel counts per frame and id (set when an id video is given)
 
     def dist(self, a: SceneObject, b: SceneObject) -> float:
         key = (min(a.id, b.id), max(a.id, b.id))
@@ -189,7 +196,7 @@ def _route(ctx):
 def _appearance(ctx, ids, min_pixels):
     if ids is None or len(ctx.unique) < 4:
         return None
-    first = first_appearance(ids, [o.id for o in ctx.unique.values()], min_pixels)
+    first = first_appearance(ids, [o.id for o in ctx.unique.values()], min_pixels, counts=ctx.counts)
     by_frame: dict[int, list[str]] = {}
     for c, o in ctx.unique.items():
         if o.id in first:
@@ -208,12 +215,12 @@ def _appearance(ctx, ids, min_pixels):
     return f"In which order do these categories first appear in the video: {listed}?", opts, gt
 
 
-def seen_objects(ids, object_ids, min_pixels: int = 4, min_fraction: float = 0.0) -> set[int]:
+def seen_objects(ids, object_ids, min_pixels: int = 4, min_fraction: float = 0.0, counts=None) -> set[int]:
     """Instance ids among ``object_ids`` covering ``>= max(min_pixels, min_fraction·H·W)`` pixels of
     some frame of the instance-id video ``ids [S,H,W]``."""
     ids = np.asarray(ids)
     need = max(int(min_pixels), int(math.ceil(min_fraction * ids.shape[-1] * ids.shape[-2])))
-    return set(first_appearance(ids, object_ids, need))
+    return set(first_appearance(ids, object_ids, need, counts=counts))
 
 
 def generate_questions(scene: Scene, ids=None, *, seed: int = 0, question_types=QUESTION_TYPES,
@@ -228,16 +235,18 @@ def generate_questions(scene: Scene, ids=None, *, seed: int = 0, question_types=
     unknown = set(question_types) - set(QUESTION_TYPES)
     if unknown:
         raise ValueError(f"unknown question types {sorted(unknown)}; expected some of {QUESTION_TYPES}")
-    visible = None
+    visible = counts = None
     if ids is not None:
         ids = np.asarray(ids)
-        visible = seen_objects(ids, [o.id for o in scene.objects], min_pixels, min_fraction)
+        counts = pixel_counts(ids)
+        visible = seen_objects(ids, [o.id for o in scene.objects], min_pixels, min_fraction, counts=counts)
         min_pixels = max(int(min_pixels), int(math.ceil(min_fraction * ids.shape[-1] * ids.shape[-2])))
     records: list[dict] = []
     for t_index, qtype in enumerate(QUESTION_TYPES):
         if qtype not in question_types:
             continue
         ctx = _Ctx(scene, np.random.default_rng([int(seed), int(scene.seed), t_index]), visible)
+        ctx.counts = counts
         asked: set[str] = set()
         for _ in range(attempts if qtype != "room_size_estimation" else 1):
             if len(asked) >= per_type:
