@@ -12,7 +12,7 @@ import warnings
 from geovr import __version__
 from geovr.errors import GeovrError
 
-VERBS = ("run", "validate", "show", "recipes", "list_plugins", "list_components")
+VERBS = ("run", "validate", "show", "recipes", "list_plugins", "list_components", "ablate", "compare")
 
 EPILOG = """\
 examples:

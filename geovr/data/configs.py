@@ -5,6 +5,8 @@ Field defaults are the recipe defaults; ``check()`` returns cross-field problems
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from geovr.recipe.preflight import missing_path
@@ -38,7 +40,9 @@ class SyntheticRoomsConfig:
     consecutive samples share a scene and ask its different questions (fewer scenes to render per
     sample). ``cache``: keep rendered scenes on disk, keyed by these options
     (:mod:`geovr.data.synthetic.cache`; ``cache_dir`` default ``$GEOVR_CACHE_DIR/scenes``), so every
-    run asking for the same scene renders it once."""
+    run asking for the same scene renders it once. ``prompt``: ``"lmms-eval"`` or ``"geovr"`` turns each
+    question into that evaluation protocol's full prompt text (options folded in, ``options = None``),
+    so a student trains on the text it is evaluated with; ``None`` keeps question and options apart."""
 
     num_samples: int = 64
     num_frames: int = 8
@@ -50,6 +54,7 @@ class SyntheticRoomsConfig:
     with_geometry: bool = True
     compile_renderer: bool = False
     questions_per_scene: int = 1
+    prompt: Literal["lmms-eval", "geovr"] | None = None
     cache: bool = True
     cache_dir: str | None = None
 

@@ -80,10 +80,15 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
         raise DataError(f"synthetic_rooms: no question of types {config.question_types} for sample {index}")
     order = np.random.default_rng([s, 1]).permutation(len(records))
     rec = records[int(order[slot % len(records)])]
+    question, options = rec["question"], rec["options"]
+    if getattr(config, "prompt", None):
+        from geovr.eval.prompts import doc_prompt
+
+        question, options = doc_prompt(rec, protocol=config.prompt), None
     sample = {
         "frames": entry["rgb"].permute(0, 3, 1, 2).float().div_(255.0),
         "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
-        "question": rec["question"], "options": rec["options"], "answer": rec["ground_truth"],
+        "question": question, "options": options, "answer": rec["ground_truth"],
         "question_type": rec["question_type"], "scene_id": scene.name,
         "sample_id": f"{scene.name}:{rec['id']}",
     }
