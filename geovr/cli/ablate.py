@@ -182,15 +182,24 @@ def execute(run: dict, *, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     exe = [sys.executable, "-m", "geovr"]
     log_path = run_dir / "ablate.log"
-    with open(log_path, "w", encoding="utf-8") as log:
+    trained = run_dir / ".ablate-trained"
+    with open(log_path, "a", encoding="utf-8") as log:
         t0 = time.perf_counter()
-        rc = _child([*exe, "run", run["recipe"], *run["overrides"], f'output_dir="{run_dir}"',
-                     "trainer.overwrite=true", "trainer.progress=false"], log, env)
+        if trained.is_file() and trained.read_text(encoding="utf-8").strip() == run["fingerprint"]:
+            log.write("training already done (resumed): evaluating only\n")
+        else:
+            rc = _child([*exe, "run", run["recipe"], *run["overrides"], f'output_dir="{run_dir}"',
+                         "trainer.overwrite=true", "trainer.progress=false"], log, env)
+            if rc != 0:
+                raise GeovrError(f"{run['arm']} seed {run['seed']}: training failed (exit {rc}); see {log_path}")
+            trained.write_text(run["fingerprint"] + "\n", encoding="utf-8")
         t_train = time.perf_counter() - t0
-        if rc != 0:
-            raise GeovrError(f"{run['arm']} seed {run['seed']}: training failed (exit {rc}); see {log_path}")
         eval_dir = run_dir / "eval" / "final"
         t0 = time.perf_counter()
+        if eval_dir.exists():  # answers of an interrupted evaluation: start it afresh
+            import shutil
+
+            shutil.rmtree(eval_dir)
         rc = _child([*exe, "eval", str(run_dir), "--output", str(eval_dir)], log, env)
         t_eval = time.perf_counter() - t0
         if rc != 0:

@@ -90,7 +90,8 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
         "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
         "question": question, "options": options, "answer": rec["ground_truth"],
         "question_type": rec["question_type"], "scene_id": scene.name,
-        "sample_id": f"{scene.name}:{rec['id']}",
+        # a scene with fewer matching questions than questions_per_scene repeats one: keep ids unique
+        "sample_id": f"{scene.name}:{rec['id']}" + (f"#{slot}" if slot >= len(records) else ""),
     }
     if config.with_geometry:
         sample.update(depth=entry["depth"], intrinsics=entry["intrinsics"].float(),
