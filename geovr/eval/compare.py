@@ -34,6 +34,7 @@ HEADLINE = {
     "qa_multiple_choice": (True, "accuracy 0–100"),
     "depth_absrel": (False, "AbsRel"),
     "depth_delta1": (True, "δ<1.25"),
+    "depth_aligned_absrel": (False, "AbsRel, scale-aligned"),
     "pose_error": (False, "degrees"),
     "translation_error": (False, "metres"),
 }
@@ -324,7 +325,8 @@ def reference_rows(reports: Sequence[dict]) -> dict[str, dict[str, float]]:
     import numpy as np
 
     rows: dict[str, dict[str, float]] = {"constant baseline": {}, "positive control": {}}
-    for m in ("depth_absrel", "depth_delta1", "pose_error", "translation_error"):
+    for m in ("depth_absrel", "depth_delta1", "depth_aligned_absrel", "depth_aligned_delta1", "pose_error",
+              "translation_error"):
         for name, suffix in (("constant baseline", "_constant"), ("positive control", "_control")):
             vals = [r["metrics"][m + suffix] for r in reports if m + suffix in r["metrics"]]
             if vals:

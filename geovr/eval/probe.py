@@ -131,20 +131,41 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return {"absrel": float(np.mean(np.abs(pred - gt) / gt)), "delta1": float(np.mean(ratio < 1.25))}
 
 
+def _video_mean(values: np.ndarray, videos: np.ndarray) -> np.ndarray:
+    """Per-row mean of ``values`` over the rows of the same video."""
+    _, inv = np.unique(np.asarray(videos), return_inverse=True)
+    sums = np.bincount(inv, weights=values)
+    return (sums / np.bincount(inv))[inv]
+
+
 def depth_probe(train_x: np.ndarray, train_depth: np.ndarray, test_x: np.ndarray, test_depth: np.ndarray,
                 ridge: float | Sequence[float] = DEFAULT_RIDGES, *, groups: Sequence | None = None,
-                folds: int = 5) -> dict[str, float]:
+                folds: int = 5, test_groups: Sequence | None = None) -> dict[str, float]:
     """Fit a log-depth probe on ``train_x [N,D]`` / ``train_depth [N]`` (metres, > 0; ``groups`` = scene
     of each row for the cross-validation) and score it on the test set. Returns ``absrel``, ``delta1``,
     ``ridge`` (chosen λ), ``cv_mse`` (best validation MSE of log depth) and the constant-prediction
-    baseline ``absrel_constant``, ``delta1_constant``."""
-    probe = ridge_fit(train_x, np.log(train_depth), ridge, groups=groups, folds=folds)
+    baseline ``absrel_constant``, ``delta1_constant``.
+
+    With ``groups`` and ``test_groups`` (the video of each row) also the *scale-aligned* scores
+    ``absrel_aligned``/``delta1_aligned`` (+ ``_constant``): a second probe fits log depth relative to
+    its video's mean log depth, and its predictions are scored after adding back the test video's mean
+    (median-scaling style evaluation: the depth layout, not the scene's scale; the constant is then
+    the video's mean depth everywhere)."""
+    logd = np.log(train_depth)
+    probe = ridge_fit(train_x, logd, ridge, groups=groups, folds=folds)
     pred = np.exp(np.clip(ridge_predict(probe, test_x), -10, 10))
     out = depth_metrics(pred, test_depth)
-    const = depth_metrics(np.full_like(test_depth, math.exp(np.log(train_depth).mean()), dtype=np.float64),
-                          test_depth)
+    const = depth_metrics(np.full_like(test_depth, math.exp(logd.mean()), dtype=np.float64), test_depth)
     out.update(absrel_constant=const["absrel"], delta1_constant=const["delta1"], ridge=probe["ridge"],
                cv_mse=min(probe["cv_mse"]) if probe["cv_mse"] else float("nan"))
+    if groups is not None and test_groups is not None:
+        rel = ridge_fit(train_x, logd - _video_mean(logd, groups), ridge, groups=groups, folds=folds)
+        base = _video_mean(np.log(test_depth), test_groups)
+        aligned = depth_metrics(np.exp(np.clip(ridge_predict(rel, test_x), -10, 10) + base), test_depth)
+        flat = depth_metrics(np.exp(base), test_depth)
+        out.update(absrel_aligned=aligned["absrel"], delta1_aligned=aligned["delta1"],
+                   absrel_aligned_constant=flat["absrel"], delta1_aligned_constant=flat["delta1"],
+                   cv_mse_aligned=min(rel["cv_mse"]) if rel["cv_mse"] else float("nan"))
     return out
 
 
@@ -248,7 +269,8 @@ def default_layers(num_layers: int) -> list[int]:
 
 
 #: Direction of every headline metric: True = higher is better.
-HIGHER_IS_BETTER = {"depth_absrel": False, "depth_delta1": True, "pose_error": False, "translation_error": False}
+HIGHER_IS_BETTER = {"depth_absrel": False, "depth_delta1": True, "depth_aligned_absrel": False,
+                    "depth_aligned_delta1": True, "pose_error": False, "translation_error": False}
 
 
 class GeometryProbe:
@@ -355,21 +377,29 @@ class GeometryProbe:
         per_layer = {}
         for layer in layers:
             xtr, dtr, gtr = depth_rows(train, lambda v, layer=layer: v["hidden"][layer])
-            xte, dte, _ = depth_rows(test, lambda v, layer=layer: v["hidden"][layer])
-            m = depth_probe(xtr, dtr, xte, dte, self.ridges, groups=gtr, folds=folds)
+            xte, dte, gte = depth_rows(test, lambda v, layer=layer: v["hidden"][layer])
+            m = depth_probe(xtr, dtr, xte, dte, self.ridges, groups=gtr, folds=folds, test_groups=gte)
             per_layer[layer] = m
             results[f"depth_absrel_L{layer}"] = m["absrel"]
             results[f"depth_delta1_L{layer}"] = m["delta1"]
         best = min(layers, key=lambda k: (per_layer[k]["cv_mse"] if math.isfinite(per_layer[k]["cv_mse"])
                                           else math.inf, k))
         first = per_layer[layers[0]]
-        ctl = depth_probe(*depth_rows(train, lambda v: depth_control_features(v["depth"]))[:2],
-                          *depth_rows(test, lambda v: depth_control_features(v["depth"]))[:2], self.ridges,
-                          groups=depth_rows(train, lambda v: v["depth"][..., None])[2], folds=folds)
+        ctl_tr = depth_rows(train, lambda v: depth_control_features(v["depth"]))
+        ctl_te = depth_rows(test, lambda v: depth_control_features(v["depth"]))
+        ctl = depth_probe(*ctl_tr[:2], *ctl_te[:2], self.ridges, groups=ctl_tr[2], folds=folds, test_groups=ctl_te[2])
+        best_al = min(layers, key=lambda k: (per_layer[k]["cv_mse_aligned"]
+                                             if math.isfinite(per_layer[k]["cv_mse_aligned"]) else math.inf, k))
         results.update(depth_absrel=per_layer[best]["absrel"], depth_delta1=per_layer[best]["delta1"],
                        depth_layer=float(best), depth_absrel_constant=first["absrel_constant"],
                        depth_delta1_constant=first["delta1_constant"], depth_absrel_control=ctl["absrel"],
-                       depth_delta1_control=ctl["delta1"])
+                       depth_delta1_control=ctl["delta1"],
+                       depth_aligned_absrel=per_layer[best_al]["absrel_aligned"],
+                       depth_aligned_delta1=per_layer[best_al]["delta1_aligned"],
+                       depth_aligned_absrel_constant=first["absrel_aligned_constant"],
+                       depth_aligned_delta1_constant=first["delta1_aligned_constant"],
+                       depth_aligned_absrel_control=ctl["absrel_aligned"],
+                       depth_aligned_delta1_control=ctl["delta1_aligned"])
 
         def pairs(vs, key="camera"):
             x = np.concatenate([v[key][1:] if key == "camera" else v[key] for v in vs])
@@ -418,6 +448,14 @@ class GeometryProbe:
         lines.append(f"| constant baseline | {r['depth_absrel_constant']:.4f} | {r['depth_delta1_constant']:.4f} | |")
         lines.append(f"| positive control (GT-derived inputs) | {r['depth_absrel_control']:.4f} | "
                      f"{r['depth_delta1_control']:.4f} | |")
+        lines += ["", "Scale-aligned depth (layout only: each held-out video's mean log depth added back):", "",
+                  "| depth probe, scale-aligned | AbsRel (lower is better) | δ<1.25 (higher is better) |",
+                  "|---|---:|---:|",
+                  f"| best layer by cross-validation | {r['depth_aligned_absrel']:.4f} | {r['depth_aligned_delta1']:.4f} |",
+                  f"| constant baseline (video mean) | {r['depth_aligned_absrel_constant']:.4f} | "
+                  f"{r['depth_aligned_delta1_constant']:.4f} |",
+                  f"| positive control | {r['depth_aligned_absrel_control']:.4f} | "
+                  f"{r['depth_aligned_delta1_control']:.4f} |"]
         if "pose_error" in r:
             lines += ["", "| relative pose probe | rotation error, deg (lower is better) | centre error, m (lower is "
                       "better) |", "|---|---:|---:|",
