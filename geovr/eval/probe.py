@@ -13,8 +13,9 @@
 
 Every probe is ridge regression with an intercept on standardised features, its regularisation chosen
 by grouped K-fold cross-validation on the training scenes (a scene's tokens never straddle folds) from
-a grid that includes λ = ∞, i.e. the constant prediction: a probe whose features hold nothing useful
-falls back to the constant. Videos are split by scene: the first ``train_fraction`` of the scenes fit,
+a grid that includes λ = ∞, i.e. the constant prediction, with the one-standard-error rule (the
+strongest regularisation within one standard error of the best): a probe whose features hold nothing
+reliable falls back to the constant. Videos are split by scene: the first ``train_fraction`` of the scenes fit,
 the rest score.
 
 Beside each probe the report gives the *constant baseline* (the training scenes' mean log depth; the
@@ -76,23 +77,28 @@ def group_folds(groups: Sequence, k: int) -> list[np.ndarray]:
 
 def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence, ridges: Sequence[float] = DEFAULT_RIDGES,
                  folds: int = 5) -> tuple[float, np.ndarray]:
-    """Grouped K-fold cross-validation: the λ of ``ridges`` with the lowest validation squared error
-    (ties → the larger λ) and the mean validation MSE per λ. Fewer than 2 groups → the largest λ."""
+    """Grouped K-fold cross-validation with the one-standard-error rule: the *largest* λ of ``ridges``
+    whose mean validation MSE is within one standard error (over folds) of the lowest, and the mean
+    validation MSE per λ. The rule prefers the constant (``inf``) unless the features beat it by more
+    than the fold-to-fold noise, which keeps held-out scores from falling below the constant's.
+    Fewer than 2 groups → the largest λ."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
     ridges = list(ridges)
     if len(set(np.asarray(groups).tolist())) < 2:
         return max(ridges), np.full(len(ridges), np.nan)
-    sse = np.zeros(len(ridges))
+    per_fold = []
     for val in group_folds(groups, folds):
         Xs, mu, sd = _standardise(X[~val])
         ym = Y[~val].mean(0)
         Xv = (X[val] - mu) / sd
-        for j, W in enumerate(_ridge_path(Xs, Y[~val] - ym, ridges)):
-            sse[j] += float(((Xv @ W + ym - Y[val]) ** 2).sum())
-    mse = sse / Y.size
-    best = min(range(len(ridges)), key=lambda j: (round(mse[j], 12), -ridges[j]))
-    return float(ridges[best]), mse
+        per_fold.append([float(((Xv @ W + ym - Y[val]) ** 2).mean()) for W in _ridge_path(Xs, Y[~val] - ym, ridges)])
+    per_fold = np.asarray(per_fold)  # [folds, ridges]
+    mse = per_fold.mean(0)
+    se = per_fold.std(0, ddof=1) / math.sqrt(len(per_fold))
+    best = int(np.argmin(mse))
+    ok = [j for j in range(len(ridges)) if mse[j] <= mse[best] + se[best]]
+    return float(max(ridges[j] for j in ok)), mse
 
 
 def ridge_fit(X: np.ndarray, Y: np.ndarray, ridge: float | Sequence[float] = DEFAULT_RIDGES, *,
