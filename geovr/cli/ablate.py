@@ -223,7 +223,10 @@ def run(args) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     p = plan(args)
-    todo = [r for r in p["runs"] if not is_done(r)]
+    arm_order = {a: i for i, a in enumerate(dict.fromkeys(r["arm"] for r in p["runs"]))}
+    # seed by seed, the baseline first: an interrupted ablation has complete seeds of every arm
+    todo = sorted((r for r in p["runs"] if not is_done(r)),
+                  key=lambda r: (r["seed"], r["arm"] != p["baseline"], arm_order[r["arm"]]))
     print(f"geovr ablate: {len(p['runs'])} runs ({len(p['runs']) // p['seeds']} arms x {p['seeds']} seeds) -> "
           f"{p['output']}; {len(p['runs']) - len(todo)} already done", file=sys.stderr)
     if args.dry_run:
