@@ -19,7 +19,7 @@ from geovr.train.estimate import estimate_cache
 from geovr.train.runner import build_seeded
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_synthetic.toml"
-SMALL = ["data.train.num_samples=3", "data.train.num_frames=2", "data.train.image_size=[32,48]"]
+SMALL = ["data.train.num_samples=3", "data.train.questions_per_scene=1", "data.train.num_frames=2", "data.train.image_size=[32,48]"]
 
 
 @pytest.mark.parametrize("dtype,outputs", [("float32", None), ("bfloat16", '["depth","features"]')])

@@ -74,6 +74,14 @@ def test_synthetic_qa_scores_dataset_questions(tmp_path):
     out = tmp_path / "synthetic_qa-lmms-eval"
     doc = json.loads((out / "results.json").read_text())
     assert doc["dataset"] == "qa_rooms" and doc["num_questions"] == 4
+    # question counts, chance level per task (uniform guessing among the options; none for numerical
+    # tasks) and the direction
+    chance = {r["task"]: (r["n"], r["chance"]) for r in doc["tasks"]}
+    assert chance["object_rel_direction"] == (1, pytest.approx(100 / 3)) and chance["route_planning"] == (1, 50.0)
+    assert chance["object_counting"] == (1, None) and chance["overall"] == (4, None)
+    assert doc["multiple_choice"] == {"n": 2, "score": 50.0, "chance": pytest.approx(100 * (1 / 3 + 1 / 2) / 2)}
+    md = (out / "results.md").read_text()
+    assert "higher is better" in md and "| route_planning | 1 | 0.00 | 50.00 |" in md and "chance 41.67" in md
     assert [r["id"] for r in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())] == \
         ["syn0", "syn1", "syn2", "syn3"]
 

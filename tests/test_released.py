@@ -177,6 +177,7 @@ def test_import_loads_heads_that_compute_what_the_released_modules_compute(relea
                                    refs["dense"](hidden, (96, 128), (84, 112)))
 
 
+@pytest.mark.slow
 def test_training_starts_from_the_imported_model(released_dir, template, tmp_path):
     """`geovr run RUN_DIR/recipe.toml` with zero learning rates: the saved checkpoint holds exactly the
     released heads and tokens (trainer.init_from loaded them before the first step)."""

@@ -64,3 +64,14 @@ def test_synth_help_has_examples():
     data = sub.choices["data"]
     synth = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction)).choices["synth"]
     assert "geovr data synth --out" in synth.format_help()
+
+
+def test_synth_ends_with_a_summary(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert _run("--out", str(out), "--scenes", "2", "--frames", "4", "--size", "24", "32") == 0
+    err = capsys.readouterr().err
+    n = len((out / "qa.jsonl").read_text().splitlines())
+    assert f"2 scenes (2 rendered now, 0 already there), 8 frames of 24x32, {n} questions" in err
+    assert "room_size_estimation 2" in err and "frames/s" in err and "annotations =" in err
+    assert _run("--out", str(out), "--scenes", "2", "--frames", "4", "--size", "24", "32") == 0
+    assert "(0 rendered now, 2 already there)" in capsys.readouterr().err

@@ -9,6 +9,8 @@ import torch
 
 from geovr import get_registry
 from geovr.data.collate import collate
+from geovr.data.configs import SyntheticRoomsConfig
+from geovr.data.synthetic.dataset import SyntheticRoomsDataset
 from geovr.errors import RecipeError
 
 OPTS = {"num_samples": 3, "num_frames": 4, "image_size": [32, 48], "seed": 5, "num_objects": [6, 10]}
@@ -60,3 +62,44 @@ def test_plugin_import_is_torch_free():
             "assert ('dataset', 'video_qa') in h.registry; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_scene_cache_renders_each_scene_once(tmp_path, monkeypatch):
+    """A second dataset with the same world options reads every scene from the cache (no render call)
+    and gives identical samples; other options miss; entries are written atomically (no temp files)."""
+    from geovr.data.synthetic import cache as cache_mod
+    from geovr.data.synthetic import dataset as ds_mod
+
+    calls = []
+    real = ds_mod.render
+    monkeypatch.setattr(ds_mod, "render", lambda *a, **k: calls.append(1) or real(*a, **k))
+    opts = dict(num_samples=4, num_frames=3, image_size=[24, 32], num_objects=[4, 6], seed=5,
+                questions_per_scene=2, cache_dir=str(tmp_path / "c"))
+    first = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts))
+    a = [first[i] for i in range(4)]
+    assert len(calls) == 2 and first.cache.misses == 2  # 2 scenes for 4 samples
+    second = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts))
+    b = [second[i] for i in range(4)]
+    assert len(calls) == 2 and second.cache.hits == 4
+    plain = SyntheticRoomsDataset(SyntheticRoomsConfig(**{**opts, "cache": False}))
+    c = [plain[i] for i in range(4)]
+    assert len(calls) == 6  # without the cache every sample renders its scene
+    for x, y, z in zip(a, b, c):
+        for k in ("frames", "depth", "intrinsics", "extrinsics"):
+            assert torch.equal(x[k], y[k]) and torch.equal(x[k], z[k]), k
+        assert x["question"] == y["question"] == z["question"] and x["answer"] == z["answer"]
+    assert a[0]["scene_id"] == a[1]["scene_id"] and a[0]["question"] != a[1]["question"]
+    files = sorted(p.name for p in (tmp_path / "c").rglob("*") if p.is_file())
+    assert len(files) == 2 and not any(f.startswith(".tmp") for f in files)
+    other = SyntheticRoomsDataset(SyntheticRoomsConfig(**{**opts, "image_size": [24, 24]}))
+    other[0]
+    assert other.cache.misses == 1 and len(calls) == 7  # a different world option is another key
+    # a corrupt entry is a miss and is rewritten
+    victims = sorted((tmp_path / "c").rglob("*.safetensors"))
+    for victim in victims:
+        victim.write_bytes(b"garbage")
+    assert cache_mod.SceneCache(tmp_path / "c").get({"seed": 1}) is None
+    fresh = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts))
+    [fresh[i] for i in range(4)]
+    assert fresh.cache.misses == 2 and sum(v.read_bytes() != b"garbage" for v in victims) == 2
+    assert torch.equal(fresh[0]["frames"], a[0]["frames"])

@@ -176,3 +176,51 @@ def test_hundred_scenes_cover_every_type_with_valid_records():
             assert len({o[3:] for o in r["options"]}) == len(r["options"])
             answer_text(r)
     assert _generate_many(3) == _generate_many(3)
+
+
+def _mentioned(rec) -> set[str]:
+    """Categories a record names (question text and options), by singular or plural word."""
+    from geovr.data.synthetic.catalog import CATEGORIES
+
+    text = " ".join([rec["question"], *(rec["options"] or [])])
+    return {name for name, cat in CATEGORIES.items()
+            if re.search(rf"\b({re.escape(name)}|{re.escape(cat.plural_name)})\b", text)}
+
+
+def test_questions_only_name_objects_seen_in_the_frames_used():
+    """Every category a question (or an option) names has an instance covering enough pixels of some
+    rendered frame; counting only asks about categories whose every instance is seen."""
+    checked = with_unseen = 0
+    for i in range(25):
+        scene = generate_scene(3000 + i)
+        traj = make_trajectory(scene, 4, (32, 32), i)  # few small frames: many objects stay unseen
+        ids = render(scene, traj.intrinsics, traj.extrinsics, (32, 32), rgb=False)["ids"].numpy()
+        seen = {o.category for o in scene.objects if (ids == o.id).sum(axis=(1, 2)).max() >= 4}
+        unseen = {o.category for o in scene.objects if (ids == o.id).sum(axis=(1, 2)).max() < 4}
+        with_unseen += bool(unseen)
+        for rec in qa.generate_questions(scene, ids, seed=i):
+            names = _mentioned(rec)
+            assert names <= seen, (rec["question"], names - seen)
+            if rec["question_type"] == "object_counting":
+                (cat,) = names
+                assert cat not in unseen
+                assert rec["ground_truth"] == str(sum(o.category == cat for o in scene.objects))
+            checked += bool(names)
+    assert checked > 50 and with_unseen > 10  # the check needs scenes with unseen objects
+
+
+def test_appearance_order_questions_for_16_frame_videos():
+    """16-frame videos get appearance-order questions (ties at the first frame no longer suppress them)."""
+    n = 0
+    for i in range(12):
+        scene = generate_scene(4000 + i)
+        traj = make_trajectory(scene, 16, (48, 48), i)
+        ids = render(scene, traj.intrinsics, traj.extrinsics, (48, 48), rgb=False)["ids"]
+        recs = qa.generate_questions(scene, ids, seed=i, question_types=["obj_appearance_order"])
+        for rec in recs:
+            order = answer_text(rec).split(", ")
+            first = first_appearance(ids, [o.id for o in scene.objects], 4)
+            frames = [first[next(o.id for o in scene.objects if o.category == c)] for c in order]
+            assert frames == sorted(frames) and len(set(frames)) == 4
+        n += len(recs)
+    assert n >= 6  # 8 of 12 scenes here; 3 before ties at the first frame stopped suppressing them

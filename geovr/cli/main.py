@@ -12,7 +12,7 @@ import warnings
 from geovr import __version__
 from geovr.errors import GeovrError
 
-VERBS = ("run", "validate", "show", "recipes", "list_plugins", "list_components", "ask")
+VERBS = ("run", "validate", "show", "recipes", "list_plugins", "list_components", "ask", "ablate", "compare")
 
 EPILOG = """\
 examples:

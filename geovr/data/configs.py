@@ -36,7 +36,13 @@ class SyntheticRoomsConfig:
     ``(seed, i)``. ``image_size`` is ``[H, W]``; ``num_objects`` an inclusive ``[min, max]`` range;
     ``trajectory`` one of walk/orbit/pan or ``None`` (random per scene); ``with_geometry`` adds GT
     depth/intrinsics/extrinsics to every sample; ``compile_renderer`` renders through
-    ``torch.compile`` (faster for long runs, ~30 s compile on first use)."""
+    ``torch.compile`` (faster for long runs, ~30 s compile on first use). ``questions_per_scene``:
+    consecutive samples share a scene and ask its different questions (fewer scenes to render per
+    sample). ``cache``: keep rendered scenes on disk, keyed by these options
+    (:mod:`geovr.data.synthetic.cache`; ``cache_dir`` default ``$GEOVR_CACHE_DIR/scenes``), so every
+    run asking for the same scene renders it once. ``prompt``: ``"lmms-eval"`` or ``"geovr"`` turns each
+    question into that evaluation protocol's full prompt text (options folded in, ``options = None``),
+    so a student trains on the text it is evaluated with; ``None`` keeps question and options apart."""
 
     num_samples: int = 64
     num_frames: int = 8
@@ -47,9 +53,15 @@ class SyntheticRoomsConfig:
     trajectory: str | None = None
     with_geometry: bool = True
     compile_renderer: bool = False
+    questions_per_scene: int = 1
+    prompt: Literal["lmms-eval", "geovr"] | None = None
+    cache: bool = True
+    cache_dir: str | None = None
 
     def check(self) -> list[str]:
         problems = _size_problems("image_size", self.image_size)
+        if self.questions_per_scene < 1:
+            problems.append(f"questions_per_scene must be >= 1, got {self.questions_per_scene}")
         if self.num_samples < 1:
             problems.append(f"num_samples must be >= 1, got {self.num_samples}")
         if self.num_frames < 1:

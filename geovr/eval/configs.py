@@ -150,8 +150,11 @@ class GeometryProbeConfig:
     probe the camera-token states for relative rotation (when the backbone exposes them; otherwise the
     frame-mean of the last probed layer is used). ``dataset`` / ``dataset_options``: the registered
     dataset with ground-truth depth and extrinsics (default ``"synthetic_rooms"``); ``num_samples``
-    videos are used, the first ``train_fraction`` of them to fit and the rest to score.
-    ``ridge``: regularisation λ relative to the mean feature variance. ``batch_size`` videos per forward.
+    videos are used; their scenes are split, the first ``train_fraction`` of the scenes to fit and the rest
+    to score. ``ridge``: regularisation λ (relative to the number of rows, on standardised features): a
+    number, a list to choose from, or ``None`` for the default grid (1e-4 … 1e3 and ``inf`` = constant),
+    chosen by ``cv_folds``-fold cross-validation grouped by scene on the training scenes.
+    ``batch_size`` videos per forward.
     ``output_subdir`` (default ``geometry_probe``) receives ``probe.json``, ``probe.md``, ``probe.png``.
     """
 
@@ -161,7 +164,8 @@ class GeometryProbeConfig:
     dataset_options: dict = attrs.field(factory=dict)
     num_samples: int = 8
     train_fraction: float = 0.75
-    ridge: float = 1e-2
+    ridge: float | list[float] | None = None
+    cv_folds: int = 5
     batch_size: int = 1
     output_subdir: str | None = None
     progress: bool = True
@@ -180,8 +184,11 @@ class GeometryProbeConfig:
             problems.append(f"num_samples must be >= 2 (fit and held-out videos), got {self.num_samples}")
         if not 0 < self.train_fraction < 1:
             problems.append(f"train_fraction must be in (0, 1), got {self.train_fraction}")
-        if self.ridge < 0:
-            problems.append(f"ridge must be >= 0, got {self.ridge}")
+        ridges = [] if self.ridge is None else [self.ridge] if isinstance(self.ridge, (int, float)) else self.ridge
+        if any(r < 0 for r in ridges) or (self.ridge is not None and not ridges):
+            problems.append(f"ridge must be a number >= 0, a non-empty list of them, or omitted; got {self.ridge}")
+        if self.cv_folds < 2:
+            problems.append(f"cv_folds must be >= 2, got {self.cv_folds}")
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1, got {self.batch_size}")
         if any(layer < 0 for layer in self.layers):

@@ -63,10 +63,17 @@ class _QAEvaluator:
     def evaluate(self, backbone, output_dir) -> dict[str, float]:
         """Answer every selected question with ``backbone`` and write the reports; returns the scores."""
         c = self.config
-        scores = run_qa(backbone, self.docs(), self.load_frames, evaluator=self.name, protocol=c.protocol,
-                        output_dir=self.output_path(output_dir), generation=self.generation, seed=self.seed,
+        docs = self.docs()
+        out = self.output_path(output_dir)
+        scores = run_qa(backbone, docs, self.load_frames, evaluator=self.name, protocol=c.protocol,
+                        output_dir=out, generation=self.generation, seed=self.seed,
                         batch_size=c.batch_size, frame_size=c.frame_size, progress=c.progress, compare=c.compare,
                         extra=self.info())
+        from geovr.eval.probe import _is_main_process
+        from geovr.eval.report import annotate_results
+
+        if _is_main_process() and (out / "results.json").is_file():
+            annotate_results(out, docs, protocol=c.protocol)  # chance levels, multiple-choice accuracy
         return finite(scores)
 
 

@@ -1,51 +1,127 @@
 """``geometry_probe``: how much 3D the frozen student's hidden states hold, measured by linear probes.
 
 * Depth: for each probed layer, a ridge-regression probe maps a visual token's state ``[D]`` to the
-  log of the mean ground-truth depth of its patch; scored on held-out videos by AbsRel
-  (``mean |d̂ − d| / d``) and δ<1.25 (share of patches with ``max(d̂/d, d/d̂) < 1.25``).
-* Rotation: a ridge probe maps the camera-token state ``c_t`` (``[D]``) of frame t ≥ 1 to the 9 entries
-  of its rotation relative to the first frame, ``R_t R_0ᵀ`` (world-to-camera extrinsics; the first
-  camera is the reference, as in the teachers' pose encodings); the prediction is projected onto
-  SO(3) and scored by the geodesic angle (degrees).
+  log of the mean ground-truth depth of its patch; scored on held-out scenes by AbsRel
+  (``mean |d̂ − d| / d``, lower is better) and δ<1.25 (share of patches with ``max(d̂/d, d/d̂) < 1.25``,
+  higher is better). The headline ``depth_absrel``/``depth_delta1`` is the layer with the lowest
+  cross-validated error on the *training* scenes (never chosen on the held-out ones).
+* Relative pose: a ridge probe maps the camera-token state ``c_t`` (``[D]``) of frame t ≥ 1 to the
+  rotation relative to the first frame, ``R_t R_0ᵀ`` (9 entries, projected onto SO(3)), and to the
+  first-frame-relative camera centre ``R_0 (C_t − C_0)`` (metres). ``pose_error`` is the mean geodesic
+  rotation error (degrees, lower is better); ``translation_error`` the mean centre error (metres).
   Without camera tokens the frame-mean of the last probed layer's grid stands in for ``c``.
 
-Baselines reported beside the probes: depth predicted as the training set's mean log depth
-(``depth_absrel_constant``) and the identity rotation (``rotation_error_identity_deg``).
-Probes are closed-form (float64 numpy): features are standardised with the training statistics and
-``W = (XᵀX + λ·N·I)⁻¹ Xᵀy`` (dual form when N < D), λ = ``ridge``.
+Every probe is ridge regression with an intercept on standardised features, its regularisation chosen
+by grouped K-fold cross-validation on the training scenes (a scene's tokens never straddle folds) from
+a grid that includes λ = ∞, i.e. the constant prediction, with the one-standard-error rule (the
+strongest regularisation within one standard error of the best): a probe whose features hold nothing
+reliable falls back to the constant. Videos are split by scene: the first ``train_fraction`` of the scenes fit,
+the rest score.
+
+Beside each probe the report gives the *constant baseline* (the training scenes' mean log depth; the
+identity rotation and zero motion) and a *positive control*: the same probe, fitted the same way, on
+inputs derived from the ground truth (random Fourier features of each patch's log depth and image
+position for depth; the products ``vec(R_t) ⊗ vec(R_0)``, ``vec(R_0) ⊗ C_t`` and ``t_0`` for pose,
+of which the targets are exactly linear), which shows what the probe reaches when the information is
+there. All in float64 numpy.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from geovr.errors import DataError
 
+#: Default regularisation grid (λ relative to the number of fitted rows); ``inf`` = constant prediction.
+DEFAULT_RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, math.inf)
+
 # -- closed-form probes (numpy only) ----------------------------------------------------------------
 
 
-def ridge_fit(X: np.ndarray, Y: np.ndarray, ridge: float) -> dict:
-    """Fit ``Y ≈ standardise(X) W + b``; X ``[N,D]``, Y ``[N,K]`` (or ``[N]``). Returns the probe."""
+def _standardise(X: np.ndarray):
+    mu, sd = X.mean(0), X.std(0)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    return (X - mu) / sd, mu, sd
+
+
+def _ridge_path(Xs: np.ndarray, Yc: np.ndarray, ridges: Sequence[float]) -> list[np.ndarray]:
+    """Weights ``[D,K]`` of centred ridge regression for every λ of ``ridges`` (one SVD)."""
+    n = Xs.shape[0]
+    U, sv, Vt = np.linalg.svd(Xs, full_matrices=False)
+    UtY = U.T @ Yc
+    out = []
+    for lam in ridges:
+        if math.isinf(lam):
+            out.append(np.zeros((Xs.shape[1], Yc.shape[1])))
+        else:
+            shrink = sv / (sv ** 2 + max(float(lam), 1e-10) * n)
+            out.append(Vt.T @ (shrink[:, None] * UtY))
+    return out
+
+
+def group_folds(groups: Sequence, k: int) -> list[np.ndarray]:
+    """Boolean validation masks of ``min(k, #groups)`` folds; each group (scene) lies in one fold
+    (groups dealt round-robin in order of first appearance)."""
+    groups = np.asarray(groups)
+    uniq = list(dict.fromkeys(groups.tolist()))
+    k = max(2, min(int(k), len(uniq)))
+    fold_of = {g: i % k for i, g in enumerate(uniq)}
+    f = np.array([fold_of[g] for g in groups.tolist()])
+    return [f == i for i in range(k)]
+
+
+def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence, ridges: Sequence[float] = DEFAULT_RIDGES,
+                 folds: int = 5) -> tuple[float, np.ndarray]:
+    """Grouped K-fold cross-validation with the one-standard-error rule: the *largest* λ of ``ridges``
+    whose mean validation MSE is within one standard error (over folds) of the lowest, and the mean
+    validation MSE per λ. The rule prefers the constant (``inf``) unless the features beat it by more
+    than the fold-to-fold noise, which keeps held-out scores from falling below the constant's.
+    Fewer than 2 groups → the largest λ."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
+    ridges = list(ridges)
+    if len(set(np.asarray(groups).tolist())) < 2:
+        return max(ridges), np.full(len(ridges), np.nan)
+    per_fold = []
+    for val in group_folds(groups, folds):
+        Xs, mu, sd = _standardise(X[~val])
+        ym = Y[~val].mean(0)
+        Xv = (X[val] - mu) / sd
+        per_fold.append([float(((Xv @ W + ym - Y[val]) ** 2).mean()) for W in _ridge_path(Xs, Y[~val] - ym, ridges)])
+    per_fold = np.asarray(per_fold)  # [folds, ridges]
+    mse = per_fold.mean(0)
+    se = per_fold.std(0, ddof=1) / math.sqrt(len(per_fold))
+    best = int(np.argmin(mse))
+    ok = [j for j in range(len(ridges)) if mse[j] <= mse[best] + se[best]]
+    return float(max(ridges[j] for j in ok)), mse
+
+
+def ridge_fit(X: np.ndarray, Y: np.ndarray, ridge: float | Sequence[float] = DEFAULT_RIDGES, *,
+              groups: Sequence | None = None, folds: int = 5) -> dict:
+    """Fit ``Y ≈ standardise(X) W + b`` (an intercept); X ``[N,D]``, Y ``[N,K]`` (or ``[N]``).
+
+    ``ridge``: λ relative to N (``W = (XᵀX + λ·N·I)⁻¹ Xᵀy``; ``inf`` = constant), or a grid chosen from
+    by :func:`choose_ridge` over ``groups`` (one label per row; rows without groups are their own
+    group). Returns the probe (``W``, ``b``, ``mu``, ``sd``, ``ridge`` chosen, ``cv_mse``)."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     squeeze = Y.ndim == 1
     Y = Y[:, None] if squeeze else Y
-    mu, sd = X.mean(0), X.std(0)
-    sd = np.where(sd > 1e-8, sd, 1.0)
-    Xs = (X - mu) / sd
-    ym = Y.mean(0)
-    Yc = Y - ym
-    n, d = Xs.shape
-    lam = max(float(ridge), 1e-10) * n
-    if n < d:
-        W = Xs.T @ np.linalg.solve(Xs @ Xs.T + lam * np.eye(n), Yc)
+    cv = None
+    if isinstance(ridge, (int, float)):
+        lam = float(ridge)
     else:
-        W = np.linalg.solve(Xs.T @ Xs + lam * np.eye(d), Xs.T @ Yc)
-    return {"W": W, "b": ym, "mu": mu, "sd": sd, "squeeze": squeeze}
+        lam, cv = choose_ridge(X, Y, np.arange(len(X)) if groups is None else groups, ridge, folds)
+    Xs, mu, sd = _standardise(X)
+    ym = Y.mean(0)
+    (W,) = _ridge_path(Xs, Y - ym, [lam])
+    return {"W": W, "b": ym, "mu": mu, "sd": sd, "squeeze": squeeze, "ridge": lam,
+            "cv_mse": None if cv is None else cv.tolist()}
 
 
 def ridge_predict(probe: dict, X: np.ndarray) -> np.ndarray:
@@ -55,23 +131,47 @@ def ridge_predict(probe: dict, X: np.ndarray) -> np.ndarray:
 
 
 def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """AbsRel and δ<1.25 of positive depths ``pred`` vs ``gt`` (same shape)."""
+    """AbsRel (lower is better) and δ<1.25 (higher is better) of positive depths ``pred`` vs ``gt``."""
     pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
     ratio = np.maximum(pred / gt, gt / pred)
     return {"absrel": float(np.mean(np.abs(pred - gt) / gt)), "delta1": float(np.mean(ratio < 1.25))}
 
 
+def _video_mean(values: np.ndarray, videos: np.ndarray) -> np.ndarray:
+    """Per-row mean of ``values`` over the rows of the same video."""
+    _, inv = np.unique(np.asarray(videos), return_inverse=True)
+    sums = np.bincount(inv, weights=values)
+    return (sums / np.bincount(inv))[inv]
+
+
 def depth_probe(train_x: np.ndarray, train_depth: np.ndarray, test_x: np.ndarray, test_depth: np.ndarray,
-                ridge: float) -> dict[str, float]:
-    """Fit a log-depth probe on ``train_x [N,D]`` / ``train_depth [N]`` (metres, > 0) and score it on the
-    test set. Returns ``absrel``, ``delta1`` and the constant-prediction baseline ``absrel_constant``,
-    ``delta1_constant``."""
-    probe = ridge_fit(train_x, np.log(train_depth), ridge)
+                ridge: float | Sequence[float] = DEFAULT_RIDGES, *, groups: Sequence | None = None,
+                folds: int = 5, test_groups: Sequence | None = None) -> dict[str, float]:
+    """Fit a log-depth probe on ``train_x [N,D]`` / ``train_depth [N]`` (metres, > 0; ``groups`` = scene
+    of each row for the cross-validation) and score it on the test set. Returns ``absrel``, ``delta1``,
+    ``ridge`` (chosen λ), ``cv_mse`` (best validation MSE of log depth) and the constant-prediction
+    baseline ``absrel_constant``, ``delta1_constant``.
+
+    With ``groups`` and ``test_groups`` (the video of each row) also the *scale-aligned* scores
+    ``absrel_aligned``/``delta1_aligned`` (+ ``_constant``): a second probe fits log depth relative to
+    its video's mean log depth, and its predictions are scored after adding back the test video's mean
+    (median-scaling style evaluation: the depth layout, not the scene's scale; the constant is then
+    the video's mean depth everywhere)."""
+    logd = np.log(train_depth)
+    probe = ridge_fit(train_x, logd, ridge, groups=groups, folds=folds)
     pred = np.exp(np.clip(ridge_predict(probe, test_x), -10, 10))
     out = depth_metrics(pred, test_depth)
-    const = depth_metrics(np.full_like(test_depth, math.exp(np.log(train_depth).mean()), dtype=np.float64),
-                          test_depth)
-    out.update(absrel_constant=const["absrel"], delta1_constant=const["delta1"])
+    const = depth_metrics(np.full_like(test_depth, math.exp(logd.mean()), dtype=np.float64), test_depth)
+    out.update(absrel_constant=const["absrel"], delta1_constant=const["delta1"], ridge=probe["ridge"],
+               cv_mse=min(probe["cv_mse"]) if probe["cv_mse"] else float("nan"))
+    if groups is not None and test_groups is not None:
+        rel = ridge_fit(train_x, logd - _video_mean(logd, groups), ridge, groups=groups, folds=folds)
+        base = _video_mean(np.log(test_depth), test_groups)
+        aligned = depth_metrics(np.exp(np.clip(ridge_predict(rel, test_x), -10, 10) + base), test_depth)
+        flat = depth_metrics(np.exp(base), test_depth)
+        out.update(absrel_aligned=aligned["absrel"], delta1_aligned=aligned["delta1"],
+                   absrel_aligned_constant=flat["absrel"], delta1_aligned_constant=flat["delta1"],
+                   cv_mse_aligned=min(rel["cv_mse"]) if rel["cv_mse"] else float("nan"))
     return out
 
 
@@ -91,20 +191,64 @@ def rotation_error_deg(R_pred: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
 
 
 def rotation_probe(train_x: np.ndarray, train_R: np.ndarray, test_x: np.ndarray, test_R: np.ndarray,
-                   ridge: float) -> dict[str, float]:
-    """Fit relative rotations ``[N,3,3]`` from features ``[N,D]``; mean geodesic error (degrees) of
-    the probe (``rotation_error_deg``) and of the identity (``rotation_error_identity_deg``)."""
-    probe = ridge_fit(train_x, train_R.reshape(len(train_R), 9), ridge)
+                   ridge: float | Sequence[float] = DEFAULT_RIDGES, *, groups: Sequence | None = None,
+                   folds: int = 5, train_t: np.ndarray | None = None,
+                   test_t: np.ndarray | None = None) -> dict[str, float]:
+    """Fit relative rotations ``[N,3,3]`` (and, when given, relative camera centres ``[N,3]``, metres)
+    from features ``[N,D]``. Returns the mean geodesic error (degrees) of the probe
+    (``rotation_error_deg``) and of the identity (``rotation_error_identity_deg``), and with centres the
+    mean centre error of the probe (``translation_error``) and of no motion (``translation_error_zero``)."""
+    probe = ridge_fit(train_x, train_R.reshape(len(train_R), 9), ridge, groups=groups, folds=folds)
     pred = project_so3(ridge_predict(probe, test_x).reshape(-1, 3, 3))
     ident = np.tile(np.eye(3), (len(test_R), 1, 1))
-    return {"rotation_error_deg": float(rotation_error_deg(pred, test_R).mean()),
-            "rotation_error_identity_deg": float(rotation_error_deg(ident, test_R).mean())}
+    out = {"rotation_error_deg": float(rotation_error_deg(pred, test_R).mean()),
+           "rotation_error_identity_deg": float(rotation_error_deg(ident, test_R).mean()),
+           "ridge": probe["ridge"]}
+    if train_t is not None and test_t is not None:  # its own probe: its own λ
+        probe_t = ridge_fit(train_x, train_t, ridge, groups=groups, folds=folds)
+        out["translation_error"] = float(np.linalg.norm(ridge_predict(probe_t, test_x) - test_t, axis=1).mean())
+        out["translation_error_zero"] = float(np.linalg.norm(test_t, axis=1).mean())
+    return out
 
 
 def relative_rotations(extrinsics: np.ndarray) -> np.ndarray:
     """``[S,3,4]`` world-to-camera → ``[S-1,3,3]`` rotations ``R_t R_0ᵀ`` (t = 1..S-1)."""
     R = np.asarray(extrinsics, dtype=np.float64)[:, :3, :3]
     return R[1:] @ R[0].T
+
+
+def relative_centres(extrinsics: np.ndarray) -> np.ndarray:
+    """``[S,3,4]`` world-to-camera → ``[S-1,3]`` camera centres of frames 1..S-1 in the first camera's
+    frame, ``R_0 (C_t − C_0)`` with ``C = −Rᵀt`` (world units)."""
+    E = np.asarray(extrinsics, dtype=np.float64)
+    R, t = E[:, :3, :3], E[:, :3, 3]
+    C = -np.einsum("sji,sj->si", R, t)
+    return (C[1:] - C[0]) @ R[0].T
+
+
+def pose_control_features(extrinsics: np.ndarray) -> np.ndarray:
+    """Ground-truth-derived pose inputs ``[S-1, 111]`` of frames 1..S-1: ``vec(R_t) ⊗ vec(R_0)``,
+    ``vec(R_0) ⊗ C_t`` and ``t_0``, of which :func:`relative_rotations` and :func:`relative_centres`
+    are exact linear functions (the positive control of the pose probe)."""
+    E = np.asarray(extrinsics, dtype=np.float64)
+    R, t = E[:, :3, :3], E[:, :3, 3]
+    C = -np.einsum("sji,sj->si", R, t)
+    r0 = R[0].reshape(9)
+    rr = np.einsum("si,j->sij", R[1:].reshape(-1, 9), r0).reshape(-1, 81)
+    rc = np.einsum("i,sj->sij", r0, C[1:]).reshape(-1, 27)  # R_0 C_t is linear in these
+    return np.concatenate([rr, rc, np.repeat(t[:1], len(R) - 1, 0)], 1)
+
+
+def depth_control_features(depth_patches: np.ndarray, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Ground-truth-derived depth inputs: random Fourier features ``[S,h,w,dim]`` of each patch's
+    (log depth, row, column) (the positive control of the depth probe)."""
+    d = np.asarray(depth_patches, dtype=np.float64)
+    S, h, w = d.shape
+    rows, cols = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    x = np.stack([np.log(np.clip(d, 1e-6, None)), np.broadcast_to(rows, d.shape), np.broadcast_to(cols, d.shape)], -1)
+    freqs = np.random.default_rng(seed).normal(size=(3, dim // 2)) * np.array([[1.0], [0.5], [0.5]])
+    proj = x @ freqs
+    return np.concatenate([np.sin(proj), np.cos(proj)], -1)
 
 
 def patch_depth(depth, grid_shape: tuple[int, int, int]) -> np.ndarray:
@@ -130,6 +274,11 @@ def default_layers(num_layers: int) -> list[int]:
     return sorted({max(1, round(n * f)) for f in (0.25, 0.5, 0.75)} | {n})
 
 
+#: Direction of every headline metric: True = higher is better.
+HIGHER_IS_BETTER = {"depth_absrel": False, "depth_delta1": True, "depth_aligned_absrel": False,
+                    "depth_aligned_delta1": True, "pose_error": False, "translation_error": False}
+
+
 class GeometryProbe:
     """Fits and scores the probes (:class:`geovr.eval.configs.GeometryProbeConfig`)."""
 
@@ -146,9 +295,15 @@ class GeometryProbe:
         spec = get_registry().get("dataset", self.config.dataset)
         return spec.build(self.config.options(), self.context)
 
+    @property
+    def ridges(self):
+        r = self.config.ridge
+        return DEFAULT_RIDGES if r is None else (float(r) if isinstance(r, (int, float)) else [float(v) for v in r])
+
     def collect(self, backbone, layers: list[int]) -> list[dict]:
-        """Forward ``num_samples`` videos through the frozen backbone; per video: ``{"hidden": {layer:
-        [S',h,w,D]}, "camera": [S',D], "depth": [S',h,w] patch depth, "rotations": [S'-1,3,3]}``."""
+        """Forward ``num_samples`` videos through the frozen backbone; per video: ``{"scene": id,
+        "hidden": {layer: [S',h,w,D]}, "camera": [S',D], "depth": [S',h,w] patch depth,
+        "rotations": [S'-1,3,3], "centres": [S'-1,3], "pose_control": [S'-1,111]}``."""
         import torch
         from tqdm.auto import tqdm
 
@@ -179,12 +334,25 @@ class GeometryProbe:
                     cam = hidden[layers[-1]].mean(axis=(1, 2))
                 extr = batch.extrinsics[b].double().numpy()
                 group = extr.shape[0] // grid[0]
-                videos.append({"hidden": hidden, "camera": cam, "depth": patch_depth(batch.depth[b], grid),
-                               "rotations": relative_rotations(extr[::group][: grid[0]])})
+                used = extr[::group][: grid[0]]
+                scene = samples[b].get("scene_id", start + b)
+                videos.append({"scene": str(scene), "hidden": hidden, "camera": cam,
+                               "depth": patch_depth(batch.depth[b], grid), "rotations": relative_rotations(used),
+                               "centres": relative_centres(used), "pose_control": pose_control_features(used)})
         return videos
 
+    def split(self, videos: list[dict]) -> tuple[list[dict], list[dict]]:
+        """Scenes (not frames or videos) split: the first ``train_fraction`` of the scenes fit, the rest score."""
+        scenes = list(dict.fromkeys(v["scene"] for v in videos))
+        if len(scenes) < 2:
+            raise DataError("geometry_probe: the videos show fewer than 2 scenes; cannot hold scenes out")
+        n_train = min(max(1, int(round(len(scenes) * self.config.train_fraction))), len(scenes) - 1)
+        fit = set(scenes[:n_train])
+        return [v for v in videos if v["scene"] in fit], [v for v in videos if v["scene"] not in fit]
+
     def evaluate(self, backbone, output_dir) -> dict[str, float]:
-        """Freeze ``backbone``, fit the probes on the first videos, score them on the rest, write reports."""
+        """Freeze ``backbone``, fit the probes on the training scenes (λ and layer by cross-validation on
+        them), score them on the held-out scenes, write reports."""
         c = self.config
         layers = sorted(set(c.layers)) or default_layers(getattr(backbone, "num_layers", 1))
         params = list(backbone.parameters()) if hasattr(backbone, "parameters") else []
@@ -201,57 +369,117 @@ class GeometryProbe:
                 p.requires_grad_(f)
             if was_training and hasattr(backbone, "train"):
                 backbone.train()
-        n_train = min(max(1, int(round(len(videos) * c.train_fraction))), len(videos) - 1)
-        train, test = videos[:n_train], videos[n_train:]
+        train, test = self.split(videos)
+        folds = c.cv_folds
+
+        def depth_rows(vs, feats):
+            x = np.concatenate([feats(v).reshape(-1, feats(v).shape[-1]) for v in vs])
+            d = np.concatenate([v["depth"].reshape(-1) for v in vs])
+            g = np.concatenate([[v["scene"]] * v["depth"].size for v in vs])
+            keep = d > 0
+            return x[keep], d[keep], g[keep]
+
         results: dict[str, float] = {}
         per_layer = {}
         for layer in layers:
-            def stack(vs, layer=layer):
-                x = np.concatenate([v["hidden"][layer].reshape(-1, v["hidden"][layer].shape[-1]) for v in vs])
-                d = np.concatenate([v["depth"].reshape(-1) for v in vs])
-                keep = d > 0
-                return x[keep], d[keep]
-
-            m = depth_probe(*stack(train), *stack(test), c.ridge)
+            xtr, dtr, gtr = depth_rows(train, lambda v, layer=layer: v["hidden"][layer])
+            xte, dte, gte = depth_rows(test, lambda v, layer=layer: v["hidden"][layer])
+            m = depth_probe(xtr, dtr, xte, dte, self.ridges, groups=gtr, folds=folds, test_groups=gte)
             per_layer[layer] = m
             results[f"depth_absrel_L{layer}"] = m["absrel"]
             results[f"depth_delta1_L{layer}"] = m["delta1"]
-        results["depth_absrel_constant"] = per_layer[layers[0]]["absrel_constant"]
-        results["depth_delta1_constant"] = per_layer[layers[0]]["delta1_constant"]
+        best = min(layers, key=lambda k: (per_layer[k]["cv_mse"] if math.isfinite(per_layer[k]["cv_mse"])
+                                          else math.inf, k))
+        first = per_layer[layers[0]]
+        ctl_tr = depth_rows(train, lambda v: depth_control_features(v["depth"]))
+        ctl_te = depth_rows(test, lambda v: depth_control_features(v["depth"]))
+        ctl = depth_probe(*ctl_tr[:2], *ctl_te[:2], self.ridges, groups=ctl_tr[2], folds=folds, test_groups=ctl_te[2])
+        best_al = min(layers, key=lambda k: (per_layer[k]["cv_mse_aligned"]
+                                             if math.isfinite(per_layer[k]["cv_mse_aligned"]) else math.inf, k))
+        results.update(depth_absrel=per_layer[best]["absrel"], depth_delta1=per_layer[best]["delta1"],
+                       depth_layer=float(best), depth_absrel_constant=first["absrel_constant"],
+                       depth_delta1_constant=first["delta1_constant"], depth_absrel_control=ctl["absrel"],
+                       depth_delta1_control=ctl["delta1"],
+                       depth_aligned_absrel=per_layer[best_al]["absrel_aligned"],
+                       depth_aligned_delta1=per_layer[best_al]["delta1_aligned"],
+                       depth_aligned_absrel_constant=first["absrel_aligned_constant"],
+                       depth_aligned_delta1_constant=first["delta1_aligned_constant"],
+                       depth_aligned_absrel_control=ctl["absrel_aligned"],
+                       depth_aligned_delta1_control=ctl["delta1_aligned"])
 
-        def pairs(vs):
-            return np.concatenate([v["camera"][1:] for v in vs]), np.concatenate([v["rotations"] for v in vs])
+        def pairs(vs, key="camera"):
+            x = np.concatenate([v[key][1:] if key == "camera" else v[key] for v in vs])
+            g = np.concatenate([[v["scene"]] * len(v["rotations"]) for v in vs])
+            return (x, np.concatenate([v["rotations"] for v in vs]), g,
+                    np.concatenate([v["centres"] for v in vs]))
 
+        pose = {}
         if all(len(v["camera"]) > 1 for v in videos):
-            results.update(rotation_probe(*pairs(train), *pairs(test), c.ridge))
+            for key, tag in (("camera", ""), ("pose_control", "_control")):
+                xtr, rtr, gtr, ttr = pairs(train, key)
+                xte, rte, _, tte = pairs(test, key)
+                pose[tag] = rotation_probe(xtr, rtr, xte, rte, self.ridges, groups=gtr, folds=folds,
+                                           train_t=ttr, test_t=tte)
+            m, ctl_p = pose[""], pose["_control"]
+            results.update(rotation_error_deg=m["rotation_error_deg"],
+                           rotation_error_identity_deg=m["rotation_error_identity_deg"],
+                           pose_error=m["rotation_error_deg"], pose_error_constant=m["rotation_error_identity_deg"],
+                           pose_error_control=ctl_p["rotation_error_deg"], translation_error=m["translation_error"],
+                           translation_error_constant=m["translation_error_zero"],
+                           translation_error_control=ctl_p["translation_error"])
         if _is_main_process():
             self.write(Path(output_dir or ".") / (c.output_subdir or "geometry_probe"), layers, per_layer,
-                       results, n_train=len(train), n_test=len(test))
+                       results, pose, n_train=len(train), n_test=len(test),
+                       scenes=(len({v["scene"] for v in train}), len({v["scene"] for v in test})))
         return results
 
-    def write(self, out: Path, layers, per_layer, results, *, n_train: int, n_test: int) -> None:
-        """``probe.json``, ``probe.md`` and ``probe.png`` (AbsRel and δ<1.25 per layer)."""
+    def write(self, out: Path, layers, per_layer, results, pose=None, *, n_train: int, n_test: int,
+              scenes: tuple[int, int] = (0, 0)) -> None:
+        """``probe.json``, ``probe.md`` and ``probe.png`` (AbsRel and δ<1.25 per layer, baseline, control)."""
         out.mkdir(parents=True, exist_ok=True)
         doc = {"evaluator": self.name, "layers": {str(k): v for k, v in per_layer.items()}, "results": results,
-               "videos": {"train": n_train, "test": n_test}, "ridge": self.config.ridge,
-               "camera_tokens": self.config.camera_tokens}
+               "pose": pose or {}, "videos": {"train": n_train, "test": n_test},
+               "scenes": {"train": scenes[0], "test": scenes[1]}, "ridge_grid": list(map(str, np.atleast_1d(
+                   np.asarray(self.ridges, dtype=float)))), "cv_folds": self.config.cv_folds,
+               "camera_tokens": self.config.camera_tokens, "higher_is_better": HIGHER_IS_BETTER}
         (out / "probe.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        lines = ["## geometry_probe", "", f"videos: {n_train} fit / {n_test} held out", "",
-                 "| layer | depth AbsRel ↓ | δ<1.25 ↑ |", "|---|---:|---:|"]
-        lines += [f"| {k} | {v['absrel']:.4f} | {v['delta1']:.4f} |" for k, v in per_layer.items()]
-        lines.append(f"| constant | {results['depth_absrel_constant']:.4f} | {results['depth_delta1_constant']:.4f} |")
-        if "rotation_error_deg" in results:
-            lines += ["", "| rotation probe | error (deg) ↓ |", "|---|---:|",
-                      f"| camera states | {results['rotation_error_deg']:.3f} |",
-                      f"| identity | {results['rotation_error_identity_deg']:.3f} |"]
+        r = results
+        lines = ["## geometry_probe", "",
+                 f"videos: {n_train} fit / {n_test} held out ({scenes[0]} / {scenes[1]} scenes, split by scene); "
+                 f"ridge λ and the headline layer chosen by {self.config.cv_folds}-fold cross-validation over the "
+                 f"training scenes.", "",
+                 "| depth probe | AbsRel (lower is better) | δ<1.25 (higher is better) | λ |", "|---|---:|---:|---:|"]
+        lines += [f"| layer {k}{' (chosen)' if float(k) == r['depth_layer'] else ''} | {v['absrel']:.4f} | "
+                  f"{v['delta1']:.4f} | {v['ridge']:g} |" for k, v in per_layer.items()]
+        lines.append(f"| constant baseline | {r['depth_absrel_constant']:.4f} | {r['depth_delta1_constant']:.4f} | |")
+        lines.append(f"| positive control (GT-derived inputs) | {r['depth_absrel_control']:.4f} | "
+                     f"{r['depth_delta1_control']:.4f} | |")
+        lines += ["", "Scale-aligned depth (layout only: each held-out video's mean log depth added back):", "",
+                  "| depth probe, scale-aligned | AbsRel (lower is better) | δ<1.25 (higher is better) |",
+                  "|---|---:|---:|",
+                  f"| best layer by cross-validation | {r['depth_aligned_absrel']:.4f} | {r['depth_aligned_delta1']:.4f} |",
+                  f"| constant baseline (video mean) | {r['depth_aligned_absrel_constant']:.4f} | "
+                  f"{r['depth_aligned_delta1_constant']:.4f} |",
+                  f"| positive control | {r['depth_aligned_absrel_control']:.4f} | "
+                  f"{r['depth_aligned_delta1_control']:.4f} |"]
+        if "pose_error" in r:
+            lines += ["", "| relative pose probe | rotation error, deg (lower is better) | centre error, m (lower is "
+                      "better) |", "|---|---:|---:|",
+                      f"| camera states | {r['pose_error']:.3f} | {r['translation_error']:.3f} |",
+                      f"| constant baseline (identity, no motion) | {r['pose_error_constant']:.3f} | "
+                      f"{r['translation_error_constant']:.3f} |",
+                      f"| positive control (GT-derived inputs) | {r['pose_error_control']:.3f} | "
+                      f"{r['translation_error_control']:.3f} |"]
         (out / "probe.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         from geovr.eval.report import bar_chart
 
-        series = {"AbsRel": {f"L{k}": v["absrel"] for k, v in per_layer.items()},
-                  "δ<1.25": {f"L{k}": v["delta1"] for k, v in per_layer.items()}}
-        series["AbsRel"]["const"] = results["depth_absrel_constant"]
-        series["δ<1.25"]["const"] = results["depth_delta1_constant"]
-        bar_chart(series, out / "probe.png", title="depth probes per layer", ylabel="AbsRel / δ<1.25", fmt="%.3f")
+        series = {"AbsRel ↓": {f"L{k}": v["absrel"] for k, v in per_layer.items()},
+                  "δ<1.25 ↑": {f"L{k}": v["delta1"] for k, v in per_layer.items()}}
+        for name, key in (("const", "constant"), ("control", "control")):
+            series["AbsRel ↓"][name] = r[f"depth_absrel_{key}"]
+            series["δ<1.25 ↑"][name] = r[f"depth_delta1_{key}"]
+        bar_chart(series, out / "probe.png", title="depth probes per layer (held-out scenes)",
+                  ylabel="AbsRel / δ<1.25", fmt="%.3f")
 
 
 def _is_main_process() -> bool:

@@ -4,8 +4,9 @@ Files an evaluator writes into its output directory::
 
     predictions.jsonl   one row per question: id, question_type, task, prompt, response, parsed,
                         ground_truth, score (0–1)
-    results.json        {"evaluator", "protocol", "scores": {task: 0–100 | null}, "tasks": [{task, n, score}]}
-    results.md          the same table in markdown
+    results.json        {"evaluator", "protocol", "scores": {task: 0–100 | null}, "tasks": [{task, n, score,
+                        chance}], "multiple_choice": {n, score, chance}, "higher_is_better": true}
+    results.md          the same table in markdown (question counts, chance level, direction)
     results.png         bar chart of per-task scores (side by side with ``compare`` when given)
 """
 
@@ -69,13 +70,65 @@ def task_table(scores: Mapping[str, float], counts: Mapping[str, int]) -> list[d
 
 
 def markdown_table(rows: Sequence[Mapping], *, title: str | None = None) -> str:
-    """A markdown table of :func:`task_table` rows (scores with two decimals, ``–`` when absent)."""
+    """A markdown table of :func:`task_table` rows (scores with two decimals, ``–`` when absent; a
+    ``chance`` column when the rows carry one)."""
     lines = [f"## {title}", ""] if title else []
-    lines += ["| task | n | score |", "|---|---:|---:|"]
+    with_chance = any("chance" in r for r in rows)
+    if with_chance:
+        lines += ["| task | n | score (0–100, higher is better) | chance |", "|---|---:|---:|---:|"]
+    else:
+        lines += ["| task | n | score (0–100, higher is better) |", "|---|---:|---:|"]
     for r in rows:
         s = "–" if r["score"] is None else f"{r['score']:.2f}"
-        lines.append(f"| {r['task']} | {r['n']} | {s} |")
+        line = f"| {r['task']} | {r['n']} | {s} |"
+        if with_chance:
+            line += " – |" if r.get("chance") is None else f" {r['chance']:.2f} |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def chance_levels(docs: Sequence[Mapping], *, protocol: str) -> dict[str, float | None]:
+    """Chance level (0–100) per task, aggregated like the scores (uniform guessing among a question's
+    options); ``None`` for numerical tasks (scored by relative accuracy: no chance level) and
+    ``overall`` unless every task present is multiple-choice."""
+    from geovr.eval.vsibench import aggregate, is_multiple_choice, task_of
+
+    mc = [d for d in docs if is_multiple_choice(d["question_type"]) and d.get("options")]
+    out: dict[str, float | None] = {task_of(d["question_type"]): None for d in docs}
+    if mc:
+        agg = aggregate([d["question_type"] for d in mc], [1.0 / len(d["options"]) for d in mc], protocol=protocol)
+        out.update({t: v for t, v in agg.items() if t in out and v == v})
+    out["overall"] = agg["overall"] if mc and all(v is not None for v in out.values()) else None
+    return out
+
+
+def annotate_results(output_dir: str | Path, docs: Sequence[Mapping], *, protocol: str) -> dict:
+    """Add chance levels, the multiple-choice accuracy over all choice questions (with its chance
+    level) and the direction to the ``results.json``/``results.md`` in ``output_dir``; returns the doc."""
+    from geovr.eval.vsibench import is_multiple_choice
+
+    out = Path(output_dir)
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    chance = chance_levels(docs, protocol=protocol)
+    for row in doc["tasks"]:
+        row["chance"] = chance.get(row["task"])
+    by_id = {str(d["id"]): d for d in docs}
+    rows = [r for r in read_jsonl(out / "predictions.jsonl") if str(r.get("id")) in by_id]
+    mc = [(r, by_id[str(r["id"])]) for r in rows if is_multiple_choice(r["question_type"])]
+    if mc:
+        doc["multiple_choice"] = {
+            "n": len(mc), "score": 100.0 * sum(float(r["score"]) for r, _ in mc) / len(mc),
+            "chance": 100.0 * sum(1.0 / len(d["options"]) for _, d in mc if d.get("options")) / len(mc)}
+    doc["higher_is_better"] = True
+    (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    title = f"{doc['evaluator']}" + (f" ({doc['protocol']} protocol)" if "protocol" in doc else "")
+    text = markdown_table(doc["tasks"], title=title)
+    if mc:
+        m = doc["multiple_choice"]
+        text += (f"\nmultiple-choice questions: {m['n']}, accuracy {m['score']:.2f} (chance {m['chance']:.2f}); "
+                 f"numerical tasks are scored by mean relative accuracy (no chance level).\n")
+    (out / "results.md").write_text(text, encoding="utf-8")
+    return doc
 
 
 def write_results(output_dir: str | Path, *, evaluator: str, scores: Mapping[str, float],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from geovr.errors import UsageError
@@ -61,14 +62,26 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Entry point of ``geovr data synth`` (returns the exit code)."""
-    synthesize(args.out, scenes=args.scenes, frames=args.frames, size=tuple(args.size), seed=args.seed,
-               fps=args.fps, progress=not args.no_progress, compiled=args.compile)
+    """Entry point of ``geovr data synth`` (returns the exit code); ends with a summary of what it wrote."""
+    summary = synthesize(args.out, scenes=args.scenes, frames=args.frames, size=tuple(args.size), seed=args.seed,
+                         fps=args.fps, progress=not args.no_progress, compiled=args.compile)
     if getattr(args, "format", "vsi") != "vsi":
         from geovr.data.writers import convert
 
         convert(args.out, args.format, shard_size=args.shard_size, progress=not args.no_progress)
+    print(summary_text(summary), file=sys.stderr)
     return 0
+
+
+def summary_text(summary: dict) -> str:
+    """Human summary of :func:`synthesize`'s result."""
+    types = ", ".join(f"{k} {v}" for k, v in summary["question_types"].items())
+    return (f"geovr data synth: {summary['out']}: {summary['scenes']} scenes ({summary['written']} rendered now, "
+            f"{summary['scenes'] - summary['written']} already there), {summary['frames']} frames of "
+            f"{summary['size'][0]}x{summary['size'][1]}, {summary['questions']} questions in qa.jsonl ({types}); "
+            f"{summary['seconds']:.1f} s, {summary['frames_per_second']:.0f} frames/s rendered\n"
+            f"  read it with: [data.train] component = \"video_qa\", annotations = \"{summary['out']}/qa.jsonl\", "
+            f"video_root = \"{summary['out']}/videos\", geometry_root = \"{summary['out']}/geometry\"")
 
 
 def _check_dir(out: Path, options: dict) -> None:
@@ -86,20 +99,27 @@ def _check_dir(out: Path, options: dict) -> None:
 
 
 def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: int, fps: int = 10,
-               progress: bool = True, compiled: bool = False) -> dict:
+               progress: bool = True, compiled: bool = False, preset: str = "veryfast") -> dict:
     """Write ``scenes`` scenes to ``out`` (layout in the module docstring); skips scenes already
     written by a previous identical run (``compiled`` only changes the speed, see
-    :func:`geovr.data.synthetic.render.render`). Returns ``{"scenes": n, "questions": m, "written": k}``."""
+    :func:`geovr.data.synthetic.render.render`).
+
+    Rendering runs in this thread while a writer thread generates each scene's questions, encodes its
+    video (x264 ``preset``) and saves its geometry, so the CPU work overlaps (at most two scenes wait).
+    Returns ``{"out", "scenes", "written", "frames", "size", "questions", "question_types": {type: n},
+    "seconds", "frames_per_second"}`` (frames per second over the scenes rendered in this call)."""
+    import collections
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from tqdm import tqdm
 
     from geovr.data.synthetic.camera import make_trajectory
     from geovr.data.synthetic.dataset import scene_seed
-    from geovr.data.synthetic.qa import generate_questions
     from geovr.data.synthetic.render import render
     from geovr.data.synthetic.scene import generate_scene
-    from geovr.data.video import write_video
 
     H, W = size
     if scenes < 1 or frames < 1:
@@ -110,33 +130,66 @@ def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: in
     _check_dir(out, {"scenes": scenes, "frames": frames, "size": [H, W], "seed": seed, "fps": fps})
     for sub in ("videos", "geometry", "scenes"):
         (out / sub).mkdir(exist_ok=True)
-    records, written = [], 0
-    for i in tqdm(range(scenes), desc="geovr data synth", unit="scene", disable=not progress):
-        s = scene_seed(seed, i)
-        name = f"scene_{i:05d}"
-        paths = {k: out / k / f"{name}{ext}" for k, ext in
-                 (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))}
-        scene = generate_scene(s, name=name)
-        if all(p.is_file() for p in paths.values()):
-            ids = load_file(str(paths["geometry"]))["ids"]
-        else:
-            traj = make_trajectory(scene, frames, (H, W), s)
-            r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
-            ids = r["ids"]
-            tmp = {k: p.with_name(p.stem + ".tmp" + p.suffix) for k, p in paths.items()}
-            write_video(tmp["videos"], r["rgb"], fps=fps)
-            save_file({"depth": r["depth"].contiguous(), "ids": ids.contiguous(),
-                       "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
-                       "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32)}, str(tmp["geometry"]))
-            meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
-                                                  "image_size": [H, W], "num_frames": frames}}
-            tmp["scenes"].write_text(json.dumps(meta, indent=1))
-            for k in paths:
-                os.replace(tmp[k], paths[k])
-            written += 1
-        records += generate_questions(scene, ids, seed=s)
+    t0 = time.perf_counter()
+    written = 0
+    pending: collections.deque = collections.deque()
+    results: list[list[dict]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geovr-synth-writer") as pool:
+        for i in tqdm(range(scenes), desc="geovr data synth", unit="scene", disable=not progress):
+            s = scene_seed(seed, i)
+            name = f"scene_{i:05d}"
+            paths = {k: out / k / f"{name}{ext}" for k, ext in
+                     (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))}
+            scene = generate_scene(s, name=name)
+            if all(p.is_file() for p in paths.values()):
+                ids = load_file(str(paths["geometry"]))["ids"]
+                pending.append(pool.submit(_questions, scene, ids, s))
+            else:
+                traj = make_trajectory(scene, frames, (H, W), s)
+                r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
+                meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
+                                                      "image_size": [H, W], "num_frames": frames}}
+                geometry = {"depth": r["depth"].contiguous(), "ids": r["ids"].contiguous(),
+                            "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
+                            "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32)}
+                pending.append(pool.submit(_write_scene, paths, scene, s, r["rgb"], geometry, meta, fps, preset))
+                written += 1
+            while len(pending) > 2:  # bounded memory: wait for the oldest scene
+                results.append(pending.popleft().result())
+        while pending:
+            results.append(pending.popleft().result())
+    records = [rec for recs in results for rec in recs]
     with open(out / "qa.jsonl.tmp", "w", encoding="utf-8") as f:
         for n, rec in enumerate(records):
             f.write(json.dumps({**rec, "id": n}) + "\n")
     os.replace(out / "qa.jsonl.tmp", out / "qa.jsonl")
-    return {"scenes": scenes, "questions": len(records), "written": written}
+    seconds = time.perf_counter() - t0
+    counts = collections.Counter(rec["question_type"] for rec in records)
+    from geovr.data.configs import QUESTION_TYPES
+
+    return {"out": str(out), "scenes": scenes, "written": written, "frames": scenes * frames, "size": [H, W],
+            "questions": len(records), "question_types": {t: counts[t] for t in QUESTION_TYPES if counts[t]},
+            "seconds": seconds, "frames_per_second": written * frames / seconds if written else 0.0}
+
+
+def _questions(scene, ids, seed: int) -> list[dict]:
+    from geovr.data.synthetic.qa import generate_questions
+
+    return generate_questions(scene, ids, seed=seed)
+
+
+def _write_scene(paths: dict, scene, seed: int, rgb, geometry: dict, meta: dict, fps: int, preset: str) -> list[dict]:
+    """Writer-thread job: questions, video, geometry and scene file of one scene (each written to a
+    temporary name, then renamed); returns the scene's questions."""
+    from safetensors.torch import save_file
+
+    from geovr.data.video import write_video
+
+    records = _questions(scene, geometry["ids"], seed)
+    tmp = {k: p.with_name(p.stem + ".tmp" + p.suffix) for k, p in paths.items()}
+    write_video(tmp["videos"], rgb, fps=fps, preset=preset)
+    save_file(geometry, str(tmp["geometry"]))
+    tmp["scenes"].write_text(json.dumps(meta, indent=1))
+    for k in paths:
+        os.replace(tmp[k], paths[k])
+    return records

@@ -1,7 +1,10 @@
 """The ``synthetic_rooms`` dataset: scenes generated, rendered and questioned on the fly.
 
 Sample ``i`` is a pure function of ``(config.seed, i)``: the scene, the camera path, the frames and
-the question are identical whenever the index is read (no disk needed). Samples follow
+the question are identical whenever the index is read. Rendered scenes are kept in an on-disk cache
+keyed by the world's options (:mod:`geovr.data.synthetic.cache`; ``cache = false`` renders every time),
+so runs sharing scenes (ablation arms and seeds, epochs) render each once. Frames are quantised to
+8 bits (the precision of a video) whether or not they come from the cache. Samples follow
 :mod:`geovr.data.collate`: frames ``[S,3,H,W]`` float32 in [0,1], ``frame_indices [S]``, question,
 options, answer, question_type, scene_id, sample_id and (with ``with_geometry``) depth ``[S,H,W]``
 metres, intrinsics ``[S,3,3]``, extrinsics ``[S,3,4]`` world-to-camera.
@@ -31,42 +34,89 @@ def scene_seed(seed: int, index: int, attempt: int = 0) -> int:
 
 
 def pixel_key(seed: int, index: int, config: SyntheticRoomsConfig) -> str:
-    """Identity of the pixels (and ground truth) of sample ``index``: the generator seed and index plus
-    every option that changes the scene, the camera path or the render (not ``num_samples``,
-    ``with_geometry`` or ``compile_renderer``). See ``pixel_key`` in :mod:`geovr.data.collate`."""
+    """Identity of the pixels (and ground truth) of sample ``index``: the generator seed and the scene the
+    sample shows (``index // questions_per_scene``) plus every option that changes the scene, the camera
+    path or the render (not ``num_samples``, ``prompt``, ``with_geometry`` or ``compile_renderer``;
+    ``question_types`` decides which scenes are kept). See ``pixel_key`` in :mod:`geovr.data.collate`."""
     import json
 
-    opts = {"seed": int(seed), "index": int(index), "num_frames": config.num_frames,
+    q = max(1, int(getattr(config, "questions_per_scene", 1)))
+    opts = {"seed": int(seed), "scene": int(index) // q, "num_frames": config.num_frames,
             "image_size": list(config.image_size), "num_objects": list(config.num_objects),
             "trajectory": config.trajectory, "question_types": sorted(config.question_types)}
     return "synthetic_rooms:" + json.dumps(opts, sort_keys=True, separators=(",", ":"))
 
 
-def make_sample(seed: int, index: int, config: SyntheticRoomsConfig) -> dict:
-    """Build sample ``index`` (see the module docstring); retries a new scene (up to 8 times) when
-    none of ``config.question_types`` can be asked about it."""
-    H, W = config.image_size
+def render_scene(seed: int, *, num_objects=(8, 24), num_frames: int = 8, image_size=(224, 224),
+                 trajectory: str | None = None, name: str | None = None, compiled: bool = False,
+                 cache=None) -> tuple:
+    """Scene of ``seed`` rendered along its camera path, with all its questions.
+
+    Returns ``(scene, entry)`` with ``entry = {"rgb": [S,H,W,3] uint8, "depth": [S,H,W] float32 m,
+    "ids": [S,H,W] uint8, "intrinsics": [S,3,3], "extrinsics": [S,3,4] float64, "kind", "records"}``
+    (``records``: every question of :func:`geovr.data.synthetic.qa.generate_questions`, asked only
+    about objects seen in these frames). ``cache``: a :class:`~geovr.data.synthetic.cache.SceneCache`
+    read first and filled on a miss (``None``: always render).
+    """
+    H, W = image_size
+    scene = generate_scene(seed, tuple(num_objects), name=name)
+    options = {"seed": int(seed), "num_objects": [int(v) for v in num_objects], "num_frames": int(num_frames),
+               "image_size": [int(H), int(W)], "trajectory": trajectory}
+    entry = cache.get(options) if cache is not None else None
+    if entry is None:
+        traj = make_trajectory(scene, num_frames, (H, W), seed, kind=trajectory)
+        out = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
+        ids = out["ids"].to(torch.uint8)  # at most 30 objects
+        entry = {"rgb": out["rgb"].permute(0, 2, 3, 1).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8),
+                 "depth": out["depth"].float(), "ids": ids,
+                 "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float64),
+                 "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float64), "kind": traj.kind,
+                 "records": generate_questions(scene, ids.numpy(), seed=seed)}
+        if cache is not None:
+            cache.put(options, entry)
+    for rec in entry["records"]:
+        rec["scene_name"] = scene.name
+    return scene, entry
+
+
+def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None) -> dict:
+    """Build sample ``index`` (see the module docstring). With ``questions_per_scene = q`` samples
+    ``q·k … q·k+q-1`` share scene ``k`` and ask different questions of it. Retries a new scene (up to
+    8 times) when none of ``config.question_types`` can be asked about it."""
+    q = max(1, int(getattr(config, "questions_per_scene", 1)))
+    scene_index, slot = divmod(index, q)
+    keep = set(config.question_types)
     for attempt in range(8):
-        s = scene_seed(seed, index, attempt)
-        scene = generate_scene(s, tuple(config.num_objects), name=f"synth_s{seed}_i{index}")
-        traj = make_trajectory(scene, config.num_frames, (H, W), s, kind=config.trajectory)
-        out = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=config.compile_renderer)
-        records = generate_questions(scene, out["ids"], seed=s, question_types=config.question_types)
+        s = scene_seed(seed, scene_index, attempt)
+        scene, entry = render_scene(s, num_objects=config.num_objects, num_frames=config.num_frames,
+                                    image_size=config.image_size, trajectory=config.trajectory,
+                                    name=f"synth_s{seed}_i{scene_index}", compiled=config.compile_renderer,
+                                    cache=cache)
+        records = [r for r in entry["records"] if r["question_type"] in keep]
         if records:
             break
     else:
         raise DataError(f"synthetic_rooms: no question of types {config.question_types} for sample {index}")
-    rec = records[int(np.random.default_rng([s, 1]).integers(len(records)))]
+    order = np.random.default_rng([s, 1]).permutation(len(records))
+    rec = records[int(order[slot % len(records)])]
+    question, options = rec["question"], rec["options"]
+    if getattr(config, "prompt", None):
+        from geovr.eval.prompts import doc_prompt
+
+        question, options = doc_prompt(rec, protocol=config.prompt), None
     sample = {
-        "frames": out["rgb"], "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
+        "frames": entry["rgb"].permute(0, 3, 1, 2).float().div_(255.0),
+        "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
         "frame_times": torch.arange(config.num_frames, dtype=torch.float32) / SYNTHETIC_FPS,
-        "question": rec["question"], "options": rec["options"], "answer": rec["ground_truth"],
+        "question": question, "options": options, "answer": rec["ground_truth"],
         "question_type": rec["question_type"], "scene_id": scene.name,
-        "sample_id": f"{scene.name}:{rec['id']}", "pixel_key": pixel_key(seed, index, config),
+        # a scene with fewer matching questions than questions_per_scene repeats one: keep ids unique
+        "sample_id": f"{scene.name}:{rec['id']}" + (f"#{slot}" if slot >= len(records) else ""),
+        "pixel_key": pixel_key(seed, index, config),
     }
     if config.with_geometry:
-        sample.update(depth=out["depth"], intrinsics=torch.as_tensor(traj.intrinsics, dtype=torch.float32),
-                      extrinsics=torch.as_tensor(traj.extrinsics, dtype=torch.float32))
+        sample.update(depth=entry["depth"], intrinsics=entry["intrinsics"].float(),
+                      extrinsics=entry["extrinsics"].float())
     return sample
 
 
@@ -74,7 +124,10 @@ class SyntheticRoomsDataset(torch.utils.data.Dataset):
     """``len = config.num_samples``; ``dataset[i]`` renders sample ``i`` (deterministic)."""
 
     def __init__(self, config: SyntheticRoomsConfig):
+        from geovr.data.synthetic.cache import SceneCache
+
         self.config = config
+        self.cache = SceneCache(config.cache_dir) if getattr(config, "cache", False) else None
 
     def __len__(self) -> int:
         return self.config.num_samples
@@ -82,7 +135,7 @@ class SyntheticRoomsDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"sample {index} outside 0..{len(self) - 1}")
-        return make_sample(self.config.seed, index, self.config)
+        return make_sample(self.config.seed, index, self.config, self.cache)
 
     def pixel_key(self, index: int) -> str:
         """``dataset[index]["pixel_key"]`` without rendering (cache planning)."""

@@ -58,15 +58,24 @@ def signed_angle(forward: np.ndarray, target: np.ndarray) -> float:
                                    forward[0] * target[0] + forward[1] * target[1]))
 
 
-def first_appearance(ids, object_ids, min_pixels: int = 4) -> dict[int, int]:
-    """First frame index at which each instance id covers ``>= min_pixels`` pixels of the instance-id
-    video ``ids [S,H,W]`` (objects never seen are absent from the result)."""
+def pixel_counts(ids) -> np.ndarray:
+    """Pixels per instance id and frame: ``ids [S,H,W]`` (non-negative ints) → ``[S, max_id+1]``."""
     ids = np.asarray(ids)
-    flat = ids.reshape(ids.shape[0], -1)
+    S = ids.shape[0]
+    flat = ids.reshape(S, -1).astype(np.int64)
+    n = int(flat.max()) + 1 if flat.size else 1
+    return np.bincount((flat + np.arange(S)[:, None] * n).ravel(), minlength=S * n).reshape(S, n)
+
+
+def first_appearance(ids, object_ids, min_pixels: int = 4, counts: np.ndarray | None = None) -> dict[int, int]:
+    """First frame index at which each instance id covers ``>= min_pixels`` pixels of the instance-id
+    video ``ids [S,H,W]`` (objects never seen are absent from the result). ``counts``: the
+    :func:`pixel_counts` of ``ids`` when already computed."""
+    counts = pixel_counts(ids) if counts is None else counts
     out = {}
     for oid in object_ids:
-        counts = (flat == oid).sum(1)
-        seen = np.nonzero(counts >= min_pixels)[0]
-        if len(seen):
-            out[int(oid)] = int(seen[0])
+        if 0 <= oid < counts.shape[1]:
+            seen = np.nonzero(counts[:, oid] >= min_pixels)[0]
+            if len(seen):
+                out[int(oid)] = int(seen[0])
     return out

@@ -7,17 +7,30 @@ letter as ``ground_truth`` (numerical questions have ``options = None``). Questi
 only use categories with exactly one instance. Multiple-choice questions whose answer is within a
 tolerance of a distractor (distances within 15 cm, directions within 10–15° of a boundary, two
 categories first seen in the same frame) are rejected rather than asked.
+
+Questions are asked only about what the video shows: given the instance-id render ``ids [S,H,W]`` of
+the frames a record uses, an object is *seen* when it covers at least ``min_pixels`` pixels (and at
+least ``min_fraction`` of a frame) in some frame. Every object a question names (targets and
+distractor options alike) is seen; counting asks only about categories whose every instance is seen.
+Without ``ids`` (hand-built scenes in tests) every object counts as seen.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
 from geovr.data.configs import QUESTION_TYPES
 from geovr.data.synthetic.catalog import CATEGORIES
-from geovr.data.synthetic.measure import closest_distance, first_appearance, longest_dimension, signed_angle
+from geovr.data.synthetic.measure import (
+    closest_distance,
+    first_appearance,
+    longest_dimension,
+    pixel_counts,
+    signed_angle,
+)
 from geovr.data.synthetic.scene import Scene, SceneObject
 
 __all__ = ["QUESTION_TYPES", "NUMERICAL_TYPES", "generate_questions", "lettered"]
@@ -35,12 +48,17 @@ def lettered(options: list[str]) -> list[str]:
 
 
 class _Ctx:
-    def __init__(self, scene: Scene, rng: np.random.Generator):
+    """Question context: ``groups`` are the categories whose instances are all seen, ``unique`` the
+    seen categories with exactly one instance in the whole scene (so "the X" is unambiguous)."""
+
+    def __init__(self, scene: Scene, rng: np.random.Generator, seen: set[int] | None = None):
         self.scene, self.rng = scene, rng
         groups = scene.by_category()
-        self.unique = {c: objs[0] for c, objs in groups.items() if len(objs) == 1}
-        self.groups = groups
+        visible = (lambda o: True) if seen is None else (lambda o: o.id in seen)
+        self.unique = {c: objs[0] for c, objs in groups.items() if len(objs) == 1 and visible(objs[0])}
+        self.groups = {c: objs for c, objs in groups.items() if all(visible(o) for o in objs)}
         self._dist: dict[tuple[int, int], float] = {}
+        self.counts = None  # pixel counts per frame and id (set when an id video is given)
 
     def dist(self, a: SceneObject, b: SceneObject) -> float:
         key = (min(a.id, b.id), max(a.id, b.id))
@@ -178,12 +196,14 @@ def _route(ctx):
 def _appearance(ctx, ids, min_pixels):
     if ids is None or len(ctx.unique) < 4:
         return None
-    first = first_appearance(ids, [o.id for o in ctx.unique.values()], min_pixels)
+    first = first_appearance(ids, [o.id for o in ctx.unique.values()], min_pixels, counts=ctx.counts)
     by_frame: dict[int, list[str]] = {}
     for c, o in ctx.unique.items():
         if o.id in first:
             by_frame.setdefault(first[o.id], []).append(c)
-    distinct = [cs[0] for f, cs in sorted(by_frame.items()) if len(cs) == 1]  # unambiguous first frames
+    # one category per first frame (chosen at random), so the four asked about never tie; ties with
+    # categories not asked about do not matter
+    distinct = [cs[int(ctx.rng.integers(len(cs)))] for f, cs in sorted(by_frame.items())]
     if len(distinct) < 4:
         return None
     chosen = sorted(ctx.rng.choice(len(distinct), size=4, replace=False))
@@ -195,26 +215,41 @@ def _appearance(ctx, ids, min_pixels):
     return f"In which order do these categories first appear in the video: {listed}?", opts, gt
 
 
+def seen_objects(ids, object_ids, min_pixels: int = 4, min_fraction: float = 0.0, counts=None) -> set[int]:
+    """Instance ids among ``object_ids`` covering ``>= max(min_pixels, min_fraction·H·W)`` pixels of
+    some frame of the instance-id video ``ids [S,H,W]``."""
+    ids = np.asarray(ids)
+    need = max(int(min_pixels), int(math.ceil(min_fraction * ids.shape[-1] * ids.shape[-2])))
+    return set(first_appearance(ids, object_ids, need, counts=counts))
+
+
 def generate_questions(scene: Scene, ids=None, *, seed: int = 0, question_types=QUESTION_TYPES,
-                       per_type: int = 1, attempts: int = 20, min_pixels: int = 4) -> list[dict]:
+                       per_type: int = 1, attempts: int = 20, min_pixels: int = 4,
+                       min_fraction: float = 0.001) -> list[dict]:
     """Questions about ``scene`` (up to ``per_type`` of each type, deterministic in ``seed``).
 
-    ``ids``: instance-id video ``[S,H,W]`` of the rendered frames (needed for
-    ``obj_appearance_order``, which is skipped without it). ``id`` counts from 0 within the scene.
+    ``ids``: instance-id video ``[S,H,W]`` of the frames the record uses: only objects seen in them
+    (``>= max(min_pixels, min_fraction·H·W)`` pixels in some frame) are asked about, and
+    ``obj_appearance_order`` needs it (skipped without it). ``id`` counts from 0 within the scene.
     """
     unknown = set(question_types) - set(QUESTION_TYPES)
     if unknown:
         raise ValueError(f"unknown question types {sorted(unknown)}; expected some of {QUESTION_TYPES}")
+    visible = counts = None
     if ids is not None:
         ids = np.asarray(ids)
+        counts = pixel_counts(ids)
+        visible = seen_objects(ids, [o.id for o in scene.objects], min_pixels, min_fraction, counts=counts)
+        min_pixels = max(int(min_pixels), int(math.ceil(min_fraction * ids.shape[-1] * ids.shape[-2])))
     records: list[dict] = []
     for t_index, qtype in enumerate(QUESTION_TYPES):
         if qtype not in question_types:
             continue
-        ctx = _Ctx(scene, np.random.default_rng([int(seed), int(scene.seed), t_index]))
-        seen: set[str] = set()
+        ctx = _Ctx(scene, np.random.default_rng([int(seed), int(scene.seed), t_index]), visible)
+        ctx.counts = counts
+        asked: set[str] = set()
         for _ in range(attempts if qtype != "room_size_estimation" else 1):
-            if len(seen) >= per_type:
+            if len(asked) >= per_type:
                 break
             if qtype.startswith("object_rel_direction_"):
                 res = _direction(ctx, qtype.rsplit("_", 1)[1])
@@ -224,9 +259,9 @@ def generate_questions(scene: Scene, ids=None, *, seed: int = 0, question_types=
                 res = {"object_counting": _counting, "object_abs_distance": _abs_distance,
                        "object_size_estimation": _size, "room_size_estimation": _room_size,
                        "object_rel_distance": _rel_distance, "route_planning": _route}[qtype](ctx)
-            if res is None or res[0] in seen:
+            if res is None or res[0] in asked:
                 continue
-            seen.add(res[0])
+            asked.add(res[0])
             question, options, answer = res
             records.append({"id": len(records), "dataset": DATASET, "scene_name": scene.name,
                             "question_type": qtype, "question": question, "options": options,

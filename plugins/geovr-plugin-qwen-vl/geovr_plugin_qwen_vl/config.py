@@ -26,7 +26,8 @@ class QwenVLBackboneConfig:
     """Options shared by both Qwen-VL backbones.
 
     pretrained: HF hub id or local directory (model + processor, as written by ``save_pretrained``);
-    ``"geovr-tiny"`` = the tiny random-initialised model used by smoke tests and the CPU demo recipe.
+    ``"geovr-tiny"`` = the tiny random-initialised model used by smoke tests; ``"geovr-tiny-small"`` a
+    larger random-initialised one (hidden 128, 4 layers) that learns the synthetic world on a CPU.
     dtype: weights dtype (``"auto"`` = the checkpoint's). attn_implementation: ``"sdpa"`` (default),
     ``"flash_attention_2"`` (falls back to sdpa with a warning when flash-attn/CUDA is missing) or
     ``"eager"``. gradient_checkpointing: recompute LLM activations in backward.
@@ -71,7 +72,8 @@ class QwenVLBackboneConfig:
 
     def preflight(self) -> list[str]:
         """The checkpoint (local directory, or HF id in the local cache: no network) and adapter must be there."""
-        source = [] if self.pretrained == "geovr-tiny" else checkpoint_source(self.pretrained, "pretrained")
+        tiny = self.pretrained == "geovr-tiny" or self.pretrained.startswith("geovr-tiny-")
+        source = [] if tiny else checkpoint_source(self.pretrained, "pretrained")
         return source + missing_path(self.adapter, "adapter", kind="dir")
 
     def check(self) -> list[str]:

@@ -74,7 +74,19 @@ def not_cached_message(pretrained: str) -> str:
 TINY_ID = "geovr-tiny"
 
 
-def materialize_tiny(kind: str) -> str:
+def tiny_size(pretrained: str) -> str | None:
+    """The size of a tiny random-init id (``"geovr-tiny"`` → ``"tiny"``, ``"geovr-tiny-small"`` →
+    ``"small"``; sizes in :data:`geovr_plugin_qwen_vl.testing.SIZES`), ``None`` for anything else."""
+    from geovr_plugin_qwen_vl.testing import SIZES
+
+    if pretrained == TINY_ID:
+        return "tiny"
+    if pretrained.startswith(TINY_ID + "-") and pretrained[len(TINY_ID) + 1:] in SIZES:
+        return pretrained[len(TINY_ID) + 1:]
+    return None
+
+
+def materialize_tiny(kind: str, size: str = "tiny") -> str:
     """Write the tiny random-init ``kind`` checkpoint once into ``$GEOVR_CACHE_DIR/tiny`` (default
     ``~/.cache/geovr/tiny``) with ``save_pretrained`` and return its directory. The write goes to a
     temporary directory renamed into place, so a crash never leaves a half-written checkpoint."""
@@ -84,13 +96,13 @@ def materialize_tiny(kind: str) -> str:
     from geovr_plugin_qwen_vl.testing import save_tiny_checkpoint
 
     root = os.path.join(os.environ.get("GEOVR_CACHE_DIR") or os.path.expanduser("~/.cache/geovr"), "tiny")
-    dest = os.path.join(root, f"{kind}-seed0")
+    dest = os.path.join(root, f"{kind}-seed0" if size == "tiny" else f"{kind}-{size}-seed0")
     if os.path.isfile(os.path.join(dest, "config.json")):
         return dest
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{kind}-", dir=root)
     try:
-        save_tiny_checkpoint(kind, tmp, seed=0)
+        save_tiny_checkpoint(kind, tmp, seed=0, size=size)
         os.replace(tmp, dest)
     except OSError:
         if not os.path.isfile(os.path.join(dest, "config.json")):  # not a lost race with another process
@@ -106,8 +118,8 @@ def load_model_and_processor(kind: str, config: QwenVLBackboneConfig):
     ``pretrained = "geovr-tiny"`` loads the tiny random model (see :func:`materialize_tiny`)."""
     from transformers import AutoConfig, AutoProcessor
 
-    if config.pretrained == TINY_ID:
-        config = attrs.evolve(config, pretrained=materialize_tiny(kind))
+    if tiny_size(config.pretrained):
+        config = attrs.evolve(config, pretrained=materialize_tiny(kind, tiny_size(config.pretrained)))
     check_available(config.pretrained)
     try:
         hf_config = AutoConfig.from_pretrained(config.pretrained)

@@ -78,6 +78,46 @@ def tiny_tokenizer():
     return fast
 
 
+def _question_corpus(scenes: int = 300) -> list[str]:
+    """Texts a student of the synthetic world reads and writes: the system prompt, both evaluation
+    protocols' prompts around VSI-style questions of ``scenes`` synthetic scenes, and their answers."""
+    from geovr.data.synthetic.qa import generate_questions
+    from geovr.data.synthetic.scene import generate_scene
+    from geovr.eval.prompts import build_prompt
+
+    texts = ["You are a helpful assistant.", "system\n", "user\n", "assistant\n",
+             "In which order do these categories first appear in the video: chair, bed, tv, sofa?"]
+    for i in range(scenes):
+        for rec in generate_questions(generate_scene(10_000 + i), seed=i):
+            for protocol in ("lmms-eval", "geovr"):
+                texts.append(build_prompt(rec["question"], rec["options"], protocol=protocol))
+            texts.append(rec["ground_truth"])
+    return texts
+
+
+def trained_tokenizer(vocab_size: int = 1024):
+    """Like :func:`tiny_tokenizer` but with BPE merges learned (deterministically, offline, ~1 s) from
+    :func:`_question_corpus`: prompts are ~4× shorter than byte-level, so a small student trains ~4×
+    faster. Digits stay single tokens (numbers are spelled digit by digit)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(_question_corpus(), trainer)
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        model_max_length=32768, padding_side="right",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
 def _token_ids(tokenizer) -> dict[str, int]:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     return {
@@ -86,32 +126,51 @@ def _token_ids(tokenizer) -> dict[str, int]:
     }
 
 
-def tiny_model_config(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None):
-    """A random-init-sized config: 2 LLM layers, hidden 32 (4 heads of 8, M-RoPE sections [2,1,1]),
-    vision depth 1 (Qwen2.5-VL, patch 14) or 2 (Qwen3-VL, patch 16, deepstack after vision block 0)."""
+#: Sizes of the random-init models (``pretrained = "geovr-tiny"`` or ``"geovr-tiny-<size>"``):
+#: LLM hidden/layers/heads and vision hidden/depth. ``tiny`` exercises code paths; ``small`` is big
+#: enough to learn the synthetic world's questions on a CPU in minutes.
+SIZES = {
+    "tiny": {"hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2, "vision_hidden": 32, "vision_depth": None,
+             "bpe": False},
+    "small": {"hidden": 128, "layers": 4, "heads": 4, "kv_heads": 2, "vision_hidden": 64, "vision_depth": 2,
+              "bpe": True},
+}
+
+
+def tiny_model_config(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None, size: str = "tiny"):
+    """A random-init-sized config (``size`` from :data:`SIZES`). ``tiny``: 2 LLM layers, hidden 32 (4
+    heads of 8, M-RoPE sections [2,1,1]), vision depth 1 (Qwen2.5-VL, patch 14) or 2 (Qwen3-VL, patch
+    16, deepstack after vision block 0); ``small``: 4 layers, hidden 128 (4 heads of 32), vision hidden 64,
+    with the BPE vocabulary of :func:`trained_tokenizer`."""
     _check_kind(kind)
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny model size {size!r}; expected one of {sorted(SIZES)}")
+    z = SIZES[size]
     tokenizer = tokenizer or tiny_tokenizer()
     vocab = len(tokenizer)
     ids = _token_ids(tokenizer)
     eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    D, head = z["hidden"], z["hidden"] // z["heads"]
+    section = [head // 4, head // 8, head // 8]  # M-RoPE (t, h, w) halves of the rotary dims
+    text = dict(vocab_size=vocab, hidden_size=D, intermediate_size=2 * D, num_hidden_layers=z["layers"],
+                num_attention_heads=z["heads"], num_key_value_heads=z["kv_heads"], max_position_embeddings=4096,
                 eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
+    V = z["vision_hidden"]
     if kind == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
 
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
-        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=32, tokens_per_second=2,
-                      window_size=56, fullatt_block_indexes=[0])
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+        vision = dict(depth=z["vision_depth"] or 1, hidden_size=V, intermediate_size=2 * V, num_heads=2,
+                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=D,
+                      tokens_per_second=2, window_size=56, fullatt_block_indexes=[0])
         cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
     else:
         from transformers import Qwen3VLConfig
 
-        text.update(head_dim=8, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                 "mrope_section": [2, 1, 1], "mrope_interleaved": True})
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
-                      spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=32,
+        text.update(head_dim=head, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                    "mrope_section": section, "mrope_interleaved": True})
+        vision = dict(depth=z["vision_depth"] or 2, hidden_size=V, intermediate_size=2 * V, num_heads=2,
+                      patch_size=16, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=D,
                       num_position_embeddings=64, deepstack_visual_indexes=[0])
         cfg = Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
     cfg.eos_token_id = eos
@@ -137,22 +196,23 @@ def tiny_processor(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None):
                             video_processor=Qwen3VLVideoProcessor(**kw), chat_template=CHAT_TEMPLATE)
 
 
-def tiny_model(kind: Literal["qwen2_5_vl", "qwen3_vl"], *, seed: int = 0, tokenizer=None):
+def tiny_model(kind: Literal["qwen2_5_vl", "qwen3_vl"], *, seed: int = 0, tokenizer=None, size: str = "tiny"):
     """A random-init ``*ForConditionalGeneration`` with :func:`tiny_model_config` (float32, eval mode)."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
-    cfg = tiny_model_config(kind, tokenizer)
+    cfg = tiny_model_config(kind, tokenizer, size)
     cls = Qwen2_5_VLForConditionalGeneration if kind == "qwen2_5_vl" else Qwen3VLForConditionalGeneration
     torch.manual_seed(seed)
     return cls(cfg).eval()
 
 
-def save_tiny_checkpoint(kind: Literal["qwen2_5_vl", "qwen3_vl"], path: str | os.PathLike, *, seed: int = 0) -> str:
-    """Write a tiny random-init model and its processor to ``path`` with ``save_pretrained``; return
-    ``str(path)``, usable as the backbone option ``pretrained``."""
-    tokenizer = tiny_tokenizer()
-    model = tiny_model(kind, seed=seed, tokenizer=tokenizer)
+def save_tiny_checkpoint(kind: Literal["qwen2_5_vl", "qwen3_vl"], path: str | os.PathLike, *, seed: int = 0,
+                         size: str = "tiny") -> str:
+    """Write a tiny random-init model (``size`` from :data:`SIZES`) and its processor to ``path`` with
+    ``save_pretrained``; return ``str(path)``, usable as the backbone option ``pretrained``."""
+    tokenizer = trained_tokenizer() if SIZES[size]["bpe"] else tiny_tokenizer()
+    model = tiny_model(kind, seed=seed, tokenizer=tokenizer, size=size)
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)
     tiny_processor(kind, tokenizer).save_pretrained(path)

@@ -1,0 +1,339 @@
+"""``geovr ablate DIR``: train and evaluate every recipe of a folder (one arm each) over several seeds,
+then compare the arms (:mod:`geovr.eval.compare`).
+
+Each ``DIR/<arm>.toml`` is an arm (the file name is its name). An optional ``DIR/ablation.toml`` (not
+an arm) sets the defaults::
+
+    baseline = "text_only"        # arm the others are compared to
+    seeds = 3                     # seeds 0 .. seeds-1 (the recipe's top-level `seed`)
+    output_dir = "runs/ablation"  # where the runs go: <output_dir>/<arm>/seed-<k>
+    overrides = []                # key=value applied to every arm
+    [quick]                       # what --quick changes
+    seeds = 2
+    overrides = ["trainer.max_steps=100"]
+
+Every run is ``geovr run`` then ``geovr eval`` in a child process (so one failing run does not stop the
+others, and ``--jobs`` can run several at once); its log goes to ``<run>/ablate.log`` and its result to
+``<run>/ablation-result.json``. A run whose result exists with the same recipe text, overrides and seed is
+skipped, so an interrupted ablation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from geovr.errors import GeovrError, UsageError
+
+SETTINGS = "ablation.toml"
+EXAMPLES = """\
+examples:
+  geovr ablate recipes/ablation                          every arm x 3 seeds, then the comparison table
+  geovr ablate recipes/ablation --quick                  fewer seeds and steps (a few minutes)
+  geovr ablate recipes/ablation --seeds 5 --jobs 2 --json runs/ablation/comparison.json
+  geovr ablate my_arms/ --output runs/my_arms trainer.lr=5e-4
+  geovr ablate recipes/ablation --report docs/results.md  also write the results document
+  geovr ablate recipes/ablation --dry-run                list the runs and what is already done
+
+Runs go to OUTPUT/<arm>/seed-<k>/ (OUTPUT defaults to runs/ablation-<folder name>, or output_dir in
+FOLDER/ablation.toml); finished runs are skipped, so re-running resumes. The comparison is written to
+OUTPUT/comparison.{md,json,png} and printed. Exit codes: 0 ok, 1 a run failed, 2 usage/recipe error."""
+
+
+def add_parser(sub) -> None:
+    """Register ``geovr ablate``."""
+    p = sub.add_parser("ablate", help="train + evaluate a folder of recipes over seeds and compare the arms",
+                       description="Run an ablation: every recipe in DIR is an arm (file name = arm name); each "
+                                   "arm is trained and evaluated once per seed (held-out evaluation scenes come "
+                                   "from the recipes' [[evaluators]]), then the arms are compared: mean ± 95% CI "
+                                   "over seeds and the paired difference to the baseline arm.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", metavar="DIR", help="folder of recipes, one per arm")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides applied to every arm")
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (default 3, or `seeds` in ablation.toml)")
+    p.add_argument("--quick", action="store_true", help="fewer seeds and steps ([quick] of ablation.toml)")
+    p.add_argument("--output", metavar="DIR", help="where the runs go (default runs/ablation-<folder name>)")
+    p.add_argument("--baseline", metavar="ARM", help="baseline arm (default text_only if present)")
+    p.add_argument("--arm", action="append", metavar="NAME", help="run only these arms (repeatable)")
+    p.add_argument("--jobs", type=int, default=1, metavar="J",
+                   help="runs at once (default 1); each gets cores/J torch threads")
+    p.add_argument("--json", metavar="PATH", help="also write the comparison JSON to PATH")
+    p.add_argument("--report", metavar="PATH",
+                   help="write a results document (tables, plot, seeds, commit, wall time) to PATH")
+    p.add_argument("--dry-run", action="store_true", help="list the runs (and which are done); run nothing")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+
+
+def read_settings(folder: Path) -> dict:
+    """``DIR/ablation.toml`` (``{}`` when absent), checked: unknown keys are an error naming the file."""
+    import tomllib
+
+    path = folder / SETTINGS
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: invalid TOML ({exc})") from exc
+    allowed = {"baseline", "seeds", "output_dir", "overrides", "quick"}
+    problems = [f"{path}: unknown key {k!r} (allowed: {', '.join(sorted(allowed))})" for k in data if k not in allowed]
+    quick = data.get("quick", {})
+    if not isinstance(quick, dict):
+        problems.append(f"{path}: [quick] must be a table")
+    else:
+        problems += [f"{path}: unknown key quick.{k!r} (allowed: seeds, overrides)" for k in quick
+                     if k not in ("seeds", "overrides")]
+    for where, table in (("", data), ("quick.", quick if isinstance(quick, dict) else {})):
+        if "seeds" in table and (not isinstance(table["seeds"], int) or table["seeds"] < 1):
+            problems.append(f"{path}: {where}seeds must be an integer >= 1, got {table['seeds']!r}")
+        ov = table.get("overrides", [])
+        if not isinstance(ov, list) or not all(isinstance(o, str) and "=" in o for o in ov):
+            problems.append(f"{path}: {where}overrides must be a list of 'key=value' strings, got {ov!r}")
+    if problems:
+        raise UsageError("\n".join(problems))
+    return data
+
+
+def plan(args) -> dict:
+    """Arms, seeds, overrides and run directories (every recipe validated first: all problems at once)."""
+    from geovr.errors import RecipeError
+    from geovr.recipe import load_recipe
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder of recipes (give a directory holding <arm>.toml files)")
+    settings = read_settings(folder)
+    arms = {p.stem: p for p in sorted(folder.glob("*.toml")) if p.name != SETTINGS}
+    if args.arm:
+        unknown = [a for a in args.arm if a not in arms]
+        if unknown:
+            raise UsageError(f"--arm {', '.join(unknown)}: not in {folder} (arms: {', '.join(arms) or 'none'})")
+        arms = {a: arms[a] for a in args.arm}
+    if len(arms) < 1:
+        raise UsageError(f"{folder}: no recipes (*.toml) found")
+    quick = settings.get("quick", {}) if args.quick else {}
+    seeds = args.seeds or quick.get("seeds") or (2 if args.quick else settings.get("seeds", 3))
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    overrides = [*settings.get("overrides", []), *quick.get("overrides", []), *args.overrides]
+    problems = []
+    for arm, path in arms.items():
+        try:
+            load_recipe(path, overrides, require_training=True)
+        except RecipeError as exc:
+            problems += [f"{path}: {p}" for p in exc.problems]
+    if problems:
+        raise RecipeError(problems, source=str(folder))
+    output = Path(args.output or settings.get("output_dir") or Path("runs") / f"ablation-{folder.resolve().name}")
+    baseline = args.baseline or settings.get("baseline") or ("text_only" if "text_only" in arms else None)
+    if baseline is not None and baseline not in arms and not args.arm:
+        raise UsageError(f"baseline {baseline!r} is not an arm of {folder} (arms: {', '.join(arms)})")
+    runs = []
+    for arm, path in arms.items():
+        for seed in range(seeds):
+            run_overrides = [*overrides, f"seed={seed}"]
+            text = path.read_text(encoding="utf-8")
+            fingerprint = hashlib.sha256(json.dumps([text, run_overrides]).encode()).hexdigest()[:16]
+            runs.append({"arm": arm, "seed": seed, "recipe": str(path), "overrides": run_overrides,
+                         "run_dir": output / arm / f"seed-{seed}", "fingerprint": fingerprint})
+    return {"folder": folder, "output": output, "baseline": baseline, "seeds": seeds, "runs": runs,
+            "overrides": overrides, "quick": bool(args.quick)}
+
+
+def is_done(run: dict) -> bool:
+    """True when the run's result exists for the same recipe text, overrides and seed."""
+    from geovr.eval.compare import RESULT_FILE
+
+    path = Path(run["run_dir"]) / RESULT_FILE
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("fingerprint") == run["fingerprint"]
+    except json.JSONDecodeError:
+        return False
+
+
+# -- running ----------------------------------------------------------------------------------------------
+
+
+def _child(cmd: list[str], log, env) -> int:
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def execute(run: dict, *, threads: int) -> dict:
+    """Train then evaluate one run in child processes; write and return its result (raises
+    :class:`GeovrError` naming the log on failure)."""
+    from geovr.eval.compare import RESULT_FILE, metrics_from_eval
+
+    run_dir = Path(run["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    exe = [sys.executable, "-m", "geovr"]
+    log_path = run_dir / "ablate.log"
+    trained = run_dir / ".ablate-trained"
+    with open(log_path, "a", encoding="utf-8") as log:
+        t0 = time.perf_counter()
+        if trained.is_file() and trained.read_text(encoding="utf-8").strip() == run["fingerprint"]:
+            log.write("training already done (resumed): evaluating only\n")
+        else:
+            rc = _child([*exe, "run", run["recipe"], *run["overrides"], f'output_dir="{run_dir}"',
+                         "trainer.overwrite=true", "trainer.progress=false"], log, env)
+            if rc != 0:
+                raise GeovrError(f"{run['arm']} seed {run['seed']}: training failed (exit {rc}); see {log_path}")
+            trained.write_text(run["fingerprint"] + "\n", encoding="utf-8")
+        t_train = time.perf_counter() - t0
+        eval_dir = run_dir / "eval" / "final"
+        t0 = time.perf_counter()
+        if eval_dir.exists():  # answers of an interrupted evaluation: start it afresh
+            import shutil
+
+            shutil.rmtree(eval_dir)
+        rc = _child([*exe, "eval", str(run_dir), "--output", str(eval_dir)], log, env)
+        t_eval = time.perf_counter() - t0
+        if rc != 0:
+            raise GeovrError(f"{run['arm']} seed {run['seed']}: evaluation failed (exit {rc}); see {log_path}")
+    metrics, chance = metrics_from_eval(eval_dir)
+    result = {"arm": run["arm"], "seed": run["seed"], "recipe": run["recipe"], "overrides": run["overrides"],
+              "fingerprint": run["fingerprint"], "metrics": metrics, "chance": chance,
+              "train_seconds": round(t_train, 1), "eval_seconds": round(t_eval, 1)}
+    tmp = run_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, run_dir / RESULT_FILE)
+    return result
+
+
+def run(args) -> int:
+    """Entry point of ``geovr ablate``."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    p = plan(args)
+    arm_order = {a: i for i, a in enumerate(dict.fromkeys(r["arm"] for r in p["runs"]))}
+    # seed by seed, the baseline first: an interrupted ablation has complete seeds of every arm
+    todo = sorted((r for r in p["runs"] if not is_done(r)),
+                  key=lambda r: (r["seed"], r["arm"] != p["baseline"], arm_order[r["arm"]]))
+    print(f"geovr ablate: {len(p['runs'])} runs ({len(p['runs']) // p['seeds']} arms x {p['seeds']} seeds) -> "
+          f"{p['output']}; {len(p['runs']) - len(todo)} already done", file=sys.stderr)
+    if args.dry_run:
+        for r in p["runs"]:
+            print(f"  {'done' if r not in todo else 'todo'}  {r['arm']:<20} seed {r['seed']}  {r['run_dir']}")
+        return 0
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    t0 = time.perf_counter()
+    failures = []
+    with tqdm(total=len(p["runs"]), initial=len(p["runs"]) - len(todo), desc="geovr ablate", unit="run",
+              disable=args.no_progress) as bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(execute, r, threads=threads): r for r in todo}
+        for fut in as_completed(futures):
+            r = futures[fut]
+            try:
+                fut.result()
+            except GeovrError as exc:
+                failures.append(str(exc))
+            bar.set_postfix_str(f"{r['arm']} seed {r['seed']}")
+            bar.update(1)
+    wall = time.perf_counter() - t0
+    if failures:
+        raise GeovrError(f"{len(failures)} run(s) failed:\n" + "\n".join(f"  - {f}" for f in failures))
+    summarize(p, wall=wall, json_path=args.json, report=args.report)
+    return 0
+
+
+def summarize(p: dict, *, wall: float, json_path: str | None = None, report: str | None = None) -> dict:
+    """Compare the runs of plan ``p``; print the markdown and write OUTPUT/comparison.{md,json,png}
+    (and ``json_path``, and the results document ``report``). Returns the comparison document."""
+    from geovr.eval.compare import (
+        HEADLINE,
+        RESULT_FILE,
+        chance_levels,
+        compare,
+        markdown,
+        plot,
+        reference_rows,
+        run_report,
+    )
+
+    reports = [run_report(r["run_dir"]) for r in p["runs"] if (Path(r["run_dir"]) / RESULT_FILE).is_file()]
+    doc = compare(reports, baseline=p["baseline"])
+    present = next(iter(doc["arms"].values()))
+    metrics = [m for m in HEADLINE if m in present]
+    refs = reference_rows(reports)
+    text = markdown(doc, metrics=metrics, chance=chance_levels(reports), extra_rows=refs)
+    out = Path(p["output"])
+    (out / "comparison.md").write_text(text, encoding="utf-8")
+    (out / "comparison.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    plot(doc, out / "comparison.png", metrics=metrics, extra_rows=refs)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if report:
+        write_report(Path(report), p, doc, reports, wall=wall)
+    print(text, end="")
+    return doc
+
+
+def _commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+        if sha.returncode == 0:
+            return sha.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: float) -> None:
+    """The results document: command, commit, seeds, wall time, the comparison tables and plot, the
+    per-task QA table with chance levels, and per-run times."""
+    import datetime
+
+    from geovr.eval.compare import HEADLINE, chance_levels, markdown, plot, reference_rows
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    png = path.with_suffix(".png")
+    refs = reference_rows(reports)
+    present = next(iter(doc["arms"].values()))
+    metrics = [m for m in HEADLINE if m in present]
+    plot(doc, png, metrics=metrics, extra_rows=refs)
+    chance = chance_levels(reports)
+    qa = [m for m in present if m.startswith("qa_") and m != "qa_overall"] + ["qa_overall"]
+    cmd = f"geovr ablate {p['folder']}" + (" --quick" if p["quick"] else "") + f" --seeds {p['seeds']}"
+    train = sum(r.get("train_seconds", 0) for r in reports)
+    evals = sum(r.get("eval_seconds", 0) for r in reports)
+    lines = [
+        "# Results: geometry distillation ablation on the synthetic world", "",
+        f"Regenerate with: `{cmd} --report {path}`" + (f" (overrides: {' '.join(p['overrides'])})"
+                                                        if p["overrides"] else ""), "",
+        f"- arms: {', '.join(doc['arms'])} (baseline `{doc['baseline']}`); seeds: "
+        f"{', '.join(str(s) for s in range(p['seeds']))}",
+        f"- commit: `{_commit()}`; written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- wall time of this invocation: {wall / 60:.1f} min (training {train / 60:.1f} min + evaluation "
+        f"{evals / 60:.1f} min summed over runs; runs already done were not re-run)",
+        f"- runs: `{p['output']}/<arm>/seed-<k>/` (logs, checkpoints, evaluation reports)", "",
+        "## Headline metrics (held-out scenes)", "", markdown(doc, metrics=metrics, chance=chance, extra_rows=refs),
+        f"![comparison]({png.name})", "",
+        "## Synthetic QA per task (held-out scenes; score 0–100, higher is better)", "",
+        markdown({"baseline": doc["baseline"], "arms": {a: {m: row[m] for m in qa if m in row}
+                                                        for a, row in doc["arms"].items()},
+                  "diff": {a: {m: row[m] for m in qa if m in row} for a, row in doc["diff"].items()}},
+                 metrics=qa, chance=chance),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
