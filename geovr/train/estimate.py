@@ -24,8 +24,15 @@ ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "floa
 DEFAULT_FRAME_SIZE = (480, 640)
 
 
-def _feature_layers(recipe) -> list[int]:
-    layers = set(getattr(recipe.teacher.config, "layers", []) or [])
+def _feature_layers(recipe, choice=None) -> list[int]:
+    """Feature layers the cache stores for ``choice`` (default: the teacher), as
+    :func:`geovr.train.cache.teacher_layers` requests them: the config's own ``layers`` plus every
+    objective's ``teacher_layers``; none when the teacher gives no features (its ``provides()``)."""
+    choice = recipe.teacher if choice is None else choice
+    provides = choice.config.provides() if callable(getattr(choice.config, "provides", None)) else {"features"}
+    if "features" not in provides:
+        return []
+    layers = set(getattr(choice.config, "layers", []) or [])
     for obj in recipe.objectives:
         layers |= set(getattr(obj.config, "teacher_layers", None) or [])
     return sorted(int(x) for x in layers)
@@ -94,7 +101,7 @@ def estimate_cache(recipe, *, datasets=None, entries: int | None = None, config=
     for role, choice in (("teacher", recipe.teacher), ("metric_teacher", recipe.metric_teacher)):
         if choice is None:
             continue
-        layers = _feature_layers(recipe) if role == "teacher" else []
+        layers = _feature_layers(recipe, choice)
         layout = layout_of(choice.config, choice.component, S, H, W, layers, where=role)
         f, note = layout.flops, layout.note
         kept = {k: tuple(v) for k, v in layout.shapes.items() if group_of(k) in outputs}

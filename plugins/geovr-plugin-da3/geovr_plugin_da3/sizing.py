@@ -33,13 +33,13 @@ def _flops(arch: dict, S: int, gh: int, gw: int) -> float:
 
 
 def cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int]) -> CacheLayout:
-    """``da3``: features ``[S, gh (/2), gw (/2), C]`` per layer (the configured default layers when none are
-    asked), depth / depth_conf ``[S, h, w]``, points ``[S, h, w, 3]``, cameras."""
+    """``da3``: features ``[S, gh (/2), gw (/2), C]`` per layer (the asked ones plus the teacher's
+    own ``feature_layers()``, as the real teacher requests them), depth / depth_conf ``[S, h, w]``, points ``[S, h, w, 3]``, cameras."""
     arch = cfg.arch()
     h, w, gh, gw, _ = _grid(cfg, arch, H, W)
     ph, pw = (gh // 2, gw // 2) if cfg.pool == 2 else (gh, gw)
     c = int(arch["backbone"]["embed_dim"])
-    shapes = {f"features.{layer}": (S, ph, pw, c) for layer in (tuple(layers) or cfg.feature_layers())}
+    shapes = {f"features.{layer}": (S, ph, pw, c) for layer in sorted({*layers, *cfg.feature_layers()})}
     shapes.update(depth=(S, h, w), depth_conf=(S, h, w), points=(S, h, w, 3), pose_enc=(S, 9),
                   intrinsics=(S, 3, 3), extrinsics=(S, 3, 4))
     return CacheLayout(shapes, _flops(arch, S, gh, gw),

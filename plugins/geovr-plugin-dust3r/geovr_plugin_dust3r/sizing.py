@@ -18,7 +18,7 @@ def network_pairs(cfg, S: int) -> int:
 
 
 def cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int]) -> CacheLayout:
-    """Features ``[S, H'/16, W'/16, C_dec]`` per layer (the configured default layers when none are asked),
+    """Features ``[S, H'/16, W'/16, C_dec]`` per layer (the asked ones plus the teacher's own ``feature_layers()``, as the real teacher requests them),
     depth / depth_conf ``[S, H', W']``, points ``[S, H', W', 3]``, cameras at the working resolution
     ``H'×W'``. FLOPs per ordered pair: the encoder on both images and both decoder branches (self- and
     cross-attention, MLP); the DPT heads and the global alignment's iterations are not counted."""
@@ -29,7 +29,7 @@ def cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int]) -> CacheLay
     p = arch.patch_size
     gh, gw = h // p, w // p
     c = arch.dec_embed_dim
-    shapes = {f"features.{layer}": (S, gh, gw, c) for layer in (tuple(layers) or cfg.feature_layers())}
+    shapes = {f"features.{layer}": (S, gh, gw, c) for layer in sorted({*layers, *cfg.feature_layers()})}
     shapes.update(depth=(S, h, w), depth_conf=(S, h, w), points=(S, h, w, 3), pose_enc=(S, 9),
                   intrinsics=(S, 3, 3), extrinsics=(S, 3, 4))
     N, d, r = gh * gw, arch.dec_embed_dim, arch.mlp_ratio
