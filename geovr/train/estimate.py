@@ -39,11 +39,13 @@ def _feature_layers(recipe, choice=None) -> list[int]:
 
 
 def frame_shape(recipe, datasets=None) -> tuple[int, int, int, str]:
-    """``(S, H, W, source)`` of the training samples: from the data options, else the first video's
-    header, else :data:`DEFAULT_FRAME_SIZE` (said in ``source``)."""
+    """``(S, H, W, source)`` of the training samples: ``S`` = the data's ``num_frames``, else its
+    ``max_frames`` (data sampled at a frame rate: the largest sample, what memory must hold), else 8;
+    ``H, W`` from the data options, else the first video's header, else :data:`DEFAULT_FRAME_SIZE` (said
+    in ``source``)."""
     data = recipe.data.get("train")
     cfg = data.config if data is not None else None
-    S = int(getattr(cfg, "num_frames", 8) or 8)
+    S = int(getattr(cfg, "num_frames", None) or getattr(cfg, "max_frames", None) or 8)   # rate-sampled data: its maximum
     size = getattr(cfg, "image_size", None)
     if size:
         return S, int(size[0]), int(size[1]), "data.train.image_size"
