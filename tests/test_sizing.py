@@ -69,7 +69,13 @@ def test_reference_recipe_counts_the_metric_teacher_it_names():
     p = plan(load_recipe(ROOT / "recipes" / "qwen_vggt.toml", require_training=True), entries=1, measure_heads=False)
     assert p["params"]["metric_teacher_frozen"] == 334_171_394          # DA3METRIC-LARGE
     assert p["params"]["teacher_frozen"] == pytest.approx(1.158e9, rel=0.01)
-    assert p["cache"]["bytes_by_output"]["metric_teacher"]["scale"] == 8 * 392 * 504 * 4   # metric depth at 392x504
+    assert p["cache"]["bytes_by_output"]["metric_teacher"]["scale"] == 32 * 392 * 504 * 4   # 32 frames at 392x504
+    # the core's own hf_depth metric teacher (Depth Anything V2 Metric Indoor Large), at the frames' size
+    hf = plan(load_recipe(ROOT / "recipes" / "qwen_vggt.toml",
+                          ['metric_teacher={component="hf_depth", model="depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"}'],
+                          require_training=True), entries=1, measure_heads=False)
+    assert hf["params"]["metric_teacher_frozen"] == pytest.approx(0.335e9, rel=0.01)
+    assert hf["cache"]["bytes_by_output"]["metric_teacher"]["scale"] == 32 * 480 * 640 * 4
 
 
 @pytest.mark.parametrize("recipe,extra", [

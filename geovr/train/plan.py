@@ -29,7 +29,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from geovr.errors import GeovrError
-from geovr.sizing import TeacherMeta, layout_of, require
+from geovr.sizing import SizingError, TeacherMeta, layout_of, require
 
 GB = 1e9
 GPU_SIZES = (24, 40, 80)
@@ -201,6 +201,8 @@ def plan(recipe, *, datasets=None, entries=None, gpus=None, tokens=None, measure
     cache = None
     try:
         cache = estimate_cache(recipe, datasets=datasets, entries=entries)
+    except SizingError:
+        raise   # a component that cannot describe its size stops the plan (exit 2, named in the message)
     except GeovrError as exc:
         cache = {"error": str(exc)}
     params_frozen = s_frozen + sum(t["params"] for t in teachers.values())
