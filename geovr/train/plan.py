@@ -19,8 +19,8 @@ LLaVA plugins count the bytes autograd keeps per token op by op for the HF decod
 :func:`geovr.sizing.decoder_activation_bytes`: RMSNorm internals in float32, q/k norms of Qwen3, rotary
 embedding, SDPA with a flash/efficient kernel: q, k, v, out, logsumexp; SiLU MLP; times layers and
 sequence length, plus the final norm, the float32 log-softmax of the LM loss over the vocabulary and a
-trainable merger / projector; with gradient checkpointing only each layer's input plus one layer). The objective heads are measured: each head runs once on one frame at the recipe's real sizes
-(CPU, random weights) and its saved bytes are multiplied by the frame count. ``tests/test_plan.py`` checks
+trainable merger / projector; with gradient checkpointing only each layer's input plus one layer). The
+objective heads are measured: each head runs once on one frame at the recipe's real sizes (CPU, random weights) and its saved bytes are multiplied by the frame count. ``tests/test_plan.py`` checks
 the estimate against the activation bytes measured on a full tiny forward (within 25 %).
 """
 
@@ -148,7 +148,7 @@ def plan(recipe, *, datasets=None, entries=None, gpus=None, tokens=None, measure
             continue
         tm = _teacher_meta(choice, role)
         n = sum(_count(tm.module)) if tm.module is not None else 0
-        teachers[role] = {"component": choice.component, "params": n, "bytes": n * ITEM[tm.weight_dtype]}
+        teachers[role] = {"component": choice.component, "params": n, "bytes": n * ITEM.get(tm.weight_dtype, 4)}
         if role == "teacher":
             layers = tuple(getattr(choice.config, "layers", ()) or tm.layers or ())
             t_stub = SimpleNamespace(num_layers=tm.num_layers, layers=layers, feature_dim=tm.feature_dim,
