@@ -43,7 +43,7 @@ def test_plan_counts_the_reference_models_offline():
     p = plan(load_recipe(RECIPES / "qwen_vggt.toml", require_training=True), entries=100)
     params = p["params"]
     # published sizes: Qwen3-VL-2B 2.13 B (vision tower 0.41 B frozen), VGGT-1B without the tracking head
-    # 1.16 B, Depth Anything V2 Large 0.335 B
+    # 1.16 B, DA3METRIC-LARGE 0.334 B (the metric teacher the recipe names)
     assert params["student_trainable"] + params["student_frozen"] == pytest.approx(2.13e9, rel=0.01)
     assert params["student_frozen"] == pytest.approx(0.306e9, rel=0.02)   # vision blocks (merger trainable)
     assert params["teacher_frozen"] == pytest.approx(1.158e9, rel=0.01)

@@ -267,6 +267,23 @@ class OracleTeacherConfig:
         """Everything: features, depth, depth_conf, pose_enc, intrinsics, extrinsics, points, metric_depth."""
         return TEACHER_OUTPUTS_ALL
 
+    def cache_layout(self, frames: int, height: int, width: int, layers=()):
+        """Every output at the frames' resolution, features on the ``patch_size`` grid; no network, no
+        FLOPs (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr.sizing import CacheLayout
+
+        S, H, W, p = frames, height, width, self.patch_size
+        shapes = {f"features.{layer}": (S, H // p, W // p, self.feature_dim) for layer in layers}
+        shapes.update(depth=(S, H, W), depth_conf=(S, H, W), points=(S, H, W, 3), pose_enc=(S, 9),
+                      intrinsics=(S, 3, 3), extrinsics=(S, 3, 4), metric_depth=(S, H, W), metric_scale=())
+        return CacheLayout(shapes, 0.0, "oracle (ground truth, no network)")
+
+    def build_meta(self):
+        """No network: no parameters; ``num_layers`` virtual layers of ``feature_dim`` channels."""
+        from geovr.sizing import TeacherMeta
+
+        return TeacherMeta(module=None, num_layers=self.num_layers, feature_dim=self.feature_dim)
+
     def check(self) -> list[str]:
         problems = []
         if self.feature_dim < 2 or self.feature_dim % 2:

@@ -253,6 +253,29 @@ class Source:
         return where, rec, (ext, read_member(entry, ext))
 
 
+def media_identity(src: Source, j: int) -> dict:
+    """Identity of entry ``j``'s media without reading it: the resolved file with its size and modification
+    time (JSON sources), or the shard file (size, modification time) with the member's key, offset and
+    size (shards). A missing media file raises :class:`RecordError` as :meth:`Source.record` does."""
+    entry = src.entries[j]
+    if isinstance(entry, tuple):
+        where, rec = entry
+        kind, name = media_of(rec, src.spec.data_source_dirs)
+        path = (src.video_root / name).resolve()
+        if not path.is_file():
+            raise RecordError(where, "missing_media", f"media file not found: {path}")
+        st = path.stat()
+        return {"kind": kind, "media": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    from geovr.data.shards import VIDEO_EXTS
+
+    ext = entry.media_ext()
+    shard = Path(entry.shard).resolve()
+    st = shard.stat()
+    offset, size = entry.members.get(ext, (None, None)) if ext else (None, None)
+    return {"kind": "video" if ext in VIDEO_EXTS else "image", "shard": str(shard), "shard_bytes": st.st_size,
+            "shard_mtime_ns": st.st_mtime_ns, "member": f"{entry.key}.{ext}", "offset": offset, "bytes": size}
+
+
 def _load_image(media, where: str):
     import torch
     from PIL import Image, UnidentifiedImageError
@@ -332,6 +355,20 @@ class VideoConversationsDataset:
         return i, int(self._orders[key][t % n])
 
     # -- samples -------------------------------------------------------------------------------------
+    def pixel_key(self, index: int) -> str:
+        """Identity of sample ``index``'s frames without decoding (``pixel_key`` in :mod:`geovr.data.collate`):
+        the media (:func:`media_identity`) and every option that changes which frames are read and how
+        (``fps``, ``min_frames``, ``max_frames``, ``seek``, ``image_size``). Questions on the same video share it."""
+        return self._pixel_key(*self.locate(index))
+
+    def _pixel_key(self, i: int, j: int) -> str:
+        cfg = self.config
+        ident = media_identity(self.sources[i], j)
+        if ident["kind"] == "video":
+            ident.update(fps=cfg.fps, min_frames=cfg.min_frames, max_frames=cfg.max_frames, seek=cfg.seek)
+        ident["image_size"] = None if cfg.image_size is None else list(cfg.image_size)
+        return "video_conversations:" + json.dumps(ident, sort_keys=True, separators=(",", ":"))
+
     def __getitem__(self, index: int) -> dict:
         i, j = self.locate(index)
         src = self.sources[i]
@@ -380,7 +417,7 @@ class VideoConversationsDataset:
             "question": turns[0]["text"], "options": None, "answer": turns[1]["text"],
             "question_type": rec.get("question_type", "conversation"),
             "scene_id": Path(str(media_name)).stem, "sample_id": f"{src.name}:{rid}",
-            "conversations": turns, "source": src.name,
+            "conversations": turns, "source": src.name, "pixel_key": self._pixel_key(i, j),
         }
 
 

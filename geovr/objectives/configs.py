@@ -218,6 +218,18 @@ class HFDepthTeacherConfig:
     def provides(self) -> frozenset[str]:
         return frozenset({"metric_depth"})
 
+    def cache_layout(self, frames: int, height: int, width: int, layers=()):
+        """``metric_depth [S, H, W]`` and forward FLOPs (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr.objectives.hf_depth import cache_layout
+
+        return cache_layout(self, frames, height, width, layers)
+
+    def build_meta(self):
+        """The model on the meta device (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr.objectives.hf_depth import build_meta
+
+        return build_meta(self)
+
     def preflight(self) -> list[str]:
         """The depth model (and sky model, when set): a local directory, or an HF id in the local cache
         (no network)."""

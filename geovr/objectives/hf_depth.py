@@ -177,3 +177,48 @@ def build(config: HFDepthTeacherConfig, context) -> HFDepthTeacher:
     if config.sky_model:
         sky = load_sky_model(config.sky_model, config.sky_label, dtype=dtype, cache_dir=config.cache_dir)
     return HFDepthTeacher(model, processor, config, sky).to(getattr(context, "device", None) or "cpu")
+
+
+# --- sizing (geovr.sizing interface; called through HFDepthTeacherConfig) -----------------------------------
+
+#: model configs shipped with geovr: pretrained id (its last path part) → resource of geovr.objectives
+MODEL_CONFIGS = {"Depth-Anything-V2-Metric-Indoor-Large-hf": "model_configs/Depth-Anything-V2-Metric-Indoor-Large-hf.json"}
+
+
+def model_config_dict(model: str) -> dict:
+    """``config.json`` of ``model``: a local directory's own, else the shipped copy (:data:`MODEL_CONFIGS`)."""
+    from geovr.sizing import SizingError, read_json_resource
+
+    local = Path(model).expanduser() / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    name = model.rstrip("/").split("/")[-1]
+    if name not in MODEL_CONFIGS:
+        raise SizingError(f"hf_depth: no shipped model config for model = {model!r} (shipped: {sorted(MODEL_CONFIGS)}); "
+                          f"point model at a local checkpoint directory with a config.json")
+    return read_json_resource("geovr.objectives", MODEL_CONFIGS[name])
+
+
+def cache_layout(cfg, S: int, H: int, W: int, layers=()):
+    """``metric_depth [S, H, W]`` (at the frames' resolution); FLOPs of the ViT backbone at its native
+    ``image_size`` square (518 px, ViT-L for Depth Anything V2 Large; the DPT head is not counted)."""
+    from geovr.sizing import CacheLayout, vit_flops
+
+    bc = model_config_dict(cfg.model).get("backbone_config") or {}
+    side, patch = int(bc.get("image_size", 518)), int(bc.get("patch_size", 14))
+    dim, depth = int(bc.get("hidden_size", 1024)), int(bc.get("num_hidden_layers", 24))
+    g = side // patch
+    return CacheLayout({"metric_depth": (S, H, W)}, vit_flops(g * g, S, dim, depth, mlp_ratio=float(bc.get("mlp_ratio", 4))),
+                       f"{bc.get('model_type', 'ViT')} backbone {dim}-d x {depth} @ {side} px")
+
+
+def build_meta(cfg):
+    """The depth model on the meta device (``AutoModelForDepthEstimation`` from its config)."""
+    from transformers import AutoConfig, AutoModelForDepthEstimation
+
+    from geovr.sizing import TeacherMeta
+
+    hc = AutoConfig.for_model(**model_config_dict(cfg.model))
+    with torch.device("meta"):
+        m = AutoModelForDepthEstimation.from_config(hc)
+    return TeacherMeta(module=m, weight_dtype=cfg.dtype)

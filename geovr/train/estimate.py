@@ -5,9 +5,10 @@ feature layers the objectives ask for, the training data (frames per sample, fra
 options (``cache_outputs``, ``cache_dtype``). Entries = distinct ``pixel_key`` values of the training data
 (questions on the same video and frames share one entry; :func:`geovr.train.cache.unique_groups`), or
 ``entries=`` when the data is not on this machine. Bytes per entry come from the teacher's output shapes
-(:data:`TEACHER_SHAPES`: one function per teacher component) times the storage dtype, plus the safetensors
-header. Teacher time is a FLOP count of the teacher's transformer (patch embedding + blocks + attention;
-the dense heads are not counted) divided by an assumed sustained throughput (``tflops``, TFLOP/s per GPU).
+(each teacher config's ``cache_layout()``, the sizing interface of :mod:`geovr.sizing`) times the storage
+dtype, plus the safetensors header. Teacher time is the FLOP count the teacher reports for its forward
+(for the transformer teachers: patch embedding + blocks + attention; the dense heads are not counted)
+divided by an assumed sustained throughput (``tflops``, TFLOP/s per GPU).
 """
 
 from __future__ import annotations
@@ -16,98 +17,35 @@ import json
 import math
 
 from geovr.errors import DataError
+from geovr.sizing import layout_of
 
 ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1}
 #: frame size assumed when the training videos cannot be probed (ScanNet-like 4:3 video)
 DEFAULT_FRAME_SIZE = (480, 640)
 
 
-def _feature_layers(recipe) -> list[int]:
-    layers = set(getattr(recipe.teacher.config, "layers", []) or [])
+def _feature_layers(recipe, choice=None) -> list[int]:
+    """Feature layers the cache stores for ``choice`` (default: the teacher), as
+    :func:`geovr.train.cache.teacher_layers` requests them: the config's own ``layers`` plus every
+    objective's ``teacher_layers``; none when the teacher gives no features (its ``provides()``)."""
+    choice = recipe.teacher if choice is None else choice
+    provides = choice.config.provides() if callable(getattr(choice.config, "provides", None)) else {"features"}
+    if "features" not in provides:
+        return []
+    layers = set(getattr(choice.config, "layers", []) or [])
     for obj in recipe.objectives:
         layers |= set(getattr(obj.config, "teacher_layers", None) or [])
     return sorted(int(x) for x in layers)
 
 
-def _vit_flops(tokens_per_image: int, images: int, dim: int, depth: int, span: int | None = None) -> float:
-    """Forward FLOPs of ``depth`` ViT blocks (MLP ratio 4) over ``images × tokens_per_image`` tokens, each
-    attending over ``span`` tokens (default: its own image)."""
-    tokens = tokens_per_image * images
-    span = tokens_per_image if span is None else span
-    return depth * tokens * (24.0 * dim * dim + 4.0 * span * dim)
-
-
-def _vggt(cfg, S, H, W, layers):
-    from geovr_plugin_vggt.preprocess import target_size
-
-    h, w = target_size(H, W, cfg.image_size, cfg.resize_mode, cfg.size_multiple)
-    if cfg.resize_mode == "crop":
-        h = min(h, cfg.image_size)
-    elif cfg.resize_mode == "pad":
-        h = w = cfg.image_size
-    dim, depth = 1024, 24
-    if cfg.model_config not in ("1b",):
-        from geovr_plugin_vggt.config import config_depth
-
-        depth = config_depth(cfg.model_config) or depth
-        dim = _json_dim(cfg.model_config) or dim
-    gh, gw = h // 14, w // 14
-    ph, pw = (gh // 2, gw // 2) if cfg.pool == 2 else (gh, gw)
-    c = 2 * dim if cfg.feature_half == "both" else dim
-    shapes = {f"features.{layer}": (S, ph, pw, c) for layer in layers}
-    shapes.update(depth=(S, h, w), depth_conf=(S, h, w), points=(S, h, w, 3), pose_enc=(S, 9),
-                  intrinsics=(S, 3, 3), extrinsics=(S, 3, 4))
-    P = gh * gw + 5   # patches + camera and register tokens
-    flops = _vit_flops(gh * gw, S, dim, depth)                 # DINOv2 patch embedding (ViT-L for the 1B)
-    flops += _vit_flops(P, S, dim, depth)                      # frame attention blocks
-    flops += _vit_flops(P, S, dim, depth, span=S * P)          # global attention blocks
-    return shapes, flops, f"VGGT {h}x{w} input, {gh}x{gw} patches, features {ph}x{pw}x{c}"
-
-
-def _json_dim(model_config: str) -> int | None:
-    try:
-        from pathlib import Path
-
-        if model_config == "tiny":
-            from geovr.testing.golden import find_golden
-
-            root = find_golden("vggt")
-            path = None if root is None else root / "tiny_config.json"
-        else:
-            path = Path(model_config)
-        data = json.loads(path.read_text()) if path is not None else {}
-        data = data.get("tiny", data)
-        agg = data.get("aggregator", data)
-        return int(agg.get("embed_dim")) if agg.get("embed_dim") else None
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
-
-
-def _oracle(cfg, S, H, W, layers):
-    p = cfg.patch_size
-    shapes = {f"features.{layer}": (S, H // p, W // p, cfg.feature_dim) for layer in layers}
-    shapes.update(depth=(S, H, W), depth_conf=(S, H, W), points=(S, H, W, 3), pose_enc=(S, 9),
-                  intrinsics=(S, 3, 3), extrinsics=(S, 3, 4), metric_depth=(S, H, W), metric_scale=())
-    return shapes, 0.0, "oracle (ground truth, no network)"
-
-
-def _hf_depth(cfg, S, H, W, layers):
-    # Depth Anything V2 (ViT-L for the Large checkpoints) at 518 px on the short side, output at frame size
-    side = 518
-    gh = gw = side // 14
-    return {"metric_depth": (S, H, W)}, _vit_flops(gh * gw, S, 1024, 24), "Depth Anything V2 ViT-L @ 518 px"
-
-
-#: teacher component → ``fn(config, S, H, W, layers) -> (shapes per flat output, forward FLOPs, note)``
-TEACHER_SHAPES = {"vggt": _vggt, "oracle": _oracle, "hf_depth": _hf_depth}
-
-
 def frame_shape(recipe, datasets=None) -> tuple[int, int, int, str]:
-    """``(S, H, W, source)`` of the training samples: from the data options, else the first video's
-    header, else :data:`DEFAULT_FRAME_SIZE` (said in ``source``)."""
+    """``(S, H, W, source)`` of the training samples: ``S`` = the data's ``num_frames``, else its
+    ``max_frames`` (data sampled at a frame rate: the largest sample, what memory must hold), else 8;
+    ``H, W`` from the data options, else the first video's header, else :data:`DEFAULT_FRAME_SIZE` (said
+    in ``source``)."""
     data = recipe.data.get("train")
     cfg = data.config if data is not None else None
-    S = int(getattr(cfg, "num_frames", 8) or 8)
+    S = int(getattr(cfg, "num_frames", None) or getattr(cfg, "max_frames", None) or 8)   # rate-sampled data: its maximum
     size = getattr(cfg, "image_size", None)
     if size:
         return S, int(size[0]), int(size[1]), "data.train.image_size"
@@ -165,13 +103,10 @@ def estimate_cache(recipe, *, datasets=None, entries: int | None = None, config=
     for role, choice in (("teacher", recipe.teacher), ("metric_teacher", recipe.metric_teacher)):
         if choice is None:
             continue
-        fn = TEACHER_SHAPES.get(choice.component)
-        if fn is None:
-            raise DataError(f"[{role}] component = {choice.component!r}: no size model for the cache estimate "
-                            f"(known: {sorted(TEACHER_SHAPES)})")
-        layers = _feature_layers(recipe) if role == "teacher" else []
-        shapes, f, note = fn(choice.config, S, H, W, layers)
-        kept = {k: v for k, v in shapes.items() if group_of(k) in outputs}
+        layers = _feature_layers(recipe, choice)
+        layout = layout_of(choice.config, choice.component, S, H, W, layers, where=role)
+        f, note = layout.flops, layout.note
+        kept = {k: tuple(v) for k, v in layout.shapes.items() if group_of(k) in outputs}
         by_group: dict[str, int] = {}
         for k, shape in kept.items():
             by_group[group_of(k)] = by_group.get(group_of(k), 0) + math.prod(shape) * ITEMSIZE[dtype]

@@ -64,6 +64,18 @@ class DA3TeacherConfig:
         """The configuration dict of ``model_config`` (raises ``ValueError``)."""
         return load_arch(self.model_config)
 
+    def cache_layout(self, frames: int, height: int, width: int, layers):
+        """Per-sample output shapes and forward FLOPs (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_da3.sizing import cache_layout
+
+        return cache_layout(self, frames, height, width, layers)
+
+    def build_meta(self):
+        """The network on the meta device (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_da3.sizing import build_meta
+
+        return build_meta(self)
+
     def feature_layers(self) -> tuple[int, ...]:
         """``layers`` or the default described in the class docstring."""
         if self.layers is not None:
@@ -125,6 +137,18 @@ class DA3MetricTeacherConfig:
 
     def arch(self) -> dict:
         return load_arch(self.model_config)
+
+    def cache_layout(self, frames: int, height: int, width: int, layers=()):
+        """``metric_depth`` shape and forward FLOPs (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_da3.sizing import metric_cache_layout
+
+        return metric_cache_layout(self, frames, height, width, layers)
+
+    def build_meta(self):
+        """The network on the meta device (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_da3.sizing import build_meta
+
+        return build_meta(self)
 
     def preflight(self) -> list[str]:
         return checkpoint_source(self.pretrained, "pretrained", filename="model.safetensors")

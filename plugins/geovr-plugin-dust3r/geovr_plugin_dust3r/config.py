@@ -112,6 +112,18 @@ class DUSt3RTeacherConfig:
         """The architecture named by ``model_config`` (raises ``ValueError`` if unreadable)."""
         return load_arch(self.model_config)
 
+    def cache_layout(self, frames: int, height: int, width: int, layers):
+        """Per-sample output shapes and forward FLOPs (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_dust3r.sizing import cache_layout
+
+        return cache_layout(self, frames, height, width, layers)
+
+    def build_meta(self):
+        """The network on the meta device (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_dust3r.sizing import build_meta
+
+        return build_meta(self)
+
     def feature_layers(self) -> tuple[int, ...]:
         """``layers``, or by default four evenly spaced decoder blocks ending with the last one,
         ``(D/4, D/2, 3D/4, D) − 1`` (0-based): (2, 5, 8, 11) official, (0, 1, 2, 3) tiny."""

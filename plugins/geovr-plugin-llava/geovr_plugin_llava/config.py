@@ -65,6 +65,12 @@ class LlavaOneVisionConfig:
                 problems.append("lora.rank: must be >= 1")
         return problems
 
+    def build_meta(self):
+        """The student on the meta device and its sizes (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_llava.sizing import build_meta
+
+        return build_meta(self)
+
     def lora_options(self) -> dict[str, Any]:
         """LoRA options with defaults filled in (``rank`` 8, ``alpha`` 16, ``dropout`` 0.0)."""
         lora = dict(self.lora or {})

@@ -69,6 +69,14 @@ class QwenVLBackboneConfig:
     video_fps: float = 2.0
     system_prompt: str = "You are a helpful assistant."
     max_new_tokens: int = 16
+    #: backbone component these options belong to (not an option)
+    _kind = "qwen3_vl"
+
+    def build_meta(self):
+        """The student on the meta device and its sizes (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_qwen_vl.sizing import build_meta
+
+        return build_meta(self, self._kind)
 
     def preflight(self) -> list[str]:
         """The checkpoint (local directory, or HF id in the local cache: no network) and adapter must be there."""
@@ -118,6 +126,7 @@ class Qwen3VLBackboneConfig(QwenVLBackboneConfig):
     """Options of the ``qwen3_vl`` backbone (see :class:`QwenVLBackboneConfig`)."""
 
     pretrained: str = "Qwen/Qwen3-VL-2B-Instruct"
+    _kind = "qwen3_vl"
 
 
 @attrs.define
@@ -125,3 +134,4 @@ class Qwen25VLBackboneConfig(QwenVLBackboneConfig):
     """Options of the ``qwen2_5_vl`` backbone (see :class:`QwenVLBackboneConfig`)."""
 
     pretrained: str = "Qwen/Qwen2.5-VL-3B-Instruct"
+    _kind = "qwen2_5_vl"

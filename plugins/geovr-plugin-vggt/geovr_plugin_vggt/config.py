@@ -84,6 +84,18 @@ class VGGTTeacherConfig:
         """Outputs this teacher fills in."""
         return VGGT_PROVIDES
 
+    def cache_layout(self, frames: int, height: int, width: int, layers):
+        """Per-sample output shapes and forward FLOPs (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_vggt.sizing import cache_layout
+
+        return cache_layout(self, frames, height, width, layers)
+
+    def build_meta(self):
+        """The model on the meta device (sizing interface, :mod:`geovr.sizing`)."""
+        from geovr_plugin_vggt.sizing import build_meta
+
+        return build_meta(self)
+
     def depth(self) -> int | None:
         """Aggregator depth of the configured model (``None`` when the config cannot be read)."""
         return config_depth(self.model_config)
