@@ -63,6 +63,7 @@ def test_cli_plan_json(capsys):
     assert cli_main(["plan", str(RECIPES / "tiny_synthetic.toml"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["params_trainable"] > 0 and data["params_frozen"] >= 0
-    assert {"ddp", "zero2", "fsdp"} <= set(data["per_gpu_bytes"]) and data["cache"]["entries"] == 8
+    # 1600 questions on 200 rooms (questions_per_scene = 8): one cache entry per room's frames
+    assert {"ddp", "zero2", "fsdp"} <= set(data["per_gpu_bytes"]) and data["cache"]["entries"] == 200
     assert cli_main(["plan", str(RECIPES / "tiny_synthetic.toml"), 'backbone.pretrained="org/NoSuchModel"']) != 0
     assert "no shipped model config" in capsys.readouterr().err

@@ -55,7 +55,8 @@ class QwenVLMeta:
 
     def activation_bytes(self, tokens: int, visual_tokens: int, bytes_per_value: int, checkpointing: bool) -> float:
         """The LLM decoder (:func:`geovr.sizing.decoder_activation_bytes`, q/k norms for Qwen3) plus the
-        vision merger when it is trained (its two norms in float32 and MLP activations per visual token)."""
+        vision merger when it is trained (its two norms in float32 and MLP activations per visual token)
+        and the vision blocks when the tower is trained (``"vision"`` not in ``freeze``)."""
         tc, b = self.hf_config.text_config, bytes_per_value
         D, H = int(tc.hidden_size), int(tc.num_attention_heads)
         total = decoder_activation_bytes(hidden=D, intermediate=int(tc.intermediate_size),
@@ -64,10 +65,19 @@ class QwenVLMeta:
                                          head_dim=int(getattr(tc, "head_dim", None) or D // H),
                                          vocab=int(tc.vocab_size), tokens=tokens, b=b, checkpointing=checkpointing,
                                          qk_norm=self.hf_config.model_type == "qwen3_vl")
+        vis = self.hf_config.vision_config
         if "merger" not in self.cfg.freeze and self.cfg.lora is None:
-            vis = self.hf_config.vision_config
             dv = int(vis.hidden_size) * int(vis.spatial_merge_size) ** 2
             total += visual_tokens * (2 * (4 + b) * dv + 3 * b * dv)
+        if "vision" not in self.cfg.freeze and self.cfg.lora is None:
+            # a trained vision tower keeps its blocks' activations too: one patch token per
+            # spatial_merge_size² of every visual token, through `depth` transformer blocks (no LM head)
+            dvis, heads = int(vis.hidden_size), int(getattr(vis, "num_heads", 1))
+            total += decoder_activation_bytes(hidden=dvis, intermediate=int(vis.intermediate_size),
+                                              layers=int(vis.depth), heads=heads, kv_heads=heads,
+                                              head_dim=dvis // heads, vocab=0,
+                                              tokens=visual_tokens * int(vis.spatial_merge_size) ** 2, b=b,
+                                              checkpointing=checkpointing)
         return total
 
 
