@@ -39,7 +39,7 @@ def test_export_writes_a_model_card(trained):
     card = (dest / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\n")
     assert "# tiny_synthetic" in card and "checkpoint `step-00000002`" in card
-    assert "- `oracle` (feature_dim = 16" in card
+    assert "- `oracle` (feature_dim = 32" in card
     for row in ("| `camera_pose` | 2.5 | hidden_dim = 32 |", "| `depth` | 1.0 |",
                 "| `metric_scale` | 1.0 |", "| `feature_distill` | 1.0 |"):  # the method's default weights
         assert row in card

@@ -17,7 +17,7 @@ from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runner import build_seeded
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_synthetic.toml"
-SMALL = ["data.train.num_samples=2", "data.train.num_frames=2", "data.train.image_size=[32,32]"]
+SMALL = ["data.train.num_samples=2", "data.train.questions_per_scene=1", "data.train.num_frames=2", "data.train.image_size=[32,32]"]
 
 
 def synthetic(tmp_path, *extra):

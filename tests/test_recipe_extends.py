@@ -30,7 +30,7 @@ def test_same_component_updates_that_entry_and_keeps_its_other_options(tmp_path)
     recipe = load_recipe(child(tmp_path, '[[objectives]]\ncomponent = "depth"\nweight = 0.25\n'))
     assert components(recipe) == ["camera_pose", "depth", "metric_scale", "feature_distill"]
     depth = recipe.objectives[1]
-    assert depth.options == {"channels": [8, 8, 16, 16], "features": 8, "weight": 0.25}
+    assert depth.options == {"channels": [16, 16, 32, 32], "features": 16, "weight": 0.25}
     assert recipe.origins["objectives.1.weight"] == str(tmp_path / "child.toml")
     assert recipe.origins["objectives.1.features"].endswith("tiny_synthetic.toml")
 
@@ -128,7 +128,7 @@ def test_show_origin_names_the_file_the_override_and_defaults(tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"weight = 0.25  # {path}" in text
     assert "lr = 0.01  # override trainer.lr=0.01" in text
-    assert "features = 8  # " in text and "tiny_synthetic.toml" in text.split("features = 8  # ", 1)[1].split("\n")[0]
+    assert "features = 16  # " in text and "tiny_synthetic.toml" in text.split("features = 16  # ", 1)[1].split("\n")[0]
     assert "max_grad_norm = 1.0  # default" in text
     assert main(["show", str(path), "--origin", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

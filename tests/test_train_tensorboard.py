@@ -43,7 +43,7 @@ def test_log_with_goes_through_accelerate_trackers(tmp_path):
     acc.Reload()
     assert [e.value for e in acc.Scalars("depth/loss")] == pytest.approx([r["depth/loss"] for r in rows], rel=1e-6)
     hparams = list((run / "tensorboard").glob("*/hparams.yml"))  # accelerate's store_init_configuration ran
-    assert len(hparams) == 1 and "trainer.lr: 0.001" in hparams[0].read_text()
+    assert len(hparams) == 1 and f"trainer.lr: {recipe.trainer.config.lr}" in hparams[0].read_text()
 
 
 def test_log_with_names_are_checked_against_accelerate():
