@@ -40,7 +40,7 @@ def test_export_writes_a_model_card(trained):
     assert card.startswith("---\nlibrary_name: transformers\n")
     assert "# tiny_synthetic" in card and "checkpoint `step-00000002`" in card
     assert "- `oracle` (feature_dim = 32" in card
-    for row in ("| `camera_pose` | 2.5 | hidden_dim = 32 |", "| `depth` | 1.0 |",
+    for row in ("| `camera_pose` | 2.5 | hidden_dim = 64 |", "| `depth` | 1.0 |",
                 "| `metric_scale` | 1.0 |", "| `feature_distill` | 1.0 |"):  # the method's default weights
         assert row in card
     assert "- data: `synthetic_rooms`" in card and "max_steps = 2" in card and "final losses (step 2)" in card
