@@ -146,3 +146,11 @@ def test_ablate_reports_every_bad_recipe_at_once(tmp_path, capsys):
     assert main(["ablate", str(folder), "--dry-run"]) == 2
     assert "unknown key 'seedz'" in capsys.readouterr().err
     assert main(["ablate", str(tmp_path / "none")]) == 2
+
+
+@pytest.mark.parametrize("verb", ["ablate", "compare"])
+def test_help_has_examples(verb, capsys):
+    assert main([verb, "--help"]) == 0
+    assert f"geovr {verb} " in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert verb in capsys.readouterr().out

@@ -22,7 +22,7 @@ difference to --baseline is paired by seed (arm − baseline) with its own t int
 
 def add_parser(sub) -> None:
     """Register ``geovr compare``."""
-    p = sub.add_parser("compare", help="compare evaluated runs: mean ± 95% CI per arm, paired differences",
+    p = sub.add_parser("compare", help="compare evaluated runs: mean ± 95%% CI per arm, paired differences",
                        description="Gather the evaluation reports of many runs into one table: arms as rows, "
                                    "mean ± 95% confidence interval over seeds, and the paired difference to the "
                                    "baseline arm with its interval. Prints markdown; writes JSON and a PNG plot "
