@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/synth.py                        # 224x224, 16 frames/scene, 6 scenes, 2 threads
     python benchmarks/synth.py --scenes 12 --frames 32 --threads 2
+    python benchmarks/synth.py --compiled           # also the torch.compile renderer (compiles once first)
 
 Prints frames/s of (1) the renderer alone (eager), (2) the per-scene extra work measured alone
 (questions, x264 ``medium`` and ``veryfast`` encoding, geometry save), (3) the previous sequential
@@ -61,6 +62,7 @@ def main(argv=None) -> None:
     ap.add_argument("--scenes", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compiled", action="store_true", help="also measure the compiled renderer and synth --compile")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = tuple(args.size)
@@ -90,6 +92,16 @@ def main(argv=None) -> None:
         summary = synthesize(out, scenes=args.scenes, frames=args.frames, size=size, seed=args.seed,
                              progress=False)
         t_after = summary["seconds"]
+        t_comp = None
+        if args.compiled:
+            sc0, tr0 = scenes[0][1], scenes[0][2]
+            render(sc0, tr0.intrinsics, tr0.extrinsics, size, compiled=True)  # compile once (or load the cache)
+            t0 = time.perf_counter()
+            for _, sc, tr in scenes:
+                render(sc, tr.intrinsics, tr.extrinsics, size, compiled=True)
+            t_render_c = time.perf_counter() - t0
+            t_comp = synthesize(tmp / "synth-c", scenes=args.scenes, frames=args.frames, size=size, seed=args.seed,
+                                progress=False, compiled=True)["seconds"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -99,6 +111,9 @@ def main(argv=None) -> None:
            "x264 veryfast encode alone": total / enc["veryfast"],
            "synth before (sequential, medium)": total / t_before,
            "synth now (writer thread, veryfast)": total / t_after}
+    if t_comp is not None:
+        fps["renderer alone (compiled)"] = total / t_render_c
+        fps["synth now --compile"] = total / t_comp
     print(f"geovr data synth at {size[0]}x{size[1]}, {args.frames} frames/scene, {args.scenes} scenes, "
           f"{args.threads} threads")
     for k, v in fps.items():
@@ -108,6 +123,8 @@ def main(argv=None) -> None:
     print(f"  end-to-end / renderer: before {fps['synth before (sequential, medium)'] / r:.2f}, "
           f"now {fps['synth now (writer thread, veryfast)'] / r:.2f}; now / before "
           f"{t_before / t_after:.2f}x")
+    if t_comp is not None:
+        print(f"  compiled: end-to-end / renderer {fps['synth now --compile'] / fps['renderer alone (compiled)']:.2f}")
 
 
 if __name__ == "__main__":

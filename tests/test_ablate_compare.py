@@ -45,6 +45,9 @@ def test_mean_ci_matches_scipy_t_interval():
     assert mean_ci(x) == {"mean": pytest.approx(np.mean(x)), "ci_low": pytest.approx(lo), "ci_high": pytest.approx(hi),
                           "n": 4}
     assert mean_ci([3.0]) == {"mean": 3.0, "ci_low": None, "ci_high": None, "n": 1}
+    # identical values: scipy's interval is nan; never a zero-width interval that "excludes zero"
+    assert math.isnan(stats.t.interval(0.95, 1, loc=2.0, scale=0.0)[0])
+    assert mean_ci([2.0, 2.0]) == {"mean": 2.0, "ci_low": None, "ci_high": None, "n": 2}
 
 
 def test_compare_statistics_and_json_schema(tmp_path):
@@ -146,3 +149,11 @@ def test_ablate_reports_every_bad_recipe_at_once(tmp_path, capsys):
     assert main(["ablate", str(folder), "--dry-run"]) == 2
     assert "unknown key 'seedz'" in capsys.readouterr().err
     assert main(["ablate", str(tmp_path / "none")]) == 2
+
+
+@pytest.mark.parametrize("verb", ["ablate", "compare"])
+def test_help_has_examples(verb, capsys):
+    assert main([verb, "--help"]) == 0
+    assert f"geovr {verb} " in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert verb in capsys.readouterr().out

@@ -131,7 +131,8 @@ def test_oracle_features_score_well_noise_poorly(tmp_path):
     # the positive control (ground-truth-derived inputs) scores well whatever the backbone holds
     for res in (good, bad):
         assert res["depth_absrel_control"] < 0.1 * res["depth_absrel_constant"], res
-        assert res["pose_error_control"] < 1.0 and res["translation_error_control"] < 0.05, res
+        assert res["pose_error_control"] < 1.0, res
+        assert res["translation_error_control"] < 0.1 * res["translation_error_constant"], res
     # noise never beats the constant by luck, nor loses to it (cross-validation falls back to it)
     assert bad["depth_absrel"] <= bad["depth_absrel_constant"] * 1.02, bad
     assert bad["pose_error"] <= bad["pose_error_constant"] * 1.02, bad

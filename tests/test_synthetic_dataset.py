@@ -103,3 +103,17 @@ def test_scene_cache_renders_each_scene_once(tmp_path, monkeypatch):
     [fresh[i] for i in range(4)]
     assert fresh.cache.misses == 2 and sum(v.read_bytes() != b"garbage" for v in victims) == 2
     assert torch.equal(fresh[0]["frames"], a[0]["frames"])
+
+
+def test_prompt_option_gives_the_protocol_text(tmp_path):
+    from geovr.eval.prompts import doc_prompt
+
+    opts = dict(num_samples=6, num_frames=2, image_size=[24, 24], num_objects=[6, 10], seed=2,
+                cache_dir=str(tmp_path))
+    plain = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts))
+    asked = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts, prompt="lmms-eval"))
+    for i in range(6):
+        p, q = plain[i], asked[i]
+        doc = {"question": p["question"], "options": p["options"], "question_type": p["question_type"]}
+        assert q["question"] == doc_prompt(doc, protocol="lmms-eval") and q["options"] is None
+        assert q["answer"] == p["answer"] and q["question"].startswith("These are frames of a video.")

@@ -300,6 +300,31 @@ def _commit() -> str:
     return "unknown"
 
 
+def _setup_lines(p: dict) -> list[str]:
+    """The shared setup of the arms, read from the baseline (or first) recipe as run."""
+    from geovr.recipe import load_recipe
+
+    run = next((r for r in p["runs"] if r["arm"] == p["baseline"]), p["runs"][0])
+    raw = load_recipe(run["recipe"], p["overrides"]).raw
+    bb, tr, data = raw.get("backbone", {}), raw.get("trainer", {}), raw.get("data", {}).get("train", {})
+    lines = ["## Setup", "",
+             f"- student: `{bb.get('component')}` `{bb.get('pretrained')}` (freeze {bb.get('freeze', [])}); teacher "
+             f"`{raw.get('teacher', {}).get('component')}`",
+             f"- training data: `{data.get('component')}` {data.get('num_samples')} samples "
+             f"({data.get('questions_per_scene', 1)} questions per scene), {data.get('num_frames')} frames of "
+             f"{data.get('image_size')}, data seed {data.get('seed', 0)}",
+             f"- schedule: {tr.get('max_steps')} steps × batch {tr.get('batch_size')}, lr {tr.get('lr')}, heads "
+             f"{tr.get('head_lr')}",
+             "- arms differ only in `[[objectives]]`: " + "; ".join(
+                 f"`{a}` = {', '.join(o.get('component') for o in load_recipe(r['recipe'], p['overrides']).raw.get('objectives', [])) or 'none'}"
+                 for a, r in {r['arm']: r for r in p['runs']}.items())]
+    for ev in raw.get("evaluators", []):
+        opts = ev.get("dataset_options", {})
+        lines.append(f"- evaluator `{ev.get('component')}` on held-out scenes (dataset seed {opts.get('seed', 12345)}"
+                     f", {ev.get('num_samples', opts.get('num_samples'))} samples)")
+    return [*lines, ""]
+
+
 def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: float) -> None:
     """The results document: command, commit, seeds, wall time, the comparison tables and plot, the
     per-task QA table with chance levels, and per-run times."""
@@ -316,8 +341,15 @@ def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: f
     chance = chance_levels(reports)
     qa = [m for m in present if m.startswith("qa_") and m != "qa_overall"] + ["qa_overall"]
     cmd = f"geovr ablate {p['folder']}" + (" --quick" if p["quick"] else "") + f" --seeds {p['seeds']}"
+    from geovr.eval.compare import RESULT_FILE
+
+    starts = [(Path(r["run_dir"]) / "environment.json").stat().st_mtime for r in reports
+              if (Path(r["run_dir"]) / "environment.json").is_file()]
+    ends = [(Path(r["run_dir"]) / RESULT_FILE).stat().st_mtime for r in reports]
+    span = (max(ends) - min(starts)) / 60 if starts and ends else float("nan")
     train = sum(r.get("train_seconds", 0) for r in reports)
     evals = sum(r.get("eval_seconds", 0) for r in reports)
+    setup = _setup_lines(p)
     lines = [
         "# Results: geometry distillation ablation on the synthetic world", "",
         f"Regenerate with: `{cmd} --report {path}`" + (f" (overrides: {' '.join(p['overrides'])})"
@@ -325,9 +357,11 @@ def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: f
         f"- arms: {', '.join(doc['arms'])} (baseline `{doc['baseline']}`); seeds: "
         f"{', '.join(str(s) for s in range(p['seeds']))}",
         f"- commit: `{_commit()}`; written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- wall time of this invocation: {wall / 60:.1f} min (training {train / 60:.1f} min + evaluation "
-        f"{evals / 60:.1f} min summed over runs; runs already done were not re-run)",
+        f"- wall time: {span:.1f} min from the first run's start to the last result ({wall / 60:.1f} min in this "
+        f"invocation, which skips finished runs); training {train / 60:.1f} min + evaluation {evals / 60:.1f} min "
+        f"summed over runs ({os.cpu_count()} CPU cores)",
         f"- runs: `{p['output']}/<arm>/seed-<k>/` (logs, checkpoints, evaluation reports)", "",
+        *setup,
         "## Headline metrics (held-out scenes)", "", markdown(doc, metrics=metrics, chance=chance, extra_rows=refs),
         f"![comparison]({png.name})", "",
         "## Synthetic QA per task (held-out scenes; score 0–100, higher is better)", "",

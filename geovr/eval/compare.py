@@ -14,7 +14,7 @@ A *run report* is the dict :func:`run_report` reads from a run directory: ``{"ar
 Statistics: the mean over seeds and the two-sided 95 % Student-t interval
 ``scipy.stats.t.interval(0.95, n − 1, loc=mean, scale=sd/√n)``; the difference to the baseline is
 paired by seed (only seeds both arms have), ``arm − baseline``, with the same t interval of the
-per-seed differences. With one value the interval is undefined (``None``).
+per-seed differences. With one value, or identical values, the interval is undefined (``None``).
 """
 
 from __future__ import annotations
@@ -172,8 +172,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
     if n < 2:
         return {"mean": mean, "ci_low": None, "ci_high": None, "n": n}
     sem = float(x.std(ddof=1) / math.sqrt(n))
-    if sem == 0:
-        return {"mean": mean, "ci_low": mean, "ci_high": mean, "n": n}
+    if sem == 0:  # identical values: the t interval is undefined (scipy gives nan), not a zero-width one
+        return {"mean": mean, "ci_low": None, "ci_high": None, "n": n}
     lo, hi = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
     return {"mean": mean, "ci_low": float(lo), "ci_high": float(hi), "n": n}
 
