@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from geovr.errors import CheckpointError
+from geovr.weights import require_exact_match
 
 log = logging.getLogger(__name__)
 UNUSED_PREFIXES = ("gs_head.", "gs_adapter.")
@@ -81,11 +82,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return dict(state)
 
 
-def _short(keys, limit: int = 10) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:limit]) + (f" … (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """Drop the unused Gaussian-head tensors, then compare names and shapes with ``model`` strictly."""
     unused = [k for k in state if k.startswith(UNUSED_PREFIXES)]
@@ -93,20 +89,8 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str) ->
         log.info("DA3 checkpoint %s: %d tensors of the 3-D Gaussian head are not used by geovr and were skipped",
                  source, len(unused))
         state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
-              for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
-    if missing or unexpected or shapes:
-        parts = [f"DA3 checkpoint {source!r} does not match the model configuration"]
-        if missing:
-            parts.append(f"missing ({len(missing)}): {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected ({len(unexpected)}): {_short(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): " + "; ".join(shapes[:6]))
-        parts.append("check model_config ('giant', 'large', 'metric_large', 'tiny', 'tiny_metric' or a JSON file)")
-        raise CheckpointError("\n  ".join(parts))
+    require_exact_match(model, state, what=f"DA3 checkpoint {source!r}",
+                        hint="check model_config ('giant', 'large', 'metric_large', 'tiny', 'tiny_metric' or a JSON file)")
     return state
 
 

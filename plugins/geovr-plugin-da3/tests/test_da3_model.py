@@ -119,7 +119,7 @@ def test_mismatches_name_the_keys():
     with pytest.raises(CheckpointError) as info:
         check_state_dict(net, broken, "broken.safetensors")
     text = str(info.value)
-    for needle in ("broken.safetensors", "missing (1): cam_dec.fc_t.weight", "unexpected (1): head.extra.weight",
+    for needle in ("broken.safetensors", "missing keys (1): cam_dec.fc_t.weight", "unexpected keys (1): head.extra.weight",
                    "head.norm.weight: checkpoint (3,) vs model (64,)"):
         assert needle in text
     with pytest.raises(CheckpointError, match="does not match"):

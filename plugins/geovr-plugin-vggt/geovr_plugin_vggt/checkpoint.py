@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from geovr.errors import CheckpointError
+from geovr.weights import require_exact_match, summarise_keys
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 #: files looked up, in order, in a local directory or an HF snapshot
@@ -106,12 +107,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return dict(obj)
 
 
-def _summarise(keys, limit: int = 12) -> str:
-    keys = sorted(keys)
-    more = f" … (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> dict[str, Tensor]:
     """Strictly compare ``state`` with ``model.state_dict()`` (names and shapes).
 
@@ -121,21 +116,8 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str = "
     """
     absent = tuple(f"{h}." for h in _HEADS if hasattr(model, h) and getattr(model, h) is None)
     state = {k: v for k, v in state.items() if not k.startswith(absent)} if absent else state
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
-              for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
-    if missing or unexpected or shapes:
-        parts = [f"VGGT checkpoint {source!r} does not match the model configuration"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_summarise(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_summarise(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): " + "; ".join(shapes[:8]))
-        parts.append("check model_config ('1b', 'tiny' or a JSON config) against the checkpoint")
-        raise CheckpointError("\n  ".join(parts))
+    require_exact_match(model, state, what=f"VGGT checkpoint {source!r}",
+                        hint="check model_config ('1b', 'tiny' or a JSON config) against the checkpoint")
     return state
 
 
@@ -156,7 +138,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike, *, assign: bool = 
         still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if still_meta:
             raise CheckpointError(f"after loading {str(source)!r}, tensors are still on the meta device: "
-                                  f"{_summarise(still_meta)}")
+                                  f"{summarise_keys(still_meta)}")
     return path
 
 
