@@ -34,3 +34,22 @@ def require_exact_match(model, state: Mapping, *, what: str, hint: str) -> None:
         parts.append(f"shape mismatches ({len(shapes)}): " + "; ".join(shapes[:8]))
     parts.append(hint)
     raise CheckpointError("\n  ".join(parts))
+
+
+def read_safetensors(path) -> dict | None:
+    """``{name: tensor}`` of a ``.safetensors`` file or of every ``*.safetensors`` shard of a directory
+    (in name order); ``None`` when ``path`` is neither (the caller reads its own other formats).
+    Errors of the safetensors reader propagate to the caller, which names the checkpoint."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not (path.is_dir() or path.suffix == ".safetensors"):
+        return None
+    from safetensors.torch import load_file
+
+    if path.suffix == ".safetensors" and not path.is_dir():
+        return load_file(str(path))
+    state: dict = {}
+    for shard in sorted(path.glob("*.safetensors")):
+        state.update(load_file(str(shard)))
+    return state

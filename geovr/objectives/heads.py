@@ -198,18 +198,6 @@ def sincos_uv_embedding(uv: Tensor, channels: int, *, omega0: float = 100.0) -> 
     return torch.cat(parts, dim=-1).float().permute(2, 0, 1)
 
 
-class _RCU(nn.Module):
-    """Pre-activation residual unit ``x + conv2(relu(conv1(relu(x))))`` (3×3 convolutions)."""
-
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
-
-
 class _RefineBlock(nn.Module):
     """DPT fusion ``out_conv(resize(unit2(x + unit1(skip))))`` (bilinear, ``align_corners=True``; no resize
     when the size already matches). Attribute names follow the released checkpoints."""
@@ -219,8 +207,8 @@ class _RefineBlock(nn.Module):
         self.out_conv = nn.Conv2d(ch, ch, 1)
         self.has_skip = has_skip
         if has_skip:
-            self.resConfUnit1 = _RCU(ch)
-        self.resConfUnit2 = _RCU(ch)
+            self.resConfUnit1 = ResidualConvUnit(ch)
+        self.resConfUnit2 = ResidualConvUnit(ch)
 
     def forward(self, x: Tensor, skip: Tensor | None, size) -> Tensor:
         if self.has_skip:

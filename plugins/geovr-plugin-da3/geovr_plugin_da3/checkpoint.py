@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from geovr.errors import CheckpointError
-from geovr.weights import require_exact_match
+from geovr.weights import read_safetensors, require_exact_match
 
 log = logging.getLogger(__name__)
 UNUSED_PREFIXES = ("gs_head.", "gs_adapter.")
@@ -58,17 +58,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """``{name: tensor}`` of a checkpoint, with the Hub's ``model.`` (or ``module.``) prefix removed."""
     path = Path(path)
     try:
-        if path.is_dir():
-            from safetensors.torch import load_file
-
-            state: dict[str, Tensor] = {}
-            for shard in sorted(path.glob("*.safetensors")):
-                state.update(load_file(str(shard)))
-        elif path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
+        state = read_safetensors(path)
+        if state is None:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
             if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
                 state = state["state_dict"]

@@ -83,20 +83,27 @@ def cameras_from_c2w(pose_enc_c2w: Tensor, image_hw: tuple[int, int]) -> tuple[T
     return rel, intrinsics, geometry.extri_intri_to_pose_encoding(rel, intrinsics, image_hw)
 
 
+def _load_frozen(teacher: nn.Module, config, role: str, device: str) -> None:
+    """What both DA3 teachers set up: the checked ``config``, its ``arch``, the network built and loaded
+    (``checkpoint_path``, ``weights_digest``) on ``device``, frozen, and ``provides``. ``role`` names the
+    recipe table in errors."""
+    problems = config.check()
+    if problems:
+        raise RecipeError([f"{role}: {p}" for p in problems])
+    teacher.config = config
+    teacher.arch = config.arch()
+    net, teacher.checkpoint_path, teacher.weights_digest = _build_net(config, teacher.arch)
+    teacher.model = net.to(device)
+    teacher.requires_grad_(False)
+    teacher.provides = config.provides()
+
+
 class DA3Teacher(nn.Module):
     """Frozen DA3 any-view teacher (always eval mode, no gradients)."""
 
     def __init__(self, config: DA3TeacherConfig, *, device: str = "cpu"):
         super().__init__()
-        problems = config.check()
-        if problems:
-            raise RecipeError([f"teacher: {p}" for p in problems])
-        self.config = config
-        self.arch = config.arch()
-        net, self.checkpoint_path, self.weights_digest = _build_net(config, self.arch)
-        self.model = net.to(device)
-        self.requires_grad_(False)
-        self.provides = config.provides()
+        _load_frozen(self, config, "teacher", device)
         self.num_layers = self.model.depth
         self.layers = config.feature_layers()
         self.feature_dim = int(self.arch["backbone"]["embed_dim"])
@@ -157,15 +164,7 @@ class DA3MetricTeacher(nn.Module):
 
     def __init__(self, config: DA3MetricTeacherConfig, *, device: str = "cpu"):
         super().__init__()
-        problems = config.check()
-        if problems:
-            raise RecipeError([f"metric_teacher: {p}" for p in problems])
-        self.config = config
-        self.arch = config.arch()
-        net, self.checkpoint_path, self.weights_digest = _build_net(config, self.arch)
-        self.model = net.to(device)
-        self.requires_grad_(False)
-        self.provides = config.provides()
+        _load_frozen(self, config, "metric_teacher", device)
         self._key: str | None = None
 
     def train(self, mode: bool = True) -> DA3MetricTeacher:

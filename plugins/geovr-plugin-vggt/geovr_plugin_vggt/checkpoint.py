@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from geovr.errors import CheckpointError
-from geovr.weights import require_exact_match, summarise_keys
+from geovr.weights import read_safetensors, require_exact_match, summarise_keys
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 #: files looked up, in order, in a local directory or an HF snapshot
@@ -83,17 +83,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """``{name: tensor}`` from a safetensors file/shard directory or a weights-only PyTorch pickle."""
     path = Path(path)
     try:
-        if path.is_dir():
-            from safetensors.torch import load_file
-
-            state: dict[str, Tensor] = {}
-            for shard in sorted(path.glob("*.safetensors")):
-                state.update(load_file(str(shard)))
+        state = read_safetensors(path)
+        if state is not None:
             return state
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
