@@ -175,6 +175,32 @@ def read_json_resource(package: str, resource: str) -> dict:
     return json.loads(resources.files(package).joinpath(resource).read_text())
 
 
+def model_config_json(source: str, *, missing: str, package: str | None = None,
+                      shipped: dict[str, str] | None = None, hf_cache: bool = False) -> dict:
+    """``config.json`` of checkpoint ``source`` without weights or network: a local directory's own file,
+    else the copy ``package`` ships for its last path part (``shipped``: name → resource), else (with
+    ``hf_cache``) the file in the local Hugging Face cache; otherwise :class:`SizingError` with ``missing``."""
+    import json
+    from pathlib import Path
+
+    local = Path(source).expanduser() / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    name = source.rstrip("/").split("/")[-1]
+    if package is not None and shipped and name in shipped:
+        return read_json_resource(package, shipped[name])
+    if hf_cache:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "config.json")
+        except Exception:  # noqa: BLE001 (an id the hub library rejects: same answer as "not cached")
+            cached = None
+        if isinstance(cached, str) and Path(cached).is_file():
+            return json.loads(Path(cached).read_text())
+    raise SizingError(missing)
+
+
 def layout_of(config, component: str, frames: int, height: int, width: int, layers: Sequence[int],
               where: str | None = None) -> CacheLayout:
     """``config.cache_layout(...)`` of teacher ``component`` (a :class:`SizingError` when it has none)."""

@@ -187,16 +187,12 @@ MODEL_CONFIGS = {"Depth-Anything-V2-Metric-Indoor-Large-hf": "model_configs/Dept
 
 def model_config_dict(model: str) -> dict:
     """``config.json`` of ``model``: a local directory's own, else the shipped copy (:data:`MODEL_CONFIGS`)."""
-    from geovr.sizing import SizingError, read_json_resource
+    from geovr.sizing import model_config_json
 
-    local = Path(model).expanduser() / "config.json"
-    if local.is_file():
-        return json.loads(local.read_text())
-    name = model.rstrip("/").split("/")[-1]
-    if name not in MODEL_CONFIGS:
-        raise SizingError(f"hf_depth: no shipped model config for model = {model!r} (shipped: {sorted(MODEL_CONFIGS)}); "
-                          f"point model at a local checkpoint directory with a config.json")
-    return read_json_resource("geovr.objectives", MODEL_CONFIGS[name])
+    return model_config_json(
+        model, package="geovr.objectives", shipped=MODEL_CONFIGS,
+        missing=f"hf_depth: no shipped model config for model = {model!r} (shipped: {sorted(MODEL_CONFIGS)}); "
+                f"point model at a local checkpoint directory with a config.json")
 
 
 def cache_layout(cfg, S: int, H: int, W: int, layers=()):

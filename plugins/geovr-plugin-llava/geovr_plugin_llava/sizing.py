@@ -7,31 +7,18 @@ real build uses.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
-from geovr.sizing import SizingError, VisualTokens, decoder_activation_bytes
+from geovr.sizing import SizingError, VisualTokens, decoder_activation_bytes, model_config_json
 
 
 def model_config_dict(pretrained: str) -> dict:
     """``config.json`` of ``pretrained`` from a local directory or the local HF cache."""
-    local = os.path.join(os.path.expanduser(pretrained), "config.json")
-    if os.path.isfile(local):
-        with open(local) as f:
-            return json.load(f)
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(pretrained, "config.json")
-    except Exception:  # noqa: BLE001 (an id the hub library rejects: same answer as "not cached")
-        cached = None
-    if isinstance(cached, str) and os.path.isfile(cached):
-        with open(cached) as f:
-            return json.load(f)
-    raise SizingError(f"llava_onevision: geovr plan needs the config.json of backbone pretrained = {pretrained!r}: "
-                      f"not a local directory and not in the local Hugging Face cache; download it "
-                      f"(`hf download {pretrained} config.json`) or point pretrained at a local checkpoint directory")
+    return model_config_json(
+        pretrained, hf_cache=True,
+        missing=f"llava_onevision: geovr plan needs the config.json of backbone pretrained = {pretrained!r}: "
+                f"not a local directory and not in the local Hugging Face cache; download it "
+                f"(`hf download {pretrained} config.json`) or point pretrained at a local checkpoint directory")
 
 
 class LlavaOneVisionMeta:

@@ -8,11 +8,8 @@ applied by the same functions the real build uses.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
-from geovr.errors import GeovrError
-from geovr.sizing import VisualTokens, decoder_activation_bytes, read_json_resource
+from geovr.sizing import VisualTokens, decoder_activation_bytes, model_config_json
 
 #: shipped model configs: pretrained id (its last path part) → resource of this package
 MODEL_CONFIGS = {
@@ -23,14 +20,10 @@ MODEL_CONFIGS = {
 
 def model_config_dict(pretrained: str) -> dict:
     """``config.json`` of ``pretrained``: a local directory's own, else the shipped copy (:data:`MODEL_CONFIGS`)."""
-    local = Path(pretrained).expanduser() / "config.json"
-    if local.is_file():
-        return json.loads(local.read_text())
-    name = pretrained.rstrip("/").split("/")[-1]
-    if name not in MODEL_CONFIGS:
-        raise GeovrError(f"geovr plan: no shipped model config for backbone pretrained = {pretrained!r} (shipped: "
-                         f"{sorted(MODEL_CONFIGS)}); point pretrained at a local checkpoint directory with a config.json")
-    return read_json_resource("geovr_plugin_qwen_vl", MODEL_CONFIGS[name])
+    return model_config_json(
+        pretrained, package="geovr_plugin_qwen_vl", shipped=MODEL_CONFIGS,
+        missing=f"geovr plan: no shipped model config for backbone pretrained = {pretrained!r} (shipped: "
+                f"{sorted(MODEL_CONFIGS)}); point pretrained at a local checkpoint directory with a config.json")
 
 
 class QwenVLMeta:
