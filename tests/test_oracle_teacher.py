@@ -74,3 +74,20 @@ def test_errors_without_ground_truth_and_bad_config(batch):
         get_registry().get("teacher", "oracle").parse_config({"layers": [30]})
     assert OracleTeacherConfig().provides() == frozenset(
         {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points", "metric_depth"})
+
+
+def test_feature_scale_multiplies_the_frequencies(batch):
+    base = OracleTeacher(OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6], patch_size=7))
+    half = OracleTeacher(OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6], patch_size=7,
+                                             feature_scale=0.5))
+    fb = base.encode(batch.frames, batch=batch).features
+    fh = half.encode(batch.frames, batch=batch).features
+    # scale 2^(4·l/8 − 1): halving it moves layer 6 onto layer 4's spectrum (exactly), and changes layer 2
+    torch.testing.assert_close(fh[6], base.encode(batch.frames, [4], batch=batch).features[4])
+    assert not torch.allclose(fh[2], fb[2])
+    assert half.cache_key() != base.cache_key()
+    assert base.cache_key() == OracleTeacher(OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6],
+                                                                 patch_size=7, feature_scale=1.0)).cache_key()
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(RecipeError, match="feature_scale"):
+            get_registry().get("teacher", "oracle").parse_config({"feature_scale": bad})

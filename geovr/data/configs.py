@@ -5,6 +5,7 @@ Field defaults are the recipe defaults; ``check()`` returns cross-field problems
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import attrs
@@ -256,12 +257,14 @@ class OracleTeacherConfig:
     """``oracle``: a teacher backed by the batch's exact ground truth. Features are Fourier features
     of per-patch 3-D points (``feature_dim`` channels, frequencies rising with the layer index over
     ``num_layers`` virtual layers); ``layers`` are the default feature layers; ``patch_size`` the
-    patch side in pixels."""
+    patch side in pixels; ``feature_scale`` multiplies every layer's frequencies (below 1: smoother
+    features, which a small student can learn to predict; 1 = the default spectrum)."""
 
     feature_dim: int = 64
     num_layers: int = 24
     layers: list[int] = attrs.field(factory=lambda: [4, 11, 17, 23])
     patch_size: int = 14
+    feature_scale: float = 1.0
 
     def provides(self) -> frozenset[str]:
         """Everything: features, depth, depth_conf, pose_enc, intrinsics, extrinsics, points, metric_depth."""
@@ -295,4 +298,7 @@ class OracleTeacherConfig:
             problems.append(f"layers {bad} outside 0..{self.num_layers - 1}")
         if self.patch_size < 1:
             problems.append(f"patch_size must be >= 1, got {self.patch_size}")
+        if not (isinstance(self.feature_scale, (int, float)) and math.isfinite(self.feature_scale)
+                and self.feature_scale > 0):
+            problems.append(f"feature_scale must be a finite number > 0, got {self.feature_scale!r}")
         return problems

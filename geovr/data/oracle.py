@@ -11,7 +11,7 @@ of valid points):
   ``depth · metric_scale = metric_depth``;
 * ``features {layer: [B,S,h,w,C]}`` — Fourier features ``[sin 2πBx, cos 2πBx]`` of the mean
   normalised 3-D point of each ``patch_size`` patch, with frequencies ``B`` growing with the layer
-  index (a fixed Gaussian matrix scaled by ``2^(4·layer/num_layers − 1)``).
+  index (a fixed Gaussian matrix scaled by ``feature_scale · 2^(4·layer/num_layers − 1)``).
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ class OracleTeacher(nn.Module):
         """Digest of the options (the oracle has no weights)."""
         c = self.config
         text = f"oracle-v1:C={c.feature_dim}:L={c.num_layers}:p={c.patch_size}"
+        if c.feature_scale != 1.0:  # default spectrum keeps the keys of existing caches
+            text += f":fs={float(c.feature_scale)!r}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def layer_features(self, points: torch.Tensor, layer: int) -> torch.Tensor:
         """Fourier features ``[B,S,h,w,C]`` of patch points ``[B,S,h,w,3]`` at ``layer``'s frequencies."""
-        scale = 2.0 ** (4.0 * layer / self.num_layers - 1.0)
+        scale = float(self.config.feature_scale) * 2.0 ** (4.0 * layer / self.num_layers - 1.0)
         proj = 2 * math.pi * scale * (points @ self.freqs.to(points).T)
         return torch.cat([proj.sin(), proj.cos()], dim=-1)
 
