@@ -43,7 +43,9 @@ class SyntheticRoomsConfig:
     (:mod:`geovr.data.synthetic.cache`; ``cache_dir`` default ``$GEOVR_CACHE_DIR/scenes``), so every
     run asking for the same scene renders it once. ``prompt``: ``"lmms-eval"`` or ``"geovr"`` turns each
     question into that evaluation protocol's full prompt text (options folded in, ``options = None``),
-    so a student trains on the text it is evaluated with; ``None`` keeps question and options apart."""
+    so a student trains on the text it is evaluated with; ``None`` keeps question and options apart.
+    ``span`` (0 < span ≤ 1): the fraction of the scene's camera path the ``num_frames`` views cover,
+    from its start (1 = the whole walk/orbit/pan; smaller = a short excerpt with overlapping views)."""
 
     num_samples: int = 64
     num_frames: int = 8
@@ -58,9 +60,12 @@ class SyntheticRoomsConfig:
     prompt: Literal["lmms-eval", "geovr"] | None = None
     cache: bool = True
     cache_dir: str | None = None
+    span: float = 1.0
 
     def check(self) -> list[str]:
         problems = _size_problems("image_size", self.image_size)
+        if not (isinstance(self.span, (int, float)) and 0 < self.span <= 1):
+            problems.append(f"span must be a number in (0, 1], got {self.span!r}")
         if self.questions_per_scene < 1:
             problems.append(f"questions_per_scene must be >= 1, got {self.questions_per_scene}")
         if self.num_samples < 1:

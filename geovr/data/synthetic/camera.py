@@ -132,27 +132,40 @@ def _pan(scene, rng, free, S):
     return np.repeat(p[None], S, 0), start + np.linspace(0, sweep, S) * (1 if rng.random() < 0.5 else -1)
 
 
+def path_frames(num_frames: int, span: float = 1.0) -> int:
+    """Frames of the whole camera path of which a clip of ``num_frames`` covering ``span`` (0 < span ≤ 1)
+    of it is the start: ``num_frames`` for ``span = 1``, else ``round((num_frames − 1) / span) + 1``."""
+    if not 0 < span <= 1:
+        raise ValueError(f"span must be in (0, 1], got {span!r}")
+    return int(num_frames) if span == 1 else max(int(num_frames), round((int(num_frames) - 1) / span) + 1)
+
+
 def make_trajectory(scene: Scene, num_frames: int, image_size: tuple[int, int], seed: int,
-                    kind: str | None = None) -> Trajectory:
+                    kind: str | None = None, span: float = 1.0) -> Trajectory:
     """Camera path of ``num_frames`` views of ``scene`` for images ``image_size = (H, W)``.
 
     ``kind`` is one of :data:`KINDS` (random when ``None``; an orbit falls back to a walk and a walk to
     a pan when the room has no space for it). Deterministic in ``seed``; horizontal FoV 60–90°, eye height 1.35–1.65 m.
+    ``span`` (0 < span ≤ 1): the fraction of the path the views cover, from its start — the path is laid
+    out for :func:`path_frames` views and the first ``num_frames`` are kept, so a smaller span gives
+    closer, overlapping consecutive views (a short excerpt of the walk, orbit or pan); 1 = the whole path.
     """
     rng = np.random.default_rng([int(seed), 0xCA3E7A])
     H, W = image_size
+    full = path_frames(num_frames, span)
     free = _free_points(scene)
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
     if kind not in KINDS:
         raise ValueError(f"unknown trajectory kind {kind!r}; expected one of {KINDS}")
-    res = {"walk": _walk, "orbit": _orbit, "pan": _pan}[kind](scene, rng, free, num_frames)
+    res = {"walk": _walk, "orbit": _orbit, "pan": _pan}[kind](scene, rng, free, full)
     if res is None and kind == "orbit":
-        kind, res = "walk", _walk(scene, rng, free, num_frames)
+        kind, res = "walk", _walk(scene, rng, free, full)
     if res is None:
-        kind, res = "pan", _pan(scene, rng, free, num_frames)
-    xy, yaw = res
+        kind, res = "pan", _pan(scene, rng, free, full)
+    xy, yaw = res[0][:num_frames], res[1][:num_frames]
     eye = rng.uniform(1.35, 1.65)
-    pitch = math.radians(rng.uniform(-25, -10)) + math.radians(5) * np.sin(np.linspace(0, 2 * math.pi, num_frames))
+    pitch = (math.radians(rng.uniform(-25, -10))
+             + math.radians(5) * np.sin(np.linspace(0, 2 * math.pi, full)))[:num_frames]
     fov_w = float(rng.uniform(60, 90))
     pos = np.concatenate([xy, np.full((num_frames, 1), eye)], axis=1)
     ext = np.stack([camera_extrinsics(pos[i], float(yaw[i]), float(pitch[i])) for i in range(num_frames)])

@@ -44,12 +44,14 @@ def pixel_key(seed: int, index: int, config: SyntheticRoomsConfig) -> str:
     opts = {"seed": int(seed), "scene": int(index) // q, "num_frames": config.num_frames,
             "image_size": list(config.image_size), "num_objects": list(config.num_objects),
             "trajectory": config.trajectory, "question_types": sorted(config.question_types)}
+    if getattr(config, "span", 1.0) != 1.0:  # the default keeps existing keys
+        opts["span"] = float(config.span)
     return "synthetic_rooms:" + json.dumps(opts, sort_keys=True, separators=(",", ":"))
 
 
 def render_scene(seed: int, *, num_objects=(8, 24), num_frames: int = 8, image_size=(224, 224),
                  trajectory: str | None = None, name: str | None = None, compiled: bool = False,
-                 cache=None) -> tuple:
+                 cache=None, span: float = 1.0) -> tuple:
     """Scene of ``seed`` rendered along its camera path, with all its questions.
 
     Returns ``(scene, entry)`` with ``entry = {"rgb": [S,H,W,3] uint8, "depth": [S,H,W] float32 m,
@@ -62,9 +64,11 @@ def render_scene(seed: int, *, num_objects=(8, 24), num_frames: int = 8, image_s
     scene = generate_scene(seed, tuple(num_objects), name=name)
     options = {"seed": int(seed), "num_objects": [int(v) for v in num_objects], "num_frames": int(num_frames),
                "image_size": [int(H), int(W)], "trajectory": trajectory}
+    if span != 1.0:  # the default keeps existing cache keys
+        options["span"] = float(span)
     entry = cache.get(options) if cache is not None else None
     if entry is None:
-        traj = make_trajectory(scene, num_frames, (H, W), seed, kind=trajectory)
+        traj = make_trajectory(scene, num_frames, (H, W), seed, kind=trajectory, span=span)
         out = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
         ids = out["ids"].to(torch.uint8)  # at most 30 objects
         entry = {"rgb": out["rgb"].permute(0, 2, 3, 1).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8),
@@ -91,7 +95,7 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
         scene, entry = render_scene(s, num_objects=config.num_objects, num_frames=config.num_frames,
                                     image_size=config.image_size, trajectory=config.trajectory,
                                     name=f"synth_s{seed}_i{scene_index}", compiled=config.compile_renderer,
-                                    cache=cache)
+                                    cache=cache, span=getattr(config, "span", 1.0))
         records = [r for r in entry["records"] if r["question_type"] in keep]
         if records:
             break
