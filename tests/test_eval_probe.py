@@ -3,6 +3,8 @@ fail on noise, so the probe measures something."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,13 @@ def test_rotation_probe_oracle_vs_noise():
     assert good["rotation_error_deg"] < 2.0, good
     assert bad["rotation_error_deg"] > 15.0, bad
     assert good["rotation_error_identity_deg"] == bad["rotation_error_identity_deg"] > 20.0
+    # the constant baseline is the λ = ∞ probe itself (training mean), so the fallback reads as the constant
+    t = rng.normal(size=(240, 3)) + np.array([0.5, 0.0, 1.0])
+    flat = rotation_probe(noise[:180], R[:180], noise[180:], R[180:], ridge=math.inf, train_t=t[:180], test_t=t[180:])
+    assert flat["rotation_error_deg"] == pytest.approx(flat["rotation_error_constant_deg"], abs=1e-9)
+    assert flat["translation_error"] == pytest.approx(flat["translation_error_constant"], abs=1e-12)
+    # ... which is not "no motion": the mean centre is far from zero here
+    assert flat["translation_error_constant"] < flat["translation_error_zero"] - 0.3, flat
 
 
 def test_patch_depth_pools_space_and_time():

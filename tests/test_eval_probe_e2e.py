@@ -136,6 +136,8 @@ def test_oracle_features_score_well_noise_poorly(tmp_path):
     # noise never beats the constant by luck, nor loses to it (cross-validation falls back to it)
     assert bad["depth_absrel"] <= bad["depth_absrel_constant"] * 1.02, bad
     assert bad["pose_error"] <= bad["pose_error_constant"] * 1.02, bad
+    assert bad["translation_error"] <= bad["translation_error_constant"] * 1.02, bad
+    assert "identity rotation, no motion" in md and "training mean" in md
 
 
 def test_tiny_qwen_student_on_synthetic_rooms(tmp_path):
