@@ -1,7 +1,7 @@
 """Training step time: online teacher vs teacher-output cache vs targets precomputed in memory.
 
 Same tiny random-init Qwen-VL student, same objectives (camera_pose, feature_distill, depth with small
-heads), same data (:class:`geovr.train.tiny.TinyVideos`). The teacher is the ``vggt`` component with the
+heads), same data (:class:`geovr.testing.tiny.TinyVideos`). The teacher is the ``vggt`` component with the
 tiny weights of the plugin's tests (``model_config = "tiny"``) at ``--image-size``. First the cache is filled with
 :func:`geovr.train.cache.precompute` (the ``geovr cache`` verb) and every sample's teacher outputs are also
 kept in memory; then rounds rotate between three modes on the same model instance:
@@ -39,7 +39,7 @@ def make_context(args, out_dir):
 
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
-    from geovr.train import tiny
+    from geovr.testing import tiny
 
     root = Path(__file__).resolve().parents[1] / "plugins" / "geovr-plugin-vggt" / "tests" / "golden"
     if not (root / "tiny_weights.safetensors").is_file():

@@ -11,7 +11,7 @@ import torch
 from geovr.data.collate import collate
 from geovr.errors import DataError
 from geovr.recipe import load_recipe
-from geovr.train import tiny
+from geovr.testing import tiny
 from geovr.train.cache import TeacherCache, TeacherSource, make_sources, precompute
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runner import build_seeded

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from geovr.testing import tiny
 from geovr.testing.multiprocess import launch
-from geovr.train import tiny
 from geovr.train.cache import precompute
 from geovr.train.configs import AccelerateTrainerConfig
 

@@ -7,8 +7,8 @@ import torch
 
 from geovr.data.collate import collate
 from geovr.errors import DataError
+from geovr.testing import tiny
 from geovr.train import cache as cache_mod
-from geovr.train import tiny
 from geovr.train.cache import TeacherCache, TeacherSource, precompute
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics

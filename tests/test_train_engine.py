@@ -1,4 +1,4 @@
-"""The accelerate trainer on tiny real torch components (geovr.train.tiny): losses, groups, checks."""
+"""The accelerate trainer on tiny real torch components (geovr.testing.tiny): losses, groups, checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from geovr.errors import CheckpointError, RecipeError
-from geovr.train import tiny
+from geovr.testing import tiny
 from geovr.train.cache import merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics

@@ -75,9 +75,9 @@ def test_four_objectives_losses_decrease_through_llava(llava_config):
 
 def test_accelerate_trainer_runs_llava_with_the_four_objectives(llava_config, tmp_path):
     """The core trainer, unchanged, on llava_onevision + the four core objectives (tiny teachers and
-    videos from :mod:`geovr.train.tiny`): every loss decreases and checkpoints are written. Seeds 0–3
+    videos from :mod:`geovr.testing.tiny`): every loss decreases and checkpoints are written. Seeds 0–3
     gave last/first ≤ 0.72 for the LM loss and ≤ 0.49 for the geometric ones."""
-    from geovr.train import tiny
+    from geovr.testing import tiny
     from geovr.train.configs import AccelerateTrainerConfig
     from geovr.train.runlog import read_metrics
     from geovr.train.trainer import build as build_trainer

@@ -1,4 +1,4 @@
-"""Small real torch components that exercise the training engine without any model weights.
+"""Test doubles: small real torch components that exercise the training engine without any model weights.
 
 They implement the :mod:`geovr.protocols` contracts with a few thousand parameters, so engine tests,
 the multi-process test and benchmarks run in seconds on a CPU:
