@@ -14,7 +14,7 @@ import geovr
 from geovr.errors import GeovrError, RecipeError
 from geovr.objectives import losses as L
 from geovr.objectives.configs import (
-    CameraPoseConfig, DepthConfig, FeatureDistillConfig, HFDepthTeacherConfig, MetricScaleConfig,
+    CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig,
 )
 from geovr.objectives.objectives import (
     build_camera_pose, build_depth, build_feature_distill, build_metric_scale,
@@ -95,8 +95,6 @@ def test_default_weights_requires_and_student_needs():
     assert MetricScaleConfig().requires() == {"depth", "depth_conf", "metric_depth"}
     assert MetricScaleConfig(use_teacher_conf=False).requires() == {"depth", "metric_depth"}
     assert FeatureDistillConfig().requires() == {"features"}
-    assert HFDepthTeacherConfig().provides() == {"metric_depth"}
-    assert HFDepthTeacherConfig().model == "depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"
     ctx = context()
     cam = build_camera_pose(CameraPoseConfig(hidden_dim=8), ctx)
     assert cam.weight == 2.5 and cam.student_needs.camera_tokens and not cam.student_needs.layers
@@ -284,8 +282,6 @@ def test_plugin_module_is_torch_free_and_registers_everything():
         spec = reg.get("objective", name)
         assert spec.config is cfg and spec.distribution == "geovr" and spec.summary
         assert callable(spec.load_factory())
-    spec = reg.get("teacher", "hf_depth")
-    assert spec.config is HFDepthTeacherConfig and callable(spec.load_factory())
 
 
 @attrs.define
