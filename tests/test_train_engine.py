@@ -9,7 +9,7 @@ import torch
 
 from geovr.errors import CheckpointError, RecipeError
 from geovr.testing import tiny
-from geovr.train.cache import merge_metric
+from geovr.train.teacher_cache import merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build, parameter_groups

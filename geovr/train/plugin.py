@@ -115,8 +115,8 @@ def run_cache(args) -> int:
         est = estimate_cache(recipe, datasets=datasets, entries=args.entries, tflops=args.tflops)
         print(json.dumps(est, indent=2) if args.json else format_estimate(est))
         return 0
-    from geovr.train.cache import precompute
     from geovr.train.runner import build_seeded
+    from geovr.train.teacher_cache import precompute
 
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:
