@@ -63,7 +63,7 @@ def test_contract_and_parity_with_the_plain_hf_model(model_dir):
 
 
 def test_registered_by_the_builtin_teachers_plugin():
-    """``hf_depth`` is a core teacher (``geovr.teachers``), registered like any plugin's, torch-free."""
+    """``hf_depth`` is a core teacher (``geovr.teachers``), registered through the hooks like any plugin's."""
     spec = geovr.get_registry().get("teacher", "hf_depth")
     assert spec.config is HFDepthTeacherConfig and spec.factory == "geovr.teachers.hf_depth:build"
     assert spec.plugin == "geovr.teachers.plugin" and spec.distribution == "geovr" and spec.summary
