@@ -2,7 +2,7 @@
 
 Both sides train the same tiny random-init Qwen-VL student (``geovr_plugin_qwen_vl.testing``) with the
 same real objectives (camera_pose, feature_distill, depth; small head widths), the same tiny frozen
-teacher (:class:`geovr.train.tiny.TinyTeacher`), the same data (:class:`geovr.train.tiny.TinyVideos`
+teacher (:class:`geovr.testing.tiny.TinyTeacher`), the same data (:class:`geovr.testing.tiny.TinyVideos`
 through :func:`geovr.data.collate`), AdamW with the same parameter groups, cosine schedule and
 gradient clipping. The hand-written loop is the minimum such a run needs; the trainer adds accelerate,
 loss bookkeeping, metrics.jsonl, callbacks and the resumable data order.
@@ -36,7 +36,7 @@ def make_context(args, out_dir):
 
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
-    from geovr.train import tiny
+    from geovr.testing import tiny
 
     torch.manual_seed(0)
     bb = tiny_backbone(args.kind, freeze=["vision"])

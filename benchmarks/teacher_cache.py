@@ -1,9 +1,9 @@
 """Training step time: online teacher vs teacher-output cache vs targets precomputed in memory.
 
 Same tiny random-init Qwen-VL student, same objectives (camera_pose, feature_distill, depth with small
-heads), same data (:class:`geovr.train.tiny.TinyVideos`). The teacher is the ``vggt`` component with the
+heads), same data (:class:`geovr.testing.tiny.TinyVideos`). The teacher is the ``vggt`` component with the
 tiny weights of the plugin's tests (``model_config = "tiny"``) at ``--image-size``. First the cache is filled with
-:func:`geovr.train.cache.precompute` (the ``geovr cache`` verb) and every sample's teacher outputs are also
+:func:`geovr.train.teacher_cache.precompute` (the ``geovr cache`` verb) and every sample's teacher outputs are also
 kept in memory; then rounds rotate between three modes on the same model instance:
 
 * ``online``: ``trainer.cache = "off"``, the teacher runs every step;
@@ -35,11 +35,11 @@ from _timing import trainer_step_times
 def make_context(args, out_dir):
     """Student, tiny VGGT teacher, objectives, data (seeded)."""
     import torch
-    from geovr_plugin_qwen_vl.testing import tiny_backbone
 
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
-    from geovr.train import tiny
+    from geovr.testing import tiny
+    from geovr_plugin_qwen_vl.testing import tiny_backbone
 
     root = Path(__file__).resolve().parents[1] / "plugins" / "geovr-plugin-vggt" / "tests" / "golden"
     if not (root / "tiny_weights.safetensors").is_file():
@@ -127,8 +127,8 @@ def main(argv=None) -> None:
 
     import torch
 
-    from geovr.train.cache import precompute
     from geovr.train.configs import AccelerateTrainerConfig
+    from geovr.train.teacher_cache import precompute
 
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix="geovr-bench-cache-")
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
     stats = precompute(ctx, progress=False, config=AccelerateTrainerConfig(batch_size=args.batch,
                                                                           cache_dir=f"{tmp}/cache"))
     fill = time.perf_counter() - t0
-    from geovr.train.cache import teacher_layers
+    from geovr.train.teacher_cache import teacher_layers
 
     real = ctx.teacher
     store = fill_memory(ctx, teacher_layers(real, ctx.objectives))

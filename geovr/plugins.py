@@ -26,7 +26,8 @@ from geovr.errors import PluginLoadError
 from geovr.registry import HOOK_KINDS, KINDS, Registry, make_register
 
 ENTRY_POINT_GROUP = "geovr"
-BUILTIN_PLUGINS = ("geovr.data.plugin", "geovr.objectives.plugin", "geovr.train.plugin", "geovr.eval.plugin")
+BUILTIN_PLUGINS = ("geovr.data.plugin", "geovr.objectives.plugin", "geovr.teachers.plugin", "geovr.train.plugin",
+                   "geovr.eval.plugin")
 BUILTIN_DISTRIBUTION = "geovr"
 
 

@@ -11,10 +11,10 @@ import torch
 from geovr.data.collate import collate
 from geovr.errors import DataError
 from geovr.recipe import load_recipe
-from geovr.train import tiny
-from geovr.train.cache import TeacherCache, TeacherSource, make_sources, precompute
+from geovr.testing import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runner import build_seeded
+from geovr.train.teacher_cache import TeacherCache, TeacherSource, make_sources, precompute
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_synthetic.toml"
 SMALL = ["data.train.num_samples=2", "data.train.questions_per_scene=1", "data.train.num_frames=2", "data.train.image_size=[32,32]"]

@@ -14,9 +14,9 @@ from geovr.data.synthetic.cli import synthesize
 from geovr.data.video_qa import VideoQADataset
 from geovr.errors import DataError
 from geovr.recipe import load_recipe
-from geovr.train.cache import precompute
 from geovr.train.estimate import estimate_cache
 from geovr.train.runner import build_seeded
+from geovr.train.teacher_cache import precompute
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_synthetic.toml"
 SMALL = ["data.train.num_samples=3", "data.train.questions_per_scene=1", "data.train.num_frames=2", "data.train.image_size=[32,48]"]

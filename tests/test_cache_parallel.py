@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
+from geovr.testing import tiny
 from geovr.testing.multiprocess import launch
-from geovr.train import tiny
-from geovr.train.cache import precompute
 from geovr.train.configs import AccelerateTrainerConfig
+from geovr.train.teacher_cache import precompute
 
 
 class SharedVideos(torch.utils.data.Dataset):
@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import torch.distributed as dist
     from geovr.train.configs import AccelerateTrainerConfig
-    from geovr.train.cache import precompute
+    from geovr.train.teacher_cache import precompute
     from test_cache_parallel import context
 
     dist.init_process_group("gloo")   # as under torchrun; the fill itself needs no collective

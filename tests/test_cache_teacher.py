@@ -7,11 +7,11 @@ import torch
 
 from geovr.data.collate import collate
 from geovr.errors import DataError
-from geovr.train import cache as cache_mod
-from geovr.train import tiny
-from geovr.train.cache import TeacherCache, TeacherSource, precompute
+from geovr.testing import tiny
+from geovr.train import teacher_cache as cache_mod
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
+from geovr.train.teacher_cache import TeacherCache, TeacherSource, precompute
 from geovr.train.trainer import build
 
 

@@ -11,7 +11,7 @@ import torch
 
 from geovr.errors import CheckpointError
 from geovr.train import checkpoint as ckpt_io
-from geovr.train import tiny
+from geovr.testing import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build

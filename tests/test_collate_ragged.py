@@ -11,7 +11,7 @@ from geovr.data.oracle import OracleTeacher
 from geovr.objectives.configs import CameraPoseConfig
 from geovr.objectives.objectives import CameraPoseObjective
 from geovr.protocols import StudentOutput, TeacherOutput
-from geovr.train.cache import TeacherSource, merge_metric
+from geovr.train.teacher_cache import TeacherSource, merge_metric
 
 
 def _sample(i, S, H, W):

@@ -13,7 +13,7 @@ from geovr.data.configs import VideoConversationsConfig
 from geovr.data.conversations import VideoConversationsDataset
 from geovr.data.synthetic.cli import synthesize
 from geovr.data.writers import convert
-from geovr.train.cache import unique_groups
+from geovr.train.teacher_cache import unique_groups
 
 
 @pytest.fixture(scope="module")

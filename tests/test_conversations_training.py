@@ -12,7 +12,7 @@ from geovr.data.conversations import VideoConversationsDataset
 from geovr.data.synthetic.cli import synthesize
 from geovr.data.writers import convert
 from geovr.errors import DataError
-from geovr.train import tiny
+from geovr.testing import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build
@@ -98,7 +98,7 @@ torch.set_num_threads(1)
 from accelerate.state import PartialState
 from geovr.data.configs import VideoConversationsConfig
 from geovr.data.conversations import VideoConversationsDataset
-from geovr.train import tiny
+from geovr.testing import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.trainer import build
 

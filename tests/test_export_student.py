@@ -14,7 +14,7 @@ from geovr.errors import CheckpointError
 from geovr.protocols import GeometryRequest
 from geovr.recipe import validate
 from geovr.testing import registered
-from geovr.train import tiny
+from geovr.testing import tiny
 from geovr.train.export import export, load_student
 from geovr.train.runlog import read_metrics
 from geovr.train.runner import build_seeded

@@ -18,7 +18,7 @@ from geovr.data.synthetic.camera import make_trajectory
 from geovr.data.synthetic.render import render
 from geovr.data.synthetic.scene import generate_scene
 from geovr.protocols import TeacherOutput
-from geovr.train.cache import merge_metric
+from geovr.train.teacher_cache import merge_metric
 from geovr_plugin_dust3r.preprocess import preprocess as dust3r_preprocess
 from geovr_plugin_qwen_vl.backbone import target_frame_size
 from geovr_plugin_qwen_vl.config import Qwen3VLBackboneConfig

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geovr.errors import GeovrError
-from geovr.train import tiny
+from geovr.testing import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.trainer import build
 

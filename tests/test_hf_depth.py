@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 import geovr
 from geovr.errors import CheckpointError, GeovrError
-from geovr.objectives.configs import HFDepthTeacherConfig
-from geovr.objectives.hf_depth import HFDepthTeacher, build
 from geovr.protocols import Batch
+from geovr.teachers.configs import HFDepthTeacherConfig
+from geovr.teachers.hf_depth import HFDepthTeacher, build
 from geovr.testing.contracts import check_teacher
 
 CTX = types.SimpleNamespace(device="cpu")
@@ -60,6 +60,16 @@ def test_contract_and_parity_with_the_plain_hf_model(model_dir):
     # chunk=1 here vs a batch of 2 in the reference: equal up to float32 rounding (|Δ| ≤ 1e-6·|depth|)
     torch.testing.assert_close(out.metric_depth[0], ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(teacher.encode(fr).metric_depth, out.metric_depth, rtol=1e-6, atol=1e-6)
+
+
+def test_registered_by_the_builtin_teachers_plugin():
+    """``hf_depth`` is a core teacher (``geovr.teachers``), registered through the hooks like any plugin's."""
+    spec = geovr.get_registry().get("teacher", "hf_depth")
+    assert spec.config is HFDepthTeacherConfig and spec.factory == "geovr.teachers.hf_depth:build"
+    assert spec.plugin == "geovr.teachers.plugin" and spec.distribution == "geovr" and spec.summary
+    assert spec.load_factory() is build
+    assert HFDepthTeacherConfig().provides() == {"metric_depth"}
+    assert HFDepthTeacherConfig().model == "depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"
 
 
 def test_built_through_the_registry_and_frozen(model_dir):

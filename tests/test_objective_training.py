@@ -11,7 +11,8 @@ from torch import nn
 
 from geovr.objectives.configs import CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig
 from geovr.objectives.objectives import build_camera_pose, build_depth, build_feature_distill, build_metric_scale
-from geovr.protocols import Batch, StudentOutput, TeacherOutput
+from geovr.protocols import Batch, StudentOutput
+from geovr.testing.tiny import fixed_teacher_output
 
 B, S, h, w, D, C = 1, 2, 4, 4, 16, 8
 LAYERS = (1, 2, 3, 4)
@@ -28,21 +29,6 @@ class StandInStudent(nn.Module):
 
     def forward(self) -> StudentOutput:
         return StudentOutput(hidden={int(k): v for k, v in self.grids.items()}, camera=self.camera, scale=self.scale)
-
-
-def fixed_teacher() -> TeacherOutput:
-    g = torch.Generator().manual_seed(7)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
-    depth = (1.0 + 2.0 * xx + yy).expand(B, S, 16, 16).clone()   # a tilted plane in front of the camera
-    depth[:, 1] *= 1.5
-    pose = torch.zeros(B, S, 9)
-    pose[..., 6] = 1.0
-    pose[:, 1, :3] = torch.tensor([0.3, -0.2, 0.5])
-    pose[:, 1, 3:7] = torch.nn.functional.normalize(torch.tensor([0.1, 0.2, 0.0, 1.0]), dim=0)
-    pose[..., 7:] = torch.tensor([0.9, 1.1])
-    return TeacherOutput(features={t: torch.randn(B, S, 2, 2, C, generator=g) for t in (3, 7, 11, 15)},
-                         depth=depth, depth_conf=torch.rand(B, S, 16, 16, generator=g) + 1.0, pose_enc=pose,
-                         metric_depth=depth * 2.7)
 
 
 CTX = types.SimpleNamespace(backbone=types.SimpleNamespace(hidden_size=D, num_layers=4),
@@ -64,7 +50,7 @@ CASES = {
 def test_thirty_steps_reduce_the_loss(case):
     factory, config, ratio = CASES[case]
     torch.manual_seed(0)
-    objective, stand_in, teacher = factory(config, CTX), StandInStudent(), fixed_teacher()
+    objective, stand_in, teacher = factory(config, CTX), StandInStudent(), fixed_teacher_output(B, S, C)
     batch = Batch(frames=torch.rand(B, S, 3, 16, 16), sample_ids=["s"], questions=[""], answers=[""])
     opt = torch.optim.Adam([*objective.parameters(), *stand_in.parameters()], lr=5e-3)
     losses = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import types
 
 import attrs
@@ -14,7 +12,7 @@ import geovr
 from geovr.errors import GeovrError, RecipeError
 from geovr.objectives import losses as L
 from geovr.objectives.configs import (
-    CameraPoseConfig, DepthConfig, FeatureDistillConfig, HFDepthTeacherConfig, MetricScaleConfig,
+    CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig,
 )
 from geovr.objectives.objectives import (
     build_camera_pose, build_depth, build_feature_distill, build_metric_scale,
@@ -95,8 +93,6 @@ def test_default_weights_requires_and_student_needs():
     assert MetricScaleConfig().requires() == {"depth", "depth_conf", "metric_depth"}
     assert MetricScaleConfig(use_teacher_conf=False).requires() == {"depth", "metric_depth"}
     assert FeatureDistillConfig().requires() == {"features"}
-    assert HFDepthTeacherConfig().provides() == {"metric_depth"}
-    assert HFDepthTeacherConfig().model == "depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"
     ctx = context()
     cam = build_camera_pose(CameraPoseConfig(hidden_dim=8), ctx)
     assert cam.weight == 2.5 and cam.student_needs.camera_tokens and not cam.student_needs.layers
@@ -274,18 +270,13 @@ def test_missing_inputs_raise_clear_errors():
 
 # -- registration and recipes -----------------------------------------------------------------------
 
-def test_plugin_module_is_torch_free_and_registers_everything():
-    code = ("import sys, geovr.objectives.plugin; assert 'torch' not in sys.modules, 'torch imported'; "
-            "import geovr.objectives.configs")
-    subprocess.run([sys.executable, "-c", code], check=True)
+def test_plugin_module_registers_everything():
     reg = geovr.get_registry()
     for name, cfg in [("camera_pose", CameraPoseConfig), ("depth", DepthConfig),
                       ("metric_scale", MetricScaleConfig), ("feature_distill", FeatureDistillConfig)]:
         spec = reg.get("objective", name)
         assert spec.config is cfg and spec.distribution == "geovr" and spec.summary
         assert callable(spec.load_factory())
-    spec = reg.get("teacher", "hf_depth")
-    assert spec.config is HFDepthTeacherConfig and callable(spec.load_factory())
 
 
 @attrs.define

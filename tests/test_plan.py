@@ -12,9 +12,9 @@ from geovr.cli.main import main as cli_main
 from geovr.data.collate import collate
 from geovr.recipe import load_recipe
 from geovr.train.assembly import TrainModule
-from geovr.train.cache import make_sources
 from geovr.train.plan import measured_activation_bytes, plan
 from geovr.train.runner import build_seeded
+from geovr.train.teacher_cache import make_sources
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -29,6 +29,7 @@ from geovr.train import released  # noqa: E402
 from geovr.train.runner import build_seeded  # noqa: E402
 
 qwen_testing = pytest.importorskip("geovr_plugin_qwen_vl.testing")
+qwen_tiny_models = pytest.importorskip("geovr_plugin_qwen_vl.tiny_models")
 
 CAM_HIDDEN, SCALE_HIDDEN, FEAT = 24, 16, 16     # released: 1536, 512, teacher width; tiny here
 CHANNELS, FEATURES = (8, 8, 16, 16), 8
@@ -82,7 +83,7 @@ def _randomise(module, gen):
 def released_dir(tmp_path_factory):
     """``(directory, reference modules, D)``: a tiny Qwen3-VL in the released GeoVR layout."""
     root = tmp_path_factory.mktemp("released")
-    model_dir = Path(qwen_testing.save_tiny_checkpoint("qwen3_vl", root / "GeoVR-tiny"))
+    model_dir = Path(qwen_tiny_models.save_tiny_checkpoint("qwen3_vl", root / "GeoVR-tiny"))
     cfg = json.loads((model_dir / "config.json").read_text())
     D = int(cfg["text_config"]["hidden_size"])
     cfg.update({"add_camera": True, "add_depth": True, "add_scale": True, "distill_geometry_feature": True,

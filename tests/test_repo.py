@@ -35,3 +35,25 @@ def test_requirements_install_every_first_party_plugin():
     listed = set(re.findall(r"^-e (plugins/[\w.-]+)", (REPO / "requirements.txt").read_text(), flags=re.M))
     present = {f"plugins/{p.name}" for p in (REPO / "plugins").iterdir() if (p / "pyproject.toml").exists()}
     assert listed == present
+
+
+def test_production_code_imports_no_test_helper():
+    """Test doubles live in ``testing`` modules (``geovr.testing``, ``geovr_plugin_*.testing``) and tests;
+    code a recipe runs never imports them (the Qwen-VL ``geovr-tiny`` models are ``tiny_models``)."""
+    import ast
+
+    offenders = []
+    sources = [*(REPO / "geovr").rglob("*.py"), *(REPO / "plugins").glob("*/geovr_plugin_*/**/*.py")]
+    for path in sorted(sources):
+        rel = path.relative_to(REPO)
+        if "testing" in rel.parts or path.stem == "testing":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(rel))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            offenders += [f"{rel}:{node.lineno}: {n}" for n in names if "testing" in n.split(".")]
+    assert len(sources) > 100 and offenders == []

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from geovr.errors import UsageError
+from geovr.testing import tiny
 from geovr.train import checkpoint as ckpt_io
-from geovr.train import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlock import RunLock, RunLockedError, lock_path, read_lock
 from geovr.train.runner import check_output_dir

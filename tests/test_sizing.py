@@ -17,10 +17,10 @@ from geovr import hookimpl
 from geovr.cli.main import main as cli_main
 from geovr.recipe import load_recipe
 from geovr.sizing import SizingError
-from geovr.train.cache import precompute
 from geovr.train.estimate import _feature_layers, estimate_cache
 from geovr.train.plan import plan
 from geovr.train.runner import build_seeded
+from geovr.train.teacher_cache import precompute
 
 ROOT = Path(__file__).resolve().parents[1]
 # every shipped recipe (recipes/ablation/ablation.toml holds the settings of `geovr ablate`, not a recipe)

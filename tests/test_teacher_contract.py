@@ -16,8 +16,8 @@ from geovr.objectives.configs import DepthConfig, FeatureDistillConfig  # noqa: 
 from geovr.objectives.objectives import build_depth, build_feature_distill  # noqa: E402
 from geovr.protocols import Batch, TeacherOutput  # noqa: E402
 from geovr.testing.contracts import check_teacher  # noqa: E402
-from geovr.train.cache import TeacherSource, teacher_layers  # noqa: E402
-from geovr.train.tiny import TinyBackbone  # noqa: E402
+from geovr.testing.tiny import TinyBackbone  # noqa: E402
+from geovr.train.teacher_cache import TeacherSource, teacher_layers  # noqa: E402
 
 
 class DepthOnly:

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from accelerate.state import PartialState
-    from geovr.train import tiny
+    from geovr.testing import tiny
     from geovr.train.configs import AccelerateTrainerConfig
     from geovr.train.trainer import build
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from geovr.testing import tiny
 from geovr.testing.multiprocess import launch
-from geovr.train import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build
@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from accelerate.state import PartialState
     from safetensors.torch import save_file
-    from geovr.train import tiny
+    from geovr.testing import tiny
     from geovr.train.checkpoint import trainable_state
     from geovr.train.configs import AccelerateTrainerConfig
     from geovr.train.trainer import build

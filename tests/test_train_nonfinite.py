@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 from geovr.errors import CheckpointError, RecipeError
 from geovr.recipe import load_recipe
 from geovr.recipe.load import shipped_recipes
+from geovr.testing import tiny
 from geovr.train import checkpoint as ckpt_io
-from geovr.train import tiny
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
 from geovr.train.trainer import NonFiniteLossError, build

@@ -11,7 +11,7 @@ A *sample* (what every dataset component's ``__getitem__`` returns) is a dict wi
   determines them: the video (path + size + modification time, or a content hash; a generator's seed and
   index), the frame indices/times and every dataset option that changes pixels (resize, trajectory, …).
   Two samples with equal ``pixel_key`` must have identical ``frames`` (and ground truth); questions on the
-  same video and frames should share it. The teacher cache (:mod:`geovr.train.cache`) keys entries by it;
+  same video and frames should share it. The teacher cache (:mod:`geovr.train.teacher_cache`) keys entries by it;
   without it the cache hashes the frames tensor itself (exact, but it needs the decoded frames);
 * optional ground truth: ``depth`` ``[S,H,W]`` metres, ``intrinsics`` ``[S,3,3]``,
   ``extrinsics`` ``[S,3,4]`` world-to-camera (OpenCV);

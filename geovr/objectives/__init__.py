@@ -11,8 +11,8 @@ component            head (input → output)                      requires (teac
 
 Modules: :mod:`.configs` (recipe options, torch-free), :mod:`.layers` (teacher → student layer
 mapping, torch-free), :mod:`.losses` (pure loss functions and metrics), :mod:`.heads` (MLP and DPT
-heads), :mod:`.objectives` (the ``nn.Module`` objectives and their factories) and :mod:`.hf_depth`
-(the ``hf_depth`` metric-depth teacher for a recipe's ``[metric_teacher]``).
+heads) and :mod:`.objectives` (the ``nn.Module`` objectives and their factories). The ``hf_depth``
+metric-depth teacher lives in :mod:`geovr.teachers`.
 
 Importing this package does not import torch.
 """

@@ -1,11 +1,11 @@
-"""Built-in plugin of geovr.objectives: the four GeoVR objectives and the ``hf_depth`` metric teacher,
-registered through the same public hooks third parties use (torch-free: factories are lazy strings)."""
+"""Built-in plugin of geovr.objectives: the four GeoVR objectives, registered through the same public hooks
+third parties use (torch-free: factories are lazy strings)."""
 
 from __future__ import annotations
 
 from geovr import hookimpl
 from geovr.objectives.configs import (
-    CameraPoseConfig, DepthConfig, FeatureDistillConfig, HFDepthTeacherConfig, MetricScaleConfig,
+    CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig,
 )
 
 _OBJ = "geovr.objectives.objectives"
@@ -21,9 +21,3 @@ def register_objectives(register):
              summary="scale-token head predicting the teacher-depth-to-metres factor (log1p L1)")
     register("feature_distill", f"{_OBJ}:build_feature_distill", config=FeatureDistillConfig,
              summary="per-layer MLP heads aligning student grids with teacher features (cosine)")
-
-
-@hookimpl
-def register_teachers(register):
-    register("hf_depth", "geovr.objectives.hf_depth:build", config=HFDepthTeacherConfig,
-             summary="metric depth from a transformers AutoModelForDepthEstimation checkpoint (local)")

@@ -1,7 +1,9 @@
 """Helpers shipped for plugin authors' tests.
 
 * :func:`registered` — register a plugin object for the duration of a ``with`` block;
-* :mod:`geovr.testing.contracts` — ``check_backbone``, ``check_teacher``, ``check_objective``.
+* :mod:`geovr.testing.contracts` — ``check_backbone``, ``check_teacher``, ``check_objective``;
+* :mod:`geovr.testing.tiny` — tiny real torch test doubles (backbone, teachers, objectives, videos) that
+  exercise the training engine in seconds on a CPU (imports torch).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :func:`estimate_cache` reads a validated recipe: the teacher and metric teacher components and options, the
 feature layers the objectives ask for, the training data (frames per sample, frame size) and the cache
 options (``cache_outputs``, ``cache_dtype``). Entries = distinct ``pixel_key`` values of the training data
-(questions on the same video and frames share one entry; :func:`geovr.train.cache.unique_groups`), or
+(questions on the same video and frames share one entry; :func:`geovr.train.teacher_cache.unique_groups`), or
 ``entries=`` when the data is not on this machine. Bytes per entry come from the teacher's output shapes
 (each teacher config's ``cache_layout()``, the sizing interface of :mod:`geovr.sizing`) times the storage
 dtype, plus the safetensors header. Teacher time is the FLOP count the teacher reports for its forward
@@ -26,7 +26,7 @@ DEFAULT_FRAME_SIZE = (480, 640)
 
 def _feature_layers(recipe, choice=None) -> list[int]:
     """Feature layers the cache stores for ``choice`` (default: the teacher), as
-    :func:`geovr.train.cache.teacher_layers` requests them: the config's own ``layers`` plus every
+    :func:`geovr.train.teacher_cache.teacher_layers` requests them: the config's own ``layers`` plus every
     objective's ``teacher_layers``; none when the teacher gives no features (its ``provides()``)."""
     choice = recipe.teacher if choice is None else choice
     provides = choice.config.provides() if callable(getattr(choice.config, "provides", None)) else {"features"}
@@ -78,7 +78,7 @@ def estimate_cache(recipe, *, datasets=None, entries: int | None = None, config=
     ``bytes_per_entry``, ``bytes_by_output`` ``{teacher: {group: bytes}}``, ``total_bytes``,
     ``teacher_flops_per_entry``, ``teacher_seconds`` (at ``tflops``), ``frames``, ``notes``.
     """
-    from geovr.train.cache import group_of, unique_groups
+    from geovr.train.teacher_cache import group_of, unique_groups
 
     config = config if config is not None else (recipe.trainer.config if recipe.trainer is not None else None)
     outputs = set(getattr(config, "cache_outputs", None) or ("pose", "depth", "scale", "features"))

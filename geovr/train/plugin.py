@@ -5,10 +5,10 @@ Torch-free at import: the trainer factory is a lazy string and the verbs import 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from geovr import hookimpl
+from geovr.cli._util import add_verb
 from geovr.train.configs import AccelerateTrainerConfig
 
 
@@ -19,27 +19,25 @@ def register_trainers(register):
                      "checkpoints/resume, teacher cache (DDP/FSDP/DeepSpeed via accelerate config)")
 
 
-def _verb(subparsers, name, *, help, description, examples):
-    return subparsers.add_parser(name, help=help, description=description, epilog=f"examples:\n{examples}",
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
 @hookimpl
 def register_commands(subparsers):
-    p = _verb(subparsers, "cache", help="precompute teacher outputs for a recipe's training data",
-              description="Run the recipe's teacher (and metric teacher) over data.train and store the outputs as "
-                          "safetensors in the teacher cache (trainer.cache_dir, $GEOVR_CACHE_DIR or "
-                          "~/.cache/geovr/teacher), keyed by the teacher's cache key, sample id, frame indices, "
-                          "resolution and layers. Existing entries are reused; stale ones are recomputed. Train "
-                          "from the cache with trainer.cache=\"auto\" (or \"only\" to forbid running the teacher).",
-              examples="  geovr cache recipes/tiny_synthetic.toml\n"
-                       "  geovr cache recipes/qwen_vggt.toml trainer.cache_dir=\"/data/geovr-cache\"\n"
-                       "  geovr cache recipes/qwen_vggt.toml --estimate --entries 5000 --json\n"
-                       "  torchrun --nnodes 4 --nproc-per-node 8 -m geovr cache recipes/qwen_vggt.toml --device cuda\n"
-                       "  accelerate launch -m geovr cache recipes/qwen_vggt.toml --device cuda\n"
-                       "Under torchrun / accelerate launch each process (RANK of WORLD_SIZE, over all nodes) fills its own\n"
-                       "share of the distinct entries; entries already present are skipped, so a fill can be restarted.\n"
-                       "--device cuda puts each process on cuda:LOCAL_RANK.\n")
+    p = add_verb(subparsers, "cache", help="precompute teacher outputs for a recipe's training data",
+                 description="Run the recipe's teacher (and metric teacher) over data.train and store the outputs "
+                             "as safetensors in the teacher cache (trainer.cache_dir, $GEOVR_CACHE_DIR or "
+                             "~/.cache/geovr/teacher), keyed by the teacher's cache key, sample id, frame indices, "
+                             "resolution and layers. Existing entries are reused; stale ones are recomputed. Train "
+                             "from the cache with trainer.cache=\"auto\" (or \"only\" to forbid running the "
+                             "teacher).",
+                 examples="  geovr cache recipes/tiny_synthetic.toml\n"
+                          "  geovr cache recipes/qwen_vggt.toml trainer.cache_dir=\"/data/geovr-cache\"\n"
+                          "  geovr cache recipes/qwen_vggt.toml --estimate --entries 5000 --json\n"
+                          "  torchrun --nnodes 4 --nproc-per-node 8 -m geovr cache recipes/qwen_vggt.toml "
+                          "--device cuda\n"
+                          "  accelerate launch -m geovr cache recipes/qwen_vggt.toml --device cuda\n"
+                          "Under torchrun / accelerate launch each process (RANK of WORLD_SIZE, over all nodes) "
+                          "fills its own\nshare of the distinct entries; entries already present are skipped, so a "
+                          "fill can be restarted.\n"
+                          "--device cuda puts each process on cuda:LOCAL_RANK.\n")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--device", default="cpu", help="device the teachers run on (default: cpu)")
@@ -53,15 +51,16 @@ def register_commands(subparsers):
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_cache)
 
-    p = _verb(subparsers, "plan", help="memory and size plan of a recipe before renting GPUs (no weights loaded)",
-              description="Build the recipe's student, heads and teachers on the meta device from the model configs "
-                          "shipped with the plugins (no weights, no download) and print trainable / frozen parameters, "
-                          "gradient and optimizer-state bytes under the recipe's precision, an activation-memory "
-                          "estimate per sample at the recipe's frame count, the teacher-cache estimate, and which GPU "
-                          "sizes (24 / 40 / 80 GB) the run fits under DDP, FSDP (full shard) and ZeRO-2.",
-              examples="  geovr plan recipes/qwen_vggt.toml\n"
-                       "  geovr plan recipes/qwen_vggt.toml --gpus 8 --entries 5000 --json\n"
-                       "  geovr plan recipes/tiny_synthetic.toml\n")
+    p = add_verb(subparsers, "plan", help="memory and size plan of a recipe before renting GPUs (no weights loaded)",
+                 description="Build the recipe's student, heads and teachers on the meta device from the model "
+                             "configs shipped with the plugins (no weights, no download) and print trainable / "
+                             "frozen parameters, gradient and optimizer-state bytes under the recipe's precision, an "
+                             "activation-memory estimate per sample at the recipe's frame count, the teacher-cache "
+                             "estimate, and which GPU sizes (24 / 40 / 80 GB) the run fits under DDP, FSDP (full "
+                             "shard) and ZeRO-2.",
+                 examples="  geovr plan recipes/qwen_vggt.toml\n"
+                          "  geovr plan recipes/qwen_vggt.toml --gpus 8 --entries 5000 --json\n"
+                          "  geovr plan recipes/tiny_synthetic.toml\n")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--gpus", type=int, default=None,
@@ -73,12 +72,13 @@ def register_commands(subparsers):
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_plan)
 
-    p = _verb(subparsers, "export", help="write a trained student as a plain transformers model directory",
-              description="Rebuild the student of RUN_DIR from its recipe.toml, load the newest checkpoint (or "
-                          "--checkpoint) and save it with save_pretrained: LoRA merged, without geometry tokens or "
-                          "objective heads, loadable with transformers alone.",
-              examples="  geovr export runs/tiny_synthetic exported/tiny\n"
-                       "  geovr export runs/qwen_vggt out/qwen-geo --checkpoint runs/qwen_vggt/checkpoints/step-00002000\n")
+    p = add_verb(subparsers, "export", help="write a trained student as a plain transformers model directory",
+                 description="Rebuild the student of RUN_DIR from its recipe.toml, load the newest checkpoint (or "
+                             "--checkpoint) and save it with save_pretrained: LoRA merged, without geometry tokens "
+                             "or objective heads, loadable with transformers alone.",
+                 examples="  geovr export runs/tiny_synthetic exported/tiny\n"
+                          "  geovr export runs/qwen_vggt out/qwen-geo --checkpoint "
+                          "runs/qwen_vggt/checkpoints/step-00002000\n")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("dest", metavar="DEST")
     p.add_argument("--checkpoint", default=None, help="a checkpoint directory (default: the newest of RUN_DIR)")
@@ -115,8 +115,8 @@ def run_cache(args) -> int:
         est = estimate_cache(recipe, datasets=datasets, entries=args.entries, tflops=args.tflops)
         print(json.dumps(est, indent=2) if args.json else format_estimate(est))
         return 0
-    from geovr.train.cache import precompute
     from geovr.train.runner import build_seeded
+    from geovr.train.teacher_cache import precompute
 
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:

@@ -32,7 +32,7 @@ from geovr.train.assembly import (
     objective_names,
     parameter_groups,
 )
-from geovr.train.cache import make_sources, merge_metric
+from geovr.train.teacher_cache import make_sources, merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.data.counts import DataCounter
 from geovr.train.data import batch_stream, batches_per_epoch

@@ -3,8 +3,6 @@ conventions (camera-from-world, first frame identity) checked against the offici
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import attrs
@@ -32,11 +30,6 @@ def tiny_cfg(**kw) -> DA3TeacherConfig:
 @pytest.fixture(scope="module")
 def teacher():
     return build(tiny_cfg(), BuildContext())
-
-
-def test_plugin_import_is_torch_free():
-    code = "import sys, geovr_plugin_da3.plugin; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_registered_through_the_plugin_hook(da3_registered):

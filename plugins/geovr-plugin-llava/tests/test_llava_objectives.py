@@ -10,29 +10,14 @@ import torch
 
 from geovr.objectives.configs import CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig
 from geovr.objectives.objectives import build_camera_pose, build_depth, build_feature_distill, build_metric_scale
-from geovr.protocols import BuildContext, TeacherOutput
+from geovr.protocols import BuildContext
+from geovr.testing.tiny import fixed_teacher_output
 from geovr.train.trainer import TrainModule
 from geovr_plugin_llava.backbone import build
 from geovr_plugin_llava.testing import tiny_batch
 
 B, S, C = 1, 2, 8
 TEACHER_LAYERS = (3, 7, 11, 15)
-
-
-def fixed_teacher() -> TeacherOutput:
-    """Depth ``[B,S,16,16]`` of a tilted plane, a two-frame pose encoding, random features ``[B,S,2,2,C]``."""
-    g = torch.Generator().manual_seed(7)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
-    depth = (1.0 + 2.0 * xx + yy).expand(B, S, 16, 16).clone()
-    depth[:, 1] *= 1.5
-    pose = torch.zeros(B, S, 9)
-    pose[..., 6] = 1.0
-    pose[:, 1, :3] = torch.tensor([0.3, -0.2, 0.5])
-    pose[:, 1, 3:7] = torch.nn.functional.normalize(torch.tensor([0.1, 0.2, 0.0, 1.0]), dim=0)
-    pose[..., 7:] = torch.tensor([0.9, 1.1])
-    return TeacherOutput(features={t: torch.randn(B, S, 2, 2, C, generator=g) for t in TEACHER_LAYERS},
-                         depth=depth, depth_conf=torch.rand(B, S, 16, 16, generator=g) + 1.0, pose_enc=pose,
-                         metric_depth=depth * 2.7)
 
 
 def test_four_objectives_losses_decrease_through_llava(llava_config):
@@ -48,7 +33,7 @@ def test_four_objectives_losses_decrease_through_llava(llava_config):
     ]
     module = TrainModule(backbone, objectives, lm_weight=1.0).train()
     assert module.request.camera_tokens and module.request.scale_token and module.request.layers == (0, 1, 2)
-    teacher = fixed_teacher()
+    teacher = fixed_teacher_output(B, S, C, TEACHER_LAYERS)
     batch = tiny_batch(batch_size=B, num_frames=S)
     inputs = backbone.prepare(batch)
     groups = backbone.parameter_groups()
@@ -75,9 +60,9 @@ def test_four_objectives_losses_decrease_through_llava(llava_config):
 
 def test_accelerate_trainer_runs_llava_with_the_four_objectives(llava_config, tmp_path):
     """The core trainer, unchanged, on llava_onevision + the four core objectives (tiny teachers and
-    videos from :mod:`geovr.train.tiny`): every loss decreases and checkpoints are written. Seeds 0–3
+    videos from :mod:`geovr.testing.tiny`): every loss decreases and checkpoints are written. Seeds 0–3
     gave last/first ≤ 0.72 for the LM loss and ≤ 0.49 for the geometric ones."""
-    from geovr.train import tiny
+    from geovr.testing import tiny
     from geovr.train.configs import AccelerateTrainerConfig
     from geovr.train.runlog import read_metrics
     from geovr.train.trainer import build as build_trainer

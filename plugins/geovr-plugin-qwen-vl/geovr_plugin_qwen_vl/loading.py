@@ -69,15 +69,15 @@ def not_cached_message(pretrained: str) -> str:
             f"cache, or set `pretrained` to a local model directory.")
 
 
-#: ``pretrained`` value naming the tiny random-initialised model of :mod:`geovr_plugin_qwen_vl.testing`
+#: ``pretrained`` value naming the tiny random-initialised model of :mod:`geovr_plugin_qwen_vl.tiny_models`
 #: (smoke tests and the CPU demo recipe; not a real checkpoint).
 TINY_ID = "geovr-tiny"
 
 
 def tiny_size(pretrained: str) -> str | None:
     """The size of a tiny random-init id (``"geovr-tiny"`` → ``"tiny"``, ``"geovr-tiny-small"`` →
-    ``"small"``; sizes in :data:`geovr_plugin_qwen_vl.testing.SIZES`), ``None`` for anything else."""
-    from geovr_plugin_qwen_vl.testing import SIZES
+    ``"small"``; sizes in :data:`geovr_plugin_qwen_vl.tiny_models.SIZES`), ``None`` for anything else."""
+    from geovr_plugin_qwen_vl.tiny_models import SIZES
 
     if pretrained == TINY_ID:
         return "tiny"
@@ -93,7 +93,7 @@ def materialize_tiny(kind: str, size: str = "tiny") -> str:
     import shutil
     import tempfile
 
-    from geovr_plugin_qwen_vl.testing import save_tiny_checkpoint
+    from geovr_plugin_qwen_vl.tiny_models import save_tiny_checkpoint
 
     root = os.path.join(os.environ.get("GEOVR_CACHE_DIR") or os.path.expanduser("~/.cache/geovr"), "tiny")
     dest = os.path.join(root, f"{kind}-seed0" if size == "tiny" else f"{kind}-{size}-seed0")

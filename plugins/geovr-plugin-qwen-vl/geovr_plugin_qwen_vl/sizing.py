@@ -82,7 +82,7 @@ def build_meta(cfg, kind: str) -> QwenVLMeta:
 
     size = tiny_size(cfg.pretrained)
     if size is not None:  # "geovr-tiny", "geovr-tiny-small": random-init models built offline
-        from geovr_plugin_qwen_vl.testing import tiny_model_config
+        from geovr_plugin_qwen_vl.tiny_models import tiny_model_config
 
         hf_config = tiny_model_config(kind, size=size)
     else:

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from geovr_plugin_qwen_vl.testing import KINDS, cached_tiny_checkpoint, tiny_backbone
+from geovr_plugin_qwen_vl.testing import cached_tiny_checkpoint, tiny_backbone
+from geovr_plugin_qwen_vl.tiny_models import KINDS
 
 
 @pytest.fixture(scope="session", params=KINDS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from geovr_plugin_qwen_vl.loading import tiny_size
-from geovr_plugin_qwen_vl.testing import SIZES, tiny_model_config, tiny_tokenizer, trained_tokenizer
+from geovr_plugin_qwen_vl.tiny_models import SIZES, tiny_model_config, tiny_tokenizer, trained_tokenizer
 
 
 def test_size_ids():

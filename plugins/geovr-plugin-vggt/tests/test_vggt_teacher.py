@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
@@ -34,11 +32,6 @@ def tiny_cfg(root, **kw) -> VGGTTeacherConfig:
 @pytest.fixture(scope="module")
 def teacher(root):
     return build(tiny_cfg(root), BuildContext())
-
-
-def test_plugin_import_is_torch_free():
-    code = "import sys, geovr_plugin_vggt.plugin; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_registered_through_the_plugin_hook(root):

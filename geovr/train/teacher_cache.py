@@ -1,4 +1,4 @@
-"""Teacher-output cache: content-addressed safetensors entries, one per (teacher, pixels, frames, options).
+"""Run the teacher and cache its outputs: content-addressed safetensors entries, one per (teacher, pixels, frames, options).
 
 Layout: ``CACHE_DIR/<teacher digest>/teacher.json`` (the full ``teacher.cache_key()``) and
 ``CACHE_DIR/<teacher digest>/<xx>/<entry digest>.safetensors`` holding one sample's

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from geovr.errors import CheckpointError, GeovrError
-from geovr.objectives.configs import HFDepthTeacherConfig
 from geovr.protocols import Batch, TeacherOutput
+from geovr.teachers.configs import HFDepthTeacherConfig
 
 
 def _resolve(name: str, cache_dir: str | None, what: str) -> str:
@@ -181,7 +181,7 @@ def build(config: HFDepthTeacherConfig, context) -> HFDepthTeacher:
 
 # --- sizing (geovr.sizing interface; called through HFDepthTeacherConfig) -----------------------------------
 
-#: model configs shipped with geovr: pretrained id (its last path part) → resource of geovr.objectives
+#: model configs shipped with geovr: pretrained id (its last path part) → resource of geovr.teachers
 MODEL_CONFIGS = {"Depth-Anything-V2-Metric-Indoor-Large-hf": "model_configs/Depth-Anything-V2-Metric-Indoor-Large-hf.json"}
 
 
@@ -190,7 +190,7 @@ def model_config_dict(model: str) -> dict:
     from geovr.sizing import model_config_json
 
     return model_config_json(
-        model, package="geovr.objectives", shipped=MODEL_CONFIGS,
+        model, package="geovr.teachers", shipped=MODEL_CONFIGS,
         missing=f"hf_depth: no shipped model config for model = {model!r} (shipped: {sorted(MODEL_CONFIGS)}); "
                 f"point model at a local checkpoint directory with a config.json")
 

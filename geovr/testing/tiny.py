@@ -1,4 +1,4 @@
-"""Small real torch components that exercise the training engine without any model weights.
+"""Test doubles: small real torch components that exercise the training engine without any model weights.
 
 They implement the :mod:`geovr.protocols` contracts with a few thousand parameters, so engine tests,
 the multi-process test and benchmarks run in seconds on a CPU:
@@ -8,7 +8,9 @@ the multi-process test and benchmarks run in seconds on a CPU:
 * :class:`TinyTeacher`: a frozen random conv "3D model" giving features, depth, depth_conf, pose_enc;
 * :class:`TinyMetricTeacher`: metric depth at a different resolution (exercises resizing);
 * :class:`TinyFeatureObjective`, :class:`TinyDepthObjective`, :class:`TinyCameraObjective`;
-* :class:`TinyVideos`: a deterministic dataset of sample dicts (see :mod:`geovr.data.collate`).
+* :class:`TinyVideos`: a deterministic dataset of sample dicts (see :mod:`geovr.data.collate`);
+* :func:`fixed_teacher_output`: one fixed, learnable :class:`~geovr.protocols.TeacherOutput` (objective
+  training tests without a teacher model).
 """
 
 from __future__ import annotations
@@ -261,3 +263,24 @@ def tiny_context(*, output_dir: str, n: int = 8, seed: int = 0, objectives=("fea
     return BuildContext(output_dir=output_dir, seed=seed, backbone=backbone,
                         teacher=teacher if teacher is not None else TinyTeacher(),
                         metric_teacher=metric_teacher, objectives=objs, datasets={"train": TinyVideos(n=n)})
+
+
+def fixed_teacher_output(batch_size: int = 1, num_frames: int = 2, feature_dim: int = 8,
+                         layers: tuple[int, ...] = (3, 7, 11, 15)) -> TeacherOutput:
+    """A fixed teacher output to train objectives against (deterministic, seed 7): ``depth``
+    ``[B,S,16,16]`` of a tilted plane (frame 1 is 1.5× farther), ``depth_conf`` ``[B,S,16,16]`` in [1, 2),
+    ``pose_enc`` ``[B,S,9]`` (frame 0 identity, frame 1 translated and rotated, FoV 0.9 / 1.1),
+    random ``features`` ``{layer: [B,S,2,2,C]}`` for ``layers``, and ``metric_depth = 2.7 · depth``."""
+    B, S, C = batch_size, num_frames, feature_dim
+    g = torch.Generator().manual_seed(7)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
+    depth = (1.0 + 2.0 * xx + yy).expand(B, S, 16, 16).clone()
+    depth[:, 1] *= 1.5
+    pose = torch.zeros(B, S, 9)
+    pose[..., 6] = 1.0
+    pose[:, 1, :3] = torch.tensor([0.3, -0.2, 0.5])
+    pose[:, 1, 3:7] = F.normalize(torch.tensor([0.1, 0.2, 0.0, 1.0]), dim=0)
+    pose[..., 7:] = torch.tensor([0.9, 1.1])
+    return TeacherOutput(features={t: torch.randn(B, S, 2, 2, C, generator=g) for t in layers},
+                         depth=depth, depth_conf=torch.rand(B, S, 16, 16, generator=g) + 1.0, pose_enc=pose,
+                         metric_depth=depth * 2.7)
