@@ -89,6 +89,11 @@ def record_problem(rec) -> str | None:
     """What is wrong with a conversation record's structure or field types (``None`` when it is valid)."""
     if not isinstance(rec, dict):
         return f"a record must be a JSON object, got {_kind(rec)}"
+    return _fields_problem(rec) or _turns_problem(rec.get("conversations"))
+
+
+def _fields_problem(rec: dict) -> str | None:
+    """The media / scene / id fields of a record."""
     for key in ("video", "image"):
         if key in rec and not isinstance(rec[key], str):
             return f"{key!r} must be a string (a path), got {_kind(rec[key])}"
@@ -101,7 +106,11 @@ def record_problem(rec) -> str | None:
         return f"'id' must be a string or a number, got {_kind(rec['id'])}"
     if "question_type" in rec and not isinstance(rec["question_type"], str):
         return f"'question_type' must be a string, got {_kind(rec['question_type'])}"
-    turns = rec.get("conversations")
+    return None
+
+
+def _turns_problem(turns) -> str | None:
+    """The ``conversations`` list: alternating human / gpt turns with string values, ending with an answer."""
     if not isinstance(turns, list):
         return f"'conversations' must be a list of turns, got {_kind(turns)}"
     if len(turns) < 2:

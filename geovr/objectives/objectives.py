@@ -7,6 +7,8 @@ teacher, batch)`` returns an unweighted scalar loss and float metrics; ``weight`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,10 @@ from geovr.objectives.configs import CameraPoseConfig, DepthConfig, FeatureDisti
 from geovr.objectives.heads import CameraHead, DenseHead, DistillHead, DPTHead, ScaleHead
 from geovr.objectives.layers import default_layers, map_teacher_layers
 from geovr.protocols import Batch, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput
+from geovr.rules import student_layers_problem, teacher_layers_problem
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 def per_sample(forward):
@@ -62,13 +68,14 @@ def _backbone(context, name: str):
     return bb
 
 
-def resolve_layers(config, context, name: str, *, count: int | None = None) -> tuple[list[int] | None, list[int]]:
+def resolve_layers(config, context: BuildContext, name: str, *,
+                   count: int | None = None) -> tuple[list[int] | None, list[int]]:
     """``(teacher_layers, student_layers)`` of an objective.
 
     Explicit ``config.student_layers`` win; otherwise teacher layers (``config.teacher_layers`` or the
     teacher's ``layers``) are mapped with :func:`map_teacher_layers`. Without teacher layers and with a
     fixed ``count``, ``count`` evenly spaced student layers are used. Raises :class:`RecipeError` for layers
-    outside the models' depths.
+    outside the models' depths (the rules of :mod:`geovr.rules`).
     """
     bb, teacher = _backbone(context, name), getattr(context, "teacher", None)
     t_layers = config.teacher_layers
@@ -80,17 +87,17 @@ def resolve_layers(config, context, name: str, *, count: int | None = None) -> t
         if teacher is None or not getattr(teacher, "num_layers", 0):
             raise RecipeError([f"objective {name!r}: mapping teacher_layers needs a teacher with num_layers; "
                                f"set student_layers instead"])
-        try:
-            s_layers = map_teacher_layers(t_layers, teacher.num_layers, bb.num_layers)
-        except ValueError as exc:
-            raise RecipeError([f"objective {name!r}: teacher_layers {list(t_layers)}: {exc}"]) from exc
+        problem = teacher_layers_problem(t_layers, teacher.num_layers)
+        if problem:
+            raise RecipeError([f"objective {name!r}: teacher_layers {problem}"])
+        s_layers = map_teacher_layers(t_layers, teacher.num_layers, bb.num_layers)
     elif count is not None:
         s_layers = default_layers(count, bb.num_layers)
     else:
         raise RecipeError([f"objective {name!r}: no teacher layers known; set teacher_layers"])
-    bad = [x for x in s_layers if not 0 <= x <= bb.num_layers]
-    if bad:
-        raise RecipeError([f"objective {name!r}: student layers {bad} outside 0..{bb.num_layers}"])
+    problem = student_layers_problem(s_layers, bb.num_layers)
+    if problem:
+        raise RecipeError([f"objective {name!r}: student layers {problem}"])
     if count is not None and len(s_layers) != count:
         raise RecipeError([f"objective {name!r} needs {count} layers, got {s_layers}; set student_layers"])
     return (list(t_layers) if t_layers else None), s_layers
