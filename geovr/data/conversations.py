@@ -39,11 +39,15 @@ import io
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geovr.data.configs import ConversationSource, VideoConversationsConfig
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 HUMAN = ("human", "user")
 ASSISTANT = ("gpt", "assistant")
@@ -430,14 +434,14 @@ class VideoConversationsDataset:
         }
 
 
-def _is_eval_config(config, context) -> bool:
+def _is_eval_config(config, context: BuildContext) -> bool:
     recipe = getattr(context, "recipe", None)
     data = getattr(recipe, "data", None) or {}
     choice = data.get("eval") if isinstance(data, dict) else None
     return choice is not None and getattr(choice, "config", None) is config
 
 
-def build(config: VideoConversationsConfig, context=None) -> VideoConversationsDataset:
+def build(config: VideoConversationsConfig, context: BuildContext | None = None) -> VideoConversationsDataset:
     """Factory of the ``video_conversations`` dataset component (evaluation data is read strictly)."""
     if isinstance(config, dict):
         config = VideoConversationsConfig(**config)

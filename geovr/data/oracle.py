@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,9 @@ from geovr.data.configs import TEACHER_OUTPUTS_ALL, OracleTeacherConfig
 from geovr.errors import DataError
 from geovr.geometry import extri_intri_to_pose_encoding, normalize_scene
 from geovr.protocols import TeacherOutput
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 class OracleTeacher(nn.Module):
@@ -94,6 +98,6 @@ class OracleTeacher(nn.Module):
         return self.encode(frames, layers, batch=batch)
 
 
-def build(config: OracleTeacherConfig, context=None) -> OracleTeacher:
+def build(config: OracleTeacherConfig, context: BuildContext | None = None) -> OracleTeacher:
     """Factory of the ``oracle`` teacher component."""
     return OracleTeacher(config).eval()

@@ -196,7 +196,7 @@ def _recipe_mode(args, recipe_path: str, overrides: list[str]):
     print(f"geovr: building {recipe.name} on {device}", file=sys.stderr)
     ctx = build(recipe, device=device, stages=("backbone", "evaluators"),
                 progress=lambda label: print(f"geovr:   {label}", file=sys.stderr))
-    evaluators = list(zip([c.component for c in recipe.evaluators], ctx.extra["evaluators"]))
+    evaluators = list(zip([c.component for c in recipe.evaluators], ctx.evaluators))
     return ctx.backbone, evaluators, args.output or str(Path(recipe.output_dir) / "eval")
 
 
@@ -221,7 +221,7 @@ def _run_dir_mode(args, run_dir: Path):
     if named:
         return backbone, _named_evaluators(args, ctx), output
     ctx = build(recipe, device=device, stages=("evaluators",), context=ctx)
-    return backbone, list(zip([c.component for c in recipe.evaluators], ctx.extra["evaluators"])), output
+    return backbone, list(zip([c.component for c in recipe.evaluators], ctx.evaluators)), output
 
 
 def run(args) -> int:

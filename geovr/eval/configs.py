@@ -18,7 +18,7 @@ Shared question-answering options (``vsibench`` and ``synthetic_qa``):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import attrs
 
@@ -202,8 +202,12 @@ class EvaluateCallbackConfig:
 
     ``every``: also evaluate after every N optimizer steps (0 = never); ``at_end``: evaluate when training
     ends. Each evaluation goes to ``RUN_DIR/eval/step-<step>`` (8-digit step).
+
+    ``uses_evaluators`` (a class variable, not an option) tells :func:`geovr.train.runner.train` to build
+    the recipe's evaluators for this callback.
     """
 
+    uses_evaluators: ClassVar[bool] = True
     every: int = 0
     at_end: bool = True
 

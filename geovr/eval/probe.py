@@ -32,10 +32,14 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 #: Default regularisation grid (λ relative to the number of fitted rows); ``inf`` = constant prediction.
 DEFAULT_RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, math.inf)
@@ -284,7 +288,7 @@ class GeometryProbe:
 
     name = "geometry_probe"
 
-    def __init__(self, config, context):
+    def __init__(self, config, context: BuildContext):
         self.config = config
         self.context = context
 
@@ -490,6 +494,6 @@ def _is_main_process() -> bool:
     return state is None or state.is_main_process
 
 
-def build_geometry_probe(config, context) -> GeometryProbe:
+def build_geometry_probe(config, context: BuildContext) -> GeometryProbe:
     """Factory of the ``geometry_probe`` evaluator."""
     return GeometryProbe(config, context)

@@ -61,7 +61,7 @@ def _need(value, what: str, name: str):
     return value
 
 
-def _backbone(context, name: str):
+def _backbone(context: BuildContext, name: str):
     bb = getattr(context, "backbone", None)
     if bb is None or not hasattr(bb, "hidden_size") or not hasattr(bb, "num_layers"):
         raise RecipeError([f"objective {name!r} needs a [backbone] with hidden_size and num_layers"])
@@ -289,27 +289,27 @@ class FeatureDistillObjective(nn.Module):
         return ObjectiveOutput(total, metrics)
 
 
-def _to_device(module: nn.Module, context) -> nn.Module:
+def _to_device(module: nn.Module, context: BuildContext) -> nn.Module:
     return module.to(getattr(context, "device", None) or "cpu")
 
 
-def build_camera_pose(config: CameraPoseConfig, context) -> CameraPoseObjective:
+def build_camera_pose(config: CameraPoseConfig, context: BuildContext) -> CameraPoseObjective:
     """Factory of ``camera_pose``."""
     return _to_device(CameraPoseObjective(config, _backbone(context, "camera_pose").hidden_size), context)
 
 
-def build_depth(config: DepthConfig, context) -> DepthObjective:
+def build_depth(config: DepthConfig, context: BuildContext) -> DepthObjective:
     """Factory of ``depth`` (4 layers mapped from the teacher's, or evenly spaced without teacher layers)."""
     _, s_layers = resolve_layers(config, context, "depth", count=4)
     return _to_device(DepthObjective(config, _backbone(context, "depth").hidden_size, s_layers), context)
 
 
-def build_metric_scale(config: MetricScaleConfig, context) -> MetricScaleObjective:
+def build_metric_scale(config: MetricScaleConfig, context: BuildContext) -> MetricScaleObjective:
     """Factory of ``metric_scale``."""
     return _to_device(MetricScaleObjective(config, _backbone(context, "metric_scale").hidden_size), context)
 
 
-def build_feature_distill(config: FeatureDistillConfig, context) -> FeatureDistillObjective:
+def build_feature_distill(config: FeatureDistillConfig, context: BuildContext) -> FeatureDistillObjective:
     """Factory of ``feature_distill`` (needs a teacher with ``feature_dim``)."""
     teacher = getattr(context, "teacher", None)
     if teacher is None or not getattr(teacher, "feature_dim", 0):

@@ -3,7 +3,7 @@ registered through the same public hooks third parties use (torch-free: factorie
 
 from __future__ import annotations
 
-from geovr import hookimpl
+from geovr.hookspecs import hookimpl
 from geovr.objectives.configs import (
     CameraPoseConfig, DepthConfig, FeatureDistillConfig, HFDepthTeacherConfig, MetricScaleConfig,
 )

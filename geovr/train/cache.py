@@ -38,6 +38,7 @@ import os
 import uuid
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -45,6 +46,9 @@ from safetensors.torch import save_file
 
 from geovr.errors import DataError
 from geovr.protocols import Batch, TeacherOutput
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 FORMAT = "geovr-teacher-cache-2"
 
@@ -323,7 +327,7 @@ def teacher_layers(teacher, objectives=(), configs=()) -> tuple[int, ...] | None
     return tuple(sorted(layers))
 
 
-def make_sources(context, *, mode: str, cache_dir: str, device, config=None) -> tuple[TeacherSource | None, TeacherSource | None]:
+def make_sources(context: BuildContext, *, mode: str, cache_dir: str, device, config=None) -> tuple[TeacherSource | None, TeacherSource | None]:
     """Teacher and metric-teacher sources for ``context`` (``None`` where the recipe has none). ``config``
     (the trainer config) supplies ``cache_outputs`` / ``cache_dtype`` and, for ``mode = "auto"``, the
     ``cache_max_bytes`` limit checked here, before the first step (:class:`DataError` with the numbers)."""
@@ -392,7 +396,7 @@ def unique_groups(dataset) -> list[tuple[str, int]]:
     return sorted(first.items())
 
 
-def precompute(context, *, progress: bool = True, split: str = "train", config=None, rank=None, world=None) -> dict:
+def precompute(context: BuildContext, *, progress: bool = True, split: str = "train", config=None, rank=None, world=None) -> dict:
     """Fill the teacher cache for the ``split`` dataset of ``context`` (the ``geovr cache`` verb).
 
     ``config`` is the trainer's :class:`~geovr.train.configs.AccelerateTrainerConfig` (default: the

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from geovr import hookimpl
+from geovr.hookspecs import hookimpl
 from geovr.train.configs import AccelerateTrainerConfig
 
 

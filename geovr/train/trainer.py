@@ -157,7 +157,7 @@ class AccelerateTrainer:
         self._data_counts: Any = None   # the data counters of the checkpoint being resumed
 
     # -- setup -----------------------------------------------------------------------------------
-    def _accelerator(self, context, run_dir: str):
+    def _accelerator(self, context: BuildContext, run_dir: str):
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from accelerate.tracking import TensorBoardTracker
@@ -189,7 +189,7 @@ class AccelerateTrainer:
             raise RunLockedError(refusal)
         return lock
 
-    def settings(self, context) -> dict[str, Any]:
+    def settings(self, context: BuildContext) -> dict[str, Any]:
         """The settings that fix the learning-rate schedule and the data order, stored in every checkpoint
         and compared on resume: the trainer's schedule options, the seed and the ``data.train`` table."""
         cfg = self.config
@@ -245,7 +245,7 @@ class AccelerateTrainer:
         run.teacher, run.metric = make_sources(context, mode=self.config.cache, device=acc.device,
                                                cache_dir=self.config.resolved_cache_dir(), config=self.config)
         self._open_logs(run, context, resumed=start_ckpt is not None)
-        callbacks = list(context.extra.get("callbacks", []) or [])
+        callbacks = list(context.callbacks)
         state = TrainState(step=run.step, max_steps=run.total, epoch=run.epoch, metrics={}, run_dir=run_dir,
                            accelerator=acc, model=run.model)
         self._call(callbacks, "on_train_start", state)
@@ -581,7 +581,7 @@ def settings_differences(state: dict, settings: dict) -> list[str]:
     return out
 
 
-def build(config: AccelerateTrainerConfig, context) -> AccelerateTrainer:
+def build(config: AccelerateTrainerConfig, context: BuildContext) -> AccelerateTrainer:
     """Factory of the ``accelerate`` trainer component."""
     if isinstance(config, dict):
         config = AccelerateTrainerConfig(**config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from typing import TYPE_CHECKING
 
 from geovr.data.configs import SyntheticRoomsConfig
 from geovr.data.synthetic.camera import make_trajectory
@@ -21,6 +22,9 @@ from geovr.data.synthetic.qa import generate_questions
 from geovr.data.synthetic.render import render
 from geovr.data.synthetic.scene import generate_scene
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 #: Frame rate of a synthetic camera path (the rate ``geovr synth`` writes its videos at): frame ``i`` is
@@ -142,6 +146,6 @@ class SyntheticRoomsDataset(torch.utils.data.Dataset):
         return pixel_key(self.config.seed, index, self.config)
 
 
-def build(config: SyntheticRoomsConfig, context=None) -> SyntheticRoomsDataset:
+def build(config: SyntheticRoomsConfig, context: BuildContext | None = None) -> SyntheticRoomsDataset:
     """Factory of the ``synthetic_rooms`` dataset component."""
     return SyntheticRoomsDataset(config)
