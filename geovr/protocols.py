@@ -14,6 +14,7 @@ backbone → teacher → metric_teacher → objectives → datasets → trainer 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
@@ -250,8 +251,8 @@ class TeacherOutput:
         return out
 
     @classmethod
-    def from_tensors(cls, flat: dict[str, Tensor]) -> TeacherOutput:
-        """Inverse of :meth:`tensors`."""
+    def from_tensors(cls, flat: Mapping[str, Any]) -> TeacherOutput:
+        """Inverse of :meth:`tensors` (values are ``[B,...]`` tensors, or per-sample lists for ragged outputs)."""
         feats = {int(k.split(".", 1)[1]): v for k, v in flat.items() if k.startswith("features.")}
         rest = {k: v for k, v in flat.items() if not k.startswith("features.")}
         return cls(features=feats, **rest)

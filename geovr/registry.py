@@ -50,7 +50,7 @@ class ComponentSpec:
             return self.factory
         module, _, attr = self.factory.partition(":")
         try:
-            obj = importlib.import_module(module)
+            obj: Any = importlib.import_module(module)
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except (ImportError, AttributeError) as exc:

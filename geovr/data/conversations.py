@@ -158,10 +158,10 @@ def iter_json_records(path: str | Path):
                     yield f"{p}:{lineno}", None, f"invalid JSON: {exc.msg} (column {exc.colno})"
         return
     decoder = json.JSONDecoder()
-    pos, line = start + 1, 1 + text.count("\n", 0, start + 1)
+    pos, at = start + 1, 1 + text.count("\n", 0, start + 1)
     while True:
         nxt = len(text) - len(text[pos:].lstrip())
-        line += text.count("\n", pos, nxt)
+        at += text.count("\n", pos, nxt)
         pos = nxt
         if text[pos:pos + 1] == "]":
             return
@@ -169,16 +169,16 @@ def iter_json_records(path: str | Path):
             rec, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise DataError(f"{p}:{exc.lineno}: invalid JSON array: {exc.msg}") from exc
-        yield f"{p}:{line}", rec, None
-        line += text.count("\n", pos, end)
+        yield f"{p}:{at}", rec, None
+        at += text.count("\n", pos, end)
         pos = end
         nxt = len(text) - len(text[pos:].lstrip())
-        line += text.count("\n", pos, nxt)
+        at += text.count("\n", pos, nxt)
         pos = nxt
         if text[pos:pos + 1] == ",":
             pos += 1
         elif text[pos:pos + 1] != "]":
-            raise DataError(f"{p}:{line}: invalid JSON array: expected ',' or ']' after a record")
+            raise DataError(f"{p}:{at}: invalid JSON array: expected ',' or ']' after a record")
 
 
 class Source:
@@ -210,7 +210,9 @@ class Source:
             self.examples.append(f"{where}: {problem}")
 
     def _load_json(self) -> None:
-        files = [self.spec.annotations] if isinstance(self.spec.annotations, str) else list(self.spec.annotations)
+        annotations = self.spec.annotations
+        assert annotations is not None  # a source has annotations or shards (ConversationSource.check)
+        files = [annotations] if isinstance(annotations, str) else list(annotations)
         for f in files:
             for where, rec, problem in iter_json_records(f):
                 problem = problem or record_problem(rec)
@@ -224,6 +226,7 @@ class Source:
     def _index_shards(self) -> None:
         from geovr.data.shards import IMAGE_EXTS, expand_shards, index_shard
 
+        assert self.spec.shards is not None
         for shard in expand_shards(self.spec.shards):
             for sample in index_shard(shard):
                 if "json" not in sample.members:
@@ -248,6 +251,7 @@ class Source:
         entry = self.entries[j]
         if isinstance(entry, tuple):
             where, rec = entry
+            assert self.video_root is not None  # annotations need a video_root (ConversationSource.check)
             path = self.video_root / media_of(rec, self.spec.data_source_dirs)[1]
             if not path.is_file():
                 raise RecordError(where, "missing_media", f"media file not found: {path}")
@@ -274,6 +278,7 @@ def media_identity(src: Source, j: int) -> dict:
     if isinstance(entry, tuple):
         where, rec = entry
         kind, name = media_of(rec, src.spec.data_source_dirs)
+        assert src.video_root is not None  # annotations need a video_root (ConversationSource.check)
         path = (src.video_root / name).resolve()
         if not path.is_file():
             raise RecordError(where, "missing_media", f"media file not found: {path}")
@@ -434,7 +439,7 @@ class VideoConversationsDataset:
         }
 
 
-def _is_eval_config(config, context: BuildContext) -> bool:
+def _is_eval_config(config, context: BuildContext | None) -> bool:
     recipe = getattr(context, "recipe", None)
     data = getattr(recipe, "data", None) or {}
     choice = data.get("eval") if isinstance(data, dict) else None

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 class OracleTeacher(nn.Module):
     """See the module docstring. ``provides`` = all teacher outputs; no parameters."""
 
+    freqs: torch.Tensor  # [C/2, 3] Fourier frequencies (a buffer)
+
     def __init__(self, config: OracleTeacherConfig | None = None):
         super().__init__()
         self.config = config or OracleTeacherConfig()

@@ -116,6 +116,7 @@ class VideoQADataset(torch.utils.data.Dataset):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        assert self.config.geometry_root is not None  # only called with a geometry_root
         path = Path(self.config.geometry_root) / f"{rec['scene_name']}.safetensors"
         if not path.is_file():
             raise DataError(f"geometry file not found: {path}")

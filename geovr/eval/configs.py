@@ -111,7 +111,7 @@ class VSIBenchConfig(_QAOptions):
         if not self.data_dir:
             problems.append('data_dir must name the VSI-Bench directory (test.jsonl + {dataset}/{scene}.mp4), '
                             'e.g. data_dir = "data/vsibench"')
-        if self.num_frames < 1:
+        if self.num_frames is not None and self.num_frames < 1:  # None only before __attrs_post_init__
             problems.append(f"num_frames must be >= 1, got {self.num_frames}")
         return problems
 

@@ -155,7 +155,7 @@ class SyntheticQAEvaluator(_QAEvaluator):
         import torch
 
         ds = self.dataset()
-        docs = []
+        docs: list[dict] = []
         keep = set(self.config.question_types or [])
         for i in range(len(ds)):
             if self.config.limit is not None and len(docs) >= self.config.limit:

@@ -7,7 +7,7 @@ teacher, batch)`` returns an unweighted scalar loss and float metrics; ``weight`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +45,10 @@ def per_sample(forward):
             n = batch.batch_size
         elif student.hidden:
             n = len(next(iter(student.hidden.values())))
+        elif student.camera is not None:
+            n = len(student.camera)
         else:
-            n = len(student.camera) if student.camera is not None else int(student.scale.shape[0])
+            n = int(_need(student.scale, "student scale tokens", getattr(self, "name", "objective")).shape[0])
         outs = [forward(self, student.sample(i), teacher.sample(i), batch.sample(i) if batch is not None else None)
                 for i in range(n)]
         metrics = {k: sum(o.metrics[k] for o in outs) / n for k in outs[0].metrics if all(k in o.metrics for o in outs)}
@@ -150,7 +152,7 @@ class DepthObjective(nn.Module):
             def width(c):   # the UV embedding needs multiples of 4
                 return max(4, 4 * round(c * s / 4))
 
-            self.head = DenseHead(hidden_size, config.patch_size, config.target_patch_size,
+            self.head: DenseHead | DPTHead = DenseHead(hidden_size, config.patch_size, config.target_patch_size,
                                   width(config.features), [width(c) for c in config.channels],
                                   pos_ratio=config.pos_embed_ratio)
         else:
@@ -289,7 +291,10 @@ class FeatureDistillObjective(nn.Module):
         return ObjectiveOutput(total, metrics)
 
 
-def _to_device(module: nn.Module, context: BuildContext) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _to_device(module: _M, context: BuildContext) -> _M:
     return module.to(getattr(context, "device", None) or "cpu")
 
 

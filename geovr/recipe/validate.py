@@ -205,7 +205,9 @@ def provides_problems(choices: dict[str, Any]) -> list[str]:
 def teacher_layer_problems(choices: dict[str, Any]) -> list[str]:
     """Each objective's ``teacher_layers`` within the teacher's depth (when its config knows the depth)."""
     teacher = choices.get("teacher")
-    depth = _teacher_depth(teacher.config) if teacher is not None and teacher.config is not None else None
+    if teacher is None or teacher.config is None:
+        return []
+    depth = _teacher_depth(teacher.config)
     if depth is None:
         return []
     problems = []

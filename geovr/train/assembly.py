@@ -38,6 +38,7 @@ class TrainModule(nn.Module):
         if lm is not None and self.lm_weight != 0:
             total = self.lm_weight * lm.float()
         outs = []
+        obj: Any
         for obj in self.objectives:
             o = obj(student, teacher, batch)
             outs.append(o)

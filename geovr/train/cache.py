@@ -274,10 +274,11 @@ class TeacherSource:
         else:
             metas = [cache.meta_for(batch, i) for i in range(batch.batch_size)]
             found = [cache.load(m, sample_id=sid) for m, sid in zip(metas, batch.sample_ids)]
-            complete = all(f is not None for f in found)
+            hits = [f for f in found if f is not None]
+            complete = len(hits) == len(found)
             online = self._run(batch) if (not complete or self.online_groups) else {}
             if complete:
-                flat = {k: torch.stack([f[k] for f in found]) for k in found[0]}
+                flat = {k: torch.stack([f[k] for f in hits]) for k in hits[0]}
             else:
                 rows = [cache.cast({k: v[i] for k, v in online.items()}) for i in range(batch.batch_size)]
                 for i, f in enumerate(found):
@@ -295,7 +296,9 @@ class TeacherSource:
         from geovr.data.collate import collate
 
         cache = self.cache
-        todo = []
+        if cache is None:
+            raise ValueError("fill() needs a teacher cache (a source built with mode = 'auto' or 'only')")
+        todo: list[tuple[dict, dict]] = []
         for s in samples:
             meta = cache.meta_for(collate([s]))
             if cache.contains(meta) or any(meta == m for _, m in todo):
@@ -339,7 +342,7 @@ def make_sources(context: BuildContext, *, mode: str, cache_dir: str, device, co
         from geovr.train.estimate import check_cache_limit
 
         check_cache_limit(context, config)
-    out = []
+    out: list[TeacherSource | None] = []
     for teacher in (context.teacher, context.metric_teacher):
         if teacher is None:
             out.append(None)
@@ -436,7 +439,7 @@ def precompute(context: BuildContext, *, progress: bool = True, split: str = "tr
             src.fill(samples)
         bar.update(len(samples))
     bar.close()
-    caches = [s.cache for s in sources]
+    caches = [s.cache for s in sources if s.cache is not None]
     return {"samples": len(mine), "groups": len(groups), "hits": sum(c.hits for c in caches),
             "written": sum(c.writes for c in caches), "stale": sum(c.stale for c in caches),
             "cache_dir": str(config.resolved_cache_dir()), "rank": rank, "world": world,

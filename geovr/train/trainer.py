@@ -281,7 +281,7 @@ class AccelerateTrainer:
                                   weight_decay=cfg.weight_decay)
         if not groups:
             raise GeovrError("nothing to train: the backbone and the objectives have no trainable parameters")
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps,
                                       weight_decay=cfg.weight_decay)
         per_epoch = batches_per_epoch(len(context.datasets["train"]), cfg.batch_size, acc.num_processes)
         total = cfg.max_steps or max(1, cfg.epochs * per_epoch // cfg.grad_accum)

@@ -104,10 +104,11 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
     order = np.random.default_rng([s, 1]).permutation(len(records))
     rec = records[int(order[slot % len(records)])]
     question, options = rec["question"], rec["options"]
-    if getattr(config, "prompt", None):
+    prompt = getattr(config, "prompt", None)
+    if prompt:
         from geovr.eval.prompts import doc_prompt
 
-        question, options = doc_prompt(rec, protocol=config.prompt), None
+        question, options = doc_prompt(rec, protocol=prompt), None
     sample = {
         "frames": entry["rgb"].permute(0, 3, 1, 2).float().div_(255.0),
         "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
