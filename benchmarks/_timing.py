@@ -18,7 +18,7 @@ def trainer_step_times(ctx, **trainer_options) -> list[float]:
         def on_step_end(self, state):
             stamps.append(time.perf_counter())
 
-    ctx.extra["callbacks"] = [Clock()]
+    ctx.callbacks = [Clock()]
     cfg = AccelerateTrainerConfig(progress=False, save_every=0, overwrite=True, **trainer_options)
     start = time.perf_counter()
     build(cfg, ctx).fit(ctx)

@@ -7,17 +7,13 @@ Public API (torch-free at import)::
 
 from __future__ import annotations
 
-import pluggy
-
 __version__ = "0.1.0"
-
-#: Marker for plugin hook implementations: ``@geovr.hookimpl def register_teachers(register): ...``
-hookimpl = pluggy.HookimplMarker("geovr")
 
 from geovr.errors import (  # noqa: E402
     CheckpointError, DataError, DuplicateComponentError, GeovrError, PluginLoadError, RecipeError,
     UnknownComponentError, UsageError,
 )
+from geovr.hookspecs import hookimpl  # noqa: E402  (defined beside the hook specifications)
 from geovr.plugins import get_registry, load_plugins  # noqa: E402
 from geovr.recipe import build, load_recipe  # noqa: E402
 

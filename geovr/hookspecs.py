@@ -10,14 +10,18 @@ Every hook except :func:`register_commands` receives a ``register`` callback::
 * ``config``: an attrs class validating the component's recipe table (cheap to import);
 * ``aliases``: other names accepted in recipes; ``summary``: one line for ``geovr list-components``.
 
-Plugins implement hooks with ``@geovr.hookimpl``. A plugin may implement any subset.
+Plugins implement hooks with ``@geovr.hookimpl`` (``from geovr import hookimpl``; the marker is defined
+here, beside the specifications, and re-exported by :mod:`geovr`). A plugin may implement any subset.
 """
 
 from __future__ import annotations
 
 import pluggy
 
+#: Marker of the hook specifications below.
 hookspec = pluggy.HookspecMarker("geovr")
+#: Marker of plugin hook implementations: ``@geovr.hookimpl def register_teachers(register): ...``
+hookimpl = pluggy.HookimplMarker("geovr")
 
 
 @hookspec

@@ -14,6 +14,7 @@ backbone → teacher → metric_teacher → objectives → datasets → trainer 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
@@ -21,6 +22,8 @@ import attrs
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import Tensor
+
+    from geovr.recipe.schema import Recipe
 
 #: Names a teacher may list in ``provides`` and an objective in ``requires``.
 TEACHER_OUTPUTS = frozenset(
@@ -248,8 +251,8 @@ class TeacherOutput:
         return out
 
     @classmethod
-    def from_tensors(cls, flat: dict[str, Tensor]) -> TeacherOutput:
-        """Inverse of :meth:`tensors`."""
+    def from_tensors(cls, flat: Mapping[str, Any]) -> TeacherOutput:
+        """Inverse of :meth:`tensors` (values are ``[B,...]`` tensors, or per-sample lists for ragged outputs)."""
         feats = {int(k.split(".", 1)[1]): v for k, v in flat.items() if k.startswith("features.")}
         rest = {k: v for k, v in flat.items() if not k.startswith("features.")}
         return cls(features=feats, **rest)
@@ -285,19 +288,42 @@ class BuildContext:
     """Passed to every factory as its second argument: what has been built so far.
 
     recipe: the validated :class:`geovr.recipe.schema.Recipe` (or ``None`` outside a recipe);
-    device: a torch device string; output_dir: the run directory (may not exist yet).
+    device: a torch device string; output_dir: the run directory (may not exist yet); seed: the recipe's
+    seed. backbone, teacher, metric_teacher, objectives, datasets (by split): the built components, in
+    build order (:data:`geovr.recipe.build.STAGES`). trainer: the built :class:`Trainer` (``None`` when the
+    recipe has none or the stage was not built); evaluators: the built :class:`Evaluator` objects, in
+    recipe order; callbacks: the built training callbacks (objects with any of ``on_train_start(state)``,
+    ``on_step_end(state)``, ``on_train_end(state)``), in recipe order.
     """
 
-    recipe: Any = None
+    recipe: Recipe | None = None
     device: str = "cpu"
     output_dir: str | None = None
     seed: int = 0
     backbone: Any = None
     teacher: Any = None
     metric_teacher: Any = None
-    objectives: list = attrs.field(factory=list)
-    datasets: dict = attrs.field(factory=dict)
-    extra: dict = attrs.field(factory=dict)
+    objectives: list[Any] = attrs.field(factory=list)
+    datasets: dict[str, Any] = attrs.field(factory=dict)
+    trainer: Trainer | None = None
+    evaluators: list[Evaluator] = attrs.field(factory=list)
+    callbacks: list[Any] = attrs.field(factory=list)
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """Trains the context's backbone and objectives (``[trainer]``)."""
+
+    def fit(self, context: BuildContext) -> dict[str, float]:
+        """Train; returns the final metrics (numbers) and ``steps``."""
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """A benchmark run on a backbone (``[[evaluators]]``)."""
+
+    def evaluate(self, backbone: Any, output_dir: Any) -> dict[str, float]:
+        """Evaluate ``backbone``, writing reports under ``output_dir``; returns the headline scores."""
 
 
 @runtime_checkable

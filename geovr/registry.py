@@ -9,11 +9,14 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from geovr.errors import DuplicateComponentError, GeovrError, UnknownComponentError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 #: hook name → component kind
 HOOK_KINDS = {
@@ -47,7 +50,7 @@ class ComponentSpec:
             return self.factory
         module, _, attr = self.factory.partition(":")
         try:
-            obj = importlib.import_module(module)
+            obj: Any = importlib.import_module(module)
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except (ImportError, AttributeError) as exc:
@@ -63,14 +66,14 @@ class ComponentSpec:
 
         return parse_component_config(self, table)
 
-    def build(self, table: dict[str, Any] | Any, context=None):
+    def build(self, table: dict[str, Any] | Any, context: BuildContext | None = None):
         """Validate ``table`` (if a dict) and call the factory with ``(config, context)``."""
         from geovr.protocols import BuildContext
 
         config = self.parse_config(table) if isinstance(table, dict) else table
         return self.create(config, context if context is not None else BuildContext())
 
-    def create(self, config, context, *, where: str | None = None):
+    def create(self, config, context: BuildContext, *, where: str | None = None):
         """Call the factory with ``(config, context)``. A :class:`GeovrError` passes through; any other
         exception (including ``SystemExit``) becomes one naming the recipe place, the component, its
         plugin and distribution, with the original as ``__cause__``."""

@@ -35,7 +35,7 @@ class Kill:
 def run(out, **kw):
     ctx = tiny.tiny_context(output_dir=str(out), n=6)  # 3 batches per epoch: resumes cross epoch boundaries
     cb = kw.pop("callbacks", [])
-    ctx.extra["callbacks"] = cb
+    ctx.callbacks = cb
     result = build(AccelerateTrainerConfig(**{**CFG, **kw}), ctx).fit(ctx)
     return ctx, result
 

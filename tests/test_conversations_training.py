@@ -50,7 +50,7 @@ def run(out, synth, *, seen=None, max_steps=5, callbacks=(), resume=False):
 
         ds.load = spy
     ctx.datasets["train"] = ds
-    ctx.extra["callbacks"] = list(callbacks)
+    ctx.callbacks = list(callbacks)
     trainer = AccelerateTrainerConfig(batch_size=2, max_steps=max_steps, save_every=2, progress=False,
                                       lr=1e-3, head_lr=1e-3, resume=resume)
     return build(trainer, ctx).fit(ctx)

@@ -55,7 +55,7 @@ def test_train_then_export_lora_merged_plain_transformers_model(tmp_path):
     with registered(TinyParts(), "tiny-parts"):
         recipe = validate(recipe_dict(tmp_path / "run", pretrained, lora={"rank": 4, "alpha": 8}))
         ctx = build_seeded(recipe)
-        ctx.extra["trainer"].fit(ctx)
+        ctx.trainer.fit(ctx)
         assert len(read_metrics(tmp_path / "run")) == 3
         assert (tmp_path / "run" / "recipe.toml").is_file()
         dest = export(tmp_path / "run", tmp_path / "exported")

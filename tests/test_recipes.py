@@ -109,7 +109,7 @@ def test_good_recipe_validates_and_builds(plugin_host, tmp_path):
     ctx = geovr.build(recipe)
     assert ctx.backbone == ("backbone", BackboneCfg(pretrained="some/model"))
     assert ctx.objectives == [("distill", DistillCfg(weight=0.5))]
-    assert ctx.datasets["train"] == [1, 2, 3] and ctx.extra["trainer"] == "trainer"
+    assert ctx.datasets["train"] == [1, 2, 3] and ctx.trainer == "trainer"
 
 
 def test_three_mistakes_reported_at_once(plugin_host, tmp_path):

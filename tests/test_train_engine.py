@@ -126,8 +126,8 @@ def test_stops_before_training_with_named_problems(tmp_path):
     with pytest.raises(RecipeError) as err:
         fit(ctx, max_steps=2)
     msg = str(err.value)
-    assert "objectives.0 (feature_distill): student layer(s) [7] out of range" in msg and "0..2" in msg
-    assert "teacher layer 9 out of range" in msg
+    assert "objectives.0.student_layers: [7] outside 0..2 (hidden states of the 2-layer backbone)" in msg
+    assert "objectives.0.teacher_layers: [9] outside 0..2 (the teacher has 3 layers)" in msg
     assert not (tmp_path / "a" / "metrics.jsonl").exists()
 
     empty = tiny.tiny_context(output_dir=str(tmp_path / "b"), n=4)
@@ -137,7 +137,7 @@ def test_stops_before_training_with_named_problems(tmp_path):
 
     no_teacher = tiny.tiny_context(output_dir=str(tmp_path / "c"), n=4, objectives=("depth",))
     no_teacher.teacher = None
-    with pytest.raises(RecipeError, match=r"needs teacher outputs \['depth'\]"):
+    with pytest.raises(RecipeError, match=r"objectives.0: objective 'depth' needs a teacher providing depth; add a \[teacher\] table"):
         fit(no_teacher, max_steps=2)
 
     with pytest.raises(CheckpointError, match="no complete checkpoint found"):

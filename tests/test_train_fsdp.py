@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     for m in ctx.backbone.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
-    ctx.extra["callbacks"] = [Kill()]
+    ctx.callbacks = [Kill()]
     cfg = AccelerateTrainerConfig(batch_size=2, lr=1e-2, head_lr=1e-2, max_steps=4, warmup_ratio=0.25,
                                   progress=False, save_every=2, keep_last=0,
                                   sharding="ddp" if mode == "ddp" else "fsdp",

@@ -123,7 +123,7 @@ def test_geovr_cache_verb_then_cache_only_run_gives_identical_losses(recipe_file
     calls = []
     original = ctx.teacher.encode
     ctx.teacher.encode = lambda *a, **k: calls.append(1) or original(*a, **k)
-    ctx.extra["trainer"].fit(ctx)
+    ctx.trainer.fit(ctx)
     assert calls == []  # the oracle never ran: every output came from the cache
     strip = [{k: v for k, v in r.items() if "loss" in k} for r in read_metrics(tmp_path / "off")]
     assert strip == [{k: v for k, v in r.items() if "loss" in k} for r in read_metrics(tmp_path / "only")]
@@ -163,9 +163,9 @@ def test_resume_after_kill_matches_uninterrupted_run_on_real_parts(recipe_file, 
 
     cut = load_recipe(recipe_file, [*over, f'output_dir="{tmp_path / "cut"}"'])
     ctx = build_seeded(cut)
-    ctx.extra["callbacks"] = [Kill()]
+    ctx.callbacks = [Kill()]
     with pytest.raises(KeyboardInterrupt):
-        ctx.extra["trainer"].fit(ctx)
+        ctx.trainer.fit(ctx)
     train(load_recipe(recipe_file, [*over, f'output_dir="{tmp_path / "cut"}"', "trainer.resume=true"]))
     ref, got = read_metrics(tmp_path / "ref"), read_metrics(tmp_path / "cut")
     losses = [k for k in ref[0] if "loss" in k]
@@ -181,7 +181,7 @@ def test_gradient_checkpointing_passthrough_gives_the_same_losses(recipe_file, t
     hf = ctx.backbone.hf
     flag = "is_activation_checkpointing" if hasattr(hf, "is_activation_checkpointing") else "is_gradient_checkpointing"
     assert not getattr(hf, flag)
-    ctx.extra["trainer"].fit(ctx)
+    ctx.trainer.fit(ctx)
     assert getattr(hf, flag)
     a, b = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "gc")
     for ra, rb in zip(a, b):

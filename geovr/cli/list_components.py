@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from geovr.cli._util import add_verb, print_json, print_table
 from geovr.errors import UsageError
 from geovr.registry import KINDS
@@ -26,7 +28,7 @@ def run(args) -> int:
         if kind not in KINDS:
             raise UsageError(f"unknown kind {args.kind!r}; expected one of {', '.join(KINDS)}")
     specs = get_registry().specs(kind)
-    records = [{
+    records: list[dict[str, Any]] = [{
         "kind": s.kind, "name": s.name, "aliases": sorted(s.aliases), "plugin": s.plugin,
         "distribution": s.distribution, "summary": s.summary or "",
         "options": sorted(a.name for a in __import__("attrs").fields(s.config)) if s.config else [],

@@ -216,7 +216,7 @@ class VideoConversationsConfig:
 
     def _source_problems(self) -> list[str]:
         problems = []
-        types = {"name": str, "weight": (int, float), "annotations": (str, list), "shards": (str, list),
+        types: dict[str, type | tuple[type, ...]] = {"name": str, "weight": (int, float), "annotations": (str, list), "shards": (str, list),
                  "video_root": str, "video_only": bool, "limit": int, "data_source_dirs": dict}
         for i, table in enumerate(self.sources or []):
             for key, value in table.items():
@@ -281,7 +281,8 @@ class OracleTeacherConfig:
         from geovr.sizing import CacheLayout
 
         S, H, W, p = frames, height, width, self.patch_size
-        shapes = {f"features.{layer}": (S, H // p, W // p, self.feature_dim) for layer in layers}
+        shapes: dict[str, tuple[int, ...]] = {f"features.{layer}": (S, H // p, W // p, self.feature_dim)
+                                              for layer in layers}
         shapes.update(depth=(S, H, W), depth_conf=(S, H, W), points=(S, H, W, 3), pose_enc=(S, 9),
                       intrinsics=(S, 3, 3), extrinsics=(S, 3, 4), metric_depth=(S, H, W), metric_scale=())
         return CacheLayout(shapes, 0.0, "oracle (ground truth, no network)")

@@ -39,11 +39,15 @@ import io
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geovr.data.configs import ConversationSource, VideoConversationsConfig
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 HUMAN = ("human", "user")
 ASSISTANT = ("gpt", "assistant")
@@ -89,6 +93,11 @@ def record_problem(rec) -> str | None:
     """What is wrong with a conversation record's structure or field types (``None`` when it is valid)."""
     if not isinstance(rec, dict):
         return f"a record must be a JSON object, got {_kind(rec)}"
+    return _fields_problem(rec) or _turns_problem(rec.get("conversations"))
+
+
+def _fields_problem(rec: dict) -> str | None:
+    """The media / scene / id fields of a record."""
     for key in ("video", "image"):
         if key in rec and not isinstance(rec[key], str):
             return f"{key!r} must be a string (a path), got {_kind(rec[key])}"
@@ -101,7 +110,11 @@ def record_problem(rec) -> str | None:
         return f"'id' must be a string or a number, got {_kind(rec['id'])}"
     if "question_type" in rec and not isinstance(rec["question_type"], str):
         return f"'question_type' must be a string, got {_kind(rec['question_type'])}"
-    turns = rec.get("conversations")
+    return None
+
+
+def _turns_problem(turns) -> str | None:
+    """The ``conversations`` list: alternating human / gpt turns with string values, ending with an answer."""
     if not isinstance(turns, list):
         return f"'conversations' must be a list of turns, got {_kind(turns)}"
     if len(turns) < 2:
@@ -145,10 +158,10 @@ def iter_json_records(path: str | Path):
                     yield f"{p}:{lineno}", None, f"invalid JSON: {exc.msg} (column {exc.colno})"
         return
     decoder = json.JSONDecoder()
-    pos, line = start + 1, 1 + text.count("\n", 0, start + 1)
+    pos, at = start + 1, 1 + text.count("\n", 0, start + 1)
     while True:
         nxt = len(text) - len(text[pos:].lstrip())
-        line += text.count("\n", pos, nxt)
+        at += text.count("\n", pos, nxt)
         pos = nxt
         if text[pos:pos + 1] == "]":
             return
@@ -156,16 +169,16 @@ def iter_json_records(path: str | Path):
             rec, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise DataError(f"{p}:{exc.lineno}: invalid JSON array: {exc.msg}") from exc
-        yield f"{p}:{line}", rec, None
-        line += text.count("\n", pos, end)
+        yield f"{p}:{at}", rec, None
+        at += text.count("\n", pos, end)
         pos = end
         nxt = len(text) - len(text[pos:].lstrip())
-        line += text.count("\n", pos, nxt)
+        at += text.count("\n", pos, nxt)
         pos = nxt
         if text[pos:pos + 1] == ",":
             pos += 1
         elif text[pos:pos + 1] != "]":
-            raise DataError(f"{p}:{line}: invalid JSON array: expected ',' or ']' after a record")
+            raise DataError(f"{p}:{at}: invalid JSON array: expected ',' or ']' after a record")
 
 
 class Source:
@@ -197,7 +210,9 @@ class Source:
             self.examples.append(f"{where}: {problem}")
 
     def _load_json(self) -> None:
-        files = [self.spec.annotations] if isinstance(self.spec.annotations, str) else list(self.spec.annotations)
+        annotations = self.spec.annotations
+        assert annotations is not None  # a source has annotations or shards (ConversationSource.check)
+        files = [annotations] if isinstance(annotations, str) else list(annotations)
         for f in files:
             for where, rec, problem in iter_json_records(f):
                 problem = problem or record_problem(rec)
@@ -211,6 +226,7 @@ class Source:
     def _index_shards(self) -> None:
         from geovr.data.shards import IMAGE_EXTS, expand_shards, index_shard
 
+        assert self.spec.shards is not None
         for shard in expand_shards(self.spec.shards):
             for sample in index_shard(shard):
                 if "json" not in sample.members:
@@ -235,6 +251,7 @@ class Source:
         entry = self.entries[j]
         if isinstance(entry, tuple):
             where, rec = entry
+            assert self.video_root is not None  # annotations need a video_root (ConversationSource.check)
             path = self.video_root / media_of(rec, self.spec.data_source_dirs)[1]
             if not path.is_file():
                 raise RecordError(where, "missing_media", f"media file not found: {path}")
@@ -261,6 +278,7 @@ def media_identity(src: Source, j: int) -> dict:
     if isinstance(entry, tuple):
         where, rec = entry
         kind, name = media_of(rec, src.spec.data_source_dirs)
+        assert src.video_root is not None  # annotations need a video_root (ConversationSource.check)
         path = (src.video_root / name).resolve()
         if not path.is_file():
             raise RecordError(where, "missing_media", f"media file not found: {path}")
@@ -421,14 +439,14 @@ class VideoConversationsDataset:
         }
 
 
-def _is_eval_config(config, context) -> bool:
+def _is_eval_config(config, context: BuildContext | None) -> bool:
     recipe = getattr(context, "recipe", None)
     data = getattr(recipe, "data", None) or {}
     choice = data.get("eval") if isinstance(data, dict) else None
     return choice is not None and getattr(choice, "config", None) is config
 
 
-def build(config: VideoConversationsConfig, context=None) -> VideoConversationsDataset:
+def build(config: VideoConversationsConfig, context: BuildContext | None = None) -> VideoConversationsDataset:
     """Factory of the ``video_conversations`` dataset component (evaluation data is read strictly)."""
     if isinstance(config, dict):
         config = VideoConversationsConfig(**config)

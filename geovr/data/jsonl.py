@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from geovr.errors import DataError
@@ -22,8 +22,11 @@ def iter_jsonl(path: str | Path, *, truncated_tail_ok: bool = False):
     if not p.is_file():
         raise DataError(f"annotation file not found: {p}")
     with p.open(encoding="utf-8") as fh:
-        lines = fh.read().splitlines() if truncated_tail_ok else fh
-        last = len(lines) if truncated_tail_ok else None
+        lines: Iterable[str] = fh
+        last = None
+        if truncated_tail_ok:
+            lines = fh.read().splitlines()
+            last = len(lines)
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,14 @@ from geovr.errors import DataError
 from geovr.geometry import extri_intri_to_pose_encoding, normalize_scene
 from geovr.protocols import TeacherOutput
 
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
+
 
 class OracleTeacher(nn.Module):
     """See the module docstring. ``provides`` = all teacher outputs; no parameters."""
+
+    freqs: torch.Tensor  # [C/2, 3] Fourier frequencies (a buffer)
 
     def __init__(self, config: OracleTeacherConfig | None = None):
         super().__init__()
@@ -96,6 +102,6 @@ class OracleTeacher(nn.Module):
         return self.encode(frames, layers, batch=batch)
 
 
-def build(config: OracleTeacherConfig, context=None) -> OracleTeacher:
+def build(config: OracleTeacherConfig, context: BuildContext | None = None) -> OracleTeacher:
     """Factory of the ``oracle`` teacher component."""
     return OracleTeacher(config).eval()

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from geovr import hookimpl
+from geovr.hookspecs import hookimpl
 from geovr.data.configs import OracleTeacherConfig, SyntheticRoomsConfig, VideoConversationsConfig, VideoQAConfig
 
 

@@ -69,7 +69,8 @@ def index_shard(path: str) -> list[ShardSample]:
     samples: list[ShardSample] = []
     try:
         with tarfile.open(path, mode="r:") as tar:
-            current, members = None, {}
+            current: str | None = None
+            members: dict[str, tuple[int, int]] = {}
             for info in tar:
                 if not info.isfile():
                     continue

@@ -11,6 +11,7 @@ Samples follow :mod:`geovr.data.collate`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from geovr.data.configs import VideoQAConfig
 from geovr.data.jsonl import check_fields, iter_jsonl, positive_number
 from geovr.data.video import read_video_timed
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 RECORD_KEYS = ("id", "scene_name", "question_type", "question", "ground_truth")
 #: Field rules of a record (:data:`geovr.data.jsonl.FIELD_RULES`).
@@ -112,6 +116,7 @@ class VideoQADataset(torch.utils.data.Dataset):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        assert self.config.geometry_root is not None  # only called with a geometry_root
         path = Path(self.config.geometry_root) / f"{rec['scene_name']}.safetensors"
         if not path.is_file():
             raise DataError(f"geometry file not found: {path}")
@@ -143,6 +148,6 @@ class VideoQADataset(torch.utils.data.Dataset):
         }
 
 
-def build(config: VideoQAConfig, context=None) -> VideoQADataset:
+def build(config: VideoQAConfig, context: BuildContext | None = None) -> VideoQADataset:
     """Factory of the ``video_qa`` dataset component."""
     return VideoQADataset(config)

@@ -39,7 +39,7 @@ def conversation_records(vsi_records: list[dict], *, with_images: bool = True) -
     by_scene: dict[str, list[dict]] = defaultdict(list)
     for rec in vsi_records:
         by_scene[str(rec["scene_name"])].append(rec)
-    out = []
+    out: list[dict] = []
     for scene, recs in by_scene.items():
         video = f"videos/{scene}.mp4"
         k = 0
@@ -115,7 +115,8 @@ def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.
     out = Path(out) if out is not None else root / "shards"
     out.mkdir(parents=True, exist_ok=True)
     lines = [line for line in ann.read_text(encoding="utf-8").splitlines() if line.strip()]
-    paths, writer = [], None
+    paths: list[Path] = []
+    writer = None
     try:
         for n, line in enumerate(tqdm(lines, desc="geovr data synth (shards)", unit="record", disable=not progress)):
             if n % shard_size == 0:
@@ -123,6 +124,7 @@ def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.
                     writer.close()
                 paths.append(out / f"shard-{n // shard_size:06d}.tar")
                 writer = wds.TarWriter(str(paths[-1]))
+            assert writer is not None  # opened at n = 0
             sample = {"__key__": f"{n:06d}", "json": line.encode("utf-8")}  # as given: readers validate
             try:
                 rec = json.loads(line)

@@ -9,20 +9,24 @@ checkpoint). Every run appends ``{"step", "<evaluator>/<key>": value, ...}`` to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geovr.eval.report import append_jsonl
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 class EvaluateCallback:
     """Runs every evaluator the build context holds on the context's backbone."""
 
-    def __init__(self, config, context):
+    def __init__(self, config, context: BuildContext):
         self.config = config
         self.context = context
         self.last_step = -1
 
     def _run(self, state, output_dir: Path) -> dict[str, float]:
-        evaluators = list(self.context.extra.get("evaluators", []) or [])
+        evaluators = list(self.context.evaluators)
         names = [c.component for c in getattr(self.context.recipe, "evaluators", [])] or \
             [getattr(e, "name", type(e).__name__) for e in evaluators]
         row: dict[str, float] = {}
@@ -53,6 +57,6 @@ class EvaluateCallback:
         return Path(state.run_dir) / "eval" / f"step-{state.step:08d}"
 
 
-def build_evaluate_callback(config, context) -> EvaluateCallback:
+def build_evaluate_callback(config, context: BuildContext) -> EvaluateCallback:
     """Factory of the ``evaluate`` callback."""
     return EvaluateCallback(config, context)

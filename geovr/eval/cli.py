@@ -10,8 +10,12 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geovr.errors import UsageError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext, Evaluator
 
 EXAMPLES = """\
   geovr eval recipes/tiny_synthetic.toml                      every [[evaluators]] of the recipe
@@ -104,7 +108,7 @@ def backbone_for_checkpoint(model_dir: str, name: str | None = None) -> str:
                      f"(registered: {', '.join(registry.names('backbone')) or 'none'})")
 
 
-def _model_mode(args) -> tuple[object, list[tuple[str, object]], str]:
+def _model_mode(args) -> tuple[object, list[tuple[str, Evaluator]], str]:
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
 
@@ -144,7 +148,8 @@ def named_configs(args) -> list[tuple[str, object]]:
     _key_values_after_model(args)
     registry = get_registry()
     names = args.evaluator or (["vsibench"] if args.data else ["synthetic_qa"])
-    shared, own = {}, [{} for _ in names]
+    shared: dict[str, object] = {}
+    own: list[dict[str, object]] = [{} for _ in names]
     for key, value in _parse_options(args.overrides).items():
         head, _, rest = key.partition(".")
         if head != "evaluators":
@@ -168,7 +173,7 @@ def named_configs(args) -> list[tuple[str, object]]:
     return out
 
 
-def _named_evaluators(args, ctx) -> list[tuple[str, object]]:
+def _named_evaluators(args, ctx: BuildContext) -> list[tuple[str, Evaluator]]:
     """:func:`named_configs`, built."""
     from geovr.plugins import get_registry
 
@@ -187,7 +192,7 @@ def _select(recipe, recipe_path, only) -> None:
     recipe.evaluators = choices
 
 
-def _recipe_mode(args, recipe_path: str, overrides: list[str]):
+def _recipe_mode(args, recipe_path: str, overrides: list[str]) -> tuple[object, list[tuple[str, Evaluator]], str]:
     from geovr.recipe import build, load_recipe
 
     recipe = load_recipe(recipe_path, overrides)
@@ -196,7 +201,7 @@ def _recipe_mode(args, recipe_path: str, overrides: list[str]):
     print(f"geovr: building {recipe.name} on {device}", file=sys.stderr)
     ctx = build(recipe, device=device, stages=("backbone", "evaluators"),
                 progress=lambda label: print(f"geovr:   {label}", file=sys.stderr))
-    evaluators = list(zip([c.component for c in recipe.evaluators], ctx.extra["evaluators"]))
+    evaluators = list(zip([c.component for c in recipe.evaluators], ctx.evaluators))
     return ctx.backbone, evaluators, args.output or str(Path(recipe.output_dir) / "eval")
 
 
@@ -221,7 +226,7 @@ def _run_dir_mode(args, run_dir: Path):
     if named:
         return backbone, _named_evaluators(args, ctx), output
     ctx = build(recipe, device=device, stages=("evaluators",), context=ctx)
-    return backbone, list(zip([c.component for c in recipe.evaluators], ctx.extra["evaluators"])), output
+    return backbone, list(zip([c.component for c in recipe.evaluators], ctx.evaluators)), output
 
 
 def run(args) -> int:

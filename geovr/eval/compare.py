@@ -195,7 +195,7 @@ def compare(reports: Sequence[dict], *, by: str = "arm", baseline: str | None = 
     arms = {arm: {m: mean_ci([r["metrics"].get(m, math.nan) for r in rs]) for m in metrics}
             for arm, rs in groups.items()}
     base = {r.get("seed"): r for r in groups[baseline]}
-    diff = {}
+    diff: dict[str, dict] = {}
     for arm, rs in groups.items():
         if arm == baseline:
             continue
@@ -295,7 +295,8 @@ def plot(doc: Mapping, path: str | Path, *, metrics: Sequence[str] | None = None
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1, 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, m in zip(axes[0], metrics):
-        means, errs = [], [[], []]
+        means: list[float] = []
+        errs: list[list[float]] = [[], []]
         for arm in arms:
             s = doc["arms"][arm].get(m, {})
             mu = s.get("mean")

@@ -18,7 +18,7 @@ Shared question-answering options (``vsibench`` and ``synthetic_qa``):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import attrs
 
@@ -111,7 +111,7 @@ class VSIBenchConfig(_QAOptions):
         if not self.data_dir:
             problems.append('data_dir must name the VSI-Bench directory (test.jsonl + {dataset}/{scene}.mp4), '
                             'e.g. data_dir = "data/vsibench"')
-        if self.num_frames < 1:
+        if self.num_frames is not None and self.num_frames < 1:  # None only before __attrs_post_init__
             problems.append(f"num_frames must be >= 1, got {self.num_frames}")
         return problems
 
@@ -202,8 +202,12 @@ class EvaluateCallbackConfig:
 
     ``every``: also evaluate after every N optimizer steps (0 = never); ``at_end``: evaluate when training
     ends. Each evaluation goes to ``RUN_DIR/eval/step-<step>`` (8-digit step).
+
+    ``uses_evaluators`` (a class variable, not an option) tells :func:`geovr.train.runner.train` to build
+    the recipe's evaluators for this callback.
     """
 
+    uses_evaluators: ClassVar[bool] = True
     every: int = 0
     at_end: bool = True
 

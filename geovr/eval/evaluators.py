@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geovr.errors import DataError
 from geovr.eval.qa import finite, generation_kwargs, run_qa
 from geovr.eval.vsibench import load_docs, missing_videos, video_path
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 class _QAEvaluator:
@@ -24,7 +28,7 @@ class _QAEvaluator:
 
     name = "qa"
 
-    def __init__(self, config, context):
+    def __init__(self, config, context: BuildContext):
         self.config = config
         self.seed = config.seed if config.seed is not None else int(getattr(context, "seed", 0) or 0)
 
@@ -82,7 +86,7 @@ class VSIBenchEvaluator(_QAEvaluator):
 
     name = "vsibench"
 
-    def __init__(self, config, context):
+    def __init__(self, config, context: BuildContext):
         super().__init__(config, context)
         self._cache: dict[str, tuple] = {}
 
@@ -134,7 +138,7 @@ class SyntheticQAEvaluator(_QAEvaluator):
 
     name = "synthetic_qa"
 
-    def __init__(self, config, context):
+    def __init__(self, config, context: BuildContext):
         super().__init__(config, context)
         self.context = context
         self._frames: dict[str, tuple] = {}
@@ -151,7 +155,7 @@ class SyntheticQAEvaluator(_QAEvaluator):
         import torch
 
         ds = self.dataset()
-        docs = []
+        docs: list[dict] = []
         keep = set(self.config.question_types or [])
         for i in range(len(ds)):
             if self.config.limit is not None and len(docs) >= self.config.limit:
@@ -178,11 +182,11 @@ class SyntheticQAEvaluator(_QAEvaluator):
         return {"dataset": self.config.dataset, "dataset_options": self.config.options()}
 
 
-def build_vsibench(config, context) -> VSIBenchEvaluator:
+def build_vsibench(config, context: BuildContext) -> VSIBenchEvaluator:
     """Factory of the ``vsibench`` evaluator."""
     return VSIBenchEvaluator(config, context)
 
 
-def build_synthetic_qa(config, context) -> SyntheticQAEvaluator:
+def build_synthetic_qa(config, context: BuildContext) -> SyntheticQAEvaluator:
     """Factory of the ``synthetic_qa`` evaluator."""
     return SyntheticQAEvaluator(config, context)

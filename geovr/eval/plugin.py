@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from geovr import hookimpl
+from geovr.hookspecs import hookimpl
 from geovr.eval.configs import EvaluateCallbackConfig, GeometryProbeConfig, SyntheticQAConfig, VSIBenchConfig
 
 

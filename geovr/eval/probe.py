@@ -34,10 +34,14 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 #: Default regularisation grid (λ relative to the number of fitted rows); ``inf`` = constant prediction.
 DEFAULT_RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, math.inf)
@@ -66,18 +70,18 @@ def _ridge_path(Xs: np.ndarray, Yc: np.ndarray, ridges: Sequence[float]) -> list
     return out
 
 
-def group_folds(groups: Sequence, k: int) -> list[np.ndarray]:
+def group_folds(groups: Sequence | np.ndarray, k: int) -> list[np.ndarray]:
     """Boolean validation masks of ``min(k, #groups)`` folds; each group (scene) lies in one fold
     (groups dealt round-robin in order of first appearance)."""
-    groups = np.asarray(groups)
-    uniq = list(dict.fromkeys(groups.tolist()))
+    labels = np.asarray(groups).tolist()
+    uniq = list(dict.fromkeys(labels))
     k = max(2, min(int(k), len(uniq)))
     fold_of = {g: i % k for i, g in enumerate(uniq)}
-    f = np.array([fold_of[g] for g in groups.tolist()])
+    f = np.array([fold_of[g] for g in labels])
     return [f == i for i in range(k)]
 
 
-def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence, ridges: Sequence[float] = DEFAULT_RIDGES,
+def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence | np.ndarray, ridges: Sequence[float] = DEFAULT_RIDGES,
                  folds: int = 5) -> tuple[float, np.ndarray]:
     """Grouped K-fold cross-validation with the one-standard-error rule: the *largest* λ of ``ridges``
     whose mean validation MSE is within one standard error (over folds) of the lowest, and the mean
@@ -89,13 +93,13 @@ def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence, ridges: Sequenc
     ridges = list(ridges)
     if len(set(np.asarray(groups).tolist())) < 2:
         return max(ridges), np.full(len(ridges), np.nan)
-    per_fold = []
+    rows = []
     for val in group_folds(groups, folds):
         Xs, mu, sd = _standardise(X[~val])
         ym = Y[~val].mean(0)
         Xv = (X[val] - mu) / sd
-        per_fold.append([float(((Xv @ W + ym - Y[val]) ** 2).mean()) for W in _ridge_path(Xs, Y[~val] - ym, ridges)])
-    per_fold = np.asarray(per_fold)  # [folds, ridges]
+        rows.append([float(((Xv @ W + ym - Y[val]) ** 2).mean()) for W in _ridge_path(Xs, Y[~val] - ym, ridges)])
+    per_fold = np.asarray(rows)  # [folds, ridges]
     mse = per_fold.mean(0)
     se = per_fold.std(0, ddof=1) / math.sqrt(len(per_fold))
     best = int(np.argmin(mse))
@@ -104,7 +108,7 @@ def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence, ridges: Sequenc
 
 
 def ridge_fit(X: np.ndarray, Y: np.ndarray, ridge: float | Sequence[float] = DEFAULT_RIDGES, *,
-              groups: Sequence | None = None, folds: int = 5) -> dict:
+              groups: Sequence | np.ndarray | None = None, folds: int = 5) -> dict:
     """Fit ``Y ≈ standardise(X) W + b`` (an intercept); X ``[N,D]``, Y ``[N,K]`` (or ``[N]``).
 
     ``ridge``: λ relative to N (``W = (XᵀX + λ·N·I)⁻¹ Xᵀy``; ``inf`` = constant), or a grid chosen from
@@ -139,7 +143,7 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return {"absrel": float(np.mean(np.abs(pred - gt) / gt)), "delta1": float(np.mean(ratio < 1.25))}
 
 
-def _video_mean(values: np.ndarray, videos: np.ndarray) -> np.ndarray:
+def _video_mean(values: np.ndarray, videos: Sequence | np.ndarray) -> np.ndarray:
     """Per-row mean of ``values`` over the rows of the same video."""
     _, inv = np.unique(np.asarray(videos), return_inverse=True)
     sums = np.bincount(inv, weights=values)
@@ -147,8 +151,8 @@ def _video_mean(values: np.ndarray, videos: np.ndarray) -> np.ndarray:
 
 
 def depth_probe(train_x: np.ndarray, train_depth: np.ndarray, test_x: np.ndarray, test_depth: np.ndarray,
-                ridge: float | Sequence[float] = DEFAULT_RIDGES, *, groups: Sequence | None = None,
-                folds: int = 5, test_groups: Sequence | None = None) -> dict[str, float]:
+                ridge: float | Sequence[float] = DEFAULT_RIDGES, *, groups: Sequence | np.ndarray | None = None,
+                folds: int = 5, test_groups: Sequence | np.ndarray | None = None) -> dict[str, float]:
     """Fit a log-depth probe on ``train_x [N,D]`` / ``train_depth [N]`` (metres, > 0; ``groups`` = scene
     of each row for the cross-validation) and score it on the test set. Returns ``absrel``, ``delta1``,
     ``ridge`` (chosen λ), ``cv_mse`` (best validation MSE of log depth) and the constant-prediction
@@ -296,7 +300,7 @@ class GeometryProbe:
 
     name = "geometry_probe"
 
-    def __init__(self, config, context):
+    def __init__(self, config, context: BuildContext):
         self.config = config
         self.context = context
 
@@ -405,7 +409,8 @@ class GeometryProbe:
         first = per_layer[layers[0]]
         ctl_tr = depth_rows(train, lambda v: depth_control_features(v["depth"]))
         ctl_te = depth_rows(test, lambda v: depth_control_features(v["depth"]))
-        ctl = depth_probe(*ctl_tr[:2], *ctl_te[:2], self.ridges, groups=ctl_tr[2], folds=folds, test_groups=ctl_te[2])
+        ctl = depth_probe(ctl_tr[0], ctl_tr[1], ctl_te[0], ctl_te[1], self.ridges, groups=ctl_tr[2], folds=folds,
+                          test_groups=ctl_te[2])
         best_al = min(layers, key=lambda k: (per_layer[k]["cv_mse_aligned"]
                                              if math.isfinite(per_layer[k]["cv_mse_aligned"]) else math.inf, k))
         results.update(depth_absrel=per_layer[best]["absrel"], depth_delta1=per_layer[best]["delta1"],
@@ -508,6 +513,6 @@ def _is_main_process() -> bool:
     return state is None or state.is_main_process
 
 
-def build_geometry_probe(config, context) -> GeometryProbe:
+def build_geometry_probe(config, context: BuildContext) -> GeometryProbe:
     """Factory of the ``geometry_probe`` evaluator."""
     return GeometryProbe(config, context)

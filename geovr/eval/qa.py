@@ -93,7 +93,7 @@ def _check_settings(out: Path, settings: dict, *, write: bool) -> None:
         path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _batches(todo: Sequence[dict], size: int):
+def _batches(todo: Sequence[Mapping], size: int):
     for i in range(0, len(todo), size):
         yield todo[i:i + size]
 

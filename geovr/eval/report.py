@@ -17,8 +17,12 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.eval.metrics import Protocol
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -87,7 +91,7 @@ def markdown_table(rows: Sequence[Mapping], *, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chance_levels(docs: Sequence[Mapping], *, protocol: str) -> dict[str, float | None]:
+def chance_levels(docs: Sequence[Mapping], *, protocol: Protocol) -> dict[str, float | None]:
     """Chance level (0–100) per task, aggregated like the scores (uniform guessing among a question's
     options); ``None`` for numerical tasks (scored by relative accuracy: no chance level) and
     ``overall`` unless every task present is multiple-choice."""
@@ -102,7 +106,7 @@ def chance_levels(docs: Sequence[Mapping], *, protocol: str) -> dict[str, float 
     return out
 
 
-def annotate_results(output_dir: str | Path, docs: Sequence[Mapping], *, protocol: str) -> dict:
+def annotate_results(output_dir: str | Path, docs: Sequence[Mapping], *, protocol: Protocol) -> dict:
     """Add chance levels, the multiple-choice accuracy over all choice questions (with its chance
     level) and the direction to the ``results.json``/``results.md`` in ``output_dir``; returns the doc."""
     from geovr.eval.vsibench import is_multiple_choice

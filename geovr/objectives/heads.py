@@ -117,6 +117,8 @@ class FusionBlock(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor | None, size: tuple[int, int]) -> Tensor:
         if skip is not None:
+            if self.rcu1 is None:
+                raise ValueError("this fusion block was built without a skip input (has_skip=False)")
             x = x + self.rcu1(skip)
         x = self.rcu2(x)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
@@ -297,11 +299,11 @@ class DenseHead(nn.Module):
             x = self.norm(x.to(dtype)).reshape(B * T, h, w, -1).permute(0, 3, 1, 2)
             x = self._with_uv(self.projects[i](x), W / H)
             levels.append(getattr(self.scratch, f"layer{i + 1}_rn")(self.resize_layers[i](x)))
-        sc = self.scratch
-        out = sc.refinenet4(levels[3], None, levels[2].shape[-2:])
-        out = sc.refinenet3(out, levels[2], levels[1].shape[-2:])
-        out = sc.refinenet2(out, levels[1], levels[0].shape[-2:])
-        out = sc.refinenet1(out, levels[0], levels[0].shape[-2:])
+        r4, r3, r2, r1 = (getattr(self.scratch, f"refinenet{i}") for i in (4, 3, 2, 1))
+        out = r4(levels[3], None, levels[2].shape[-2:])
+        out = r3(out, levels[2], levels[1].shape[-2:])
+        out = r2(out, levels[1], levels[0].shape[-2:])
+        out = r1(out, levels[0], levels[0].shape[-2:])
         if (th, tw) != (h, w):
             out = F.interpolate(out, size=(4 * th, 4 * tw), mode="bilinear", align_corners=True)
         out = F.pixel_shuffle(self.proj(self._with_uv(out, TW / TH)), self.shuffle)

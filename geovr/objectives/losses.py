@@ -130,17 +130,19 @@ def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, conf: T
     conf = None if conf is None else conf.float()
     valid = _valid_mask(target, mask)
     names = ("loss_reg", "loss_grad") + (("loss_conf",) if conf is not None else ())
-    sums = {k: [] for k in names}
+    sums: dict[str, list[Tensor]] = {k: [] for k in names}
     for b in range(pred.shape[0]):
         v = valid[b]
         if not bool(v.any()):
             continue
         err = (pred[b] - target[b]).abs()[v]
-        filt = dict(keep=keep_quantile, min_elements=min_elements, hard_max=hard_max)
-        sums["loss_reg"].append(quantile_filter(err, **filt).mean())
+        def filt(x: Tensor) -> Tensor:
+            return quantile_filter(x, keep=keep_quantile, min_elements=min_elements, hard_max=hard_max)
+
+        sums["loss_reg"].append(filt(err).mean())
         if conf is not None:
             c = conf[b][v]
-            sums["loss_conf"].append(quantile_filter(gamma * err * c - alpha * torch.log(c), **filt).mean())
+            sums["loss_conf"].append(filt(gamma * err * c - alpha * torch.log(c)).mean())
         sums["loss_grad"].append(multiscale_gradient_loss(pred[b], target[b], v, scales=grad_scales, clamp=clamp))
     if not sums["loss_reg"]:
         z = _zero(pred) + (0.0 if conf is None else _zero(conf))

@@ -7,6 +7,8 @@ teacher, batch)`` returns an unweighted scalar loss and float metrics; ``weight`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,10 @@ from geovr.objectives.configs import CameraPoseConfig, DepthConfig, FeatureDisti
 from geovr.objectives.heads import CameraHead, DenseHead, DistillHead, DPTHead, ScaleHead
 from geovr.objectives.layers import default_layers, map_teacher_layers
 from geovr.protocols import Batch, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput
+from geovr.rules import student_layers_problem, teacher_layers_problem
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 def per_sample(forward):
@@ -39,8 +45,10 @@ def per_sample(forward):
             n = batch.batch_size
         elif student.hidden:
             n = len(next(iter(student.hidden.values())))
+        elif student.camera is not None:
+            n = len(student.camera)
         else:
-            n = len(student.camera) if student.camera is not None else int(student.scale.shape[0])
+            n = int(_need(student.scale, "student scale tokens", getattr(self, "name", "objective")).shape[0])
         outs = [forward(self, student.sample(i), teacher.sample(i), batch.sample(i) if batch is not None else None)
                 for i in range(n)]
         metrics = {k: sum(o.metrics[k] for o in outs) / n for k in outs[0].metrics if all(k in o.metrics for o in outs)}
@@ -55,20 +63,21 @@ def _need(value, what: str, name: str):
     return value
 
 
-def _backbone(context, name: str):
+def _backbone(context: BuildContext, name: str):
     bb = getattr(context, "backbone", None)
     if bb is None or not hasattr(bb, "hidden_size") or not hasattr(bb, "num_layers"):
         raise RecipeError([f"objective {name!r} needs a [backbone] with hidden_size and num_layers"])
     return bb
 
 
-def resolve_layers(config, context, name: str, *, count: int | None = None) -> tuple[list[int] | None, list[int]]:
+def resolve_layers(config, context: BuildContext, name: str, *,
+                   count: int | None = None) -> tuple[list[int] | None, list[int]]:
     """``(teacher_layers, student_layers)`` of an objective.
 
     Explicit ``config.student_layers`` win; otherwise teacher layers (``config.teacher_layers`` or the
     teacher's ``layers``) are mapped with :func:`map_teacher_layers`. Without teacher layers and with a
     fixed ``count``, ``count`` evenly spaced student layers are used. Raises :class:`RecipeError` for layers
-    outside the models' depths.
+    outside the models' depths (the rules of :mod:`geovr.rules`).
     """
     bb, teacher = _backbone(context, name), getattr(context, "teacher", None)
     t_layers = config.teacher_layers
@@ -80,17 +89,17 @@ def resolve_layers(config, context, name: str, *, count: int | None = None) -> t
         if teacher is None or not getattr(teacher, "num_layers", 0):
             raise RecipeError([f"objective {name!r}: mapping teacher_layers needs a teacher with num_layers; "
                                f"set student_layers instead"])
-        try:
-            s_layers = map_teacher_layers(t_layers, teacher.num_layers, bb.num_layers)
-        except ValueError as exc:
-            raise RecipeError([f"objective {name!r}: teacher_layers {list(t_layers)}: {exc}"]) from exc
+        problem = teacher_layers_problem(t_layers, teacher.num_layers)
+        if problem:
+            raise RecipeError([f"objective {name!r}: teacher_layers {problem}"])
+        s_layers = map_teacher_layers(t_layers, teacher.num_layers, bb.num_layers)
     elif count is not None:
         s_layers = default_layers(count, bb.num_layers)
     else:
         raise RecipeError([f"objective {name!r}: no teacher layers known; set teacher_layers"])
-    bad = [x for x in s_layers if not 0 <= x <= bb.num_layers]
-    if bad:
-        raise RecipeError([f"objective {name!r}: student layers {bad} outside 0..{bb.num_layers}"])
+    problem = student_layers_problem(s_layers, bb.num_layers)
+    if problem:
+        raise RecipeError([f"objective {name!r}: student layers {problem}"])
     if count is not None and len(s_layers) != count:
         raise RecipeError([f"objective {name!r} needs {count} layers, got {s_layers}; set student_layers"])
     return (list(t_layers) if t_layers else None), s_layers
@@ -143,7 +152,7 @@ class DepthObjective(nn.Module):
             def width(c):   # the UV embedding needs multiples of 4
                 return max(4, 4 * round(c * s / 4))
 
-            self.head = DenseHead(hidden_size, config.patch_size, config.target_patch_size,
+            self.head: DenseHead | DPTHead = DenseHead(hidden_size, config.patch_size, config.target_patch_size,
                                   width(config.features), [width(c) for c in config.channels],
                                   pos_ratio=config.pos_embed_ratio)
         else:
@@ -282,27 +291,30 @@ class FeatureDistillObjective(nn.Module):
         return ObjectiveOutput(total, metrics)
 
 
-def _to_device(module: nn.Module, context) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _to_device(module: _M, context: BuildContext) -> _M:
     return module.to(getattr(context, "device", None) or "cpu")
 
 
-def build_camera_pose(config: CameraPoseConfig, context) -> CameraPoseObjective:
+def build_camera_pose(config: CameraPoseConfig, context: BuildContext) -> CameraPoseObjective:
     """Factory of ``camera_pose``."""
     return _to_device(CameraPoseObjective(config, _backbone(context, "camera_pose").hidden_size), context)
 
 
-def build_depth(config: DepthConfig, context) -> DepthObjective:
+def build_depth(config: DepthConfig, context: BuildContext) -> DepthObjective:
     """Factory of ``depth`` (4 layers mapped from the teacher's, or evenly spaced without teacher layers)."""
     _, s_layers = resolve_layers(config, context, "depth", count=4)
     return _to_device(DepthObjective(config, _backbone(context, "depth").hidden_size, s_layers), context)
 
 
-def build_metric_scale(config: MetricScaleConfig, context) -> MetricScaleObjective:
+def build_metric_scale(config: MetricScaleConfig, context: BuildContext) -> MetricScaleObjective:
     """Factory of ``metric_scale``."""
     return _to_device(MetricScaleObjective(config, _backbone(context, "metric_scale").hidden_size), context)
 
 
-def build_feature_distill(config: FeatureDistillConfig, context) -> FeatureDistillObjective:
+def build_feature_distill(config: FeatureDistillConfig, context: BuildContext) -> FeatureDistillObjective:
     """Factory of ``feature_distill`` (needs a teacher with ``feature_dim``)."""
     teacher = getattr(context, "teacher", None)
     if teacher is None or not getattr(teacher, "feature_dim", 0):

@@ -3,7 +3,7 @@ third parties use (torch-free: factories are lazy strings)."""
 
 from __future__ import annotations
 
-from geovr import hookimpl
+from geovr.hookspecs import hookimpl
 from geovr.objectives.configs import (
     CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig,
 )

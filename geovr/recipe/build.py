@@ -45,15 +45,15 @@ def build(recipe: Recipe, *, device: str = "cpu", stages=STAGES, context: BuildC
             ctx.datasets[split] = _create(choice, ctx)
     if "trainer" in stages and recipe.trainer is not None:
         note(f"trainer {recipe.trainer.component}")
-        ctx.extra["trainer"] = _create(recipe.trainer, ctx)
+        ctx.trainer = _create(recipe.trainer, ctx)
     if "evaluators" in stages:
-        ctx.extra["evaluators"] = [_create(c, ctx) for c in recipe.evaluators]
+        ctx.evaluators = [_create(c, ctx) for c in recipe.evaluators]
     if "callbacks" in stages:
-        ctx.extra["callbacks"] = [_create(c, ctx) for c in recipe.callbacks]
+        ctx.callbacks = [_create(c, ctx) for c in recipe.callbacks]
     return ctx
 
 
-def _create(choice, ctx):
+def _create(choice, ctx: BuildContext):
     """Build one recipe component; a factory that raises becomes a :class:`geovr.errors.GeovrError` naming
     the recipe place, the component, its plugin and its distribution (see ``ComponentSpec.create``)."""
     spec = choice.spec

@@ -54,8 +54,8 @@ def check_type(value: Any, tp: Any) -> bool:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             return False
-        args = get_args(tp)
-        return not args or all(check_type(v, args[1]) for v in value.values())
+        kv = get_args(tp)
+        return not kv or all(check_type(v, kv[1]) for v in value.values())
     return True
 
 

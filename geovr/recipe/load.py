@@ -67,8 +67,9 @@ def load_tree(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> tuple[d
     if not isinstance(parent, str):
         raise RecipeError([f"{p}: 'extends' must be a string path, got {parent!r}"])
     parent_path = p.parent / parent
-    if not parent_path.exists() and find_shipped(parent) is not None:
-        parent_path = find_shipped(parent)
+    shipped = find_shipped(parent) if not parent_path.exists() else None
+    if shipped is not None:
+        parent_path = shipped
     base, problems = load_tree(parent_path, (*_chain, p))
     merged, more = merge(base, tree)
     return merged, problems + more

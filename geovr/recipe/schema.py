@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 SCHEMA_VERSION = 1
 TOP_LEVEL_KEYS = (
@@ -28,7 +31,7 @@ class ComponentChoice:
     spec: Any = None      # geovr.registry.ComponentSpec
     config: Any = None    # the attrs config instance (or dict)
 
-    def build(self, context):
+    def build(self, context: BuildContext):
         """Call the registered factory with ``(config, context)``."""
         return self.spec.load_factory()(self.config, context)
 

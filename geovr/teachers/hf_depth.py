@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from torch import nn
 from geovr.errors import CheckpointError, GeovrError
 from geovr.protocols import Batch, TeacherOutput
 from geovr.teachers.configs import HFDepthTeacherConfig
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 def _resolve(name: str, cache_dir: str | None, what: str) -> str:
@@ -169,7 +173,7 @@ class HFDepthTeacher(nn.Module):
         return self._key
 
 
-def build(config: HFDepthTeacherConfig, context) -> HFDepthTeacher:
+def build(config: HFDepthTeacherConfig, context: BuildContext) -> HFDepthTeacher:
     """Factory of the ``hf_depth`` teacher (on ``context.device``)."""
     dtype = getattr(torch, config.dtype)
     model, processor = load_depth_model(config.model, dtype=dtype, cache_dir=config.cache_dir)

@@ -101,7 +101,7 @@ def check_teacher(teacher, frames, *, layers=None, batch: Batch | None = None) -
         elif key == "points":
             assert t.ndim == 5 and t.shape[-1] == 3, f"points must be [B,S,H,W,3], got {tuple(t.shape)}"
     if "depth" in teacher.provides:
-        assert bool((out.depth > 0).all()), "depth must be positive"
+        assert out.depth is not None and bool((out.depth > 0).all()), "depth must be positive"
     if "features" in teacher.provides:
         assert set(out.features) == set(layers), f"features for {sorted(out.features)}, requested {layers}"
         for layer, f in out.features.items():

@@ -4,13 +4,17 @@ groups, log names, and the checks that must stop a run before its first step."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from geovr.errors import GeovrError, RecipeError
 from geovr.protocols import GeometryRequest
+from geovr.rules import requires_problem, student_layers_problem, teacher_layers_problem
 from geovr.train.configs import AccelerateTrainerConfig
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 class TrainModule(nn.Module):
@@ -34,6 +38,7 @@ class TrainModule(nn.Module):
         if lm is not None and self.lm_weight != 0:
             total = self.lm_weight * lm.float()
         outs = []
+        obj: Any
         for obj in self.objectives:
             o = obj(student, teacher, batch)
             outs.append(o)
@@ -95,46 +100,53 @@ def tracker_availability(config: AccelerateTrainerConfig) -> list[str]:
     return out
 
 
-def check_before_training(config: AccelerateTrainerConfig, context) -> None:
+def check_before_training(config: AccelerateTrainerConfig, context: BuildContext) -> None:
     """Problems that must stop a run before its first step, all at once (:class:`RecipeError`)."""
     problems = []
     if context.backbone is None:
         problems.append("backbone: no backbone was built")
-    ds = context.datasets.get("train")
-    if ds is None:
-        problems.append("data.train: no training dataset (add a [data.train] table)")
-    else:
-        try:
-            n = len(ds)
-        except TypeError:
-            n = None
-            problems.append("data.train: the dataset has no length (a map-style torch Dataset is required)")
-        if n == 0:
-            problems.append("data.train: the training dataset is empty (check its path and filters)")
-    nl = getattr(context.backbone, "num_layers", None)
-    names = objective_names(context.objectives)
-    provided = set()
-    for t in (context.teacher, context.metric_teacher):
-        provided |= set(getattr(t, "provides", ()) or ())
-    for i, (o, name) in enumerate(zip(context.objectives, names)):
-        for attr in ("weight", "student_needs", "requires"):
-            if not hasattr(o, attr):
-                problems.append(f"objectives.{i} ({name}): missing attribute {attr!r} of the Objective protocol")
-        req = getattr(o, "student_needs", GeometryRequest())
-        if nl is not None and any(not 0 <= layer <= nl for layer in req.layers):
-            problems.append(f"objectives.{i} ({name}): student layer(s) {list(req.layers)} out of range; the "
-                            f"backbone has hidden states 0..{nl}")
-        missing = set(getattr(o, "requires", ())) - provided
-        if missing:
-            problems.append(f"objectives.{i} ({name}): needs teacher outputs {sorted(missing)} that no teacher "
-                            f"provides ({sorted(provided) or 'no teacher'})")
-        for layer in getattr(o, "teacher_layers", None) or ():
-            tl = getattr(context.teacher, "num_layers", None)
-            if tl is not None and not 0 <= int(layer) < tl:
-                problems.append(f"objectives.{i} ({name}): teacher layer {layer} out of range; the teacher has "
-                                f"layers 0..{tl - 1}")
+    problems += _train_data_problems(context.datasets.get("train"))
+    problems += objective_problems(context)
     problems += tracker_availability(config)
     if config.accelerate_config and not os.path.isfile(config.accelerate_config):
         problems.append(f"trainer.accelerate_config: file not found: {config.accelerate_config}")
     if problems:
         raise RecipeError(problems, source="before training")
+
+
+def _train_data_problems(ds) -> list[str]:
+    if ds is None:
+        return ["data.train: no training dataset (add a [data.train] table)"]
+    try:
+        n = len(ds)
+    except TypeError:
+        return ["data.train: the dataset has no length (a map-style torch Dataset is required)"]
+    return ["data.train: the training dataset is empty (check its path and filters)"] if n == 0 else []
+
+
+def objective_problems(context: BuildContext) -> list[str]:
+    """The built objectives against the built backbone and teachers, by the rules of :mod:`geovr.rules`:
+    the Objective protocol's attributes, student layers within the backbone's hidden states, ``requires``
+    ⊆ what the teachers provide, ``teacher_layers`` within the teacher's depth."""
+    recipe = context.recipe
+    teacher_name = recipe.teacher.component if recipe is not None and recipe.teacher is not None else None
+    provided: set[str] = set()
+    for t in (context.teacher, context.metric_teacher):
+        provided |= set(getattr(t, "provides", ()) or ())
+    depth = getattr(context.backbone, "num_layers", None)
+    teacher_depth = getattr(context.teacher, "num_layers", None)
+    problems = []
+    for i, (o, name) in enumerate(zip(context.objectives, objective_names(context.objectives))):
+        where = f"objectives.{i}"
+        problems += [f"{where} ({name}): missing attribute {attr!r} of the Objective protocol"
+                     for attr in ("weight", "student_needs", "requires") if not hasattr(o, attr)]
+        found = [
+            (f"{where}.student_layers", depth is not None and student_layers_problem(
+                getattr(o, "student_needs", GeometryRequest()).layers, depth)),
+            (where, requires_problem(name, getattr(o, "requires", ()), provided, teacher=teacher_name,
+                                     has_teacher=context.teacher is not None)),
+            (f"{where}.teacher_layers", teacher_depth is not None and teacher_layers_problem(
+                getattr(o, "teacher_layers", None) or (), teacher_depth, teacher=teacher_name)),
+        ]
+        problems += [f"{place}: {problem}" for place, problem in found if problem]
+    return problems

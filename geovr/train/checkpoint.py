@@ -117,7 +117,8 @@ def rng_state() -> dict:
     """
     import numpy as np
 
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the legacy (MT19937) form: (name, keys, pos, has_gauss, cached)
     py = random.getstate()
     state = {"python": [py[0], list(py[1]), py[2]],
              "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],

@@ -94,6 +94,19 @@ class AccelerateTrainerConfig:
         return (missing_path(self.accelerate_config, "accelerate_config", kind="file")
                 + missing_path(resume, "resume", kind="dir") + missing_path(self.init_from, "init_from", kind="dir"))
 
+    def _global_batch_problems(self) -> list[str]:
+        """``global_batch_size`` (0 = use ``grad_accum``) excludes ``grad_accum`` and divides by ``batch_size``."""
+        if self.global_batch_size < 0:
+            return [f"global_batch_size must be >= 0 (0 = use grad_accum), got {self.global_batch_size}"]
+        problems = []
+        if self.global_batch_size and self.grad_accum != 1:
+            problems.append(f"set either grad_accum ({self.grad_accum}) or global_batch_size "
+                            f"({self.global_batch_size}), not both: the accumulation follows from the global batch")
+        if self.global_batch_size and self.batch_size >= 1 and self.global_batch_size % self.batch_size:
+            problems.append(f"global_batch_size ({self.global_batch_size}) must be a multiple of batch_size "
+                            f"({self.batch_size})")
+        return problems
+
     def check(self) -> list[str]:
         """Cross-field rules (reported with the ``trainer.`` prefix by recipe validation)."""
         problems = nonfinite_options(self)
@@ -105,15 +118,7 @@ class AccelerateTrainerConfig:
                        "keep_last": self.keep_last, "num_workers": self.num_workers}.items():
             if v < 0:
                 problems.append(f"{key} must be >= 0, got {v}")
-        if self.global_batch_size < 0:
-            problems.append(f"global_batch_size must be >= 0 (0 = use grad_accum), got {self.global_batch_size}")
-        elif self.global_batch_size:
-            if self.grad_accum != 1:
-                problems.append(f"set either grad_accum ({self.grad_accum}) or global_batch_size "
-                                f"({self.global_batch_size}), not both: the accumulation follows from the global batch")
-            if self.batch_size >= 1 and self.global_batch_size % self.batch_size:
-                problems.append(f"global_batch_size ({self.global_batch_size}) must be a multiple of batch_size "
-                                f"({self.batch_size})")
+        problems += self._global_batch_problems()
         if self.max_steps == 0 and self.epochs < 1:
             problems.append(f"epochs must be >= 1 when max_steps = 0, got {self.epochs}")
         if not 0 <= self.warmup_ratio < 1:

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 from geovr.errors import DataError
 from geovr.sizing import layout_of
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1}
 #: frame size assumed when the training videos cannot be probed (ScanNet-like 4:3 video)
@@ -168,7 +172,7 @@ def format_estimate(est: dict) -> str:
     return "\n".join(lines)
 
 
-def check_cache_limit(context, config) -> dict | None:
+def check_cache_limit(context: BuildContext, config) -> dict | None:
     """Raise :class:`DataError` when the projected cache of ``context`` exceeds ``config.cache_max_bytes``
     (numbers and the options that shrink it in the message); returns the estimate otherwise."""
     limit = int(getattr(config, "cache_max_bytes", 0) or 0)

@@ -83,7 +83,8 @@ def head_activation_bytes(recipe, objectives, hidden: int, grid: tuple[int, int]
         teacher = TeacherOutput.from_tensors(flat)
         batch = Batch(frames=torch.rand(1, 1, 3, H, W, generator=g), sample_ids=["plan"], questions=[""], answers=[""])
         for t in (*student.hidden.values(), student.camera, student.scale):
-            t.requires_grad_(True)
+            if t is not None:
+                t.requires_grad_(True)
         skip = {p.untyped_storage().data_ptr() for p in obj.parameters()}
         out[name] = _saved_bytes(lambda o=obj, s=student, t=teacher, bt=batch: o(s, t, bt).loss, skip) * S
     return out
@@ -178,10 +179,10 @@ def plan(recipe, *, datasets=None, entries=None, gpus=None, tokens=None, measure
                                      _feature_layers(recipe), where="teacher").shapes)
         tshapes.setdefault("metric_depth", (1, *tshapes.get("depth", (1, H, W))[1:]))
         tshapes.setdefault("metric_scale", ())
-        layers = {name: tuple(getattr(o, "student_needs").layers) for name, o in objectives}
+        needed = {name: tuple(o.student_needs.layers) for name, o in objectives}
         with torch.random.fork_rng(devices=[]):
             heads = head_activation_bytes(recipe, objectives, D, tuple(vt.grid), S, int(vt.frame_size[0]),
-                                          int(vt.frame_size[1]), tshapes, layers)
+                                          int(vt.frame_size[1]), tshapes, needed)
     act = act_student + sum(heads.values())
     batch = int(getattr(trainer, "batch_size", 1) or 1)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from geovr import hookimpl
 from geovr.cli._util import add_verb
+from geovr.hookspecs import hookimpl
 from geovr.train.configs import AccelerateTrainerConfig
 
 

@@ -97,7 +97,7 @@ def is_released(model_dir: str | os.PathLike) -> bool:
 def unused_summary(model_dir: str | os.PathLike) -> str:
     """One line naming what inference ignores in a released model directory."""
     g = classify(tensor_names(model_dir))
-    parts = Counter()
+    parts: Counter[str] = Counter()
     for n in g["tokens"] + g["heads"] + g["teachers"]:
         parts[n.split(".")[0] if not n.startswith("model.") else n.rsplit(".", 1)[0]] += 1
     listed = ", ".join(f"{k} ({v})" for k, v in sorted(parts.items()))

@@ -36,7 +36,7 @@ def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Python, platform, package versions and the plugin list (``load_plugins().plugin_infos(True)``)."""
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = md.version(name)

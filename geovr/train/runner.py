@@ -8,7 +8,12 @@ range) surface as :class:`geovr.errors.GeovrError` naming the component, before 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from geovr.errors import GeovrError, UsageError
+
+if TYPE_CHECKING:
+    from geovr.recipe.schema import Recipe
 
 
 def build_seeded(recipe, *, device: str = "cpu", stages=None, progress=None):
@@ -66,19 +71,25 @@ def check_output_dir(path) -> None:
         check_free(p)
 
 
+def uses_evaluators(recipe: Recipe) -> bool:
+    """Whether a ``[[callbacks]]`` entry runs the recipe's evaluators during training: its config class
+    declares ``uses_evaluators = True`` (a class variable, e.g. ``uses_evaluators: ClassVar[bool] = True``)."""
+    return any(getattr(c.config, "uses_evaluators", False) is True for c in recipe.callbacks)
+
+
 def train(recipe, *, device: str = "cpu", progress=None) -> dict:
     """Seed, build the components of ``recipe`` and run its trainer; returns the final metrics.
 
-    ``[[evaluators]]`` are built only when a listed callback runs them during training (the
-    ``evaluate`` callback); otherwise they are for ``geovr eval`` and their data need not exist yet.
+    ``[[evaluators]]`` are built only when a listed callback runs them during training (its config class
+    declares ``uses_evaluators = True``, as the ``evaluate`` callback's does); otherwise they are for
+    ``geovr eval`` and their data need not exist yet.
     """
     from geovr.recipe.build import STAGES
 
     check_output_dir(recipe.output_dir)
-    uses_evaluators = any(c.component == "evaluate" for c in recipe.callbacks)
-    stages = STAGES if uses_evaluators else tuple(s for s in STAGES if s != "evaluators")
+    stages = STAGES if uses_evaluators(recipe) else tuple(s for s in STAGES if s != "evaluators")
     ctx = build_seeded(recipe, device=device, stages=stages, progress=progress)
-    trainer = ctx.extra.get("trainer")
+    trainer = ctx.trainer
     if trainer is None:
         raise GeovrError("the recipe has no [trainer] (validate it with require_training=True)")
     return trainer.fit(ctx)

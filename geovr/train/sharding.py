@@ -19,8 +19,13 @@ micro-batch (no ``no_sync``); results are unchanged.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from geovr.train.assembly import TrainModule
 
 
 def _blocks(module: nn.Module) -> list[nn.Module]:
@@ -37,7 +42,7 @@ def _blocks(module: nn.Module) -> list[nn.Module]:
 class FSDPSharding:
     """Applies ``fully_shard`` to ``module`` (a TrainModule) on construction; see the module docstring."""
 
-    def __init__(self, module: nn.Module, accelerator):
+    def __init__(self, module: TrainModule, accelerator):
         import torch.distributed as dist
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
@@ -74,8 +79,10 @@ class FSDPSharding:
         sd = get_model_state_dict(self.module, options=self._options())
         train = self.trainable_names()
         backbone, heads = {}, {}
-        for k, v in sd.items():
-            v = v.detach().cpu().contiguous().clone()
+        for k, value in sd.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{k}: expected a tensor in the full model state dict, got {type(value).__name__}")
+            v = value.detach().cpu().contiguous().clone()
             if k.startswith("backbone.") and k in train:
                 backbone[k[len("backbone."):]] = v
             elif k.startswith("objectives."):

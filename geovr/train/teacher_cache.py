@@ -38,6 +38,7 @@ import os
 import uuid
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -45,6 +46,9 @@ from safetensors.torch import save_file
 
 from geovr.errors import DataError
 from geovr.protocols import Batch, TeacherOutput
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 FORMAT = "geovr-teacher-cache-2"
 
@@ -270,10 +274,11 @@ class TeacherSource:
         else:
             metas = [cache.meta_for(batch, i) for i in range(batch.batch_size)]
             found = [cache.load(m, sample_id=sid) for m, sid in zip(metas, batch.sample_ids)]
-            complete = all(f is not None for f in found)
+            hits = [f for f in found if f is not None]
+            complete = len(hits) == len(found)
             online = self._run(batch) if (not complete or self.online_groups) else {}
             if complete:
-                flat = {k: torch.stack([f[k] for f in found]) for k in found[0]}
+                flat = {k: torch.stack([f[k] for f in hits]) for k in hits[0]}
             else:
                 rows = [cache.cast({k: v[i] for k, v in online.items()}) for i in range(batch.batch_size)]
                 for i, f in enumerate(found):
@@ -291,7 +296,9 @@ class TeacherSource:
         from geovr.data.collate import collate
 
         cache = self.cache
-        todo = []
+        if cache is None:
+            raise ValueError("fill() needs a teacher cache (a source built with mode = 'auto' or 'only')")
+        todo: list[tuple[dict, dict]] = []
         for s in samples:
             meta = cache.meta_for(collate([s]))
             if cache.contains(meta) or any(meta == m for _, m in todo):
@@ -323,7 +330,7 @@ def teacher_layers(teacher, objectives=(), configs=()) -> tuple[int, ...] | None
     return tuple(sorted(layers))
 
 
-def make_sources(context, *, mode: str, cache_dir: str, device, config=None) -> tuple[TeacherSource | None, TeacherSource | None]:
+def make_sources(context: BuildContext, *, mode: str, cache_dir: str, device, config=None) -> tuple[TeacherSource | None, TeacherSource | None]:
     """Teacher and metric-teacher sources for ``context`` (``None`` where the recipe has none). ``config``
     (the trainer config) supplies ``cache_outputs`` / ``cache_dtype`` and, for ``mode = "auto"``, the
     ``cache_max_bytes`` limit checked here, before the first step (:class:`DataError` with the numbers)."""
@@ -335,7 +342,7 @@ def make_sources(context, *, mode: str, cache_dir: str, device, config=None) -> 
         from geovr.train.estimate import check_cache_limit
 
         check_cache_limit(context, config)
-    out = []
+    out: list[TeacherSource | None] = []
     for teacher in (context.teacher, context.metric_teacher):
         if teacher is None:
             out.append(None)
@@ -392,7 +399,7 @@ def unique_groups(dataset) -> list[tuple[str, int]]:
     return sorted(first.items())
 
 
-def precompute(context, *, progress: bool = True, split: str = "train", config=None, rank=None, world=None) -> dict:
+def precompute(context: BuildContext, *, progress: bool = True, split: str = "train", config=None, rank=None, world=None) -> dict:
     """Fill the teacher cache for the ``split`` dataset of ``context`` (the ``geovr cache`` verb).
 
     ``config`` is the trainer's :class:`~geovr.train.configs.AccelerateTrainerConfig` (default: the
@@ -432,7 +439,7 @@ def precompute(context, *, progress: bool = True, split: str = "train", config=N
             src.fill(samples)
         bar.update(len(samples))
     bar.close()
-    caches = [s.cache for s in sources]
+    caches = [s.cache for s in sources if s.cache is not None]
     return {"samples": len(mine), "groups": len(groups), "hits": sum(c.hits for c in caches),
             "written": sum(c.writes for c in caches), "stale": sum(c.stale for c in caches),
             "cache_dir": str(config.resolved_cache_dir()), "rank": rank, "world": world,

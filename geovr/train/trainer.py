@@ -19,12 +19,13 @@ import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
 from geovr.errors import CheckpointError, GeovrError
+from geovr.protocols import TeacherOutput
 from geovr.train import checkpoint as ckpt_io
 from geovr.train.assembly import (
     TrainModule,
@@ -39,6 +40,9 @@ from geovr.train.data import batch_stream, batches_per_epoch
 from geovr.recipe.dump import to_toml
 from geovr.train.runlog import MetricsLog, atomic_write, environment
 from geovr.train.schedule import cosine_with_warmup
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 #: Trainer options that change the learning-rate schedule or the data order (compared on resume).
@@ -88,6 +92,54 @@ class TrainState:
     should_stop: bool = False
 
 
+@attrs.define(eq=False)
+class _Run:
+    """What the step loop works on: set up by :meth:`AccelerateTrainer._setup`, advanced by the loop.
+
+    ``step``: optimizer steps done; ``epoch`` / ``position``: where the data stream is (the next batch
+    index within the epoch); ``skipped``: non-finite steps skipped; ``last_saved``: step of the last
+    checkpoint (-1: none); ``samples`` / ``t_last``: for the throughput of the next logged step."""
+
+    acc: Any
+    run_dir: str
+    backbone: Any
+    objectives: list
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    total: int
+    per_epoch: int
+    fingerprint: str
+    settings: dict[str, Any]
+    names: list[str]
+    counter: DataCounter
+    teacher: Any = None
+    metric: Any = None
+    log: MetricsLog | None = None
+    stream: Any = None
+    bar: Any = None
+    trainable: list = attrs.field(factory=list)
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    skipped: int = 0
+    last_saved: int = -1
+    metrics: dict[str, Any] = attrs.field(factory=dict)
+    samples: int = 0
+    t_last: float = 0.0
+
+
+def _enable_gradient_checkpointing(backbone) -> None:
+    """Turn on the backbone's (or its HF ``model``'s) activation / gradient checkpointing."""
+    enable = None
+    for owner in (backbone, getattr(backbone, "model", None)):
+        for name in ("activation_checkpointing_enable", "gradient_checkpointing_enable"):
+            enable = enable or getattr(owner, name, None)
+    if enable is None:
+        raise GeovrError("trainer.gradient_checkpointing: the backbone does not support gradient checkpointing")
+    enable()
+
+
 def resume_path(config: AccelerateTrainerConfig, run_dir: str) -> Path | None:
     """The checkpoint to resume from (``None`` for a fresh run); :class:`CheckpointError` when asked but absent."""
     if config.resume is False or config.resume == "":
@@ -99,11 +151,13 @@ def resume_path(config: AccelerateTrainerConfig, run_dir: str) -> Path | None:
 class AccelerateTrainer:
     """Built by :func:`build`; :meth:`fit` trains and returns the final metrics."""
 
-    def __init__(self, config: AccelerateTrainerConfig, context=None):
+    def __init__(self, config: AccelerateTrainerConfig, context: BuildContext | None = None):
         self.config = config
+        self._fsdp: Any = None          # the FSDP2 sharding of an ``sharding = "fsdp"`` run
+        self._data_counts: Any = None   # the data counters of the checkpoint being resumed
 
     # -- setup -----------------------------------------------------------------------------------
-    def _accelerator(self, context, run_dir: str):
+    def _accelerator(self, context: BuildContext, run_dir: str):
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from accelerate.tracking import TensorBoardTracker
@@ -135,7 +189,7 @@ class AccelerateTrainer:
             raise RunLockedError(refusal)
         return lock
 
-    def settings(self, context) -> dict[str, Any]:
+    def settings(self, context: BuildContext) -> dict[str, Any]:
         """The settings that fix the learning-rate schedule and the data order, stored in every checkpoint
         and compared on resume: the trainer's schedule options, the seed and the ``data.train`` table."""
         cfg = self.config
@@ -147,8 +201,10 @@ class AccelerateTrainer:
             out["data.train"] = json.loads(json.dumps((recipe.raw.get("data") or {}).get("train"), default=str))
         return out
 
-    def fit(self, context) -> dict[str, float]:
-        """Train ``context.backbone`` with ``context.objectives``; see the module docstring."""
+    def fit(self, context: BuildContext) -> dict[str, float]:
+        """Train ``context.backbone`` with ``context.objectives``; see the module docstring.
+
+        Checks → accelerator and run-directory lock → :meth:`_run` (set-up, restore, step loop, final save)."""
         cfg = self.config
         run_dir = str(context.output_dir or "runs/unnamed")
         check_before_training(cfg, context)
@@ -163,37 +219,56 @@ class AccelerateTrainer:
         acc = self._accelerator(context, run_dir)
         lock = self._lock(acc, run_dir)
         try:
-            if start_ckpt is None and cfg.overwrite and acc.is_main_process:
-                import shutil
-
-                shutil.rmtree(ckpt_io.checkpoint_root(run_dir), ignore_errors=True)
-            acc.wait_for_everyone()
-            if start_ckpt is None and ckpt_io.list_checkpoints(run_dir) and not cfg.overwrite:
-                raise CheckpointError(f"{run_dir} already holds checkpoints of an earlier run; continue it with "
-                                      f"`geovr run RECIPE --resume {run_dir}` (trainer.resume=true) or choose "
-                                      f"another output_dir (or trainer.overwrite=true)")
-            return self._fit(context, acc, run_dir, start_ckpt)
+            self._claim_run_dir(acc, run_dir, fresh=start_ckpt is None)
+            return self._run(context, acc, run_dir, start_ckpt)
         finally:
             lock.release()
 
-    def _fit(self, context, acc, run_dir: str, start_ckpt) -> dict[str, float]:
-        from tqdm.auto import tqdm
+    def _claim_run_dir(self, acc, run_dir: str, *, fresh: bool) -> None:
+        """A fresh run removes old checkpoints with ``overwrite`` and refuses to mix with them otherwise."""
+        if fresh and self.config.overwrite and acc.is_main_process:
+            import shutil
 
-        cfg = self.config
-        device, world, rank = acc.device, acc.num_processes, acc.process_index
-        self.config = cfg = cfg.for_world(world)   # global_batch_size → grad_accum for this world size
+            shutil.rmtree(ckpt_io.checkpoint_root(run_dir), ignore_errors=True)
+        acc.wait_for_everyone()
+        if fresh and ckpt_io.list_checkpoints(run_dir) and not self.config.overwrite:
+            raise CheckpointError(f"{run_dir} already holds checkpoints of an earlier run; continue it with "
+                                  f"`geovr run RECIPE --resume {run_dir}` (trainer.resume=true) or choose "
+                                  f"another output_dir (or trainer.overwrite=true)")
+
+    def _run(self, context: BuildContext, acc, run_dir: str, start_ckpt) -> dict[str, float]:
+        """Set up, restore, loop, save; returns the last step's numeric metrics and ``steps``."""
+        self.config = self.config.for_world(acc.num_processes)  # global_batch_size → grad_accum for this world
         torch.manual_seed(context.seed)
+        run = self._setup(context, acc, run_dir)
+        self._start(run, context, start_ckpt)
+        run.teacher, run.metric = make_sources(context, mode=self.config.cache, device=acc.device,
+                                               cache_dir=self.config.resolved_cache_dir(), config=self.config)
+        self._open_logs(run, context, resumed=start_ckpt is not None)
+        callbacks = list(context.callbacks)
+        state = TrainState(step=run.step, max_steps=run.total, epoch=run.epoch, metrics={}, run_dir=run_dir,
+                           accelerator=acc, model=run.model)
+        self._call(callbacks, "on_train_start", state)
+        self._open_stream(run, context)
+        try:
+            self._loop(run, state, callbacks)
+            if run.step != run.last_saved and run.step > 0:
+                self._save(run)
+        finally:
+            self._close_logs(run)
+        self._call(callbacks, "on_train_end", state)
+        acc.wait_for_everyone()
+        result = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float))}
+        result["steps"] = run.step
+        return result
 
-        backbone = context.backbone
+    # -- set-up ----------------------------------------------------------------------------------
+    def _setup(self, context: BuildContext, acc, run_dir: str) -> _Run:
+        """The model (student + objectives), the optimizer and its schedule, the data sizes."""
+        cfg, backbone = self.config, context.backbone
         if cfg.gradient_checkpointing:
-            enable = None
-            for owner in (backbone, getattr(backbone, "model", None)):
-                for name in ("activation_checkpointing_enable", "gradient_checkpointing_enable"):
-                    enable = enable or getattr(owner, name, None)
-            if enable is None:
-                raise GeovrError("trainer.gradient_checkpointing: the backbone does not support gradient checkpointing")
-            enable()
-        module = TrainModule(backbone, list(context.objectives), lm_weight=cfg.lm_weight).to(device)
+            _enable_gradient_checkpointing(backbone)
+        module = TrainModule(backbone, list(context.objectives), lm_weight=cfg.lm_weight).to(acc.device)
         module.train()
         fingerprint = ckpt_io.frozen_fingerprint(backbone)
         settings = self.settings(context)
@@ -206,163 +281,179 @@ class AccelerateTrainer:
                                   weight_decay=cfg.weight_decay)
         if not groups:
             raise GeovrError("nothing to train: the backbone and the objectives have no trainable parameters")
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps,
                                       weight_decay=cfg.weight_decay)
-        n = len(context.datasets["train"])
-        per_epoch = batches_per_epoch(n, cfg.batch_size, world)
+        per_epoch = batches_per_epoch(len(context.datasets["train"]), cfg.batch_size, acc.num_processes)
         total = cfg.max_steps or max(1, cfg.epochs * per_epoch // cfg.grad_accum)
         scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
         if self._fsdp is None:
             model, optimizer = acc.prepare(module, optimizer)
         else:  # accelerate would wrap the sharded module in DDP on CPU
             model, optimizer = module, acc.prepare(optimizer)
+        return _Run(acc=acc, run_dir=run_dir, backbone=backbone, objectives=list(context.objectives), model=model,
+                    optimizer=optimizer, scheduler=scheduler, total=total, per_epoch=per_epoch,
+                    fingerprint=fingerprint, settings=settings, names=objective_names(context.objectives),
+                    counter=DataCounter(context.datasets["train"], acc.num_processes))
 
-        step, epoch, position, skipped = 0, 0, 0, 0
-        counter = DataCounter(context.datasets["train"], world)
+    def _start(self, run: _Run, context: BuildContext, start_ckpt) -> None:
+        """Restore ``start_ckpt`` (a resumed run) or load ``trainer.init_from`` (a fresh run from a released model)."""
         if start_ckpt is not None:
-            step, epoch, position, skipped = self._restore(
-                start_ckpt, backbone, context.objectives, optimizer, scheduler, fingerprint=fingerprint,
-                world=world, rank=rank, settings=settings)
-            counter.load(self._data_counts, rank)
-        elif cfg.init_from:   # a fresh run starting from an imported released model's tokens and heads
+            run.step, run.epoch, run.position, run.skipped = self._restore(
+                start_ckpt, run.backbone, run.objectives, run.optimizer, run.scheduler, fingerprint=run.fingerprint,
+                world=run.acc.num_processes, rank=run.acc.process_index, settings=run.settings)
+            run.counter.load(self._data_counts, run.acc.process_index)
+            run.last_saved = run.step
+        elif self.config.init_from:
             from geovr.train.released import load_init
 
-            load_init(cfg.init_from, backbone, context.objectives)
-        teacher, metric = make_sources(context, mode=cfg.cache, cache_dir=cfg.resolved_cache_dir(), device=device,
-                                       config=cfg)
-        names = objective_names(context.objectives)
+            load_init(self.config.init_from, run.backbone, context.objectives)
 
-        main = acc.is_main_process
-        log = None
-        if main:
-            Path(run_dir).mkdir(parents=True, exist_ok=True)
+    def _open_logs(self, run: _Run, context: BuildContext, *, resumed: bool) -> None:
+        """``recipe.toml``, ``environment.json`` and ``metrics.jsonl`` (main process), then the trackers."""
+        cfg, acc = self.config, run.acc
+        if acc.is_main_process:
+            Path(run.run_dir).mkdir(parents=True, exist_ok=True)
             if context.recipe is not None:
-                atomic_write(Path(run_dir) / "recipe.toml", to_toml(context.recipe.raw))
-            atomic_write(Path(run_dir) / "environment.json", json.dumps(environment(
-                {"num_processes": world, "mixed_precision": cfg.mixed_precision, "device": str(device)}),
-                indent=2, sort_keys=True, default=str))
-            log = MetricsLog(run_dir, resume_step=step if start_ckpt is not None else None)
+                atomic_write(Path(run.run_dir) / "recipe.toml", to_toml(context.recipe.raw))
+            atomic_write(Path(run.run_dir) / "environment.json", json.dumps(environment(
+                {"num_processes": acc.num_processes, "mixed_precision": cfg.mixed_precision,
+                 "device": str(acc.device)}), indent=2, sort_keys=True, default=str))
+            run.log = MetricsLog(run.run_dir, resume_step=run.step if resumed else None)
         if cfg.trackers():
-            project = context.recipe.name if context.recipe is not None else Path(run_dir).name
-            acc.init_trackers(project, config=tracker_config(cfg, settings))
-        callbacks = list(context.extra.get("callbacks", []) or [])
-        state = TrainState(step=step, max_steps=total, epoch=epoch, metrics={}, run_dir=run_dir, accelerator=acc,
-                           model=model)
-        self._call(callbacks, "on_train_start", state)
+            project = context.recipe.name if context.recipe is not None else Path(run.run_dir).name
+            acc.init_trackers(project, config=tracker_config(cfg, run.settings))
 
-        stream = batch_stream(context.datasets["train"], batch_size=cfg.batch_size, seed=context.seed,
-                              shuffle=cfg.shuffle, world=world, rank=rank, num_workers=cfg.num_workers,
-                              epoch=epoch, batch=position,
-                              max_epochs=None if cfg.max_steps else cfg.epochs)
-        bar = tqdm(total=total, initial=step, desc="geovr train", unit="step", dynamic_ncols=True,
-                   disable=not (main and cfg.progress))
-        trainable = [p for g in optimizer.param_groups for p in g["params"]]
-        last_saved, metrics = (step if start_ckpt is not None else -1), {}
-        t_last, samples = time.perf_counter(), 0
-        save_kw = {"per_epoch": per_epoch, "fingerprint": fingerprint, "settings": settings}
-        try:
-            while step < total:
-                sums: dict[str, float] = {}
-                bad: list[str] = []
-                for micro in range(cfg.grad_accum):
-                    try:
-                        epoch, index, batch = next(stream)
-                    except StopIteration:
-                        break
-                    position = index + 1
-                    counter.update(batch)
-                    batch = batch.to(device)
-                    with torch.no_grad():
-                        t_out = teacher.encode(batch) if teacher is not None else None
-                        m_out = metric.encode(batch) if metric is not None else None
-                    if t_out is None:
-                        from geovr.protocols import TeacherOutput
+    def _open_stream(self, run: _Run, context: BuildContext) -> None:
+        """The batch stream from the restored position and the progress bar."""
+        from tqdm.auto import tqdm
 
-                        t_out = TeacherOutput()
-                    t_out = merge_metric(t_out, m_out)
-                    inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                              for k, v in backbone.prepare(batch).items()}
-                    sync = nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(model)
-                    with sync:
-                        out = model(inputs, t_out, batch)
-                        acc.backward(out["total"] / cfg.grad_accum)
-                    bad += [k for k in self._accumulate(sums, out, names) if k not in bad]
-                    samples += batch.batch_size
-                if not sums:
-                    break
-                grad_norm = None
-                if not self._any_process(acc, bool(bad)) and cfg.max_grad_norm > 0:
-                    grad_norm = float(acc.clip_grad_norm_(trainable, cfg.max_grad_norm))
-                    if not math.isfinite(grad_norm):
-                        bad = ["gradients"]
-                if self._any_process(acc, bool(bad)):
-                    what = describe_nonfinite(bad, sums)
-                    if cfg.on_nonfinite == "stop":
-                        raise NonFiniteLossError(
-                            f"step {step + 1} (epoch {epoch}): {what}; the run stopped before this optimizer step "
-                            f"(nothing of it was applied or saved). Lower trainer.lr / trainer.head_lr or the "
-                            f"objective weights, or set trainer.on_nonfinite = \"skip_step\" to skip such steps")
-                    optimizer.zero_grad(set_to_none=True)
-                    with warnings.catch_warnings():  # the schedule advances with the step count
-                        warnings.simplefilter("ignore", UserWarning)
-                        scheduler.step()
-                    step += 1
-                    skipped += 1
-                    metrics = {"step": step, "epoch": epoch, "skipped": True, "skipped_steps": skipped,
-                               "nonfinite": what, "lr": optimizer.param_groups[0]["lr"]}
-                    if main:
-                        log.log(metrics)
-                    if main and cfg.progress:
-                        bar.write(f"geovr: warning: step {step}: {what}; optimizer step skipped ({skipped} so far)")
-                else:
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    metrics = self._reduce(acc, {k: v / max(1, sums.get("_count", 1)) for k, v in sums.items()
-                                                 if k != "_count"})
-                    now = time.perf_counter()
-                    metrics.update(step=step, epoch=epoch, lr=optimizer.param_groups[0]["lr"],
-                                   samples_per_s=samples * world / max(now - t_last, 1e-9))
-                    if len(optimizer.param_groups) > 1:
-                        metrics["head_lr"] = optimizer.param_groups[-1]["lr"]
-                    if grad_norm is not None:
-                        metrics["grad_norm"] = grad_norm
-                    metrics.update(counter.metrics(acc))
-                    if cfg.on_nonfinite == "skip_step":
-                        metrics["skipped_steps"] = skipped
-                    t_last, samples = now, 0
-                    if step % cfg.log_every == 0 or step == total:
-                        if main:
-                            log.log(metrics)
-                        if cfg.trackers():
-                            acc.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
-                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
-                bar.update(1)
-                if cfg.save_every and step % cfg.save_every == 0:
-                    self._save(acc, run_dir, step, backbone, context.objectives, optimizer, scheduler,
-                               epoch=epoch, position=position, skipped=skipped, data_counts=counter.state(),
-                               **save_kw)
-                    last_saved = step
-                state.step, state.epoch, state.metrics = step, epoch, metrics
-                self._call(callbacks, "on_step_end", state)
-                if state.should_stop:
-                    break
-            if step != last_saved and step > 0:
-                self._save(acc, run_dir, step, backbone, context.objectives, optimizer, scheduler,
-                           epoch=epoch, position=position, skipped=skipped, data_counts=counter.state(),
-                               **save_kw)
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
+        cfg, acc = self.config, run.acc
+        run.stream = batch_stream(context.datasets["train"], batch_size=cfg.batch_size, seed=context.seed,
+                                  shuffle=cfg.shuffle, world=acc.num_processes, rank=acc.process_index,
+                                  num_workers=cfg.num_workers, epoch=run.epoch, batch=run.position,
+                                  max_epochs=None if cfg.max_steps else cfg.epochs)
+        run.bar = tqdm(total=run.total, initial=run.step, desc="geovr train", unit="step", dynamic_ncols=True,
+                       disable=not (acc.is_main_process and cfg.progress))
+        run.trainable = [p for g in run.optimizer.param_groups for p in g["params"]]
+        run.t_last = time.perf_counter()
+
+    def _close_logs(self, run: _Run) -> None:
+        if run.bar is not None:
+            run.bar.close()
+        if run.log is not None:
+            run.log.close()
+        if self.config.trackers():
+            run.acc.end_training()
+
+    # -- the step loop ---------------------------------------------------------------------------
+    def _loop(self, run: _Run, state: TrainState, callbacks: list) -> None:
+        """One optimizer step per iteration until ``max_steps``, the end of the data or a callback's stop."""
+        cfg = self.config
+        while run.step < run.total:
+            sums, bad = self._forward_backward(run)
+            if not sums:  # the data ran out
+                break
+            self._optimizer_step(run, sums, bad)
+            run.bar.update(1)
+            if cfg.save_every and run.step % cfg.save_every == 0:
+                self._save(run)
+            state.step, state.epoch, state.metrics = run.step, run.epoch, run.metrics
+            self._call(callbacks, "on_step_end", state)
+            if state.should_stop:
+                break
+
+    def _forward_backward(self, run: _Run) -> tuple[dict[str, float], list[str]]:
+        """``grad_accum`` micro-batches (gradients synchronised on the last): summed numbers, non-finite names."""
+        cfg, acc = self.config, run.acc
+        sums: dict[str, float] = {}
+        bad: list[str] = []
+        for micro in range(cfg.grad_accum):
+            try:
+                run.epoch, index, batch = next(run.stream)
+            except StopIteration:
+                break
+            run.position = index + 1
+            run.counter.update(batch)
+            batch = batch.to(acc.device)
+            teacher_out = self._teacher_outputs(run, batch)
+            inputs = {k: (v.to(acc.device) if isinstance(v, torch.Tensor) else v)
+                      for k, v in run.backbone.prepare(batch).items()}
+            with nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(run.model):
+                out = run.model(inputs, teacher_out, batch)
+                acc.backward(out["total"] / cfg.grad_accum)
+            bad += [k for k in self._accumulate(sums, out, run.names) if k not in bad]
+            run.samples += batch.batch_size
+        return sums, bad
+
+    @staticmethod
+    def _teacher_outputs(run: _Run, batch) -> TeacherOutput:
+        """The teacher's (or the cache's) outputs for ``batch``, merged with the metric teacher's ``metric_depth``."""
+        with torch.no_grad():
+            t_out = run.teacher.encode(batch) if run.teacher is not None else None
+            m_out = run.metric.encode(batch) if run.metric is not None else None
+        return merge_metric(t_out if t_out is not None else TeacherOutput(), m_out)
+
+    def _optimizer_step(self, run: _Run, sums: dict[str, float], bad: list[str]) -> None:
+        """Clip, then apply the step, or skip / stop on a non-finite loss or gradient norm on any process."""
+        cfg, acc = self.config, run.acc
+        grad_norm = None
+        if not self._any_process(acc, bool(bad)) and cfg.max_grad_norm > 0:
+            grad_norm = float(acc.clip_grad_norm_(run.trainable, cfg.max_grad_norm))
+            if not math.isfinite(grad_norm):
+                bad = ["gradients"]
+        if self._any_process(acc, bool(bad)):
+            self._skip_step(run, describe_nonfinite(bad, sums))
+            return
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.step += 1
+        run.metrics = self._step_metrics(run, sums, grad_norm)
+        if run.step % cfg.log_every == 0 or run.step == run.total:
+            if run.log is not None:
+                run.log.log(run.metrics)
             if cfg.trackers():
-                acc.end_training()
-        self._call(callbacks, "on_train_end", state)
-        acc.wait_for_everyone()
-        result = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        result["steps"] = step
-        return result
+                acc.log({k: v for k, v in run.metrics.items() if k != "step"}, step=run.step)
+        run.bar.set_postfix(loss=f"{run.metrics['loss']:.4f}", refresh=False)
+
+    def _skip_step(self, run: _Run, what: str) -> None:
+        """``on_nonfinite = "stop"``: raise; ``"skip_step"``: drop the gradients, advance the schedule, log."""
+        cfg = self.config
+        if cfg.on_nonfinite == "stop":
+            raise NonFiniteLossError(
+                f"step {run.step + 1} (epoch {run.epoch}): {what}; the run stopped before this optimizer step "
+                f"(nothing of it was applied or saved). Lower trainer.lr / trainer.head_lr or the "
+                f"objective weights, or set trainer.on_nonfinite = \"skip_step\" to skip such steps")
+        run.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # the schedule advances with the step count
+            warnings.simplefilter("ignore", UserWarning)
+            run.scheduler.step()
+        run.step += 1
+        run.skipped += 1
+        run.metrics = {"step": run.step, "epoch": run.epoch, "skipped": True, "skipped_steps": run.skipped,
+                       "nonfinite": what, "lr": run.optimizer.param_groups[0]["lr"]}
+        if run.log is not None:
+            run.log.log(run.metrics)
+        if run.acc.is_main_process and cfg.progress:
+            run.bar.write(f"geovr: warning: step {run.step}: {what}; optimizer step skipped ({run.skipped} so far)")
+
+    def _step_metrics(self, run: _Run, sums: dict[str, float], grad_norm: float | None) -> dict[str, Any]:
+        """Means over micro-batches and processes, plus step, epoch, learning rates, throughput, data counts."""
+        acc, groups = run.acc, run.optimizer.param_groups
+        metrics: dict[str, Any] = self._reduce(acc, {k: v / max(1, sums.get("_count", 1)) for k, v in sums.items()
+                                                     if k != "_count"})
+        now = time.perf_counter()
+        metrics.update(step=run.step, epoch=run.epoch, lr=groups[0]["lr"],
+                       samples_per_s=run.samples * acc.num_processes / max(now - run.t_last, 1e-9))
+        if len(groups) > 1:
+            metrics["head_lr"] = groups[-1]["lr"]
+        if grad_norm is not None:
+            metrics["grad_norm"] = grad_norm
+        metrics.update(run.counter.metrics(acc))
+        if self.config.on_nonfinite == "skip_step":
+            metrics["skipped_steps"] = run.skipped
+        run.t_last, run.samples = now, 0
+        return metrics
 
     # -- pieces ----------------------------------------------------------------------------------
     @staticmethod
@@ -408,27 +499,32 @@ class AccelerateTrainer:
         t = acc.reduce(t, reduction="mean")
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
-    def _save(self, acc, run_dir, step, backbone, objectives, optimizer, scheduler, *, epoch, position,
-              per_epoch, fingerprint, settings, skipped=0, data_counts=None) -> None:
+    def _save(self, run: _Run) -> None:
+        """Checkpoint the step just done (collective: every process calls it)."""
         from accelerate.utils import gather_object
 
-        if position >= per_epoch:  # the next micro-batch starts a new epoch
+        acc, cfg = run.acc, self.config
+        epoch, position = run.epoch, run.position
+        if position >= run.per_epoch:  # the next micro-batch starts a new epoch
             epoch, position = epoch + 1, 0
         rngs = gather_object([ckpt_io.rng_state()]) if acc.num_processes > 1 else [ckpt_io.rng_state()]
-        full = self._fsdp.full_state(optimizer) if getattr(self, "_fsdp", None) else None  # collective
+        full = self._fsdp.full_state(run.optimizer) if self._fsdp is not None else None  # collective
+        data_counts = run.counter.state()
         counts = gather_object([data_counts]) if acc.num_processes > 1 else [data_counts]
         if acc.is_main_process:
             heads = full[1] if full else {f"{i}.{k}": v.detach().cpu().contiguous().clone()
-                                          for i, o in enumerate(objectives) for k, v in o.state_dict().items()}
+                                          for i, o in enumerate(run.objectives) for k, v in o.state_dict().items()}
             ckpt_io.save_checkpoint(
-                run_dir, step, model=full[0] if full else ckpt_io.trainable_state(backbone), objectives=heads,
-                optimizer=full[2] if full else optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs,
+                run.run_dir, run.step, model=full[0] if full else ckpt_io.trainable_state(run.backbone),
+                objectives=heads, optimizer=full[2] if full else run.optimizer.state_dict(),
+                scheduler=run.scheduler.state_dict(), rng=rngs,
                 state={"epoch": epoch, "batch": position, "world_size": acc.num_processes,
-                       "frozen_fingerprint": fingerprint, "batch_size": self.config.batch_size,
-                       "grad_accum": self.config.grad_accum, "settings": settings, "skipped_steps": skipped,
+                       "frozen_fingerprint": run.fingerprint, "batch_size": cfg.batch_size,
+                       "grad_accum": cfg.grad_accum, "settings": run.settings, "skipped_steps": run.skipped,
                        "data_counts": counts},
-                keep_last=self.config.keep_last)
+                keep_last=cfg.keep_last)
         acc.wait_for_everyone()
+        run.last_saved = run.step
 
     def _restore(self, path, backbone, objectives, optimizer, scheduler, *, fingerprint, world, rank, settings):
         loaded = ckpt_io.load_checkpoint(path)
@@ -450,7 +546,7 @@ class AccelerateTrainer:
                                       f"--resume-force (trainer.resume_force=true)")
             warnings.warn(f"resuming {where} despite changed settings (--resume-force):\n{listing}", stacklevel=2)
         rest = ckpt_io.load_training_state(loaded["path"])
-        if getattr(self, "_fsdp", None):
+        if self._fsdp is not None:
             self._fsdp.load_full_state(loaded["model"], loaded["objectives"], rest["optimizer"], optimizer)
             scheduler.load_state_dict(rest["scheduler"])
             if rank < len(rest["rng"]):
@@ -485,7 +581,7 @@ def settings_differences(state: dict, settings: dict) -> list[str]:
     return out
 
 
-def build(config: AccelerateTrainerConfig, context) -> AccelerateTrainer:
+def build(config: AccelerateTrainerConfig, context: BuildContext) -> AccelerateTrainer:
     """Factory of the ``accelerate`` trainer component."""
     if isinstance(config, dict):
         config = AccelerateTrainerConfig(**config)

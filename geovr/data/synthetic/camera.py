@@ -92,13 +92,13 @@ def _walk(scene, rng, free, S):
             way.append(nxt)
         if len(way) < 2:
             continue
-        way = np.array(way)
-        seg = np.linalg.norm(np.diff(way, axis=0), axis=1)
+        path = np.array(way)
+        seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
         cum = np.concatenate([[0], np.cumsum(seg)])
         tau = np.linspace(0, cum[-1], S)
-        xy = np.stack([np.interp(tau, cum, way[:, 0]), np.interp(tau, cum, way[:, 1])], -1)
-        ahead = np.stack([np.interp(np.minimum(tau + 0.6, cum[-1]), cum, way[:, 0]),
-                          np.interp(np.minimum(tau + 0.6, cum[-1]), cum, way[:, 1])], -1)
+        xy = np.stack([np.interp(tau, cum, path[:, 0]), np.interp(tau, cum, path[:, 1])], -1)
+        ahead = np.stack([np.interp(np.minimum(tau + 0.6, cum[-1]), cum, path[:, 0]),
+                          np.interp(np.minimum(tau + 0.6, cum[-1]), cum, path[:, 1])], -1)
         heading = np.arctan2(ahead[:, 1] - xy[:, 1], ahead[:, 0] - xy[:, 0])
         heading[-1] = heading[-2] if S > 1 else heading[-1]
         heading = np.unwrap(heading)

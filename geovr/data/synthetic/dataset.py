@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from typing import TYPE_CHECKING
 
 from geovr.data.configs import SyntheticRoomsConfig
 from geovr.data.synthetic.camera import make_trajectory
@@ -21,6 +22,9 @@ from geovr.data.synthetic.qa import generate_questions
 from geovr.data.synthetic.render import render
 from geovr.data.synthetic.scene import generate_scene
 from geovr.errors import DataError
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 
 #: Frame rate of a synthetic camera path (the rate ``geovr synth`` writes its videos at): frame ``i`` is
@@ -104,10 +108,11 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
     order = np.random.default_rng([s, 1]).permutation(len(records))
     rec = records[int(order[slot % len(records)])]
     question, options = rec["question"], rec["options"]
-    if getattr(config, "prompt", None):
+    prompt = getattr(config, "prompt", None)
+    if prompt:
         from geovr.eval.prompts import doc_prompt
 
-        question, options = doc_prompt(rec, protocol=config.prompt), None
+        question, options = doc_prompt(rec, protocol=prompt), None
     sample = {
         "frames": entry["rgb"].permute(0, 3, 1, 2).float().div_(255.0),
         "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
@@ -146,6 +151,6 @@ class SyntheticRoomsDataset(torch.utils.data.Dataset):
         return pixel_key(self.config.seed, index, self.config)
 
 
-def build(config: SyntheticRoomsConfig, context=None) -> SyntheticRoomsDataset:
+def build(config: SyntheticRoomsConfig, context: BuildContext | None = None) -> SyntheticRoomsDataset:
     """Factory of the ``synthetic_rooms`` dataset component."""
     return SyntheticRoomsDataset(config)

@@ -58,7 +58,7 @@ class _Ctx:
         self.unique = {c: objs[0] for c, objs in groups.items() if len(objs) == 1 and visible(objs[0])}
         self.groups = {c: objs for c, objs in groups.items() if all(visible(o) for o in objs)}
         self._dist: dict[tuple[int, int], float] = {}
-        self.counts = None  # pixel counts per frame and id (set when an id video is given)
+        self.counts: np.ndarray | None = None  # pixel counts per frame and id (set when an id video is given)
 
     def dist(self, a: SceneObject, b: SceneObject) -> float:
         key = (min(a.id, b.id), max(a.id, b.id))
@@ -175,8 +175,8 @@ def _route(ctx):
     legs = [pts[i + 1] - pts[i] for i in range(len(pts) - 1)]
     if min(np.linalg.norm(v) for v in legs) < 0.6:
         return None
-    turns = [_turn(legs[i], legs[i + 1]) for i in range(n_turns)]
-    if any(t is None for t in turns):
+    turns = [t for i in range(n_turns) if (t := _turn(legs[i], legs[i + 1])) is not None]
+    if len(turns) < n_turns:
         return None
     steps, k = [f"1. Go forward until the {objs[1].category}."], 2
     for i in range(n_turns):

@@ -22,6 +22,8 @@ per-object loop over full frames used to check and benchmark :func:`render`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import torch
@@ -68,8 +70,7 @@ def scene_tensors(scene: Scene) -> SceneTensors:
     if rows:
         center, half, yaw, shape, color, pattern, ids = zip(*rows)
     else:
-        center = half = color = torch.zeros(0, 3)
-        yaw = shape = pattern = ids = ()
+        center = half = yaw = shape = color = pattern = ids = ()
     yaw_t = torch.tensor(yaw, dtype=f64)
     return SceneTensors(
         center=torch.tensor(center, dtype=f64).reshape(-1, 3), half=torch.tensor(half, dtype=f64).reshape(-1, 3),
@@ -208,7 +209,9 @@ MAX_PRIMITIVES = 32  # tables are padded to this size for compiled kernels (30 o
 
 
 def _kernel(name: str, compiled: bool):
-    fn = {"box": _box_w, "cylinder": _cylinder_w, "sphere": _sphere_w, "room": _room_w, "shade": shade}[name]
+    kernels: dict[str, Callable[..., Any]] = {"box": _box_w, "cylinder": _cylinder_w, "sphere": _sphere_w,
+                                              "room": _room_w, "shade": shade}
+    fn = kernels[name]
     if not compiled:
         return fn
     if name not in _COMPILED:

@@ -136,7 +136,8 @@ def _quad_inside(room: Room, quad: np.ndarray, margin: float) -> bool:
 
 def _sample_size(rng: np.random.Generator, cat) -> tuple[float, float, float]:
     if cat.shape == "box":
-        return tuple(float(rng.uniform(*r)) for r in (cat.length, cat.width, cat.height))
+        length, width, height = (float(rng.uniform(*r)) for r in (cat.length, cat.width, cat.height))
+        return length, width, height
     d = float(rng.uniform(*cat.length))
     return (d, d, d) if cat.shape == "sphere" else (d, d, float(rng.uniform(*cat.height)))
 
@@ -144,13 +145,13 @@ def _sample_size(rng: np.random.Generator, cat) -> tuple[float, float, float]:
 def _sample_room(rng: np.random.Generator) -> Room:
     while True:
         length, width = rng.uniform(3.2, 8.5), rng.uniform(3.2, 8.0)
-        notch = None
+        notch: tuple[float, float, float, float] | None = None
         if rng.random() < 0.35:
             nx, ny = length * rng.uniform(0.3, 0.45), width * rng.uniform(0.3, 0.45)
             corner = int(rng.integers(4))
             x0 = 0.0 if corner in (0, 3) else length - nx
             y0 = 0.0 if corner in (0, 1) else width - ny
-            notch = tuple(round(v, 4) for v in (x0, y0, x0 + nx, y0 + ny))
+            notch = (round(x0, 4), round(y0, 4), round(x0 + nx, 4), round(y0 + ny, 4))
         room = Room(round(float(length), 4), round(float(width), 4), round(float(rng.uniform(2.5, 3.0)), 4),
                     notch, WALL_COLORS[int(rng.integers(len(WALL_COLORS)))],
                     FLOOR_COLORS[int(rng.integers(len(FLOOR_COLORS)))])
@@ -180,7 +181,8 @@ def generate_scene(seed: int, num_objects: tuple[int, int] = (8, 24), name: str 
         names = SURFACE_CATEGORIES if use_surface else FLOOR_CATEGORIES
         cat = CATEGORIES[names[int(rng.integers(len(names)))]]
         size = _sample_size(rng, cat)
-        color = tuple(float(np.clip(c + rng.uniform(-0.08, 0.08), 0, 1)) for c in cat.color)
+        red, green, blue = (float(np.clip(c + rng.uniform(-0.08, 0.08), 0, 1)) for c in cat.color)
+        color = (red, green, blue)
         pattern = int(rng.integers(4))
         placed = None
         for _try in range(max_tries if not use_surface else 12):

@@ -23,7 +23,7 @@ def _train(recipe_name, overrides, tmp_path, steps):
             "trainer.progress=false"]
     recipe = load_recipe(find_shipped(recipe_name), [*overrides, *base], require_training=True)
     ctx = build_seeded(recipe)
-    assert ctx.extra["trainer"].fit(ctx)["steps"] == steps
+    assert ctx.trainer.fit(ctx)["steps"] == steps
     return ctx, read_metrics(tmp_path / "run")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import TYPE_CHECKING
 
 import attrs
 import torch
@@ -31,6 +32,9 @@ from geovr_plugin_dust3r.global_align import global_align, make_edges
 from geovr_plugin_dust3r.model import AsymmetricCroCo3DStereo, DecoderOutput
 from geovr_plugin_dust3r.pointmaps import anchors, frames_from_pairs
 from geovr_plugin_dust3r.preprocess import preprocess
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CACHE_VERSION = "dust3r-teacher-2"
@@ -218,6 +222,6 @@ def load_teacher(config: DUSt3RTeacherConfig | None = None, device: str = "cpu")
     return DUSt3RTeacher(model.to(device), config, weights_id)
 
 
-def build(config: DUSt3RTeacherConfig, context) -> DUSt3RTeacher:
+def build(config: DUSt3RTeacherConfig, context: BuildContext) -> DUSt3RTeacher:
     """Registered factory: ``build(config, context)`` → :class:`DUSt3RTeacher` on ``context.device``."""
     return load_teacher(config, device=getattr(context, "device", "cpu") or "cpu")

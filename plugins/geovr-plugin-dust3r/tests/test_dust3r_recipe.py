@@ -45,7 +45,7 @@ def test_switching_the_teacher_component_is_the_only_change(teacher, tmp_path):
     recipe = load_recipe(find_shipped("tiny_vggt"), overrides, require_training=True)
     ctx = build_seeded(recipe)
     assert type(ctx.teacher).__name__ == {"vggt": "VGGTTeacher", "dust3r": "DUSt3RTeacher"}[teacher]
-    assert ctx.extra["trainer"].fit(ctx)["steps"] == 12
+    assert ctx.trainer.fit(ctx)["steps"] == 12
     rows = read_metrics(tmp_path / "run")
     for key in ("loss", "camera_pose/loss", "depth/loss", "feature_distill/loss", "metric_scale/loss"):
         assert all(math.isfinite(r[key]) for r in rows), key

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,6 +24,9 @@ from geovr.errors import GeovrError
 from geovr.protocols import Batch, GeometryRequest, StudentOutput
 from geovr_plugin_llava import loading, prompts
 from geovr_plugin_llava.tokens import build_layout, gather_grid, splice
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 _NOT_FOR_SPLICED = ("input_ids", "attention_mask", "labels", "pixel_values_videos", "image_sizes_videos")
 
@@ -189,7 +193,7 @@ class LlavaOneVisionBackbone(nn.Module):
         self.processor.save_pretrained(path)
 
 
-def build(config, context) -> LlavaOneVisionBackbone:
+def build(config, context: BuildContext) -> LlavaOneVisionBackbone:
     """Factory: :class:`~geovr_plugin_llava.config.LlavaOneVisionConfig` + BuildContext → backbone."""
     model, processor = loading.load(config.pretrained, dtype=config.dtype,
                                     attn_implementation=config.attn_implementation)

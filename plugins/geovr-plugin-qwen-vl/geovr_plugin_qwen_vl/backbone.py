@@ -36,6 +36,7 @@ the vision features scattered into the ``<|video_pad|>`` slots), then extended w
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import attrs
 import torch
@@ -49,6 +50,9 @@ from geovr_plugin_qwen_vl.loading import (
     MODEL_TYPES, apply_freeze, load_model_and_processor, model_class, plain_state_dict, resolve_attn_implementation,
     wrap_lora,
 )
+
+if TYPE_CHECKING:
+    from geovr.protocols import BuildContext
 
 __all__ = ["QwenVLBackbone", "build", "build_qwen3_vl", "build_qwen2_5_vl", "target_frame_size",
            "CAMERA_ID", "SCALE_ID", "MODEL_TYPES", "model_class", "resolve_attn_implementation"]
@@ -435,17 +439,17 @@ class QwenVLBackbone(nn.Module):
                 emb.weight.copy_(t[key])
 
 
-def build(kind: str, config: QwenVLBackboneConfig, context=None) -> QwenVLBackbone:
+def build(kind: str, config: QwenVLBackboneConfig, context: BuildContext | None = None) -> QwenVLBackbone:
     """Build a backbone of ``kind`` and move it to ``context.device``."""
     device = getattr(context, "device", "cpu") or "cpu"
     return QwenVLBackbone(kind, config).to(device)
 
 
-def build_qwen3_vl(config, context=None) -> QwenVLBackbone:
+def build_qwen3_vl(config, context: BuildContext | None = None) -> QwenVLBackbone:
     """Factory of the ``qwen3_vl`` backbone (``factory(config, context)``)."""
     return build("qwen3_vl", config, context)
 
 
-def build_qwen2_5_vl(config, context=None) -> QwenVLBackbone:
+def build_qwen2_5_vl(config, context: BuildContext | None = None) -> QwenVLBackbone:
     """Factory of the ``qwen2_5_vl`` backbone (``factory(config, context)``)."""
     return build("qwen2_5_vl", config, context)

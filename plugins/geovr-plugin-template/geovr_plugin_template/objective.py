@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from geovr.protocols import Batch, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput
+from geovr.protocols import Batch, BuildContext, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput
 
 
 class FrameDepthMean(nn.Module):
@@ -27,6 +27,6 @@ class FrameDepthMean(nn.Module):
         return ObjectiveOutput(loss=loss, metrics={"l1": float(loss.detach())})
 
 
-def build(config, context) -> FrameDepthMean:
+def build(config, context: BuildContext) -> FrameDepthMean:
     """Factory: ``(FrameDepthMeanConfig, BuildContext) -> FrameDepthMean`` (needs the backbone's D)."""
     return FrameDepthMean(context.backbone.hidden_size, hidden=config.hidden, weight=config.weight)
