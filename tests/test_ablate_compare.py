@@ -115,6 +115,8 @@ def test_ablate_runs_resumes_and_compares(tmp_path, monkeypatch, capsys):
              "evaluators.1.dataset_options.image_size=[56,56]", "backbone.max_new_tokens=2"]
     args = ["ablate", str(folder), "--output", str(out), "--jobs", "2", "--no-progress",
             "--json", str(tmp_path / "c.json"), "--report", str(tmp_path / "results.md"), *small]
+    (tmp_path / "results.md").write_text("old table\n<!-- notes: kept when this file is regenerated -->\n"
+                                         "## Findings\nhand-written\n")
     assert main(args) == 0, capsys.readouterr().err
     for arm in ("text_only", "all_four"):
         for seed in (0, 1):
@@ -127,6 +129,8 @@ def test_ablate_runs_resumes_and_compares(tmp_path, monkeypatch, capsys):
     assert set(doc["diff"]) == {"all_four"}
     report = (tmp_path / "results.md").read_text()
     assert "Regenerate with: `geovr ablate" in report and "commit:" in report and "seeds: 0, 1" in report
+    assert "old table" not in report and report.endswith("## Findings\nhand-written\n")
+    assert report.index("Regenerate with") < report.index("<!-- notes:")
     assert (tmp_path / "results.png").stat().st_size > 1000 and (out / "comparison.png").is_file()
     capsys.readouterr()
     # resume: everything is done, nothing is re-run (a failing child would show: no python is started)
@@ -149,6 +153,26 @@ def test_ablate_reports_every_bad_recipe_at_once(tmp_path, capsys):
     assert main(["ablate", str(folder), "--dry-run"]) == 2
     assert "unknown key 'seedz'" in capsys.readouterr().err
     assert main(["ablate", str(tmp_path / "none")]) == 2
+
+
+def test_quick_runs_its_arms_in_its_own_folder(tmp_path, capsys):
+    folder = _tiny_folder(tmp_path)
+    (folder / "depth.toml").write_text((folder / "all_four.toml").read_text())
+    (folder / "ablation.toml").write_text('output_dir = "%s"\nseeds = 3\n[quick]\nseeds = 2\n'
+                                          'arms = ["text_only", "all_four"]\n' % (tmp_path / "full").as_posix())
+    assert main(["ablate", str(folder), "--quick", "--dry-run"]) == 0
+    quick = capsys.readouterr()
+    assert main(["ablate", str(folder), "--dry-run"]) == 0
+    full = capsys.readouterr()
+    q, f = quick.out + quick.err, full.out + full.err
+    assert "4 runs (2 arms x 2 seeds)" in q and str(tmp_path / "full-quick") in q and "depth" not in q
+    assert "9 runs (3 arms x 3 seeds)" in f and str(tmp_path / "full-quick") not in f
+    (folder / "ablation.toml").write_text('[quick]\narms = ["text_only", "nope"]\n')
+    assert main(["ablate", str(folder), "--quick", "--dry-run"]) == 2
+    assert "quick.arms nope: not in" in capsys.readouterr().err
+    (folder / "ablation.toml").write_text('[quick]\narms = "all_four"\n')
+    assert main(["ablate", str(folder), "--quick", "--dry-run"]) == 2
+    assert "quick.arms must be a list" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("verb", ["ablate", "compare"])

@@ -11,6 +11,8 @@ an arm) sets the defaults::
     [quick]                       # what --quick changes
     seeds = 2
     overrides = ["trainer.max_steps=100"]
+    arms = ["text_only", "all_four"]  # optional: only these arms (default: all)
+    output_dir = "runs/ablation-quick"  # optional (default: <output_dir>-quick, never the full runs')
 
 Every run is ``geovr run`` then ``geovr eval`` in a child process (so one failing run does not stop the
 others, and ``--jobs`` can run several at once); its log goes to ``<run>/ablate.log`` and its result to
@@ -32,6 +34,8 @@ from pathlib import Path
 from geovr.errors import GeovrError, UsageError
 
 SETTINGS = "ablation.toml"
+#: In a results document, everything from this line on is kept when ``--report`` rewrites the file.
+NOTES_MARKER = "<!-- notes: kept when this file is regenerated -->"
 EXAMPLES = """\
 examples:
   geovr ablate recipes/ablation                          every arm x 3 seeds, then the comparison table
@@ -42,7 +46,7 @@ examples:
   geovr ablate recipes/ablation --dry-run                list the runs and what is already done
 
 Runs go to OUTPUT/<arm>/seed-<k>/ (OUTPUT defaults to runs/ablation-<folder name>, or output_dir in
-FOLDER/ablation.toml); finished runs are skipped, so re-running resumes. The comparison is written to
+FOLDER/ablation.toml; with --quick OUTPUT-quick); finished runs are skipped, so re-running resumes. The comparison is written to
 OUTPUT/comparison.{md,json,png} and printed. Exit codes: 0 ok, 1 a run failed, 2 usage/recipe error."""
 
 
@@ -91,8 +95,13 @@ def read_settings(folder: Path) -> dict:
     if not isinstance(quick, dict):
         problems.append(f"{path}: [quick] must be a table")
     else:
-        problems += [f"{path}: unknown key quick.{k!r} (allowed: seeds, overrides)" for k in quick
-                     if k not in ("seeds", "overrides")]
+        problems += [f"{path}: unknown key quick.{k!r} (allowed: seeds, overrides, arms, output_dir)" for k in quick
+                     if k not in ("seeds", "overrides", "arms", "output_dir")]
+        arms = quick.get("arms", [])
+        if not isinstance(arms, list) or not all(isinstance(a, str) and a for a in arms):
+            problems.append(f"{path}: quick.arms must be a list of arm names, got {arms!r}")
+        if "output_dir" in quick and not (isinstance(quick["output_dir"], str) and quick["output_dir"]):
+            problems.append(f"{path}: quick.output_dir must be a path, got {quick['output_dir']!r}")
     for where, table in (("", data), ("quick.", quick if isinstance(quick, dict) else {})):
         if "seeds" in table and (not isinstance(table["seeds"], int) or table["seeds"] < 1):
             problems.append(f"{path}: {where}seeds must be an integer >= 1, got {table['seeds']!r}")
@@ -114,14 +123,15 @@ def plan(args) -> dict:
         raise UsageError(f"{folder}: not a folder of recipes (give a directory holding <arm>.toml files)")
     settings = read_settings(folder)
     arms = {p.stem: p for p in sorted(folder.glob("*.toml")) if p.name != SETTINGS}
-    if args.arm:
-        unknown = [a for a in args.arm if a not in arms]
+    quick = settings.get("quick", {}) if args.quick else {}
+    chosen, where = (args.arm, "--arm") if args.arm else (quick.get("arms"), f"{folder / SETTINGS}: quick.arms")
+    if chosen:
+        unknown = [a for a in chosen if a not in arms]
         if unknown:
-            raise UsageError(f"--arm {', '.join(unknown)}: not in {folder} (arms: {', '.join(arms) or 'none'})")
-        arms = {a: arms[a] for a in args.arm}
+            raise UsageError(f"{where} {', '.join(unknown)}: not in {folder} (arms: {', '.join(arms) or 'none'})")
+        arms = {a: arms[a] for a in chosen}
     if len(arms) < 1:
         raise UsageError(f"{folder}: no recipes (*.toml) found")
-    quick = settings.get("quick", {}) if args.quick else {}
     seeds = args.seeds or quick.get("seeds") or (2 if args.quick else settings.get("seeds", 3))
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
@@ -135,8 +145,10 @@ def plan(args) -> dict:
     if problems:
         raise RecipeError(problems, source=str(folder))
     output = Path(args.output or settings.get("output_dir") or Path("runs") / f"ablation-{folder.resolve().name}")
+    if args.quick and not args.output:  # never the full runs' folder: their results stay
+        output = Path(quick.get("output_dir") or f"{output}-quick")
     baseline = args.baseline or settings.get("baseline") or ("text_only" if "text_only" in arms else None)
-    if baseline is not None and baseline not in arms and not args.arm:
+    if baseline is not None and baseline not in arms and not (args.arm or quick.get("arms")):
         raise UsageError(f"baseline {baseline!r} is not an arm of {folder} (arms: {', '.join(arms)})")
     runs = []
     for arm, path in arms.items():
@@ -327,7 +339,8 @@ def _setup_lines(p: dict) -> list[str]:
 
 def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: float) -> None:
     """The results document: command, commit, seeds, wall time, the comparison tables and plot, the
-    per-task QA table with chance levels, and per-run times."""
+    per-task QA table with chance levels, and per-run times. When ``path`` exists and holds
+    :data:`NOTES_MARKER`, the notes from that line on are kept below the regenerated part."""
     import datetime
 
     from geovr.eval.compare import HEADLINE, chance_levels, markdown, plot, reference_rows
@@ -370,4 +383,9 @@ def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: f
                   "diff": {a: {m: row[m] for m in qa if m in row} for a, row in doc["diff"].items()}},
                  metrics=qa, chance=chance),
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    if path.is_file():  # hand-written notes after the marker survive regeneration
+        old = path.read_text(encoding="utf-8")
+        if NOTES_MARKER in old:
+            text += "\n" + old[old.index(NOTES_MARKER):]
+    path.write_text(text, encoding="utf-8")
