@@ -12,6 +12,8 @@ user pays it) and times the whole job from inside, imports excluded: rendering, 
 writing every file and, for ``conversations`` / ``wds``, those layouts. The two pipelines alternate
 (previous, today, today, previous, ...) and the median of ``--rounds`` is reported with the ratio
 today / previous, so a shared machine slows both alike; the load average is printed before and after.
+The last columns turn the CPU time of the job (the process and its workers) into the frames/s all
+cores would give if nothing else ran: an estimate of a quiet machine from a busy one.
 
 * **previous**: the pipeline this replaced, reproduced here: one process rendering with torch's default
   threads while one writer thread makes questions and encodes with x264 ``veryfast`` (x264's own
@@ -101,7 +103,14 @@ def _previous(out: Path, scenes: int, frames: int, size, seed: int, compiled: bo
 
 
 def _child(args) -> None:
-    """One measurement in this (fresh) process; prints ``{"seconds": s}`` as the last line."""
+    """One measurement in this (fresh) process; prints ``{"seconds", "cpu_seconds"}`` as the last line
+    (CPU time of this process and its workers during the job)."""
+    import resource
+
+    from geovr.data.synthetic.cli import _import_worker_modules
+
+    _import_worker_modules()  # both pipelines: imports are not part of the job
+    args.cpu_at_start = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ("ru_utime", "ru_stime"))
     out = Path(args.child_out)
     size = tuple(args.size)
     if args.pipeline == "previous":
@@ -111,7 +120,11 @@ def _child(args) -> None:
 
         seconds = synthesize(out, scenes=args.scenes, frames=args.frames, size=size, seed=args.seed,
                              progress=False, compiled=args.mode == "compiled", fmt=args.format)["seconds"]
-    print(json.dumps({"seconds": seconds}))
+    import resource
+
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu - args.cpu_at_start}))
 
 
 def _measure(args, pipeline: str, mode: str, fmt: str, tmp: Path) -> float:
@@ -124,7 +137,7 @@ def _measure(args, pipeline: str, mode: str, fmt: str, tmp: Path) -> float:
     if res.returncode:
         raise SystemExit(f"benchmark child failed ({' '.join(cmd)}):\n{res.stderr[-3000:]}")
     shutil.rmtree(out, ignore_errors=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _parts(args) -> None:
@@ -198,27 +211,34 @@ def main(argv=None) -> None:
     load0 = os.getloadavg()
     print(f"geovr data synth end to end at {args.size[0]}x{args.size[1]}, {args.scenes} scenes x {args.frames} "
           f"frames, {os.cpu_count()} cores, load average {load0[0]:.2f} at start")
-    print(f"  {'mode':<9}{'format':<15}{'previous':>12}{'today':>12}{'today/previous':>16}")
+    cores = os.cpu_count() or 1
+    print(f"  {'mode':<9}{'format':<15}{'previous':>12}{'today':>12}{'today/previous':>16}"
+          f"   CPU-time bound: previous / today")
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="geovr-bench-synth-"))
     try:
         for mode in args.modes:
             for fmt in args.formats:
-                times = {"previous": [], "today": []}
+                runs = {"previous": [], "today": []}
                 for r in range(args.rounds):
                     order = ("previous", "today") if r % 2 == 0 else ("today", "previous")
                     for pipeline in order:
-                        times[pipeline].append(_measure(args, pipeline, mode, fmt, tmp))
-                fps = {k: total / statistics.median(v) for k, v in times.items()}
+                        runs[pipeline].append(_measure(args, pipeline, mode, fmt, tmp))
+                fps = {k: total / statistics.median(m["seconds"] for m in v) for k, v in runs.items()}
+                # CPU time per frame -> frames/s if every core were free for this job (an upper bound)
+                idle = {k: cores * total / statistics.median(m["cpu_seconds"] for m in v) for k, v in runs.items()}
                 ratio = fps["today"] / fps["previous"]
                 results.append({"mode": mode, "format": fmt, "previous_fps": fps["previous"],
-                                "today_fps": fps["today"], "ratio": ratio, "seconds": times})
-                print(f"  {mode:<9}{fmt:<15}{fps['previous']:>8.1f} f/s{fps['today']:>8.1f} f/s{ratio:>15.2f}x",
-                      flush=True)
+                                "today_fps": fps["today"], "ratio": ratio, "previous_idle_cores_fps": idle["previous"],
+                                "today_idle_cores_fps": idle["today"], "runs": runs})
+                print(f"  {mode:<9}{fmt:<15}{fps['previous']:>8.1f} f/s{fps['today']:>8.1f} f/s{ratio:>15.2f}x"
+                      f"{idle['previous']:>10.0f} f/s{idle['today']:>8.0f} f/s", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load1 = os.getloadavg()
-    print(f"  load average {load1[0]:.2f} at the end (1-min); frames/s = {total} frames / wall seconds of the job")
+    print(f"  load average {load1[0]:.2f} at the end (1-min); frames/s = {total} frames / wall seconds of the job; "
+          f"CPU-time bound = {cores} cores x {total} frames / CPU seconds of the job (what idle cores would give "
+          f"with perfect overlap; inflated for 'previous', whose idle OpenMP threads spin)")
     if args.json:
         Path(args.json).write_text(json.dumps({"size": args.size, "scenes": args.scenes, "frames": args.frames,
                                                "cores": os.cpu_count(), "load_start": load0, "load_end": load1,

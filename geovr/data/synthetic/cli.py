@@ -203,6 +203,7 @@ def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: in
     _check_dir(out, {"scenes": scenes, "frames": frames, "size": [H, W], "seed": seed, "fps": fps})
     for sub in ("videos", "geometry", "scenes"):
         (out / sub).mkdir(exist_ok=True)
+    _import_worker_modules()  # before forking: workers inherit them instead of importing torch each
     t0 = time.perf_counter()
     todo = [i for i in range(scenes) if not _done(out, i)]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
@@ -237,6 +238,19 @@ def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: in
             "questions": len(records), "question_types": {t: counts[t] for t in QUESTION_TYPES if counts[t]},
             "seconds": seconds, "frames_per_second": written * frames / seconds if written else 0.0,
             "workers": n_workers, "compiled": bool(compiled), "preset": preset, "format": fmt}
+
+
+def _import_worker_modules() -> None:
+    import av  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import torch  # noqa: F401
+
+    import geovr.data.synthetic.camera  # noqa: F401
+    import geovr.data.synthetic.dataset  # noqa: F401
+    import geovr.data.synthetic.qa  # noqa: F401
+    import geovr.data.synthetic.render  # noqa: F401
+    import geovr.data.video  # noqa: F401
+    import geovr.data.writers  # noqa: F401
 
 
 def _progress(total: int, enabled: bool):
