@@ -102,6 +102,34 @@ def _previous(out: Path, scenes: int, frames: int, size, seed: int, compiled: bo
     return time.perf_counter() - t0
 
 
+def _renderer_alone(scenes: int, frames: int, size, seed: int, compiled: bool, threads: int) -> float:
+    """Seconds to render the job's scenes (frames only: no questions, encoding or files) with ``threads``
+    torch threads, after a warm-up (compilation) that is not timed."""
+    import resource
+
+    import torch
+
+    from geovr.data.synthetic.camera import make_trajectory
+    from geovr.data.synthetic.dataset import scene_seed
+    from geovr.data.synthetic.render import render, warm_up
+    from geovr.data.synthetic.scene import generate_scene
+
+    torch.set_num_threads(threads)
+    jobs = []
+    for i in range(scenes):
+        s = scene_seed(seed, i)
+        sc = generate_scene(s)
+        jobs.append((sc, make_trajectory(sc, frames, size, s)))
+    if compiled:
+        warm_up(size)
+    render(jobs[0][0], jobs[0][1].intrinsics[:1], jobs[0][1].extrinsics[:1], size, compiled=compiled)
+    _renderer_alone.cpu = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ("ru_utime", "ru_stime"))
+    t0 = time.perf_counter()
+    for sc, tr in jobs:
+        render(sc, tr.intrinsics, tr.extrinsics, size, compiled=compiled)
+    return time.perf_counter() - t0
+
+
 def _child(args) -> None:
     """One measurement in this (fresh) process; prints ``{"seconds", "cpu_seconds"}`` as the last line
     (CPU time of this process and its workers during the job)."""
@@ -113,7 +141,11 @@ def _child(args) -> None:
     args.cpu_at_start = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ("ru_utime", "ru_stime"))
     out = Path(args.child_out)
     size = tuple(args.size)
-    if args.pipeline == "previous":
+    if args.pipeline.startswith("renderer"):  # reference: the renderer alone with 1 or 2 threads
+        seconds = _renderer_alone(args.scenes, args.frames, size, args.seed, args.mode == "compiled",
+                                  threads=int(args.pipeline[-1]))
+        args.cpu_at_start = _renderer_alone.cpu
+    elif args.pipeline == "previous":
         seconds = _previous(out, args.scenes, args.frames, size, args.seed, args.mode == "compiled", args.format)
     else:
         from geovr.data.synthetic.cli import synthesize
@@ -199,7 +231,7 @@ def main(argv=None) -> None:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     # internal: one measurement in a child process
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
-    ap.add_argument("--pipeline", choices=("previous", "today"), help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline", choices=("previous", "today", "renderer1", "renderer2"), help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("eager", "compiled"), help=argparse.SUPPRESS)
     ap.add_argument("--format", default="vsi", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -224,15 +256,23 @@ def main(argv=None) -> None:
                     order = ("previous", "today") if r % 2 == 0 else ("today", "previous")
                     for pipeline in order:
                         runs[pipeline].append(_measure(args, pipeline, mode, fmt, tmp))
+                if fmt == args.formats[0]:  # reference rows, once per mode
+                    for ref in ("renderer1", "renderer2"):
+                        runs[ref] = [_measure(args, ref, mode, "vsi", tmp)]
                 fps = {k: total / statistics.median(m["seconds"] for m in v) for k, v in runs.items()}
                 # CPU time per frame -> frames/s if every core were free for this job (an upper bound)
                 idle = {k: cores * total / statistics.median(m["cpu_seconds"] for m in v) for k, v in runs.items()}
                 ratio = fps["today"] / fps["previous"]
                 results.append({"mode": mode, "format": fmt, "previous_fps": fps["previous"],
                                 "today_fps": fps["today"], "ratio": ratio, "previous_idle_cores_fps": idle["previous"],
-                                "today_idle_cores_fps": idle["today"], "runs": runs})
+                                "today_idle_cores_fps": idle["today"], "runs": runs,
+                                **{f"{k}_fps": fps[k] for k in ("renderer1", "renderer2") if k in fps}})
                 print(f"  {mode:<9}{fmt:<15}{fps['previous']:>8.1f} f/s{fps['today']:>8.1f} f/s{ratio:>15.2f}x"
                       f"{idle['previous']:>10.0f} f/s{idle['today']:>8.0f} f/s", flush=True)
+                if "renderer1" in fps:
+                    print(f"  {'':<9}{'(renderer alone, 1 thread ' + format(fps['renderer1'], '.1f') + ' f/s, 2 threads '}"
+                          f"{fps['renderer2']:.1f} f/s; today / (cores x renderer 1 thread) = "
+                          f"{fps['today'] / (cores * fps['renderer1']):.2f})", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load1 = os.getloadavg()
