@@ -13,8 +13,8 @@ The ``video_qa`` dataset reads this layout directly (``annotations = "DIR/qa.jso
 
 Speed: scenes are independent, so ``--workers N`` processes (default: every core) each make whole
 scenes (render, questions, x264 encode, save) with one thread; the output is the same, byte for byte,
-whatever ``N``. With a single worker the scene is made in this process, a writer thread encoding and
-saving one scene while the next renders. The renderer runs through ``torch.compile`` when the job is big
+whatever ``N``. With a single worker the scene is made in this process (one render thread), a writer
+thread encoding and saving one scene while the next renders. The renderer runs through ``torch.compile`` when the job is big
 enough to repay the compilation (:data:`AUTO_COMPILE_PIXELS`; ``--compile`` / ``--no-compile`` force
 it), compiled once here before the workers fork; when compiling fails it warns and renders eagerly.
 """
@@ -182,8 +182,8 @@ def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: in
     by a previous identical run.
 
     ``workers``: processes making scenes (``None``: ``os.cpu_count()``; capped at the scenes to render),
-    each with one torch thread; ``1`` makes them here with a writer thread overlapping encoding with the
-    next render. The files are identical for every ``workers``. ``compiled``: ``True`` / ``False`` force the
+    each with one torch thread; ``1`` makes them here (one torch thread) with a writer thread overlapping
+    encoding with the next render. The files are identical for every ``workers``. ``compiled``: ``True`` / ``False`` force the
     ``torch.compile`` renderer on / off, ``None`` (default) compiles when the scenes to render hold at
     least :data:`AUTO_COMPILE_PIXELS` pixels or ``GEOVR_COMPILE_RENDERER`` says so; a compilation failure
     warns and renders eagerly (compiled and eager frames agree up to float rounding, so a run keeps one
@@ -293,14 +293,19 @@ def _warm_up(size: tuple[int, int], *, one_thread: bool) -> bool:
 
 
 def _make_here(jobs: list[_Job], bar) -> list[tuple[list[dict], bool]]:
-    """Single worker: render in this thread while a writer thread encodes and saves the previous scene
-    (at most two scenes wait)."""
+    """Single worker: render in this thread (one torch thread, as a pool worker: torch's OpenMP threads
+    next to a busy writer thread stall) while a writer thread encodes and saves the previous scene (at
+    most two scenes wait)."""
     import collections
     from concurrent.futures import ThreadPoolExecutor
 
+    import torch
+
     pending: collections.deque = collections.deque()
     results = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geovr-synth-writer") as pool:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with _restore_threads(threads), ThreadPoolExecutor(max_workers=1, thread_name_prefix="geovr-synth-writer") as pool:
         for job in jobs:
             if _done(job.out, job.index):
                 pending.append(pool.submit(_existing, job))
@@ -313,6 +318,19 @@ def _make_here(jobs: list[_Job], bar) -> list[tuple[list[dict], bool]]:
             results.append(pending.popleft().result())
             bar.update()
     return results
+
+
+class _restore_threads:
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.n)
 
 
 def _make_in_pool(jobs: list[_Job], workers: int, bar) -> list[tuple[list[dict], bool]]:
