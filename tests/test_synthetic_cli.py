@@ -209,3 +209,28 @@ def test_first_frame_equals_read_video(tmp_path):
     got = first_frame(tmp_path / "v.mp4")
     assert got.dtype == np.uint8 and got.shape == (16, 24, 3)
     assert np.array_equal(got, expected) and torch.is_tensor(frames)
+
+
+def test_free_mask_matches_the_per_object_test():
+    """The vectorised free-space mask equals testing one floor object at a time (bit for bit)."""
+    import math
+
+    import numpy as np
+
+    from geovr.data.synthetic.camera import free_mask
+    from geovr.data.synthetic.scene import generate_scene
+
+    rng = np.random.default_rng(0)
+    for seed in range(12):
+        scene = generate_scene(seed)
+        xy = rng.uniform([-0.5, -0.5], [scene.room.length + 0.5, scene.room.width + 0.5], size=(500, 2))
+        ok = scene.room.contains(xy, 0.35)
+        for o in scene.objects:
+            if o.support:
+                continue
+            c, s = math.cos(o.yaw), math.sin(o.yaw)
+            d = xy - np.asarray(o.center[:2])
+            lx, ly = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
+            ok &= ~((np.abs(lx) < o.size[0] / 2 + 0.25) & (np.abs(ly) < o.size[1] / 2 + 0.25))
+        got = free_mask(scene, xy, 0.35, 0.25)
+        assert got.dtype == bool and np.array_equal(got, ok) and 0 < ok.sum() < len(ok)
