@@ -59,18 +59,19 @@ def conversation_records(vsi_records: list[dict], *, with_images: bool = True) -
     return out
 
 
-def _write_images(root: Path, scenes: list[str]) -> None:
+def write_images(root: Path, scenes: list[str]) -> None:
+    """``root/images/<scene>.jpg``: the first decoded frame of ``root/videos/<scene>.mp4`` of each scene
+    (JPEG quality 95; scenes whose image exists are skipped; written to a temporary name, then renamed)."""
     from PIL import Image
 
-    from geovr.data.video import read_video
+    from geovr.data.video import first_frame
 
     (root / "images").mkdir(exist_ok=True)
     for scene in scenes:
         dest = root / "images" / f"{scene}.jpg"
         if dest.is_file():
             continue
-        frames, _ = read_video(root / "videos" / f"{scene}.mp4", indices=[0])
-        arr = (frames[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().numpy()
+        arr = first_frame(root / "videos" / f"{scene}.mp4")  # [H,W,3] uint8
         tmp = dest.with_suffix(".tmp.jpg")
         Image.fromarray(arr).save(tmp, quality=95)
         os.replace(tmp, dest)
@@ -85,7 +86,7 @@ def write_conversations(root: str | os.PathLike, *, array: bool = False, name: s
     if not (root / "qa.jsonl").is_file():
         raise UsageError(f"{root}: no qa.jsonl (write the synthetic dataset first: geovr data synth --out {root})")
     records = conversation_records([rec for _, rec in iter_jsonl(root / "qa.jsonl")])
-    _write_images(root, sorted({Path(r["image"]).stem for r in records if "image" in r}))
+    write_images(root, sorted({Path(r["image"]).stem for r in records if "image" in r}))
     dest = root / (name or ("conversations.json" if array else "conversations.jsonl"))
     tmp = dest.with_name(dest.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
@@ -100,7 +101,8 @@ def write_conversations(root: str | os.PathLike, *, array: bool = False, name: s
 def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.PathLike | None = None,
                  progress: bool = False) -> list[Path]:
     """Pack ``root/conversations.jsonl`` and its media into tar shards of ``shard_size`` samples under
-    ``out`` (default ``root/shards``) with :class:`webdataset.TarWriter`; returns the shard paths. Lines are
+    ``out`` (default ``root/shards``) with :class:`webdataset.TarWriter`; returns the shard paths. Members are
+    dated 0 (1970-01-01), so the same records give the same bytes. Lines are
     stored as given (a malformed one too, and without a media member when its file is missing), so the
     readers' validation can be exercised on shards."""
     import webdataset as wds
@@ -115,6 +117,7 @@ def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.
     out = Path(out) if out is not None else root / "shards"
     out.mkdir(parents=True, exist_ok=True)
     lines = [line for line in ann.read_text(encoding="utf-8").splitlines() if line.strip()]
+    mtime = 0.0  # fixed member times: the same records give the same bytes
     paths: list[Path] = []
     writer = None
     try:
@@ -123,7 +126,7 @@ def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.
                 if writer is not None:
                     writer.close()
                 paths.append(out / f"shard-{n // shard_size:06d}.tar")
-                writer = wds.TarWriter(str(paths[-1]))
+                writer = wds.TarWriter(str(paths[-1]), mtime=mtime)
             assert writer is not None  # opened at n = 0
             sample = {"__key__": f"{n:06d}", "json": line.encode("utf-8")}  # as given: readers validate
             try:

@@ -51,14 +51,18 @@ def camera_extrinsics(position, yaw: float, pitch: float) -> np.ndarray:
 def free_mask(scene: Scene, xy: np.ndarray, wall_margin: float = 0.35, object_margin: float = 0.25) -> np.ndarray:
     """Bool mask over points ``[N,2]``: inside the room and clear of every floor object's footprint."""
     ok = scene.room.contains(xy, wall_margin)
-    for o in scene.objects:
-        if o.support:
-            continue
-        c, s = math.cos(o.yaw), math.sin(o.yaw)
-        d = xy - np.asarray(o.center[:2])
-        lx, ly = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
-        ok &= ~((np.abs(lx) < o.size[0] / 2 + object_margin) & (np.abs(ly) < o.size[1] / 2 + object_margin))
-    return ok
+    floor = [o for o in scene.objects if not o.support]
+    if not floor:
+        return ok
+    # all floor objects at once ([N, objects]); the same element-wise operations as one object at a time
+    c = np.array([math.cos(o.yaw) for o in floor])
+    s = np.array([math.sin(o.yaw) for o in floor])
+    centers = np.array([o.center[:2] for o in floor], dtype=float)
+    hx = np.array([o.size[0] / 2 + object_margin for o in floor])
+    hy = np.array([o.size[1] / 2 + object_margin for o in floor])
+    dx, dy = xy[:, 0, None] - centers[:, 0], xy[:, 1, None] - centers[:, 1]
+    lx, ly = dx * c + dy * s, -dx * s + dy * c
+    return ok & ~((np.abs(lx) < hx) & (np.abs(ly) < hy)).any(1)
 
 
 def _free_points(scene: Scene) -> np.ndarray:

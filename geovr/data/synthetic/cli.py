@@ -10,6 +10,13 @@ Layout of ``--out DIR``::
 
 The ``video_qa`` dataset reads this layout directly (``annotations = "DIR/qa.jsonl"``,
 ``video_root = "DIR/videos"``, ``geometry_root = "DIR/geometry"``).
+
+Speed: scenes are independent, so ``--workers N`` processes (default: every core) each make whole
+scenes (render, questions, x264 encode, save) with one thread; the output is the same, byte for byte,
+whatever ``N``. With a single worker the scene is made in this process (one render thread), a writer
+thread encoding and saving one scene while the next renders. The renderer runs through ``torch.compile`` when the job is big
+enough to repay the compilation (:data:`AUTO_COMPILE_PIXELS`; ``--compile`` / ``--no-compile`` force
+it), compiled once here before the workers fork; when compiling fails it warns and renders eagerly.
 """
 
 from __future__ import annotations
@@ -19,16 +26,27 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from geovr.errors import UsageError
 
 MARKER = ".geovr-synth.json"
+#: x264 presets ``--preset`` accepts (fastest first).
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+#: Default x264 preset: at ``crf`` 16 it encodes ~2x faster than ``veryfast`` at a slightly higher PSNR
+#: (41.6 against 41.0 dB at 224x224) in ~1.6x larger files (see docs/data.md).
+DEFAULT_PRESET = "ultrafast"
+#: With neither ``--compile`` nor ``--no-compile``, the renderer is compiled when the scenes still to
+#: render hold at least this many pixels (frames x H x W; 2000 frames of 224x224): below it the one-off
+#: compilation (seconds with a warm on-disk cache, ~30 s cold) costs more than it saves.
+AUTO_COMPILE_PIXELS = 2000 * 224 * 224
 EPILOG = """examples:
   geovr data synth --out data/synth --scenes 100 --frames 32 --size 224 224 --seed 0
   geovr data synth --out /tmp/tiny --scenes 2 --frames 8 --size 64 96
-  geovr data synth --out data/big --scenes 1000 --frames 32 --compile
+  geovr data synth --out data/big --scenes 1000 --frames 32 --workers 2 --compile
+  geovr data synth --out data/small --scenes 50 --frames 16 --no-compile --preset veryfast
   (re-running the same command resumes/skips finished scenes; a non-empty directory that was not
-  created by this command is never overwritten)"""
+  created by this command is never overwritten; the output does not depend on --workers)"""
 
 
 def add_parser(subparsers) -> None:
@@ -48,8 +66,16 @@ def add_parser(subparsers) -> None:
                    help="frame size, both even (default 224 224)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--fps", type=int, default=10, help="video frame rate (default 10)")
-    p.add_argument("--compile", action="store_true",
-                   help="render through torch.compile (faster for many frames; ~30 s compile on first use)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help=f"processes making scenes, one thread each (default: all cores, here {os.cpu_count()}); "
+                        "the output does not depend on it")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="render through torch.compile (~3x faster; compiles once, seconds with a warm cache, "
+                        "~30 s cold). Default: compile when the job renders at least 2000 frames of 224x224 "
+                        "(or as many pixels); falls back to eager rendering with a warning when compiling fails")
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
+                   help=f"x264 preset of the videos at crf 16 (default {DEFAULT_PRESET}; slower presets make "
+                        "smaller files at the same quality)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--format", choices=("vsi", "conversations", "wds"), default="vsi",
                    help="also write LLaVA-style conversations.jsonl (conversations) and tar shards (wds); "
@@ -64,11 +90,9 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     """Entry point of ``geovr data synth`` (returns the exit code); ends with a summary of what it wrote."""
     summary = synthesize(args.out, scenes=args.scenes, frames=args.frames, size=tuple(args.size), seed=args.seed,
-                         fps=args.fps, progress=not args.no_progress, compiled=args.compile)
-    if getattr(args, "format", "vsi") != "vsi":
-        from geovr.data.writers import convert
-
-        convert(args.out, args.format, shard_size=args.shard_size, progress=not args.no_progress)
+                         fps=args.fps, progress=not args.no_progress, compiled=getattr(args, "compile", None),
+                         workers=getattr(args, "workers", None), preset=getattr(args, "preset", DEFAULT_PRESET),
+                         fmt=getattr(args, "format", "vsi"), shard_size=getattr(args, "shard_size", 8))
     print(summary_text(summary), file=sys.stderr)
     return 0
 
@@ -76,10 +100,12 @@ def run(args) -> int:
 def summary_text(summary: dict) -> str:
     """Human summary of :func:`synthesize`'s result."""
     types = ", ".join(f"{k} {v}" for k, v in summary["question_types"].items())
+    how = (f"{summary.get('workers', 1)} worker(s), {'compiled' if summary.get('compiled') else 'eager'} "
+           f"renderer, x264 {summary.get('preset', DEFAULT_PRESET)}")
     return (f"geovr data synth: {summary['out']}: {summary['scenes']} scenes ({summary['written']} rendered now, "
             f"{summary['scenes'] - summary['written']} already there), {summary['frames']} frames of "
             f"{summary['size'][0]}x{summary['size'][1]}, {summary['questions']} questions in qa.jsonl ({types}); "
-            f"{summary['seconds']:.1f} s, {summary['frames_per_second']:.0f} frames/s rendered\n"
+            f"{summary['seconds']:.1f} s, {summary['frames_per_second']:.0f} frames/s end to end ({how})\n"
             f"  read it with: [data.train] component = \"video_qa\", annotations = \"{summary['out']}/qa.jsonl\", "
             f"video_root = \"{summary['out']}/videos\", geometry_root = \"{summary['out']}/geometry\"")
 
@@ -98,78 +124,285 @@ def _check_dir(out: Path, options: dict) -> None:
     marker.write_text(json.dumps(options, sort_keys=True))
 
 
-def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: int, fps: int = 10,
-               progress: bool = True, compiled: bool = False, preset: str = "veryfast") -> dict:
-    """Write ``scenes`` scenes to ``out`` (layout in the module docstring); skips scenes already
-    written by a previous identical run (``compiled`` only changes the speed, see
-    :func:`geovr.data.synthetic.render.render`).
+def _validate(scenes, frames, size, fps, workers, preset, fmt, shard_size) -> None:
+    """Every problem with the options at once, as one :class:`UsageError`."""
+    from geovr.data.writers import FORMATS
 
-    Rendering runs in this thread while a writer thread generates each scene's questions, encodes its
-    video (x264 ``preset``) and saves its geometry, so the CPU work overlaps (at most two scenes wait).
+    problems = []
+    if not (isinstance(scenes, int) and scenes >= 1):
+        problems.append(f"--scenes must be an integer >= 1, got {scenes!r}")
+    if not (isinstance(frames, int) and frames >= 1):
+        problems.append(f"--frames must be an integer >= 1, got {frames!r}")
+    if len(size) != 2 or any(not isinstance(v, int) or v < 2 or v % 2 for v in size):
+        problems.append(f"--size must be two even numbers >= 2 (H.264 needs even sizes), got "
+                        f"{' '.join(map(str, size))}")
+    if not (isinstance(fps, int) and fps >= 1):
+        problems.append(f"--fps must be an integer >= 1, got {fps!r}")
+    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+        problems.append(f"--workers must be an integer >= 1 (default: all {os.cpu_count()} cores), got {workers!r}")
+    if preset not in PRESETS:
+        problems.append(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if fmt not in FORMATS:
+        problems.append(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not (isinstance(shard_size, int) and shard_size >= 1):
+        problems.append(f"--shard-size must be an integer >= 1, got {shard_size!r}")
+    if problems:
+        raise UsageError("geovr data synth: " + "; ".join(problems))
+
+
+class _Job(NamedTuple):
+    """One scene to make (picklable: sent to a worker process)."""
+
+    out: str
+    index: int
+    seed: int
+    frames: int
+    size: tuple[int, int]
+    fps: int
+    preset: str
+    compiled: bool
+    images: bool  # also write images/<scene>.jpg (conversation formats)
+
+
+def _paths(out, index: int) -> dict:
+    name = f"scene_{index:05d}"
+    return {k: Path(out) / k / f"{name}{ext}" for k, ext in
+            (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))}
+
+
+def _done(out, index: int) -> bool:
+    return all(p.is_file() for p in _paths(out, index).values())
+
+
+def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: int, fps: int = 10,
+               progress: bool = True, compiled: bool | None = None, workers: int | None = None,
+               preset: str = DEFAULT_PRESET, fmt: str = "vsi", shard_size: int = 8) -> dict:
+    """Write ``scenes`` scenes to ``out`` (layout in the module docstring; ``fmt`` ``"conversations"`` /
+    ``"wds"`` also writes those layouts, :func:`geovr.data.writers.convert`); skips scenes already written
+    by a previous identical run.
+
+    ``workers``: processes making scenes (``None``: ``os.cpu_count()``; capped at the scenes to render),
+    each with one torch thread; ``1`` makes them here (one torch thread) with a writer thread overlapping
+    encoding with the next render. The files are identical for every ``workers``. ``compiled``: ``True`` / ``False`` force the
+    ``torch.compile`` renderer on / off, ``None`` (default) compiles when the scenes to render hold at
+    least :data:`AUTO_COMPILE_PIXELS` pixels or ``GEOVR_COMPILE_RENDERER`` says so; a compilation failure
+    warns and renders eagerly (compiled and eager frames agree up to float rounding, so a run keeps one
+    mode). ``preset``: x264 preset (crf 16, one x264 thread per video, so the bytes do not depend on the
+    machine).
+
     Returns ``{"out", "scenes", "written", "frames", "size", "questions", "question_types": {type: n},
-    "seconds", "frames_per_second"}`` (frames per second over the scenes rendered in this call)."""
+    "seconds", "frames_per_second", "workers", "compiled", "preset", "format"}``; ``frames_per_second``
+    counts the frames rendered in this call over the whole call (rendering, questions, encoding, writing
+    every file and layout, and any compilation)."""
     import collections
     import time
+
+    _validate(scenes, frames, tuple(size), fps, workers, preset, fmt, shard_size)
+    H, W = size
+    out = Path(out)
+    _check_dir(out, {"scenes": scenes, "frames": frames, "size": [H, W], "seed": seed, "fps": fps})
+    for sub in ("videos", "geometry", "scenes"):
+        (out / sub).mkdir(exist_ok=True)
+    _import_worker_modules()  # before forking: workers inherit them instead of importing torch each
+    t0 = time.perf_counter()
+    todo = [i for i in range(scenes) if not _done(out, i)]
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    compiled = _want_compiled(compiled, len(todo) * frames * H * W) if todo else False
+    if compiled:
+        compiled = _warm_up((H, W), one_thread=n_workers > 1)
+    images = fmt in ("conversations", "wds")
+    jobs = [_Job(str(out), i, seed, frames, (H, W), fps, preset, compiled, images) for i in range(scenes)]
+    bar = _progress(scenes, progress)
+    try:
+        if n_workers == 1:
+            results = _make_here(jobs, bar)
+        else:
+            results = _make_in_pool(jobs, n_workers, bar)
+    finally:
+        bar.close()
+    records = [rec for recs, _ in results for rec in recs]
+    with open(out / "qa.jsonl.tmp", "w", encoding="utf-8") as f:
+        for n, rec in enumerate(records):
+            f.write(json.dumps({**rec, "id": n}) + "\n")
+    os.replace(out / "qa.jsonl.tmp", out / "qa.jsonl")
+    if fmt != "vsi":
+        from geovr.data.writers import convert
+
+        convert(out, fmt, shard_size=shard_size, progress=progress)
+    seconds = time.perf_counter() - t0
+    written = sum(rendered for _, rendered in results)
+    counts = collections.Counter(rec["question_type"] for rec in records)
+    from geovr.data.configs import QUESTION_TYPES
+
+    return {"out": str(out), "scenes": scenes, "written": written, "frames": scenes * frames, "size": [H, W],
+            "questions": len(records), "question_types": {t: counts[t] for t in QUESTION_TYPES if counts[t]},
+            "seconds": seconds, "frames_per_second": written * frames / seconds if written else 0.0,
+            "workers": n_workers, "compiled": bool(compiled), "preset": preset, "format": fmt}
+
+
+def _import_worker_modules() -> None:
+    import av  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import torch  # noqa: F401
+
+    import geovr.data.synthetic.camera  # noqa: F401
+    import geovr.data.synthetic.dataset  # noqa: F401
+    import geovr.data.synthetic.qa  # noqa: F401
+    import geovr.data.synthetic.render  # noqa: F401
+    import geovr.data.video  # noqa: F401
+    import geovr.data.writers  # noqa: F401
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="geovr data synth", unit="scene", disable=not enabled)
+
+
+def _want_compiled(compiled: bool | None, pixels: int) -> bool:
+    if compiled is not None:
+        return bool(compiled)
+    env = os.environ.get("GEOVR_COMPILE_RENDERER", "").strip().lower()
+    if env:
+        return env in {"1", "true", "yes", "on"}
+    return pixels >= AUTO_COMPILE_PIXELS
+
+
+def _warm_up(size: tuple[int, int], *, one_thread: bool) -> bool:
+    """Compile the renderer's kernels at ``size`` here (with one torch thread when the kernels will run
+    in single-threaded forked workers); ``False`` with a warning when ``torch.compile`` fails."""
+    import warnings
+
+    import torch
+
+    from geovr.data.synthetic.render import warm_up
+
+    threads = torch.get_num_threads()
+    try:
+        if one_thread:
+            torch.set_num_threads(1)
+        warm_up(size)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any compiler/toolchain failure means: render eagerly
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        warnings.warn(f"geovr data synth: torch.compile does not work here ({type(exc).__name__}: {first}); "
+                      f"rendering eagerly (pass --no-compile to skip the attempt)", RuntimeWarning, stacklevel=3)
+        return False
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _make_here(jobs: list[_Job], bar) -> list[tuple[list[dict], bool]]:
+    """Single worker: render in this thread (one torch thread, as a pool worker: torch's OpenMP threads
+    next to a busy writer thread stall) while a writer thread encodes and saves the previous scene (at
+    most two scenes wait)."""
+    import collections
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
+
+    pending: collections.deque = collections.deque()
+    results = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with _restore_threads(threads), ThreadPoolExecutor(max_workers=1, thread_name_prefix="geovr-synth-writer") as pool:
+        for job in jobs:
+            if _done(job.out, job.index):
+                pending.append(pool.submit(_existing, job))
+            else:
+                pending.append(pool.submit(_write_scene, job, _render_scene(job)))
+            while len(pending) > 2:  # bounded memory: wait for the oldest scene
+                results.append(pending.popleft().result())
+                bar.update()
+        while pending:
+            results.append(pending.popleft().result())
+            bar.update()
+    return results
+
+
+class _restore_threads:
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.n)
+
+
+def _make_in_pool(jobs: list[_Job], workers: int, bar) -> list[tuple[list[dict], bool]]:
+    """``workers`` processes, each making whole scenes with one thread; results in scene order. Forked on
+    Linux (the workers inherit the imports and the compiled kernels), spawned elsewhere."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    try:
+        futures = {pool.submit(_scene_job, job): job.index for job in jobs}
+        results: dict[int, tuple[list[dict], bool]] = {}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            bar.update()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [results[job.index] for job in jobs]
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; a forked worker must not start an OpenMP team
+
+
+def _scene_job(job: _Job) -> tuple[list[dict], bool]:
+    """Worker job: make one scene (or, when its files exist, only its questions); ``(records, rendered)``."""
+    if _done(job.out, job.index):
+        return _existing(job)
+    return _write_scene(job, _render_scene(job))
+
+
+def _existing(job: _Job) -> tuple[list[dict], bool]:
+    """Questions of a scene written by a previous run (from its saved instance ids)."""
     from safetensors.torch import load_file
-    from tqdm import tqdm
+
+    from geovr.data.synthetic.dataset import scene_seed
+    from geovr.data.synthetic.scene import generate_scene
+
+    s = scene_seed(job.seed, job.index)
+    scene = generate_scene(s, name=_paths(job.out, job.index)["scenes"].stem)
+    ids = load_file(str(_paths(job.out, job.index)["geometry"]))["ids"]
+    if job.images:
+        _images(job)
+    return _questions(scene, ids, s), False
+
+
+def _render_scene(job: _Job) -> dict:
+    """Scene, camera path and frames of ``job``: ``{"scene", "seed", "rgb": [S,3,H,W] float in [0,1],
+    "geometry": {depth [S,H,W], ids [S,H,W] int32, intrinsics [S,3,3], extrinsics [S,3,4]}, "meta"}``."""
+    import torch
 
     from geovr.data.synthetic.camera import make_trajectory
     from geovr.data.synthetic.dataset import scene_seed
     from geovr.data.synthetic.render import render
     from geovr.data.synthetic.scene import generate_scene
 
-    H, W = size
-    if scenes < 1 or frames < 1:
-        raise UsageError(f"--scenes and --frames must be >= 1, got {scenes} and {frames}")
-    if H < 2 or W < 2 or H % 2 or W % 2:
-        raise UsageError(f"--size must be two even numbers >= 2 (H.264 needs even sizes), got {H} {W}")
-    out = Path(out)
-    _check_dir(out, {"scenes": scenes, "frames": frames, "size": [H, W], "seed": seed, "fps": fps})
-    for sub in ("videos", "geometry", "scenes"):
-        (out / sub).mkdir(exist_ok=True)
-    t0 = time.perf_counter()
-    written = 0
-    pending: collections.deque = collections.deque()
-    results: list[list[dict]] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geovr-synth-writer") as pool:
-        for i in tqdm(range(scenes), desc="geovr data synth", unit="scene", disable=not progress):
-            s = scene_seed(seed, i)
-            name = f"scene_{i:05d}"
-            paths = {k: out / k / f"{name}{ext}" for k, ext in
-                     (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))}
-            scene = generate_scene(s, name=name)
-            if all(p.is_file() for p in paths.values()):
-                ids = load_file(str(paths["geometry"]))["ids"]
-                pending.append(pool.submit(_questions, scene, ids, s))
-            else:
-                traj = make_trajectory(scene, frames, (H, W), s)
-                r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
-                meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
-                                                      "image_size": [H, W], "num_frames": frames}}
-                geometry = {"depth": r["depth"].contiguous(), "ids": r["ids"].contiguous(),
-                            "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
-                            "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32)}
-                pending.append(pool.submit(_write_scene, paths, scene, s, r["rgb"], geometry, meta, fps, preset))
-                written += 1
-            while len(pending) > 2:  # bounded memory: wait for the oldest scene
-                results.append(pending.popleft().result())
-        while pending:
-            results.append(pending.popleft().result())
-    records = [rec for recs in results for rec in recs]
-    with open(out / "qa.jsonl.tmp", "w", encoding="utf-8") as f:
-        for n, rec in enumerate(records):
-            f.write(json.dumps({**rec, "id": n}) + "\n")
-    os.replace(out / "qa.jsonl.tmp", out / "qa.jsonl")
-    seconds = time.perf_counter() - t0
-    counts = collections.Counter(rec["question_type"] for rec in records)
-    from geovr.data.configs import QUESTION_TYPES
-
-    return {"out": str(out), "scenes": scenes, "written": written, "frames": scenes * frames, "size": [H, W],
-            "questions": len(records), "question_types": {t: counts[t] for t in QUESTION_TYPES if counts[t]},
-            "seconds": seconds, "frames_per_second": written * frames / seconds if written else 0.0}
+    H, W = job.size
+    s = scene_seed(job.seed, job.index)
+    scene = generate_scene(s, name=_paths(job.out, job.index)["scenes"].stem)
+    traj = make_trajectory(scene, job.frames, (H, W), s)
+    r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=job.compiled)
+    meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
+                                          "image_size": [H, W], "num_frames": job.frames}}
+    geometry = {"depth": r["depth"].contiguous(), "ids": r["ids"].contiguous(),
+                "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
+                "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32)}
+    return {"scene": scene, "seed": s, "rgb": r["rgb"], "geometry": geometry, "meta": meta}
 
 
 def _questions(scene, ids, seed: int) -> list[dict]:
@@ -178,18 +411,28 @@ def _questions(scene, ids, seed: int) -> list[dict]:
     return generate_questions(scene, ids, seed=seed)
 
 
-def _write_scene(paths: dict, scene, seed: int, rgb, geometry: dict, meta: dict, fps: int, preset: str) -> list[dict]:
-    """Writer-thread job: questions, video, geometry and scene file of one scene (each written to a
-    temporary name, then renamed); returns the scene's questions."""
+def _images(job: _Job) -> None:
+    from geovr.data.writers import write_images
+
+    write_images(Path(job.out), [_paths(job.out, job.index)["videos"].stem])
+
+
+def _write_scene(job: _Job, made: dict) -> tuple[list[dict], bool]:
+    """Questions, video (x264 ``job.preset``, one thread), geometry and scene file of one scene (each
+    written to a temporary name, then renamed), and with ``job.images`` its first frame as a JPEG;
+    returns ``(records, True)``."""
     from safetensors.torch import save_file
 
     from geovr.data.video import write_video
 
-    records = _questions(scene, geometry["ids"], seed)
+    paths = _paths(job.out, job.index)
+    records = _questions(made["scene"], made["geometry"]["ids"], made["seed"])
     tmp = {k: p.with_name(p.stem + ".tmp" + p.suffix) for k, p in paths.items()}
-    write_video(tmp["videos"], rgb, fps=fps, preset=preset)
-    save_file(geometry, str(tmp["geometry"]))
-    tmp["scenes"].write_text(json.dumps(meta, indent=1))
+    write_video(tmp["videos"], made["rgb"], fps=job.fps, preset=job.preset, threads=1)
+    save_file(made["geometry"], str(tmp["geometry"]))
+    tmp["scenes"].write_text(json.dumps(made["meta"], indent=1))
     for k in paths:
         os.replace(tmp[k], paths[k])
-    return records
+    if job.images:
+        _images(job)
+    return records, True

@@ -351,3 +351,23 @@ def _finish(st, A, C, winv, prim, plane, H, W, rgb, normals, compiled=False):
         if normals:
             out["normals"] = nrm
     return out
+
+
+def warm_up(image_size: tuple[int, int], chunk: int | None = None) -> None:
+    """Compile every ``torch.compile`` kernel :func:`render` uses at ``image_size`` (room, box, cylinder,
+    sphere and shading) by rendering one chunk of a small room holding one primitive of each shape in
+    view. Processes forked afterwards inherit the compiled kernels (``geovr data synth`` compiles once in
+    the parent instead of once per worker). Raises whatever ``torch.compile`` raises when it cannot
+    work here (for instance no C++ compiler)."""
+    from geovr.data.synthetic.camera import camera_extrinsics, intrinsics_from_fov
+    from geovr.data.synthetic.scene import Room, Scene, SceneObject
+
+    H, W = image_size
+    chunk = chunk or 4
+    objects = [SceneObject(1, "table", "box", (2.6, 1.2, 0.4), (0.6, 0.5, 0.8), 0.3, pattern=1),
+               SceneObject(2, "trash can", "cylinder", (2.6, 2.0, 0.4), (0.5, 0.5, 0.8), pattern=2),
+               SceneObject(3, "ball", "sphere", (2.6, 2.8, 0.4), (0.6, 0.6, 0.6), pattern=3)]
+    scene = Scene("warm-up", Room(4.0, 4.0, 2.6, notch=(3.0, 3.0, 4.0, 4.0)), objects)
+    K = intrinsics_from_fov(80.0, H, W)
+    E = camera_extrinsics((0.4, 2.0, 1.4), 0.0, -0.35)
+    render(scene, K[None].repeat(chunk, 0), E[None].repeat(chunk, 0), (H, W), chunk=chunk, compiled=True)
