@@ -154,7 +154,7 @@ class _Job(NamedTuple):
     """One scene to make (picklable: sent to a worker process)."""
 
     out: str
-    index: int
+    scene: int  # the scene's index in the dataset
     seed: int
     frames: int
     size: tuple[int, int]
@@ -307,7 +307,7 @@ def _make_here(jobs: list[_Job], bar) -> list[tuple[list[dict], bool]]:
     torch.set_num_threads(1)
     with _restore_threads(threads), ThreadPoolExecutor(max_workers=1, thread_name_prefix="geovr-synth-writer") as pool:
         for job in jobs:
-            if _done(job.out, job.index):
+            if _done(job.out, job.scene):
                 pending.append(pool.submit(_existing, job))
             else:
                 pending.append(pool.submit(_write_scene, job, _render_scene(job)))
@@ -342,7 +342,7 @@ def _make_in_pool(jobs: list[_Job], workers: int, bar) -> list[tuple[list[dict],
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
     try:
-        futures = {pool.submit(_scene_job, job): job.index for job in jobs}
+        futures = {pool.submit(_scene_job, job): job.scene for job in jobs}
         results: dict[int, tuple[list[dict], bool]] = {}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
@@ -351,7 +351,7 @@ def _make_in_pool(jobs: list[_Job], workers: int, bar) -> list[tuple[list[dict],
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return [results[job.index] for job in jobs]
+    return [results[job.scene] for job in jobs]
 
 
 def _init_worker() -> None:
@@ -362,7 +362,7 @@ def _init_worker() -> None:
 
 def _scene_job(job: _Job) -> tuple[list[dict], bool]:
     """Worker job: make one scene (or, when its files exist, only its questions); ``(records, rendered)``."""
-    if _done(job.out, job.index):
+    if _done(job.out, job.scene):
         return _existing(job)
     return _write_scene(job, _render_scene(job))
 
@@ -374,9 +374,9 @@ def _existing(job: _Job) -> tuple[list[dict], bool]:
     from geovr.data.synthetic.dataset import scene_seed
     from geovr.data.synthetic.scene import generate_scene
 
-    s = scene_seed(job.seed, job.index)
-    scene = generate_scene(s, name=_paths(job.out, job.index)["scenes"].stem)
-    ids = load_file(str(_paths(job.out, job.index)["geometry"]))["ids"]
+    s = scene_seed(job.seed, job.scene)
+    scene = generate_scene(s, name=_paths(job.out, job.scene)["scenes"].stem)
+    ids = load_file(str(_paths(job.out, job.scene)["geometry"]))["ids"]
     if job.images:
         _images(job)
     return _questions(scene, ids, s), False
@@ -393,8 +393,8 @@ def _render_scene(job: _Job) -> dict:
     from geovr.data.synthetic.scene import generate_scene
 
     H, W = job.size
-    s = scene_seed(job.seed, job.index)
-    scene = generate_scene(s, name=_paths(job.out, job.index)["scenes"].stem)
+    s = scene_seed(job.seed, job.scene)
+    scene = generate_scene(s, name=_paths(job.out, job.scene)["scenes"].stem)
     traj = make_trajectory(scene, job.frames, (H, W), s)
     r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=job.compiled)
     meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
@@ -414,7 +414,7 @@ def _questions(scene, ids, seed: int) -> list[dict]:
 def _images(job: _Job) -> None:
     from geovr.data.writers import write_images
 
-    write_images(Path(job.out), [_paths(job.out, job.index)["videos"].stem])
+    write_images(Path(job.out), [_paths(job.out, job.scene)["videos"].stem])
 
 
 def _write_scene(job: _Job, made: dict) -> tuple[list[dict], bool]:
@@ -425,7 +425,7 @@ def _write_scene(job: _Job, made: dict) -> tuple[list[dict], bool]:
 
     from geovr.data.video import write_video
 
-    paths = _paths(job.out, job.index)
+    paths = _paths(job.out, job.scene)
     records = _questions(made["scene"], made["geometry"]["ids"], made["seed"])
     tmp = {k: p.with_name(p.stem + ".tmp" + p.suffix) for k, p in paths.items()}
     write_video(tmp["videos"], made["rgb"], fps=job.fps, preset=job.preset, threads=1)
