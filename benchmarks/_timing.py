@@ -22,4 +22,4 @@ def trainer_step_times(ctx, **trainer_options) -> list[float]:
     cfg = AccelerateTrainerConfig(progress=False, save_every=0, overwrite=True, **trainer_options)
     start = time.perf_counter()
     build(cfg, ctx).fit(ctx)
-    return [b - a for a, b in zip([start] + stamps[:-1], stamps)]
+    return [b - a for a, b in zip([start] + stamps[:-1], stamps, strict=False)]

@@ -56,8 +56,11 @@ def main(argv=None) -> None:
 
     times = {"plain": [], "geometry": []}
     for i in range(args.steps + 3):
-        for name, fn in (("plain", plain_step), ("geometry", geo_step)) if i % 2 == 0 else \
-                (("geometry", geo_step), ("plain", plain_step)):
+        for name, fn in (
+            (("plain", plain_step), ("geometry", geo_step))
+            if i % 2 == 0
+            else (("geometry", geo_step), ("plain", plain_step))
+        ):
             bb.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             fn()
@@ -66,8 +69,10 @@ def main(argv=None) -> None:
                 times[name].append(dt)
     S, h, w = inputs["_grid"]
     L = inputs["input_ids"].shape[1]
-    print(f"{args.kind}: B={args.batch} S={S} grid {h}x{w} tokens/frame, L={L} (+{S + 1} geometry tokens), "
-          f"{args.steps} steps, {args.threads} thread(s)")
+    print(
+        f"{args.kind}: B={args.batch} S={S} grid {h}x{w} tokens/frame, L={L} (+{S + 1} geometry tokens), "
+        f"{args.steps} steps, {args.threads} thread(s)"
+    )
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, v in med.items():
         print(f"  {k:9s} median step {v * 1e3:8.2f} ms")

@@ -47,9 +47,16 @@ def write_videos(root: Path, n: int, seconds: float, fps: int, gop: int) -> None
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        records.append({"id": v, "video": f"videos/v{v}.mp4", "conversations": [
-            {"from": "human", "value": "<image>\nThese are frames of a video.\nHow many chairs are there?"},
-            {"from": "gpt", "value": "2"}]})
+        records.append(
+            {
+                "id": v,
+                "video": f"videos/v{v}.mp4",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nThese are frames of a video.\nHow many chairs are there?"},
+                    {"from": "gpt", "value": "2"},
+                ],
+            }
+        )
     (root / "conversations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -57,9 +64,17 @@ def dataset(root: Path, args, seek: bool):
     from geovr.data.configs import VideoConversationsConfig
     from geovr.data.conversations import VideoConversationsDataset
 
-    return VideoConversationsDataset(VideoConversationsConfig(
-        annotations=str(root / "conversations.jsonl"), video_root=str(root), fps=2.0, min_frames=4,
-        max_frames=args.max_frames, image_size=list(args.resize), seek=seek))
+    return VideoConversationsDataset(
+        VideoConversationsConfig(
+            annotations=str(root / "conversations.jsonl"),
+            video_root=str(root),
+            fps=2.0,
+            min_frames=4,
+            max_frames=args.max_frames,
+            image_size=list(args.resize),
+            seek=seek,
+        )
+    )
 
 
 def samples_per_s(ds, workers: int, repeats: int) -> tuple[float, int]:
@@ -80,10 +95,10 @@ def samples_per_s(ds, workers: int, repeats: int) -> tuple[float, int]:
 def student_rate(ds, steps: int) -> float:
     """Samples/s the tiny Qwen2.5-VL student trains on (prepare + forward + backward, batch 1)."""
     import torch
-    from geovr_plugin_qwen_vl.testing import cached_tiny_checkpoint, tiny_backbone
 
     from geovr.data.collate import collate
     from geovr.protocols import GeometryRequest
+    from geovr_plugin_qwen_vl.testing import cached_tiny_checkpoint, tiny_backbone
 
     torch.manual_seed(0)
     backbone = tiny_backbone("qwen2_5_vl", pretrained=cached_tiny_checkpoint("qwen2_5_vl"))
@@ -126,21 +141,34 @@ def main(argv=None) -> int:
                 row["frames"] = frames
             rows.append(row)
         student = student_rate(dataset(root, args, True), args.student_steps) if args.student_steps else None
-    result = {"videos": args.videos, "seconds": args.seconds, "source_fps": args.source_fps, "source_size": [480, 640],
-              "resize": args.resize, "rows": rows, "student_samples_per_s": student, "cpus": os.cpu_count(),
-              "load_average": os.getloadavg(), "setup_s": setup}
+    result = {
+        "videos": args.videos,
+        "seconds": args.seconds,
+        "source_fps": args.source_fps,
+        "source_size": [480, 640],
+        "resize": args.resize,
+        "rows": rows,
+        "student_samples_per_s": student,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "setup_s": setup,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{args.videos} videos of {args.seconds:g} s at {args.source_fps} fps (key frame every {args.gop}), 640x480 -> 2 fps, 4-{args.max_frames} "
-          f"frames ({rows[0]['frames']} per sample), resized to {args.resize[0]}x{args.resize[1]}")
+    print(
+        f"{args.videos} videos of {args.seconds:g} s at {args.source_fps} fps (key frame every {args.gop}), 640x480 -> 2 fps, 4-{args.max_frames} "
+        f"frames ({rows[0]['frames']} per sample), resized to {args.resize[0]}x{args.resize[1]}"
+    )
     print(f"{'workers':>8} {'seek (samples/s)':>18} {'full decode (samples/s)':>25} {'speed-up':>9}")
     for r in rows:
         print(f"{r['workers']:>8} {r['seek']:>18.2f} {r['full_decode']:>25.2f} {r['seek'] / r['full_decode']:>8.1f}x")
     if student is not None:
         print(f"tiny Qwen2.5-VL student consumes {student:.2f} samples/s (prepare + forward + backward, batch 1)")
-    print(f"load average {result['load_average'][0]:.1f} on {result['cpus']} CPUs: on a machine shared with other "
-          f"jobs these numbers fluctuate; compare the columns of one run, not runs")
+    print(
+        f"load average {result['load_average'][0]:.1f} on {result['cpus']} CPUs: on a machine shared with other "
+        f"jobs these numbers fluctuate; compare the columns of one run, not runs"
+    )
     return 0
 
 

@@ -32,23 +32,29 @@ from _timing import trainer_step_times
 def make_context(args, out_dir):
     """Backbone, teacher, objectives and data (seeded)."""
     import torch
-    from geovr_plugin_qwen_vl.testing import tiny_backbone
 
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
     from geovr.testing import tiny
+    from geovr_plugin_qwen_vl.testing import tiny_backbone
 
     torch.manual_seed(0)
     bb = tiny_backbone(args.kind, freeze=["vision"])
-    ctx = BuildContext(output_dir=out_dir, backbone=bb, teacher=tiny.TinyTeacher(),
-                       datasets={"train": tiny.TinyVideos(n=64, frames=args.frames, size=args.size)})
+    ctx = BuildContext(
+        output_dir=out_dir,
+        backbone=bb,
+        teacher=tiny.TinyTeacher(),
+        datasets={"train": tiny.TinyVideos(n=64, frames=args.frames, size=args.size)},
+    )
     reg = get_registry()
     ctx.objectives += [
         reg.get("objective", "camera_pose").build({"hidden_dim": 32}, ctx),
-        reg.get("objective", "feature_distill").build({"teacher_layers": [2], "student_layers": [1],
-                                                       "hidden_dim": 16}, ctx),
-        reg.get("objective", "depth").build({"student_layers": [1, 1, 2, 2], "channels": [16, 16, 16, 16],
-                                             "features": 16, "grad_scales": 2}, ctx),
+        reg.get("objective", "feature_distill").build(
+            {"teacher_layers": [2], "student_layers": [1], "hidden_dim": 16}, ctx
+        ),
+        reg.get("objective", "depth").build(
+            {"student_layers": [1, 1, 2, 2], "channels": [16, 16, 16, 16], "features": 16, "grad_scales": 2}, ctx
+        ),
     ]
     return ctx
 
@@ -70,8 +76,13 @@ def hand_loop(ctx, steps: int, batch_size: int) -> list[float]:
     sched = cosine_with_warmup(opt, 0, steps)
     req = GeometryRequest.union(o.student_needs for o in objs)
     params = [p for g in groups for p in g["params"]]
-    loader = DataLoader(ctx.datasets["train"], batch_size=batch_size, shuffle=True, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        ctx.datasets["train"],
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )
     times, last = [], time.perf_counter()
     for i, batch in enumerate(loader):
         if i == steps:
@@ -119,15 +130,17 @@ def main(argv=None) -> None:
     hand, geo = [], []
     for r in range(args.rounds):
         order = ((hand_loop, hand), (geovr_loop, geo))
-        for fn, acc in (order if r % 2 == 0 else order[::-1]):
+        for fn, acc in order if r % 2 == 0 else order[::-1]:
             acc += fn(ctx, args.steps, args.batch)[2:]
     h, g = statistics.median(hand), statistics.median(geo)
     hq, gq = statistics.quantiles(hand, n=4)[0], statistics.quantiles(geo, n=4)[0]
     print(f"tiny {args.kind}, batch {args.batch} x {args.frames} frames {args.size}px, {len(hand)} timed steps each")
     print(f"hand-written loop : {1e3 * h:8.2f} ms/step median, {1e3 * hq:8.2f} lower quartile")
     print(f"geovr trainer     : {1e3 * g:8.2f} ms/step median, {1e3 * gq:8.2f} lower quartile")
-    print(f"overhead          : {100 * (g / h - 1):+7.2f} % median, {100 * (gq / hq - 1):+7.2f} % lower quartile "
-          f"(target <= 5 %)")
+    print(
+        f"overhead          : {100 * (g / h - 1):+7.2f} % median, {100 * (gq / hq - 1):+7.2f} % lower quartile "
+        f"(target <= 5 %)"
+    )
 
 
 if __name__ == "__main__":

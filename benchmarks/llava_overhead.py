@@ -53,12 +53,14 @@ def main(argv=None) -> None:
             bb.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             fn()
-            if step >= 3:                                   # warm-up steps are not timed
+            if step >= 3:  # warm-up steps are not timed
                 times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     T = inputs["input_ids"].shape[1]
-    print(f"llava_onevision tiny, B={args.batch} S={args.frames} T={T} tokens, {args.steps} steps, "
-          f"{args.threads} thread(s)")
+    print(
+        f"llava_onevision tiny, B={args.batch} S={args.frames} T={T} tokens, {args.steps} steps, "
+        f"{args.threads} thread(s)"
+    )
     print(f"plain HF forward+backward : {med['plain']:.2f} ms")
     print(f"geometry tokens + grids   : {med['geometry']:.2f} ms")
     print(f"ratio                     : {med['geometry'] / med['plain']:.3f}")

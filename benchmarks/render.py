@@ -50,29 +50,38 @@ def main(argv=None) -> None:
     size = tuple(args.size)
     traj = make_trajectory(scene, args.frames, size, seed, kind="walk")
     st = scene_tensors(scene)
-    fast = _best_fps(lambda: render(st, traj.intrinsics, traj.extrinsics, size, compiled=False), args.frames,
-                     args.repeats)
+    fast = _best_fps(
+        lambda: render(st, traj.intrinsics, traj.extrinsics, size, compiled=False), args.frames, args.repeats
+    )
     t0 = time.perf_counter()
     render(st, traj.intrinsics, traj.extrinsics, size, compiled=True)  # compile (or load the cache)
     compile_s = time.perf_counter() - t0
-    comp = _best_fps(lambda: render(st, traj.intrinsics, traj.extrinsics, size, compiled=True), args.frames,
-                     args.repeats)
+    comp = _best_fps(
+        lambda: render(st, traj.intrinsics, traj.extrinsics, size, compiled=True), args.frames, args.repeats
+    )
     a = render(st, traj.intrinsics, traj.extrinsics, size, compiled=False)
     b = render(st, traj.intrinsics, traj.extrinsics, size, compiled=True)
     same_ids = (a["ids"] == b["ids"]).float().mean().item()
     rgb_off = ((a["rgb"] - b["rgb"]).abs().amax(1) > 1e-3).float().mean().item()
     depth_off = (((a["depth"] - b["depth"]).abs() / a["depth"]) > 1e-4).float().mean().item()
-    ref = _best_fps(lambda: render_reference(st, traj.intrinsics, traj.extrinsics, size), args.frames,
-                    max(1, args.repeats // 2))
-    print(f"scene {scene.name}: {len(scene.objects)} objects, {args.frames} frames {size[0]}x{size[1]}, "
-          f"{args.threads} threads ({traj.kind} trajectory)")
+    ref = _best_fps(
+        lambda: render_reference(st, traj.intrinsics, traj.extrinsics, size), args.frames, max(1, args.repeats // 2)
+    )
+    print(
+        f"scene {scene.name}: {len(scene.objects)} objects, {args.frames} frames {size[0]}x{size[1]}, "
+        f"{args.threads} threads ({traj.kind} trajectory)"
+    )
     print(f"render_reference (loop)        : {ref:8.1f} frames/s")
     print(f"render (tiled, eager)          : {fast:8.1f} frames/s   speedup {fast / ref:6.2f}x")
-    print(f"render (tiled, compiled=True)  : {comp:8.1f} frames/s   speedup {comp / ref:6.2f}x "
-          f"(first call {compile_s:.1f} s)")
-    print(f"compiled vs eager (float rounding at silhouettes and stripe edges): ids equal on "
-          f"{100 * same_ids:.4f}% of pixels; depth differs (>1e-4 rel.) on {100 * depth_off:.4f}%, "
-          f"rgb (>1e-3) on {100 * rgb_off:.4f}%")
+    print(
+        f"render (tiled, compiled=True)  : {comp:8.1f} frames/s   speedup {comp / ref:6.2f}x "
+        f"(first call {compile_s:.1f} s)"
+    )
+    print(
+        f"compiled vs eager (float rounding at silhouettes and stripe edges): ids equal on "
+        f"{100 * same_ids:.4f}% of pixels; depth differs (>1e-4 rel.) on {100 * depth_off:.4f}%, "
+        f"rgb (>1e-3) on {100 * rgb_off:.4f}%"
+    )
 
 
 if __name__ == "__main__":

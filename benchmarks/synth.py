@@ -70,16 +70,23 @@ def _previous(out: Path, scenes: int, frames: int, size, seed: int, compiled: bo
         for i in range(scenes):
             s = scene_seed(seed, i)
             name = f"scene_{i:05d}"
-            paths = {k: out / k / f"{name}{ext}" for k, ext in
-                     (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))}
+            paths = {
+                k: out / k / f"{name}{ext}"
+                for k, ext in (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))
+            }
             scene = generate_scene(s, name=name)
             traj = make_trajectory(scene, frames, (H, W), s)
             r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
-            meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
-                                                  "image_size": [H, W], "num_frames": frames}}
-            geometry = {"depth": r["depth"].contiguous(), "ids": r["ids"].contiguous(),
-                        "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
-                        "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32)}
+            meta = {
+                **scene.to_dict(),
+                "camera": {"kind": traj.kind, "fov_w": traj.fov_w, "image_size": [H, W], "num_frames": frames},
+            }
+            geometry = {
+                "depth": r["depth"].contiguous(),
+                "ids": r["ids"].contiguous(),
+                "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
+                "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32),
+            }
             pending.append(pool.submit(write, paths, scene, s, r["rgb"], geometry, meta))
             while len(pending) > 2:
                 results.append(pending.popleft().result())
@@ -142,29 +149,58 @@ def _child(args) -> None:
     out = Path(args.child_out)
     size = tuple(args.size)
     if args.pipeline.startswith("renderer"):  # reference: the renderer alone with 1 or 2 threads
-        seconds = _renderer_alone(args.scenes, args.frames, size, args.seed, args.mode == "compiled",
-                                  threads=int(args.pipeline[-1]))
+        seconds = _renderer_alone(
+            args.scenes, args.frames, size, args.seed, args.mode == "compiled", threads=int(args.pipeline[-1])
+        )
         args.cpu_at_start = _renderer_alone.cpu
     elif args.pipeline == "previous":
         seconds = _previous(out, args.scenes, args.frames, size, args.seed, args.mode == "compiled", args.format)
     else:
         from geovr.data.synthetic.cli import synthesize
 
-        seconds = synthesize(out, scenes=args.scenes, frames=args.frames, size=size, seed=args.seed,
-                             progress=False, compiled=args.mode == "compiled", fmt=args.format)["seconds"]
+        seconds = synthesize(
+            out,
+            scenes=args.scenes,
+            frames=args.frames,
+            size=size,
+            seed=args.seed,
+            progress=False,
+            compiled=args.mode == "compiled",
+            fmt=args.format,
+        )["seconds"]
     import resource
 
-    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-              for f in ("ru_utime", "ru_stime"))
+    cpu = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu - args.cpu_at_start}))
 
 
 def _measure(args, pipeline: str, mode: str, fmt: str, tmp: Path) -> float:
     out = tmp / f"{pipeline}-{mode}-{fmt}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--child-out", str(out), "--pipeline", pipeline, "--mode", mode,
-           "--format", fmt, "--scenes", str(args.scenes), "--frames", str(args.frames),
-           "--size", *map(str, args.size), "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-out",
+        str(out),
+        "--pipeline",
+        pipeline,
+        "--mode",
+        mode,
+        "--format",
+        fmt,
+        "--scenes",
+        str(args.scenes),
+        "--frames",
+        str(args.frames),
+        "--size",
+        *map(str, args.size),
+        "--seed",
+        str(args.seed),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"benchmark child failed ({' '.join(cmd)}):\n{res.stderr[-3000:]}")
@@ -241,11 +277,15 @@ def main(argv=None) -> None:
         _parts(args)
     total = args.scenes * args.frames
     load0 = os.getloadavg()
-    print(f"geovr data synth end to end at {args.size[0]}x{args.size[1]}, {args.scenes} scenes x {args.frames} "
-          f"frames, {os.cpu_count()} cores, load average {load0[0]:.2f} at start")
+    print(
+        f"geovr data synth end to end at {args.size[0]}x{args.size[1]}, {args.scenes} scenes x {args.frames} "
+        f"frames, {os.cpu_count()} cores, load average {load0[0]:.2f} at start"
+    )
     cores = os.cpu_count() or 1
-    print(f"  {'mode':<9}{'format':<15}{'previous':>12}{'today':>12}{'today/previous':>16}"
-          f"   CPU-time bound: previous / today")
+    print(
+        f"  {'mode':<9}{'format':<15}{'previous':>12}{'today':>12}{'today/previous':>16}"
+        f"   CPU-time bound: previous / today"
+    )
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="geovr-bench-synth-"))
     try:
@@ -263,26 +303,54 @@ def main(argv=None) -> None:
                 # CPU time per frame -> frames/s if every core were free for this job (an upper bound)
                 idle = {k: cores * total / statistics.median(m["cpu_seconds"] for m in v) for k, v in runs.items()}
                 ratio = fps["today"] / fps["previous"]
-                results.append({"mode": mode, "format": fmt, "previous_fps": fps["previous"],
-                                "today_fps": fps["today"], "ratio": ratio, "previous_idle_cores_fps": idle["previous"],
-                                "today_idle_cores_fps": idle["today"], "runs": runs,
-                                **{f"{k}_fps": fps[k] for k in ("renderer1", "renderer2") if k in fps}})
-                print(f"  {mode:<9}{fmt:<15}{fps['previous']:>8.1f} f/s{fps['today']:>8.1f} f/s{ratio:>15.2f}x"
-                      f"{idle['previous']:>10.0f} f/s{idle['today']:>8.0f} f/s", flush=True)
+                results.append(
+                    {
+                        "mode": mode,
+                        "format": fmt,
+                        "previous_fps": fps["previous"],
+                        "today_fps": fps["today"],
+                        "ratio": ratio,
+                        "previous_idle_cores_fps": idle["previous"],
+                        "today_idle_cores_fps": idle["today"],
+                        "runs": runs,
+                        **{f"{k}_fps": fps[k] for k in ("renderer1", "renderer2") if k in fps},
+                    }
+                )
+                print(
+                    f"  {mode:<9}{fmt:<15}{fps['previous']:>8.1f} f/s{fps['today']:>8.1f} f/s{ratio:>15.2f}x"
+                    f"{idle['previous']:>10.0f} f/s{idle['today']:>8.0f} f/s",
+                    flush=True,
+                )
                 if "renderer1" in fps:
-                    print(f"  {'':<9}{'(renderer alone, 1 thread ' + format(fps['renderer1'], '.1f') + ' f/s, 2 threads '}"
-                          f"{fps['renderer2']:.1f} f/s; today / (cores x renderer 1 thread) = "
-                          f"{fps['today'] / (cores * fps['renderer1']):.2f})", flush=True)
+                    print(
+                        f"  {'':<9}{'(renderer alone, 1 thread ' + format(fps['renderer1'], '.1f') + ' f/s, 2 threads '}"
+                        f"{fps['renderer2']:.1f} f/s; today / (cores x renderer 1 thread) = "
+                        f"{fps['today'] / (cores * fps['renderer1']):.2f})",
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load1 = os.getloadavg()
-    print(f"  load average {load1[0]:.2f} at the end (1-min); frames/s = {total} frames / wall seconds of the job; "
-          f"CPU-time bound = {cores} cores x {total} frames / CPU seconds of the job (what idle cores would give "
-          f"with perfect overlap; inflated for 'previous', whose idle OpenMP threads spin)")
+    print(
+        f"  load average {load1[0]:.2f} at the end (1-min); frames/s = {total} frames / wall seconds of the job; "
+        f"CPU-time bound = {cores} cores x {total} frames / CPU seconds of the job (what idle cores would give "
+        f"with perfect overlap; inflated for 'previous', whose idle OpenMP threads spin)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"size": args.size, "scenes": args.scenes, "frames": args.frames,
-                                               "cores": os.cpu_count(), "load_start": load0, "load_end": load1,
-                                               "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "size": args.size,
+                    "scenes": args.scenes,
+                    "frames": args.frames,
+                    "cores": os.cpu_count(),
+                    "load_start": load0,
+                    "load_end": load1,
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

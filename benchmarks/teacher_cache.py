@@ -46,16 +46,31 @@ def make_context(args, out_dir):
         raise SystemExit(f"tiny VGGT weights not found in {root} (run from a geovr checkout)")
     torch.manual_seed(0)
     reg = get_registry()
-    ctx = BuildContext(output_dir=out_dir, backbone=tiny_backbone(args.kind, freeze=["vision"]),
-                       datasets={"train": tiny.TinyVideos(n=args.samples, frames=args.frames, size=args.size)})
+    ctx = BuildContext(
+        output_dir=out_dir,
+        backbone=tiny_backbone(args.kind, freeze=["vision"]),
+        datasets={"train": tiny.TinyVideos(n=args.samples, frames=args.frames, size=args.size)},
+    )
     ctx.teacher = reg.get("teacher", "vggt").build(
-        {"pretrained": str(root / "tiny_weights.safetensors"), "model_config": "tiny",
-         "image_size": args.image_size, "layers": [2, 5], "pool": 2}, ctx)
+        {
+            "pretrained": str(root / "tiny_weights.safetensors"),
+            "model_config": "tiny",
+            "image_size": args.image_size,
+            "layers": [2, 5],
+            "pool": 2,
+        },
+        ctx,
+    )
     tables = {
         "camera_pose": {"hidden_dim": 32},
         "feature_distill": {"teacher_layers": [5], "student_layers": [1], "hidden_dim": 16},
-        "depth": {"teacher_layers": [2, 2, 5, 5], "student_layers": [1, 1, 2, 2], "channels": [16, 16, 16, 16],
-                  "features": 16, "grad_scales": 2},
+        "depth": {
+            "teacher_layers": [2, 2, 5, 5],
+            "student_layers": [1, 1, 2, 2],
+            "channels": [16, 16, 16, 16],
+            "features": 16,
+            "grad_scales": 2,
+        },
     }
     for name in args.objectives.split(","):
         ctx.objectives.append(reg.get("objective", name).build(tables[name], ctx))
@@ -104,8 +119,9 @@ def fill_memory(ctx, layers) -> dict:
 
 def run(ctx, mode: str, args, cache_dir: str) -> list[float]:
     """Per-step durations of one trainer run with ``cache = mode``."""
-    return trainer_step_times(ctx, max_steps=args.steps, batch_size=args.batch, cache=mode, cache_dir=cache_dir,
-                              shuffle=True)
+    return trainer_step_times(
+        ctx, max_steps=args.steps, batch_size=args.batch, cache=mode, cache_dir=cache_dir, shuffle=True
+    )
 
 
 def main(argv=None) -> None:
@@ -120,9 +136,12 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=56, help="frame side in pixels (student input)")
     ap.add_argument("--image-size", type=int, default=224, help="VGGT working resolution (multiple of 14)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--objectives", default="camera_pose,feature_distill,depth",
-                    help="comma-separated subset of camera_pose, feature_distill, depth (the depth head runs at "
-                         "the teacher's depth resolution and dominates the student step)")
+    ap.add_argument(
+        "--objectives",
+        default="camera_pose,feature_distill,depth",
+        help="comma-separated subset of camera_pose, feature_distill, depth (the depth head runs at "
+        "the teacher's depth resolution and dominates the student step)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -134,8 +153,9 @@ def main(argv=None) -> None:
     tmp = tempfile.mkdtemp(prefix="geovr-bench-cache-")
     ctx = make_context(args, f"{tmp}/run")
     t0 = time.perf_counter()
-    stats = precompute(ctx, progress=False, config=AccelerateTrainerConfig(batch_size=args.batch,
-                                                                          cache_dir=f"{tmp}/cache"))
+    stats = precompute(
+        ctx, progress=False, config=AccelerateTrainerConfig(batch_size=args.batch, cache_dir=f"{tmp}/cache")
+    )
     fill = time.perf_counter() - t0
     from geovr.train.teacher_cache import teacher_layers
 
@@ -145,13 +165,15 @@ def main(argv=None) -> None:
     times = {"online": [], "cached": [], "memory": []}
     modes = [("online", "off"), ("cached", "only"), ("memory", "off")]
     for r in range(args.rounds):
-        for name, cache in modes[r % 3:] + modes[:r % 3]:   # rotate the order round by round
+        for name, cache in modes[r % 3 :] + modes[: r % 3]:  # rotate the order round by round
             ctx.teacher = memory_teacher if name == "memory" else real
             times[name] += run(ctx, cache, args, f"{tmp}/cache")[2:]
     ctx.teacher = real
     on, ca, me = (statistics.median(times[k]) for k in ("online", "cached", "memory"))
-    print(f"student tiny {args.kind}, teacher tiny VGGT @ {args.image_size}px, batch {args.batch} x {args.frames} "
-          f"frames, objectives {args.objectives}, {len(times['online'])} timed steps each, torch threads {args.threads}")
+    print(
+        f"student tiny {args.kind}, teacher tiny VGGT @ {args.image_size}px, batch {args.batch} x {args.frames} "
+        f"frames, objectives {args.objectives}, {len(times['online'])} timed steps each, torch threads {args.threads}"
+    )
     print(f"cache fill (geovr cache): {stats['written']} entries in {fill:.2f} s")
     print(f"online teacher : {1e3 * on:8.2f} ms/step (median)")
     print(f"cached teacher : {1e3 * ca:8.2f} ms/step (median)")

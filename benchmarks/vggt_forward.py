@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def _mem_available() -> float:
@@ -65,7 +65,7 @@ def worker(spec: dict) -> dict:
         model = VGGT(enable_track=False)
     model.eval().set_attention(spec["backend"])
     frames = torch.rand(1, spec["frames"], 3, spec["size"], spec["size"])
-    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     times = []
     with torch.no_grad():
         for _ in range(spec["repeats"] + spec["warmup"]):
@@ -73,11 +73,16 @@ def worker(spec: dict) -> dict:
             out = model(frames)
             times.append(time.perf_counter() - t0)
             del out
-    times = times[spec["warmup"]:]
+    times = times[spec["warmup"] :]
     best = min(times)
-    return {**spec, "seconds": best, "fps": spec["frames"] / best,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
-            "model_rss_gib": rss_model, "threads": torch.get_num_threads()}
+    return {
+        **spec,
+        "seconds": best,
+        "fps": spec["frames"] / best,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "model_rss_gib": rss_model,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv=None) -> int:
@@ -105,11 +110,21 @@ def main(argv=None) -> int:
                     print(f"[skip] {config} S={frames} {backend}: {row[backend]['skipped']}", flush=True)
                     continue
                 repeats = args.repeats or (3 if config == "tiny" else 1)
-                spec = {"config": config, "frames": frames, "backend": backend, "size": args.size,
-                        "repeats": repeats, "warmup": 1 if config == "tiny" else 0}
+                spec = {
+                    "config": config,
+                    "frames": frames,
+                    "backend": backend,
+                    "size": args.size,
+                    "repeats": repeats,
+                    "warmup": 1 if config == "tiny" else 0,
+                }
                 print(f"[run ] {config} S={frames} {backend} ...", flush=True)
-                proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                                      capture_output=True, text=True, env=os.environ.copy())
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", json.dumps(spec)],
+                    capture_output=True,
+                    text=True,
+                    env=os.environ.copy(),
+                )
                 if proc.returncode != 0:
                     row[backend] = {"skipped": f"failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
                     print(f"[fail] {row[backend]['skipped']}", flush=True)
@@ -137,8 +152,12 @@ def main(argv=None) -> int:
         if "fps" in row.get("sdpa", {}) and "fps" in row.get("math", {}):
             line += f" {row['sdpa']['fps'] / row['math']['fps']:>9.2f}x"
         print(line)
-    skipped = [(row["config"], row["frames"], b, row[b]["skipped"]) for row in rows for b in backends
-               if "skipped" in row.get(b, {})]
+    skipped = [
+        (row["config"], row["frames"], b, row[b]["skipped"])
+        for row in rows
+        for b in backends
+        if "skipped" in row.get(b, {})
+    ]
     for config, frames, b, why in skipped:
         print(f"note: {config} S={frames} {b} skipped: {why}")
     return 0

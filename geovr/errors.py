@@ -75,8 +75,7 @@ class PluginLoadError(GeovrError):
     def __init__(self, distribution: str, entry_point: str, exc: BaseException):
         self.distribution, self.entry_point, self.exc = distribution, entry_point, exc
         super().__init__(
-            f"plugin {entry_point!r} from distribution {distribution!r} failed to load: "
-            f"{type(exc).__name__}: {exc}"
+            f"plugin {entry_point!r} from distribution {distribution!r} failed to load: {type(exc).__name__}: {exc}"
         )
 
 

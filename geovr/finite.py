@@ -25,5 +25,8 @@ def _bad(value) -> bool:
 def nonfinite_options(config) -> list[str]:
     """``"KEY must be a finite number, got inf"`` for every float (or list of floats) option of the attrs
     instance ``config`` that holds ``inf`` or ``nan``."""
-    return [f"{f.name} must be a finite number, got {getattr(config, f.name)!r}"
-            for f in attrs.fields(type(config)) if _bad(getattr(config, f.name))]
+    return [
+        f"{f.name} must be a finite number, got {getattr(config, f.name)!r}"
+        for f in attrs.fields(type(config))
+        if _bad(getattr(config, f.name))
+    ]

@@ -21,8 +21,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "quat_to_mat", "mat_to_quat", "extri_intri_to_pose_encoding", "pose_encoding_to_extri_intri",
-    "closed_form_inverse_se3", "depth_to_camera_points", "unproject_depth", "normalize_scene",
+    "quat_to_mat",
+    "mat_to_quat",
+    "extri_intri_to_pose_encoding",
+    "pose_encoding_to_extri_intri",
+    "closed_form_inverse_se3",
+    "depth_to_camera_points",
+    "unproject_depth",
+    "normalize_scene",
     "NormalizedScene",
 ]
 
@@ -36,9 +42,15 @@ def quat_to_mat(quat: Tensor) -> Tensor:
     x, y, z, w = quat.unbind(-1)
     s = 2.0 / (quat * quat).sum(-1)
     rows = (
-        1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w),
-        s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w),
-        s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y),
+        1 - s * (y * y + z * z),
+        s * (x * y - z * w),
+        s * (x * z + y * w),
+        s * (x * y + z * w),
+        1 - s * (x * x + z * z),
+        s * (y * z - x * w),
+        s * (x * z - y * w),
+        s * (y * z + x * w),
+        1 - s * (x * x + y * y),
     )
     return torch.stack(rows, dim=-1).reshape(quat.shape[:-1] + (3, 3))
 
@@ -54,16 +66,18 @@ def mat_to_quat(rot: Tensor) -> Tensor:
     lead = rot.shape[:-2]
     m = rot.reshape(lead + (9,)).unbind(-1)
     m00, m01, m02, m10, m11, m12, m20, m21, m22 = m
-    diag = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
-                        1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
+    diag = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
     root = torch.sqrt(torch.clamp(diag, min=0.0))  # 2|w|, 2|x|, 2|y|, 2|z| (0 where negative)
     # candidate k, scaled by root_k, in wxyz order
-    cands = torch.stack([
-        torch.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], dim=-1),
-        torch.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], dim=-1),
-        torch.stack([m02 - m20, m10 + m01, root[..., 2] ** 2, m12 + m21], dim=-1),
-        torch.stack([m10 - m01, m20 + m02, m21 + m12, root[..., 3] ** 2], dim=-1),
-    ], dim=-2)
+    cands = torch.stack(
+        [
+            torch.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], dim=-1),
+            torch.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], dim=-1),
+            torch.stack([m02 - m20, m10 + m01, root[..., 2] ** 2, m12 + m21], dim=-1),
+            torch.stack([m10 - m01, m20 + m02, m21 + m12, root[..., 3] ** 2], dim=-1),
+        ],
+        dim=-2,
+    )
     cands = cands / (2.0 * root.clamp(min=0.1))[..., None]
     best = root.argmax(dim=-1)
     wxyz = torch.gather(cands, -2, best[..., None, None].expand(lead + (1, 4))).squeeze(-2)
@@ -124,8 +138,11 @@ def depth_to_camera_points(depth: Tensor, intrinsics: Tensor) -> Tensor:
     """Camera-frame points ``[...,H,W,3]`` from depth ``[...,H,W]`` (z along the optical axis) and
     intrinsics ``[...,3,3]``: ``x = (u − cx)·d/fx``, ``y = (v − cy)·d/fy``, ``z = d``."""
     H, W = depth.shape[-2:]
-    v, u = torch.meshgrid(torch.arange(H, dtype=depth.dtype, device=depth.device),
-                          torch.arange(W, dtype=depth.dtype, device=depth.device), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(H, dtype=depth.dtype, device=depth.device),
+        torch.arange(W, dtype=depth.dtype, device=depth.device),
+        indexing="ij",
+    )
     fx = intrinsics[..., 0, 0][..., None, None]
     fy = intrinsics[..., 1, 1][..., None, None]
     cx = intrinsics[..., 0, 2][..., None, None]
@@ -155,8 +172,9 @@ class NormalizedScene(NamedTuple):
     scale: Tensor
 
 
-def normalize_scene(extrinsics: Tensor, depth: Tensor, intrinsics: Tensor, valid_mask: Tensor,
-                    world_points: Tensor | None = None) -> NormalizedScene:
+def normalize_scene(
+    extrinsics: Tensor, depth: Tensor, intrinsics: Tensor, valid_mask: Tensor, world_points: Tensor | None = None
+) -> NormalizedScene:
     """Normalise ground truth the way the VGGT trainer does before its losses.
 
     extrinsics ``[B,S,3,4]`` camera-from-world, depth ``[B,S,H,W]``, intrinsics ``[B,S,3,3]``,
@@ -177,7 +195,7 @@ def normalize_scene(extrinsics: Tensor, depth: Tensor, intrinsics: Tensor, valid
     B = extrinsics.shape[0]
     first = extrinsics[:, :1]  # [B,1,3,4]
     inv_first = closed_form_inverse_se3(first)  # [B,1,4,4]
-    ext = (extrinsics @ inv_first)  # [B,S,3,4] = [R|t]·E0⁻¹
+    ext = extrinsics @ inv_first  # [B,S,3,4] = [R|t]·E0⁻¹
     r0 = first[..., :3, :3][:, :, None, None]  # [B,1,1,1,3,3]
     t0 = first[..., :3, 3][:, :, None, None]  # [B,1,1,1,3]
     pts = (r0 @ world_points[..., None])[..., 0] + t0

@@ -26,8 +26,13 @@ from geovr.errors import PluginLoadError
 from geovr.registry import HOOK_KINDS, KINDS, Registry, make_register
 
 ENTRY_POINT_GROUP = "geovr"
-BUILTIN_PLUGINS = ("geovr.data.plugin", "geovr.objectives.plugin", "geovr.teachers.plugin", "geovr.train.plugin",
-                   "geovr.eval.plugin")
+BUILTIN_PLUGINS = (
+    "geovr.data.plugin",
+    "geovr.objectives.plugin",
+    "geovr.teachers.plugin",
+    "geovr.train.plugin",
+    "geovr.eval.plugin",
+)
 BUILTIN_DISTRIBUTION = "geovr"
 
 
@@ -67,8 +72,13 @@ class PluginHost:
             from geovr import __version__
 
             for modname in BUILTIN_PLUGINS:
-                self._add(modname, lambda m=modname: importlib.import_module(m), BUILTIN_DISTRIBUTION,
-                          __version__, builtin=True)
+                self._add(
+                    modname,
+                    lambda m=modname: importlib.import_module(m),
+                    BUILTIN_DISTRIBUTION,
+                    __version__,
+                    builtin=True,
+                )
         if entry_points:
             allow, block = _env_list("GEOVR_LOAD_PLUGINS"), _env_list("GEOVR_BLOCK_PLUGINS") or []
             seen: set[tuple[str, str]] = set()
@@ -89,8 +99,9 @@ class PluginHost:
                 self._add(ep.name, ep.load, dist, version, builtin=False)
         return self
 
-    def register_object(self, obj: Any, name: str, *, distribution: str | None = None,
-                        version: str = "0", builtin: bool = False) -> None:
+    def register_object(
+        self, obj: Any, name: str, *, distribution: str | None = None, version: str = "0", builtin: bool = False
+    ) -> None:
         """Register an already-imported plugin object (used by :mod:`geovr.testing`)."""
         self._add(name, lambda: obj, distribution or name, version, builtin=builtin)
 
@@ -117,8 +128,9 @@ class PluginHost:
             self.failures.append(err)
             if _strict():
                 raise err from exc
-            warnings.warn(f"{err} (skipped; set GEOVR_STRICT_PLUGINS=1 to make this an error)",
-                          PluginWarning, stacklevel=2)
+            warnings.warn(
+                f"{err} (skipped; set GEOVR_STRICT_PLUGINS=1 to make this an error)", PluginWarning, stacklevel=2
+            )
             return
         _trace(f"loaded {name} ({distribution} {version}) in {1e3 * (time.perf_counter() - t0):.1f} ms")
 
@@ -127,8 +139,7 @@ class PluginHost:
         hook; all unknown names are reported together, each with the closest hook name."""
         import difflib
 
-        known = sorted(n for n in vars(self.pm.hook) if not n.startswith("_")
-                       and getattr(self.pm.hook, n).has_spec())
+        known = sorted(n for n in vars(self.pm.hook) if not n.startswith("_") and getattr(self.pm.hook, n).has_spec())
         bad = []
         for hook_name in sorted(vars(self.pm.hook)):
             caller = getattr(self.pm.hook, hook_name)
@@ -141,7 +152,8 @@ class PluginHost:
             raise pluggy.PluginValidationError(
                 self.pm.get_plugin(name),
                 f"unknown hook{'s' if len(bad) > 1 else ''} {', '.join(bad)}: a @hookimpl function must be "
-                f"named after a geovr hook ({', '.join(known)}; see docs/plugin-hooks.md)")
+                f"named after a geovr hook ({', '.join(known)}; see docs/plugin-hooks.md)",
+            )
 
     def _collect(self, name: str, obj: Any, distribution: str) -> None:
         """Call the registration hooks of one plugin with a register callback attributed to it."""
@@ -167,14 +179,16 @@ class PluginHost:
             for spec in self.registry.specs():
                 if spec.plugin == name:
                     comps.setdefault(spec.kind, []).append(spec.name)
-            out.append({
-                "name": name,
-                "distribution": meta["distribution"],
-                "version": meta["version"],
-                "builtin": meta["builtin"],
-                "hooks": self.hooks_of(name),
-                "components": {k: sorted(v) for k, v in sorted(comps.items(), key=lambda kv: KINDS.index(kv[0]))},
-            })
+            out.append(
+                {
+                    "name": name,
+                    "distribution": meta["distribution"],
+                    "version": meta["version"],
+                    "builtin": meta["builtin"],
+                    "hooks": self.hooks_of(name),
+                    "components": {k: sorted(v) for k, v in sorted(comps.items(), key=lambda kv: KINDS.index(kv[0]))},
+                }
+            )
         return out
 
     def add_commands(self, subparsers) -> None:

@@ -146,19 +146,29 @@ class Batch:
         def cut(t, pixels: bool = False):
             if t is None:
                 return None
-            t = t[i:i + 1, :n]
+            t = t[i : i + 1, :n]
             return t[..., :h, :w] if pixels else t
 
         def pick(items):
-            return list(items[i:i + 1]) if len(items) > i else []
+            return list(items[i : i + 1]) if len(items) > i else []
 
-        return Batch(frames=cut(self.frames, True), sample_ids=pick(self.sample_ids), questions=pick(self.questions),
-                     answers=pick(self.answers), options=pick(self.options), question_types=pick(self.question_types),
-                     scene_ids=pick(self.scene_ids), frame_indices=cut(self.frame_indices),
-                     depth=cut(self.depth, True), intrinsics=cut(self.intrinsics), extrinsics=cut(self.extrinsics),
-                     frame_times=cut(self.frame_times), pixel_keys=pick(self.pixel_keys),
-                     conversations=None if self.conversations is None else pick(self.conversations),
-                     sources=pick(self.sources))
+        return Batch(
+            frames=cut(self.frames, True),
+            sample_ids=pick(self.sample_ids),
+            questions=pick(self.questions),
+            answers=pick(self.answers),
+            options=pick(self.options),
+            question_types=pick(self.question_types),
+            scene_ids=pick(self.scene_ids),
+            frame_indices=cut(self.frame_indices),
+            depth=cut(self.depth, True),
+            intrinsics=cut(self.intrinsics),
+            extrinsics=cut(self.extrinsics),
+            frame_times=cut(self.frame_times),
+            pixel_keys=pick(self.pixel_keys),
+            conversations=None if self.conversations is None else pick(self.conversations),
+            sources=pick(self.sources),
+        )
 
     def split(self) -> list[Batch]:
         """Every sample as an unpadded batch of one (see :meth:`sample`)."""
@@ -202,8 +212,11 @@ class StudentOutput:
     def sample(self, i: int) -> StudentOutput:
         """Sample ``i`` with a batch dimension of one (``hidden {layer: [1,S_i,h_i,w_i,D]}``, ``camera
         [1,S_i,D]``, ``scale [1,D]``); ``lm_loss``/``logits`` are not split (``None``)."""
-        return StudentOutput(hidden={k: _row(v, i) for k, v in self.hidden.items()}, camera=_row(self.camera, i),
-                             scale=_row(self.scale, i))
+        return StudentOutput(
+            hidden={k: _row(v, i) for k, v in self.hidden.items()},
+            camera=_row(self.camera, i),
+            scale=_row(self.scale, i),
+        )
 
 
 def _row(value, i: int):
@@ -212,7 +225,7 @@ def _row(value, i: int):
         return None
     if isinstance(value, list):
         return value[i].unsqueeze(0)
-    return value[i:i + 1]
+    return value[i : i + 1]
 
 
 @attrs.define

@@ -84,9 +84,11 @@ class ComponentSpec:
             raise
         except (Exception, SystemExit) as exc:
             place = f"{where}: " if where else ""
-            raise GeovrError(f"{place}{self.kind} {self.name!r} failed to build: {type(exc).__name__}: {exc} "
-                             f"(factory {self._factory_name()} of plugin {self.plugin!r}, distribution "
-                             f"{self.distribution!r})") from exc
+            raise GeovrError(
+                f"{place}{self.kind} {self.name!r} failed to build: {type(exc).__name__}: {exc} "
+                f"(factory {self._factory_name()} of plugin {self.plugin!r}, distribution "
+                f"{self.distribution!r})"
+            ) from exc
 
     def _factory_name(self) -> str:
         if isinstance(self.factory, str):

@@ -27,8 +27,9 @@ def layers_outside(layers: Iterable[object], first: int, last: int) -> list[obje
     return [x for x in layers if isinstance(x, bool) or not isinstance(x, int) or not first <= x <= last]
 
 
-def requires_problem(objective: str, requires: Iterable[str], provides: Iterable[str], *,
-                     teacher: str | None, has_teacher: bool = True) -> str | None:
+def requires_problem(
+    objective: str, requires: Iterable[str], provides: Iterable[str], *, teacher: str | None, has_teacher: bool = True
+) -> str | None:
     """``objective 'x' requires depth, which teacher 't' does not provide (it provides: features)``, or (no
     teacher at all) ``objective 'x' needs a teacher providing depth; add a [teacher] table``.
 
@@ -41,8 +42,10 @@ def requires_problem(objective: str, requires: Iterable[str], provides: Iterable
         return f"objective {objective!r} needs a teacher providing {', '.join(missing)}; add a [teacher] table"
     extra = " or a [metric_teacher]" if "metric_depth" in missing else ""
     who = f"teacher {teacher!r}" if teacher else "the teacher"
-    return (f"objective {objective!r} requires {', '.join(missing)}, which {who}{extra} does not provide "
-            f"(it provides: {', '.join(sorted(set(provides))) or 'nothing'})")
+    return (
+        f"objective {objective!r} requires {', '.join(missing)}, which {who}{extra} does not provide "
+        f"(it provides: {', '.join(sorted(set(provides))) or 'nothing'})"
+    )
 
 
 def teacher_layers_problem(layers: Iterable[object], depth: int, *, teacher: str | None = None) -> str | None:
@@ -62,5 +65,4 @@ def student_layers_problem(layers: Iterable[object], depth: int) -> str | None:
     return f"{bad} outside 0..{depth} (hidden states of the {depth}-layer backbone)"
 
 
-__all__ = ["layers_outside", "missing_outputs", "requires_problem", "student_layers_problem",
-           "teacher_layers_problem"]
+__all__ = ["layers_outside", "missing_outputs", "requires_problem", "student_layers_problem", "teacher_layers_problem"]

@@ -126,13 +126,16 @@ def require(kind: str, component: str, config, method: str, purpose: str, where:
     except GeovrError:
         origin = "plugin unknown"
     place = f"[{where}] " if where else ""
-    raise SizingError(f"{place}{kind} {component!r} ({origin}) cannot be sized for {purpose}: its config class "
-                      f"{type(config).__qualname__} has no {method}() method. The plugin implements it as described "
-                      f"in docs/plugin-hooks.md (sizing interface, geovr.sizing)")
+    raise SizingError(
+        f"{place}{kind} {component!r} ({origin}) cannot be sized for {purpose}: its config class "
+        f"{type(config).__qualname__} has no {method}() method. The plugin implements it as described "
+        f"in docs/plugin-hooks.md (sizing interface, geovr.sizing)"
+    )
 
 
-def vit_flops(tokens_per_image: int, images: int, dim: int, depth: int, span: int | None = None,
-              mlp_ratio: float = 4.0) -> float:
+def vit_flops(
+    tokens_per_image: int, images: int, dim: int, depth: int, span: int | None = None, mlp_ratio: float = 4.0
+) -> float:
     """Forward FLOPs of ``depth`` transformer blocks over ``images × tokens_per_image`` tokens, each token
     attending over ``span`` tokens (default: its own image): per token and block, the qkv / out / MLP
     matmuls (``2·(4 + 2·mlp_ratio)·dim²``) and attention scores + values (``4·span·dim``)."""
@@ -153,9 +156,20 @@ def decoder_layer_bytes_per_token(D: int, I: int, H: int, KV: int, hd: int, b: i
     return 2 * norm + attn + qk + mlp
 
 
-def decoder_activation_bytes(*, hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int,
-                             head_dim: int, vocab: int, tokens: int, b: int, checkpointing: bool,
-                             qk_norm: bool = False) -> float:
+def decoder_activation_bytes(
+    *,
+    hidden: int,
+    intermediate: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    vocab: int,
+    tokens: int,
+    b: int,
+    checkpointing: bool,
+    qk_norm: bool = False,
+) -> float:
     """Activation bytes of an HF decoder LM over ``tokens`` tokens: ``layers`` decoder layers (with
     checkpointing: each layer's input plus one recomputed layer), the final norm, the LM-head input and
     the float32 log-softmax of the LM loss over the vocabulary."""
@@ -175,8 +189,14 @@ def read_json_resource(package: str, resource: str) -> dict:
     return json.loads(resources.files(package).joinpath(resource).read_text())
 
 
-def model_config_json(source: str, *, missing: str, package: str | None = None,
-                      shipped: dict[str, str] | None = None, hf_cache: bool = False) -> dict:
+def model_config_json(
+    source: str,
+    *,
+    missing: str,
+    package: str | None = None,
+    shipped: dict[str, str] | None = None,
+    hf_cache: bool = False,
+) -> dict:
     """``config.json`` of checkpoint ``source`` without weights or network: a local directory's own file,
     else the copy ``package`` ships for its last path part (``shipped``: name → resource), else (with
     ``hf_cache``) the file in the local Hugging Face cache; otherwise :class:`SizingError` with ``missing``."""
@@ -201,16 +221,29 @@ def model_config_json(source: str, *, missing: str, package: str | None = None,
     raise SizingError(missing)
 
 
-def layout_of(config, component: str, frames: int, height: int, width: int, layers: Sequence[int],
-              where: str | None = None) -> CacheLayout:
+def layout_of(
+    config, component: str, frames: int, height: int, width: int, layers: Sequence[int], where: str | None = None
+) -> CacheLayout:
     """``config.cache_layout(...)`` of teacher ``component`` (a :class:`SizingError` when it has none)."""
     fn = require("teacher", component, config, "cache_layout", "the teacher-cache estimate", where)
     out = fn(frames, height, width, tuple(layers))
-    if isinstance(out, dict):   # plain dicts are accepted: {"shapes": ..., "flops": ..., "note": ...}
-        out = CacheLayout(shapes=dict(out.get("shapes", {})), flops=float(out.get("flops", 0.0)),
-                          note=str(out.get("note", "")))
+    if isinstance(out, dict):  # plain dicts are accepted: {"shapes": ..., "flops": ..., "note": ...}
+        out = CacheLayout(
+            shapes=dict(out.get("shapes", {})), flops=float(out.get("flops", 0.0)), note=str(out.get("note", ""))
+        )
     return out
 
 
-__all__ = ["BackboneMeta", "CacheLayout", "SizingError", "TeacherMeta", "VisualTokens", "decoder_activation_bytes",
-           "decoder_layer_bytes_per_token", "layout_of", "read_json_resource", "require", "vit_flops"]
+__all__ = [
+    "BackboneMeta",
+    "CacheLayout",
+    "SizingError",
+    "TeacherMeta",
+    "VisualTokens",
+    "decoder_activation_bytes",
+    "decoder_layer_bytes_per_token",
+    "layout_of",
+    "read_json_resource",
+    "require",
+    "vit_flops",
+]

@@ -21,8 +21,11 @@ def require_exact_match(model, state: Mapping, *, what: str, hint: str) -> None:
     headed by ``what`` (``"VGGT checkpoint 'x.safetensors'"``) and ending with ``hint`` (the fix)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
-              for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != expected[k]
+    ]
     if not (missing or unexpected or shapes):
         return
     parts = [f"{what} does not match the model configuration"]

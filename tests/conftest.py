@@ -14,7 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def good_plugin(tmp_path) -> Path:
     """A valid external plugin distribution (teacher + objective) on a temporary path."""
-    return make_distribution(tmp_path / "site", "geovr-plugin-fake", "fake_geovr_plugin", '''
+    return make_distribution(
+        tmp_path / "site",
+        "geovr-plugin-fake",
+        "fake_geovr_plugin",
+        """
         import attrs
         from geovr import hookimpl
 
@@ -35,4 +39,5 @@ def good_plugin(tmp_path) -> Path:
         @hookimpl
         def register_objectives(register):
             register("fake_objective", "fake_geovr_plugin:build", aliases=("fake_obj",))
-        ''')
+        """,
+    )

@@ -18,14 +18,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 # hand-made reports: arm -> seed -> metrics
 VALUES = {
-    "text_only": {0: {"qa_overall": 20.0, "depth_absrel": 0.30, "pose_error": 40.0},
-                  1: {"qa_overall": 24.0, "depth_absrel": 0.32, "pose_error": 44.0},
-                  2: {"qa_overall": 22.0, "depth_absrel": 0.29, "pose_error": 39.0}},
-    "all_four": {0: {"qa_overall": 25.0, "depth_absrel": 0.20, "pose_error": 20.0},
-                 1: {"qa_overall": 26.0, "depth_absrel": 0.23, "pose_error": 25.0},
-                 2: {"qa_overall": 30.0, "depth_absrel": 0.21, "pose_error": 22.0}},
-    "depth": {0: {"qa_overall": 21.0, "depth_absrel": 0.25, "pose_error": 41.0},
-              2: {"qa_overall": 23.5, "depth_absrel": 0.247, "pose_error": 38.5}},  # seed 1 missing
+    "text_only": {
+        0: {"qa_overall": 20.0, "depth_absrel": 0.30, "pose_error": 40.0},
+        1: {"qa_overall": 24.0, "depth_absrel": 0.32, "pose_error": 44.0},
+        2: {"qa_overall": 22.0, "depth_absrel": 0.29, "pose_error": 39.0},
+    },
+    "all_four": {
+        0: {"qa_overall": 25.0, "depth_absrel": 0.20, "pose_error": 20.0},
+        1: {"qa_overall": 26.0, "depth_absrel": 0.23, "pose_error": 25.0},
+        2: {"qa_overall": 30.0, "depth_absrel": 0.21, "pose_error": 22.0},
+    },
+    "depth": {
+        0: {"qa_overall": 21.0, "depth_absrel": 0.25, "pose_error": 41.0},
+        2: {"qa_overall": 23.5, "depth_absrel": 0.247, "pose_error": 38.5},
+    },  # seed 1 missing
 }
 
 
@@ -34,16 +40,19 @@ def _write_runs(root: Path) -> Path:
         for seed, metrics in seeds.items():
             d = root / arm / f"seed-{seed}"
             d.mkdir(parents=True)
-            (d / RESULT_FILE).write_text(json.dumps({"arm": arm, "seed": seed, "metrics": metrics,
-                                                     "chance": {}}))
+            (d / RESULT_FILE).write_text(json.dumps({"arm": arm, "seed": seed, "metrics": metrics, "chance": {}}))
     return root
 
 
 def test_mean_ci_matches_scipy_t_interval():
     x = [0.2, 0.23, 0.21, 0.26]
     lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
-    assert mean_ci(x) == {"mean": pytest.approx(np.mean(x)), "ci_low": pytest.approx(lo), "ci_high": pytest.approx(hi),
-                          "n": 4}
+    assert mean_ci(x) == {
+        "mean": pytest.approx(np.mean(x)),
+        "ci_low": pytest.approx(lo),
+        "ci_high": pytest.approx(hi),
+        "n": 4,
+    }
     assert mean_ci([3.0]) == {"mean": 3.0, "ci_low": None, "ci_high": None, "n": 1}
     # identical values: scipy's interval is nan; never a zero-width interval that "excludes zero"
     assert math.isnan(stats.t.interval(0.95, 1, loc=2.0, scale=0.0)[0])
@@ -76,8 +85,10 @@ def test_compare_statistics_and_json_schema(tmp_path):
 def test_compare_cli_markdown_json_plot(tmp_path, capsys):
     runs = _write_runs(tmp_path / "runs")
     out = tmp_path / "cmp.json"
-    assert main(["compare", str(runs), "--json", str(out), "--plot", str(tmp_path / "cmp.png"),
-                 "--baseline", "text_only"]) == 0
+    assert (
+        main(["compare", str(runs), "--json", str(out), "--plot", str(tmp_path / "cmp.png"), "--baseline", "text_only"])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| all_four | 3 |" in text and "(baseline)" in text and "lower is better" in text
     assert "* better" in text  # all_four's pose error interval excludes zero, in the good direction
@@ -94,10 +105,10 @@ def _tiny_folder(root: Path) -> Path:
     base = (REPO / "recipes" / "tiny_synthetic.toml").read_text()
     folder = root / "arms"
     folder.mkdir()
-    tiny = (base.replace('pretrained = "geovr-tiny-small"', 'pretrained = "geovr-tiny"'))
+    tiny = base.replace('pretrained = "geovr-tiny-small"', 'pretrained = "geovr-tiny"')
     (folder / "all_four.toml").write_text(tiny)
     head, _, rest = tiny.partition("[[objectives]]")
-    tail = rest[rest.index("[data.train]"):]
+    tail = rest[rest.index("[data.train]") :]
     (folder / "text_only.toml").write_text(head + tail)
     (folder / "ablation.toml").write_text('baseline = "text_only"\nseeds = 2\n')
     return folder
@@ -108,21 +119,44 @@ def test_ablate_runs_resumes_and_compares(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GEOVR_CACHE_DIR", str(tmp_path / "cache"))
     folder = _tiny_folder(tmp_path)
     out = tmp_path / "runs"
-    small = ["trainer.max_steps=2", "data.train.num_samples=4", "data.train.num_frames=2",
-             "data.train.image_size=[56,56]", "evaluators.0.dataset_options.num_samples=4",
-             "evaluators.0.dataset_options.num_frames=2", "evaluators.0.dataset_options.image_size=[56,56]",
-             "evaluators.1.num_samples=4", "evaluators.1.dataset_options.num_frames=2",
-             "evaluators.1.dataset_options.image_size=[56,56]", "backbone.max_new_tokens=2"]
-    args = ["ablate", str(folder), "--output", str(out), "--jobs", "2", "--no-progress",
-            "--json", str(tmp_path / "c.json"), "--report", str(tmp_path / "results.md"), *small]
-    (tmp_path / "results.md").write_text("old table\n<!-- notes: kept when this file is regenerated -->\n"
-                                         "## Findings\nhand-written\n")
+    small = [
+        "trainer.max_steps=2",
+        "data.train.num_samples=4",
+        "data.train.num_frames=2",
+        "data.train.image_size=[56,56]",
+        "evaluators.0.dataset_options.num_samples=4",
+        "evaluators.0.dataset_options.num_frames=2",
+        "evaluators.0.dataset_options.image_size=[56,56]",
+        "evaluators.1.num_samples=4",
+        "evaluators.1.dataset_options.num_frames=2",
+        "evaluators.1.dataset_options.image_size=[56,56]",
+        "backbone.max_new_tokens=2",
+    ]
+    args = [
+        "ablate",
+        str(folder),
+        "--output",
+        str(out),
+        "--jobs",
+        "2",
+        "--no-progress",
+        "--json",
+        str(tmp_path / "c.json"),
+        "--report",
+        str(tmp_path / "results.md"),
+        *small,
+    ]
+    (tmp_path / "results.md").write_text(
+        "old table\n<!-- notes: kept when this file is regenerated -->\n## Findings\nhand-written\n"
+    )
     assert main(args) == 0, capsys.readouterr().err
     for arm in ("text_only", "all_four"):
         for seed in (0, 1):
             res = json.loads((out / arm / f"seed-{seed}" / RESULT_FILE).read_text())
             assert res["arm"] == arm and res["seed"] == seed
-            assert {"qa_overall", "depth_absrel", "depth_absrel_constant", "depth_absrel_control"} <= set(res["metrics"])
+            assert {"qa_overall", "depth_absrel", "depth_absrel_constant", "depth_absrel_control"} <= set(
+                res["metrics"]
+            )
             assert all(math.isfinite(v) for v in res["metrics"].values())
     doc = json.loads((tmp_path / "c.json").read_text())
     assert doc["baseline"] == "text_only" and doc["arms"]["all_four"]["qa_overall"]["n"] == 2
@@ -158,8 +192,10 @@ def test_ablate_reports_every_bad_recipe_at_once(tmp_path, capsys):
 def test_quick_runs_its_arms_in_its_own_folder(tmp_path, capsys):
     folder = _tiny_folder(tmp_path)
     (folder / "depth.toml").write_text((folder / "all_four.toml").read_text())
-    (folder / "ablation.toml").write_text('output_dir = "%s"\nseeds = 3\n[quick]\nseeds = 2\n'
-                                          'arms = ["text_only", "all_four"]\n' % (tmp_path / "full").as_posix())
+    full = (tmp_path / "full").as_posix()
+    (folder / "ablation.toml").write_text(
+        f'output_dir = "{full}"\nseeds = 3\n[quick]\nseeds = 2\narms = ["text_only", "all_four"]\n'
+    )
     assert main(["ablate", str(folder), "--quick", "--dry-run"]) == 0
     quick = capsys.readouterr()
     assert main(["ablate", str(folder), "--dry-run"]) == 0

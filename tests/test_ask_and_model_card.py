@@ -21,9 +21,11 @@ def trained(tmp_path_factory):
     """A 2-step tiny_synthetic run with one synthetic_qa evaluation, its export, and a synthetic room video."""
     root = tmp_path_factory.mktemp("ask")
     run = root / "run"
-    recipe = load_recipe(shipped_recipes()["tiny_synthetic"],
-                         ["trainer.max_steps=2", "trainer.save_every=0", "trainer.progress=false",
-                          f'output_dir="{run}"'], require_training=True)
+    recipe = load_recipe(
+        shipped_recipes()["tiny_synthetic"],
+        ["trainer.max_steps=2", "trainer.save_every=0", "trainer.progress=false", f'output_dir="{run}"'],
+        require_training=True,
+    )
     train(recipe)
     assert geovr_main(["eval", str(run), "--evaluator", "synthetic_qa", "limit=2"]) == 0
     dest = export(run, root / "exported")
@@ -40,8 +42,12 @@ def test_export_writes_a_model_card(trained):
     assert card.startswith("---\nlibrary_name: transformers\n")
     assert "# tiny_synthetic" in card and "checkpoint `step-00000002`" in card
     assert "- `oracle` (feature_dim = 32" in card
-    for row in ("| `camera_pose` | 2.5 | hidden_dim = 64 |", "| `depth` | 1.0 |",
-                "| `metric_scale` | 1.0 |", "| `feature_distill` | 1.0 |"):  # the method's default weights
+    for row in (
+        "| `camera_pose` | 2.5 | hidden_dim = 64 |",
+        "| `depth` | 1.0 |",
+        "| `metric_scale` | 1.0 |",
+        "| `feature_distill` | 1.0 |",
+    ):  # the method's default weights
         assert row in card
     assert "- data: `synthetic_rooms`" in card and "max_steps = 2" in card and "final losses (step 2)" in card
     results = sorted(run.glob("eval/step-00000002/*/results.json"))
@@ -60,8 +66,25 @@ def test_ask_answers_with_an_export_and_with_a_run_alike(trained, capsys):
     answers = {}
     for model in (dest, run):
         capsys.readouterr()
-        assert geovr_main(["ask", str(model), str(video), question, "--num-frames", "2", "--frame-size", "64", "64",
-                           "--max-new-tokens", "4", "--json"]) == 0
+        assert (
+            geovr_main(
+                [
+                    "ask",
+                    str(model),
+                    str(video),
+                    question,
+                    "--num-frames",
+                    "2",
+                    "--frame-size",
+                    "64",
+                    "64",
+                    "--max-new-tokens",
+                    "4",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         out = json.loads(capsys.readouterr().out)
         assert out["question"] == question and out["frames"] == [0, 3]
         answers[model.name] = out["answer"]

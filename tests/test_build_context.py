@@ -66,9 +66,11 @@ class Plugin:
 
 def _recipe(tmp_path, callback: str):
     path = tmp_path / f"{callback}.toml"
-    path.write_text(f'output_dir = "{tmp_path / "run"}"\n[backbone]\ncomponent = "wiring_backbone"\n'
-                    f'[trainer]\ncomponent = "wiring_trainer"\n[[evaluators]]\ncomponent = "wiring_eval"\n'
-                    f'[[callbacks]]\ncomponent = "{callback}"\n')
+    path.write_text(
+        f'output_dir = "{tmp_path / "run"}"\n[backbone]\ncomponent = "wiring_backbone"\n'
+        f'[trainer]\ncomponent = "wiring_trainer"\n[[evaluators]]\ncomponent = "wiring_eval"\n'
+        f'[[callbacks]]\ncomponent = "{callback}"\n'
+    )
     return load_recipe(path)
 
 

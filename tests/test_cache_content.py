@@ -17,7 +17,12 @@ from geovr.train.runner import build_seeded
 from geovr.train.teacher_cache import TeacherCache, TeacherSource, make_sources, precompute
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_synthetic.toml"
-SMALL = ["data.train.num_samples=2", "data.train.questions_per_scene=1", "data.train.num_frames=2", "data.train.image_size=[32,32]"]
+SMALL = [
+    "data.train.num_samples=2",
+    "data.train.questions_per_scene=1",
+    "data.train.num_frames=2",
+    "data.train.image_size=[32,32]",
+]
 
 
 def synthetic(tmp_path, *extra):
@@ -40,7 +45,7 @@ def test_questions_sharing_a_video_and_frames_share_one_entry(tmp_path):
     src = TeacherSource(t, layers=(2,), cache=cache)
     src.encode(collate([q1, other]))
     assert cache.writes == 2
-    again = src.encode(collate([q2]))   # another question on the same video and frames: a hit
+    again = src.encode(collate([q2]))  # another question on the same video and frames: a hit
     assert cache.writes == 2 and cache.hits == 1 and len(entries(tmp_path)) == 2
     torch.testing.assert_close(again.depth[0], src.encode(collate([q1])).depth[0], rtol=0, atol=0)
     # without a pixel_key the frames themselves are hashed: equal pixels share, changed pixels do not
@@ -73,7 +78,7 @@ def test_trajectory_change_is_a_miss_not_a_silent_reuse(tmp_path):
     got = auto.encode(batch)
     assert auto.cache.writes == 1 and len(entries(tmp_path / "c")) == 3
     online = orbit.teacher.encode(batch.frames, auto.layers, batch=batch)
-    torch.testing.assert_close(got.depth, online.depth, rtol=0, atol=0)   # the orbit's own teacher output
+    torch.testing.assert_close(got.depth, online.depth, rtol=0, atol=0)  # the orbit's own teacher output
     first = make_sources(ctx, mode="only", cache_dir=cfg.resolved_cache_dir(), device="cpu", config=cfg)[0]
     old = first.encode(collate([ctx.datasets["train"][0]]))
     assert not torch.equal(old.depth, got.depth)
@@ -93,12 +98,14 @@ def test_cache_outputs_and_dtype(tmp_path):
         assert sorted(fh.keys()) == ["depth", "depth_conf", "features.2"]
         assert fh.get_tensor("depth").dtype == torch.float16
     calls = t.calls
-    second = src.encode(batch)   # hits for depth/features, but pose is not cached: the teacher runs again
+    second = src.encode(batch)  # hits for depth/features, but pose is not cached: the teacher runs again
     assert t.calls == calls + 1 and half.hits == 2
     for out in (first, second):
-        torch.testing.assert_close(out.pose_enc, ref.pose_enc, rtol=0, atol=0)           # online, exact
+        torch.testing.assert_close(out.pose_enc, ref.pose_enc, rtol=0, atol=0)  # online, exact
         torch.testing.assert_close(out.depth, ref.depth.half().float(), rtol=0, atol=0)  # stored as fp16
-    TeacherSource(t, layers=(2,), cache=TeacherCache(tmp_path / "b", t.cache_key(), (2,), dtype="bfloat16")).encode(batch)
+    TeacherSource(t, layers=(2,), cache=TeacherCache(tmp_path / "b", t.cache_key(), (2,), dtype="bfloat16")).encode(
+        batch
+    )
     size_bf16 = sum(p.stat().st_size for p in entries(tmp_path / "b"))
     f32 = TeacherCache(tmp_path / "f", t.cache_key(), (2,))
     TeacherSource(t, layers=(2,), cache=f32).encode(batch)

@@ -19,7 +19,12 @@ from geovr.train.runner import build_seeded
 from geovr.train.teacher_cache import precompute
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_synthetic.toml"
-SMALL = ["data.train.num_samples=3", "data.train.questions_per_scene=1", "data.train.num_frames=2", "data.train.image_size=[32,48]"]
+SMALL = [
+    "data.train.num_samples=3",
+    "data.train.questions_per_scene=1",
+    "data.train.num_frames=2",
+    "data.train.image_size=[32,48]",
+]
 
 
 @pytest.mark.parametrize("dtype,outputs", [("float32", None), ("bfloat16", '["depth","features"]')])
@@ -41,10 +46,11 @@ def test_estimate_matches_the_filled_cache(tmp_path, dtype, outputs):
 
 def test_questions_on_one_video_count_once(tmp_path):
     synthesize(tmp_path / "d", scenes=2, frames=4, size=(16, 24), seed=1, progress=False)
-    cfg = VideoQAConfig(annotations=str(tmp_path / "d" / "qa.jsonl"), video_root=str(tmp_path / "d" / "videos"),
-                        num_frames=2)
+    cfg = VideoQAConfig(
+        annotations=str(tmp_path / "d" / "qa.jsonl"), video_root=str(tmp_path / "d" / "videos"), num_frames=2
+    )
     ds = VideoQADataset(cfg)
-    assert len(ds) > 2   # several questions per scene
+    assert len(ds) > 2  # several questions per scene
     keys = {ds.pixel_key(i) for i in range(len(ds))}
     assert len(keys) == 2
     assert ds[0]["pixel_key"] == ds.pixel_key(0)
@@ -52,7 +58,7 @@ def test_questions_on_one_video_count_once(tmp_path):
     est = estimate_cache(recipe, datasets={"train": ds})
     assert est["entries"] == 2
     video = Path(ds.video_path(ds.records[0]))
-    video.touch()   # a new modification time: another video identity, another entry
+    video.touch()  # a new modification time: another video identity, another entry
     assert ds.pixel_key(0) not in keys
 
 
@@ -60,9 +66,19 @@ def test_cache_max_bytes_stops_auto_run_before_it_starts(tmp_path, capsys):
     from geovr.train.runner import train
 
     out = tmp_path / "run"
-    recipe = load_recipe(RECIPE, SMALL + [f'output_dir="{out}"', f'trainer.cache_dir="{tmp_path / "c"}"',
-                                          'trainer.cache="auto"', "trainer.cache_max_bytes=100000",
-                                          "trainer.max_steps=1", "trainer.progress=false"], require_training=True)
+    recipe = load_recipe(
+        RECIPE,
+        SMALL
+        + [
+            f'output_dir="{out}"',
+            f'trainer.cache_dir="{tmp_path / "c"}"',
+            'trainer.cache="auto"',
+            "trainer.cache_max_bytes=100000",
+            "trainer.max_steps=1",
+            "trainer.progress=false",
+        ],
+        require_training=True,
+    )
     with pytest.raises(DataError) as err:
         train(recipe)
     msg = str(err.value)

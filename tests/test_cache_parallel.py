@@ -72,14 +72,20 @@ def files(root: Path) -> dict[str, tuple]:
 
 def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(
-        a[k][0] == b[k][0] and a[k][1].keys() == b[k][1].keys()
-        and all(torch.equal(a[k][1][n], b[k][1][n]) for n in a[k][1]) for k in a)
+        a[k][0] == b[k][0]
+        and a[k][1].keys() == b[k][1].keys()
+        and all(torch.equal(a[k][1][n], b[k][1][n]) for n in a[k][1])
+        for k in a
+    )
 
 
 def test_two_processes_fill_disjoint_shares_identical_to_one(tmp_path):
-    single = precompute(context(tmp_path / "one"), progress=False,
-                        config=AccelerateTrainerConfig(batch_size=2, cache_dir=str(tmp_path / "one" / "cache")))
-    assert single["groups"] == 5 and single["written"] == 10   # 5 videos x (teacher + metric teacher)
+    single = precompute(
+        context(tmp_path / "one"),
+        progress=False,
+        config=AccelerateTrainerConfig(batch_size=2, cache_dir=str(tmp_path / "one" / "cache")),
+    )
+    assert single["groups"] == 5 and single["written"] == 10  # 5 videos x (teacher + metric teacher)
     reference = files(tmp_path / "one" / "cache")
     assert len(reference) == 10
 
@@ -88,13 +94,13 @@ def test_two_processes_fill_disjoint_shares_identical_to_one(tmp_path):
     launch(script, tmp_path, out, name="fill.py")
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2] and sorted(r["rank"] for r in ranks) == [0, 1]
-    assert [r["samples"] for r in ranks] == [3, 2]                  # groups 0,2,4 and 1,3
+    assert [r["samples"] for r in ranks] == [3, 2]  # groups 0,2,4 and 1,3
     written = [p for r in ranks for p in r["paths"]]
-    assert len(written) == len(set(written)) == 10                  # every entry written once, no overlap
+    assert len(written) == len(set(written)) == 10  # every entry written once, no overlap
     got = files(out / "cache")
     assert {str(Path(p).relative_to(out / "cache")) for p in written} == set(got)
-    assert same(got, reference)                                      # same names, metadata, tensors
+    assert same(got, reference)  # same names, metadata, tensors
 
-    launch(script, tmp_path, out, name="fill.py")                    # restart: everything present
+    launch(script, tmp_path, out, name="fill.py")  # restart: everything present
     again = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert sum(r["written"] for r in again) == 0 and sum(r["hits"] for r in again) == 10

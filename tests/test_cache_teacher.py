@@ -17,8 +17,9 @@ from geovr.train.trainer import build
 
 def train(out, cache_dir, mode, **kw):
     ctx = tiny.tiny_context(output_dir=str(out), n=6)
-    cfg = AccelerateTrainerConfig(batch_size=2, lr=1e-2, head_lr=1e-2, max_steps=6, progress=False,
-                                  cache=mode, cache_dir=str(cache_dir), **kw)
+    cfg = AccelerateTrainerConfig(
+        batch_size=2, lr=1e-2, head_lr=1e-2, max_steps=6, progress=False, cache=mode, cache_dir=str(cache_dir), **kw
+    )
     build(cfg, ctx).fit(ctx)
     return ctx, [{k: v for k, v in r.items() if "loss" in k or k.endswith("/cos")} for r in read_metrics(out)]
 
@@ -94,12 +95,13 @@ def test_frame_indices_resolution_and_layers_are_part_of_the_key(tmp_path):
     base = c.path_for(c.entry_meta("s", [0, 3], (16, 16)))
     assert base != c.path_for(c.entry_meta("s", [0, 4], (16, 16)))
     assert base != c.path_for(c.entry_meta("s", [0, 3], (32, 16)))
-    assert base != c.path_for(c.entry_meta("t", [0, 3], (16, 16)))           # other pixels
+    assert base != c.path_for(c.entry_meta("t", [0, 3], (16, 16)))  # other pixels
     assert base != c.path_for(c.entry_meta("s", [0, 3], (16, 16), [0.0, 0.5]))  # frame times
     assert base != c.path_for(TeacherCache(tmp_path, "k", (2,), dtype="float16").entry_meta("s", [0, 3], (16, 16)))
     assert base != c.path_for(TeacherCache(tmp_path, "k", (2,), outputs=["depth"]).entry_meta("s", [0, 3], (16, 16)))
-    assert base != TeacherCache(tmp_path, "k", (1, 2)).path_for(TeacherCache(tmp_path, "k", (1, 2)).entry_meta(
-        "s", [0, 3], (16, 16)))
+    assert base != TeacherCache(tmp_path, "k", (1, 2)).path_for(
+        TeacherCache(tmp_path, "k", (1, 2)).entry_meta("s", [0, 3], (16, 16))
+    )
     assert base.parent.parent != TeacherCache(tmp_path, "k2", (2,)).dir
 
 

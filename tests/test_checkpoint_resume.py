@@ -10,15 +10,21 @@ import pytest
 import torch
 
 from geovr.errors import CheckpointError
-from geovr.train import checkpoint as ckpt_io
 from geovr.testing import tiny
+from geovr.train import checkpoint as ckpt_io
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build
 
-
-CFG = {"batch_size": 2, "lr": 1e-2, "head_lr": 1e-2, "warmup_ratio": 0.25, "progress": False, "save_every": 2,
-       "max_steps": 7}
+CFG = {
+    "batch_size": 2,
+    "lr": 1e-2,
+    "head_lr": 1e-2,
+    "warmup_ratio": 0.25,
+    "progress": False,
+    "save_every": 2,
+    "max_steps": 7,
+}
 
 
 class Kill:
@@ -41,8 +47,10 @@ def run(out, **kw):
 
 
 def losses(run_dir):
-    return [(r["step"], r["loss"], r["lm_loss"], r["feature_distill/loss"], r["depth/loss"], r["camera_pose/loss"])
-            for r in read_metrics(run_dir)]
+    return [
+        (r["step"], r["loss"], r["lm_loss"], r["feature_distill/loss"], r["depth/loss"], r["camera_pose/loss"])
+        for r in read_metrics(run_dir)
+    ]
 
 
 def test_resume_after_kill_reproduces_uninterrupted_losses_exactly(tmp_path):
@@ -58,10 +66,10 @@ def test_resume_after_kill_reproduces_uninterrupted_losses_exactly(tmp_path):
     got = losses(tmp_path / "cut")
     assert got == ref  # bit-identical floats, every objective, every step (step 5 recomputed)
     assert result["steps"] == 7
-    for (name, a), b in zip(ref_ctx.backbone.named_parameters(), ctx.backbone.parameters()):
+    for (name, a), b in zip(ref_ctx.backbone.named_parameters(), ctx.backbone.parameters(), strict=False):
         assert torch.equal(a, b), name
-    for oa, ob in zip(ref_ctx.objectives, ctx.objectives):
-        for a, b in zip(oa.parameters(), ob.parameters()):
+    for oa, ob in zip(ref_ctx.objectives, ctx.objectives, strict=False):
+        for a, b in zip(oa.parameters(), ob.parameters(), strict=False):
             assert torch.equal(a, b)
 
 
@@ -103,8 +111,14 @@ def test_interrupted_checkpoint_write_never_replaces_last_good(tmp_path, monkeyp
 
 
 def test_keep_last_and_resave_same_step(tmp_path):
-    kw = {"model": {"w": torch.ones(2)}, "objectives": {"0.h": torch.zeros(1)}, "optimizer": {}, "scheduler": {},
-          "rng": [ckpt_io.rng_state()], "state": {"epoch": 0, "batch": 0}}
+    kw = {
+        "model": {"w": torch.ones(2)},
+        "objectives": {"0.h": torch.zeros(1)},
+        "optimizer": {},
+        "scheduler": {},
+        "rng": [ckpt_io.rng_state()],
+        "state": {"epoch": 0, "batch": 0},
+    }
     for step in (1, 2, 3, 4):
         ckpt_io.save_checkpoint(tmp_path, step, keep_last=2, **kw)
     assert [p.name for p in ckpt_io.list_checkpoints(tmp_path)] == ["step-00000003", "step-00000004"]
@@ -144,8 +158,12 @@ def test_resume_with_changed_schedule_or_data_order_is_refused_with_every_differ
     with pytest.raises(CheckpointError) as err:
         run(tmp_path / "r", resume=True, max_steps=9, lr=5e-3, grad_accum=2)
     msg = str(err.value)
-    for line in ("trainer.max_steps: 7 in the checkpoint, 9 now", "trainer.lr: 0.01 in the checkpoint, 0.005 now",
-                 "trainer.grad_accum: 1 in the checkpoint, 2 now", "--resume-force"):
+    for line in (
+        "trainer.max_steps: 7 in the checkpoint, 9 now",
+        "trainer.lr: 0.01 in the checkpoint, 0.005 now",
+        "trainer.grad_accum: 1 in the checkpoint, 2 now",
+        "--resume-force",
+    ):
         assert line in msg
     assert "batch_size" not in msg and "head_lr" not in msg  # unchanged settings are not listed
     ctx = tiny.tiny_context(output_dir=str(tmp_path / "r"), n=6)
@@ -156,7 +174,9 @@ def test_resume_with_changed_schedule_or_data_order_is_refused_with_every_differ
 
 def test_resume_force_prints_the_differences_and_continues(tmp_path):
     run(tmp_path / "r", max_steps=2)
-    with pytest.warns(UserWarning, match=r"(?s)despite changed settings.*trainer.max_steps: 2 in the checkpoint, 4 now"):
+    with pytest.warns(
+        UserWarning, match=r"(?s)despite changed settings.*trainer.max_steps: 2 in the checkpoint, 4 now"
+    ):
         _, result = run(tmp_path / "r", resume=True, resume_force=True, max_steps=4)
     assert result["steps"] == 4
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2, 3, 4]

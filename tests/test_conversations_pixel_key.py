@@ -38,12 +38,12 @@ def test_same_video_and_frames_share_the_key_other_frame_choice_does_not(synth):
         _, rec = ds.sources[0].entries[j]
         by_video[rec["video"]].append(i)
     shared = [ix for ix in by_video.values() if len(ix) >= 2]
-    assert shared and len(by_video) == 2, by_video   # several questions on each video
+    assert shared and len(by_video) == 2, by_video  # several questions on each video
     a, b = shared[0][:2]
     sa, sb = ds[a], ds[b]
     assert sa["question"] != sb["question"] or sa["sample_id"] != sb["sample_id"]
     assert sa["pixel_key"] == sb["pixel_key"] == ds.pixel_key(a) == ds.pixel_key(b)
-    assert torch.equal(sa["frames"], sb["frames"])   # the promise behind an equal key
+    assert torch.equal(sa["frames"], sb["frames"])  # the promise behind an equal key
     keys = {ds.pixel_key(i) for i in range(len(ds))}
     assert len(keys) == 2 and len(unique_groups(ds)) == 2
     # another frame choice of the same video: another key (and other frames)
@@ -63,4 +63,4 @@ def test_shard_samples_carry_a_key_without_decoding(synth):
     ds = VideoConversationsDataset(VideoConversationsConfig(shards=[str(p) for p in out["shards"]]))
     keys = [ds.pixel_key(i) for i in range(len(ds))]
     assert ds[0]["pixel_key"] == keys[0]
-    assert len(set(keys)) == len(keys)   # one member per sample in a shard: one identity each
+    assert len(set(keys)) == len(keys)  # one member per sample in a shard: one identity each

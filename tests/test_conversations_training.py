@@ -37,9 +37,13 @@ class Kill:
 
 def run(out, synth, *, seen=None, max_steps=5, callbacks=(), resume=False):
     ctx = tiny.tiny_context(output_dir=str(out), n=4)
-    cfg = VideoConversationsConfig(sources=[
-        {"name": "vsi", "annotations": str(synth / "conversations.jsonl"), "video_root": str(synth)},
-        {"name": "vlm3r", "shards": str(synth / "shards" / "*.tar"), "weight": 0.5}], image_size=[32, 32])
+    cfg = VideoConversationsConfig(
+        sources=[
+            {"name": "vsi", "annotations": str(synth / "conversations.jsonl"), "video_root": str(synth)},
+            {"name": "vlm3r", "shards": str(synth / "shards" / "*.tar"), "weight": 0.5},
+        ],
+        image_size=[32, 32],
+    )
     ds = VideoConversationsDataset(cfg, seed=ctx.seed)
     if seen is not None:
         load = ds.load
@@ -51,8 +55,9 @@ def run(out, synth, *, seen=None, max_steps=5, callbacks=(), resume=False):
         ds.load = spy
     ctx.datasets["train"] = ds
     ctx.callbacks = list(callbacks)
-    trainer = AccelerateTrainerConfig(batch_size=2, max_steps=max_steps, save_every=2, progress=False,
-                                      lr=1e-3, head_lr=1e-3, resume=resume)
+    trainer = AccelerateTrainerConfig(
+        batch_size=2, max_steps=max_steps, save_every=2, progress=False, lr=1e-3, head_lr=1e-3, resume=resume
+    )
     return build(trainer, ctx).fit(ctx)
 
 
@@ -60,16 +65,16 @@ def test_run_log_counts_per_source_and_resume_continues_the_data_order(synth, tm
     ref_seen = []
     run(tmp_path / "ref", synth, seen=ref_seen)
     last = read_metrics(tmp_path / "ref")[-1]
-    assert last["data/vsi/samples"] + last["data/vlm3r/samples"] == 10     # 5 steps x 2
+    assert last["data/vsi/samples"] + last["data/vlm3r/samples"] == 10  # 5 steps x 2
     assert last["data/vsi/samples"] > 0 and last["data/vlm3r/samples"] > 0
     assert len(ref_seen) == 10 and len(set(ref_seen)) == 10
 
     cut_seen = []
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "cut", synth, seen=cut_seen, callbacks=[Kill(3)])     # checkpoint at step 2
+        run(tmp_path / "cut", synth, seen=cut_seen, callbacks=[Kill(3)])  # checkpoint at step 2
     resumed = []
     run(tmp_path / "cut", synth, seen=resumed, resume=True)
-    assert resumed == ref_seen[4:]                    # exactly the samples after the checkpoint (step 2)
+    assert resumed == ref_seen[4:]  # exactly the samples after the checkpoint (step 2)
     assert read_metrics(tmp_path / "cut")[-1]["data/vsi/samples"] == last["data/vsi/samples"]
 
 
@@ -84,9 +89,15 @@ def test_too_many_bad_records_stop_the_run_clearly(synth, tmp_path):
         lines[k] = json.dumps(rec)
     (root / "conversations.jsonl").write_text("\n".join(lines) + "\n")
     ctx = tiny.tiny_context(output_dir=str(tmp_path / "run"), n=4)
-    ctx.datasets["train"] = VideoConversationsDataset(VideoConversationsConfig(
-        annotations=str(root / "conversations.jsonl"), video_root=str(root), image_size=[32, 32],
-        max_skip_fraction=0.1), seed=0)
+    ctx.datasets["train"] = VideoConversationsDataset(
+        VideoConversationsConfig(
+            annotations=str(root / "conversations.jsonl"),
+            video_root=str(root),
+            image_size=[32, 32],
+            max_skip_fraction=0.1,
+        ),
+        seed=0,
+    )
     with pytest.raises(DataError, match="bad records met in this process .* exceed max_skip_fraction = 0.1"):
         build(AccelerateTrainerConfig(batch_size=2, max_steps=8, progress=False, shuffle=False), ctx).fit(ctx)
 
@@ -130,12 +141,27 @@ def test_two_processes_read_disjoint_samples_and_the_log_sums_them(synth, tmp_pa
         port = s.getsockname()[1]
     procs = []
     for rank in range(2):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), str(synth)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(tmp_path / "run"), str(synth)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
     outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (so, se) in zip(procs, outputs):
+    for p, (so, se) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, so[-3000:] + se[-3000:]
     seen = [next(line for line in so.splitlines() if line.startswith("SEEN")).split()[1:] for so, _ in outputs]
     assert len(seen[0]) == len(seen[1]) == 6 and not set(seen[0]) & set(seen[1])

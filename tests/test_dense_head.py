@@ -32,7 +32,7 @@ def dense_case(case: str):
     meta, t = golden(f"dense_case_{case}")
     cfg = json.loads(meta["config"])
     head = DenseHead(cfg["dim_in"], cfg["patch_size"], cfg["target_patch_size"], cfg["features"], cfg["out_channels"])
-    head.load_released(t, prefix="head.")    # the released module's own parameter names
+    head.load_released(t, prefix="head.")  # the released module's own parameter names
     hidden = [t[f"hidden.{k}"] for k in cfg["intermediate_layer_idx"]]
     return cfg, head.eval(), hidden, t["depth"]
 
@@ -43,7 +43,7 @@ def test_dense_head_matches_the_released_head(case):
     with torch.no_grad():
         out = head(hidden, image_size=(cfg["H"], cfg["W"]), target_size=(cfg["target_H"], cfg["target_W"]))
     assert out.shape == (cfg["B"], cfg["T"], cfg["target_H"], cfg["target_W"])
-    assert float(expected.std()) > 0.01   # not a comparison between constants
+    assert float(expected.std()) > 0.01  # not a comparison between constants
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
 
 
@@ -53,16 +53,16 @@ def test_dense_head_parameter_names_and_count_at_the_released_size():
     assert sum(p.numel() for p in head.parameters()) == 32_335_153
     names = set(head.state_dict())
     _, t = golden("dense_case_a")
-    assert names == {k[len("head."):] for k in t if k.startswith("head.")}   # the released key set
+    assert names == {k[len("head.") :] for k in t if k.startswith("head.")}  # the released key set
 
 
 def test_load_released_names_the_mismatch():
     _, t = golden("dense_case_a")
-    head = DenseHead(64, features=32, out_channels=(16, 32, 64, 32))   # level 4 narrower than the released
+    head = DenseHead(64, features=32, out_channels=(16, 32, 64, 32))  # level 4 narrower than the released
     with pytest.raises(ValueError, match=r"shapes \['projects.3.bias"):
         head.load_released(t, prefix="head.")
     with pytest.raises(ValueError, match="missing"):
-        DenseHead(64, features=32, out_channels=(16, 32, 64, 64)).load_released(t)   # no dpt_head.* keys
+        DenseHead(64, features=32, out_channels=(16, 32, 64, 64)).load_released(t)  # no dpt_head.* keys
 
 
 def test_dense_head_input_errors():
@@ -81,15 +81,19 @@ def test_depth_objective_feeds_the_dense_head_like_the_released_model():
     ``target_size`` = the teacher depth's size: the objective reproduces case b (student grid 3×4, target
     grid 2×3 → the resize path)."""
     cfg, head, hidden, expected = dense_case("b")
-    ctx = types.SimpleNamespace(backbone=types.SimpleNamespace(hidden_size=cfg["dim_in"], num_layers=6),
-                                teacher=None, device="cpu")
-    config = DepthConfig(channels=cfg["out_channels"], features=cfg["features"],
-                         student_layers=cfg["intermediate_layer_idx"])
+    ctx = types.SimpleNamespace(
+        backbone=types.SimpleNamespace(hidden_size=cfg["dim_in"], num_layers=6), teacher=None, device="cpu"
+    )
+    config = DepthConfig(
+        channels=cfg["out_channels"], features=cfg["features"], student_layers=cfg["intermediate_layer_idx"]
+    )
     obj = build_depth(config, ctx)
     obj.head.load_state_dict(head.state_dict())
     h, w = cfg["H"] // cfg["patch_size"], cfg["W"] // cfg["patch_size"]
-    grids = {k: x.reshape(cfg["B"], cfg["T"], h, w, cfg["dim_in"])
-             for k, x in zip(cfg["intermediate_layer_idx"], hidden)}
+    grids = {
+        k: x.reshape(cfg["B"], cfg["T"], h, w, cfg["dim_in"])
+        for k, x in zip(cfg["intermediate_layer_idx"], hidden, strict=False)
+    }
     with torch.no_grad():
         pred, conf = obj.predict(StudentOutput(hidden=grids), (cfg["target_H"], cfg["target_W"]))
     assert conf is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from geovr.errors import RecipeError
@@ -33,11 +32,16 @@ def test_vsibench_options_validate():
     assert "missing required option 'data_dir'" in text and "did you mean 'num_frames'" in text
     assert "evaluator.protocol: expected" in text
     with pytest.raises(RecipeError) as err:
-        spec.parse_config({"data_dir": "d", "num_frames": 0, "top_p": 1.5, "batch_size": 0,
-                           "question_types": ["object_direction"]})
+        spec.parse_config(
+            {"data_dir": "d", "num_frames": 0, "top_p": 1.5, "batch_size": 0, "question_types": ["object_direction"]}
+        )
     text = str(err.value)
-    for needle in ("num_frames must be >= 1", "top_p must be in (0, 1]", "batch_size must be >= 1",
-                   "question_types: unknown ['object_direction']"):
+    for needle in (
+        "num_frames must be >= 1",
+        "top_p must be in (0, 1]",
+        "batch_size must be >= 1",
+        "question_types: unknown ['object_direction']",
+    ):
         assert needle in text
 
 

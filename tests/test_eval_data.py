@@ -12,14 +12,24 @@ from geovr.errors import DataError
 from geovr.eval.video import count_frames, read_frames, uniform_indices
 from geovr.eval.vsibench import load_docs, missing_videos, video_path
 
-REC = {"id": 7, "dataset": "scannet", "scene_name": "scene0001_00", "question_type": "route_planning",
-       "question": "Route?", "options": ["A. left", "B. right"], "ground_truth": "A"}
+REC = {
+    "id": 7,
+    "dataset": "scannet",
+    "scene_name": "scene0001_00",
+    "question_type": "route_planning",
+    "question": "Route?",
+    "options": ["A. left", "B. right"],
+    "ground_truth": "A",
+}
 
 
 def test_jsonl_records_and_errors(tmp_path):
-    (tmp_path / "test.jsonl").write_text(json.dumps(REC) + "\n\n" + json.dumps(dict(REC, id=8, options=None,
-                                                                                     question_type="object_counting",
-                                                                                     ground_truth=3)) + "\n")
+    (tmp_path / "test.jsonl").write_text(
+        json.dumps(REC)
+        + "\n\n"
+        + json.dumps(dict(REC, id=8, options=None, question_type="object_counting", ground_truth=3))
+        + "\n"
+    )
     docs = load_docs(tmp_path)
     assert [d["id"] for d in docs] == ["7", "8"] and docs[1]["ground_truth"] == "3"
     assert video_path(tmp_path, docs[0]) == tmp_path / "scannet" / "scene0001_00.mp4"

@@ -22,23 +22,23 @@ from geovr.eval.vsibench import TASKS, aggregate, score, task_counts
 def test_thresholds_are_050_to_095():
     assert len(THRESHOLDS) == 10
     assert THRESHOLDS[0] == 0.5 and THRESHOLDS[-1] == 0.95
-    assert all(abs(b - a - 0.05) < 1e-12 for a, b in zip(THRESHOLDS, THRESHOLDS[1:]))
+    assert all(abs(b - a - 0.05) < 1e-12 for a, b in zip(THRESHOLDS, THRESHOLDS[1:], strict=False))
 
 
 @pytest.mark.parametrize(
     "pred,target,lmms,geovr",
     [
         (4, 4, 1.0, 1.0),
-        (5, 4, 0.6, 0.5),      # |5-4|/4 = 0.25 == 1-0.75 exactly: counted by <=, not by <
-        (1.5, 1, 0.1, 0.0),    # ratio 0.5 == 1-0.5: only θ=0.5 and only with <=
+        (5, 4, 0.6, 0.5),  # |5-4|/4 = 0.25 == 1-0.75 exactly: counted by <=, not by <
+        (1.5, 1, 0.1, 0.0),  # ratio 0.5 == 1-0.5: only θ=0.5 and only with <=
         (0.5, 1, 0.1, 0.0),
         (3.0, 5.0, 0.3, 0.2),  # ratio 0.4 == 1-0.6: θ ∈ {0.5, 0.55, 0.6} with <=, {0.5, 0.55} with <
-        (90, 100, 0.9, 0.8),   # rel 0.1: lmms-eval's 1-θ is 0.10000000000000009 (passes), geovr's 0.0999…98
-        (9, 10, 0.9, 0.8),     # the same: the released scorer gives 0.8
-        (11, 10, 0.9, 0.8),    # |11-10|/10 is 0.1 exactly too
-        (1.1, 1, 0.9, 0.8),    # |1.1-1|/1 is 0.10000000000000009: equal to lmms-eval's bound, above geovr's
-        (8, 10, 0.6, 0.6),     # rel 0.2 vs 1-0.8 = 0.19999999999999996 under both: θ=0.8 fails
-        (19, 20, 1.0, 1.0),    # rel 0.05 < 1-0.95 = 0.050000000000000044 under both
+        (90, 100, 0.9, 0.8),  # rel 0.1: lmms-eval's 1-θ is 0.10000000000000009 (passes), geovr's 0.0999…98
+        (9, 10, 0.9, 0.8),  # the same: the released scorer gives 0.8
+        (11, 10, 0.9, 0.8),  # |11-10|/10 is 0.1 exactly too
+        (1.1, 1, 0.9, 0.8),  # |1.1-1|/1 is 0.10000000000000009: equal to lmms-eval's bound, above geovr's
+        (8, 10, 0.6, 0.6),  # rel 0.2 vs 1-0.8 = 0.19999999999999996 under both: θ=0.8 fails
+        (19, 20, 1.0, 1.0),  # rel 0.05 < 1-0.95 = 0.050000000000000044 under both
         (2.01, 2, 1.0, 1.0),
         (10, 2, 0.0, 0.0),
         (None, 4, 0.0, 0.0),
@@ -55,7 +55,7 @@ def test_mean_relative_accuracy(pred, target, lmms, geovr):
 def test_geovr_thresholds_as_the_released_scorer_builds_them():
     assert GEOVR_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     # the only θ whose float differs from lmms-eval's linspace, and the reason 9 vs 10 scores 0.8
-    differ = [i for i, (a, b) in enumerate(zip(GEOVR_THRESHOLDS, THRESHOLDS)) if a != float(b)]
+    differ = [i for i, (a, b) in enumerate(zip(GEOVR_THRESHOLDS, THRESHOLDS, strict=False)) if a != float(b)]
     assert differ == [8] and 1.0 - GEOVR_THRESHOLDS[8] < 0.1 < 1.0 - float(THRESHOLDS[8])
 
 
@@ -93,10 +93,24 @@ def test_mra_rejects_unknown_protocol():
 @pytest.mark.parametrize(
     "text,value",
     [
-        ("3", 3.0), ("3.0", 3.0), ("There are 3 boxes.", 3.0), ("Three.", 3.0), ("three chairs", 3.0),
-        ("twenty-one", 21.0), ("three hundred and twenty-one", 321.0), ("two thousand five", 2005.0),
-        ("one apple, room 2", 1.0), ("room 2, one apple", 2.0), ("-3.5 m", -3.5), ("about 2.75m", 2.75),
-        ("hundred", 100.0), ("", None), ("   ", None), ("no idea", None), (None, None), ("1,500", 1.0),
+        ("3", 3.0),
+        ("3.0", 3.0),
+        ("There are 3 boxes.", 3.0),
+        ("Three.", 3.0),
+        ("three chairs", 3.0),
+        ("twenty-one", 21.0),
+        ("three hundred and twenty-one", 321.0),
+        ("two thousand five", 2005.0),
+        ("one apple, room 2", 1.0),
+        ("room 2, one apple", 2.0),
+        ("-3.5 m", -3.5),
+        ("about 2.75m", 2.75),
+        ("hundred", 100.0),
+        ("", None),
+        ("   ", None),
+        ("no idea", None),
+        (None, None),
+        ("1,500", 1.0),
         ("ten and a half", 10.0),
     ],
 )
@@ -106,8 +120,15 @@ def test_extract_number(text, value):
 
 @pytest.mark.parametrize(
     "response,lmms,geovr",
-    [("A", "A", "A"), ("A.", "A", "A"), ("a. chair", "a", "a"), (" A", "", "A"), ("B) sofa", "B)", "B"),
-     ("", "", ""), ("A.\n", "A.", "A")],
+    [
+        ("A", "A", "A"),
+        ("A.", "A", "A"),
+        ("a. chair", "a", "a"),
+        (" A", "", "A"),
+        ("B) sofa", "B)", "B"),
+        ("", "", ""),
+        ("A.\n", "A.", "A"),
+    ],
 )
 def test_parse_choice(response, lmms, geovr):
     assert parse_choice(response, protocol="lmms-eval") == lmms
@@ -131,8 +152,15 @@ def test_score_answer_choice_case():
 
 
 def _doc(i, qt, gt, options=None):
-    return {"id": str(i), "dataset": "scannet", "scene_name": f"s{i}", "question_type": qt, "question": "q?",
-            "options": options, "ground_truth": gt}
+    return {
+        "id": str(i),
+        "dataset": "scannet",
+        "scene_name": f"s{i}",
+        "question_type": qt,
+        "question": "q?",
+        "options": options,
+        "ground_truth": gt,
+    }
 
 
 OPTS = ["A. a", "B. b", "C. c", "D. d"]
@@ -165,10 +193,16 @@ def test_score_lmms_eval_hand_built():
     docs, preds = [r[0] for r in HAND], [r[1] for r in HAND]
     s = score(docs, preds, protocol="lmms-eval")
     assert list(s) == [*TASKS, "overall"]
-    expected = {"object_counting": 80.0, "object_abs_distance": 10.0, "object_size_estimation": 90.0,
-                "room_size_estimation": 100.0, "object_rel_distance": 100.0,
-                "object_rel_direction": 200.0 / 3,  # mean of easy 1.0, medium 0.0, hard 1.0
-                "route_planning": 0.0, "obj_appearance_order": 50.0}
+    expected = {
+        "object_counting": 80.0,
+        "object_abs_distance": 10.0,
+        "object_size_estimation": 90.0,
+        "room_size_estimation": 100.0,
+        "object_rel_distance": 100.0,
+        "object_rel_direction": 200.0 / 3,  # mean of easy 1.0, medium 0.0, hard 1.0
+        "route_planning": 0.0,
+        "obj_appearance_order": 50.0,
+    }
     for k, v in expected.items():
         assert s[k] == pytest.approx(v, abs=1e-9), k
     assert s["overall"] == pytest.approx(sum(expected.values()) / 8, abs=1e-9)
@@ -178,10 +212,16 @@ def test_score_lmms_eval_hand_built():
 def test_score_geovr_hand_built():
     docs, preds = [r[0] for r in HAND], [r[1] for r in HAND]
     s = score(docs, preds, protocol="geovr")
-    expected = {"object_counting": 25.0, "object_abs_distance": 0.0, "object_size_estimation": 0.0,
-                "room_size_estimation": 100.0, "object_rel_distance": 0.0,
-                "object_rel_direction": 75.0,  # 3 of 4 pooled
-                "route_planning": 0.0, "obj_appearance_order": 50.0}
+    expected = {
+        "object_counting": 25.0,
+        "object_abs_distance": 0.0,
+        "object_size_estimation": 0.0,
+        "room_size_estimation": 100.0,
+        "object_rel_distance": 0.0,
+        "object_rel_direction": 75.0,  # 3 of 4 pooled
+        "route_planning": 0.0,
+        "obj_appearance_order": 50.0,
+    }
     for k, v in expected.items():
         assert s[k] == pytest.approx(v, abs=1e-9), k
     assert s["overall"] == pytest.approx(31.25, abs=1e-9)
@@ -206,13 +246,13 @@ def test_geovr_overall_hand_computed():
     """Unequal task sizes: per-task means first, then the mean of the 8 tasks (not of the questions);
     the direction levels pooled into one task; 9 vs 10 scoring 0.8."""
     rows = [
-        (_doc(1, "object_counting", "10"), "9"),         # 0.8
-        (_doc(2, "object_counting", "10"), "10"),        # 1.0
-        (_doc(3, "object_counting", "10"), "5"),         # rel 0.5: 0.0
+        (_doc(1, "object_counting", "10"), "9"),  # 0.8
+        (_doc(2, "object_counting", "10"), "10"),  # 1.0
+        (_doc(3, "object_counting", "10"), "5"),  # rel 0.5: 0.0
         (_doc(4, "object_abs_distance", "2.0"), "2.2"),  # rel 0.10000000000000009: 0.8
         (_doc(5, "object_size_estimation", "50"), "60"),  # rel 0.2 vs 0.19999999999999996: 0.6
         (_doc(6, "room_size_estimation", "20"), "nan"),  # 0.0
-        (_doc(7, "room_size_estimation", "20"), "19"),   # rel 0.05 vs 0.050000000000000044: 1.0
+        (_doc(7, "room_size_estimation", "20"), "19"),  # rel 0.05 vs 0.050000000000000044: 1.0
         (_doc(8, "object_rel_distance", "A", OPTS), "A"),
         (_doc(9, "object_rel_direction_easy", "A", OPTS), "A"),
         (_doc(10, "object_rel_direction_easy", "B", OPTS), "A"),
@@ -222,9 +262,16 @@ def test_geovr_overall_hand_computed():
         (_doc(14, "obj_appearance_order", "C", OPTS), " C. the chair"),
     ]
     s = score([r[0] for r in rows], [r[1] for r in rows], protocol="geovr")
-    expected = {"object_counting": 60.0, "object_abs_distance": 80.0, "object_size_estimation": 60.0,
-                "room_size_estimation": 50.0, "object_rel_distance": 100.0, "object_rel_direction": 75.0,
-                "route_planning": 0.0, "obj_appearance_order": 100.0}
+    expected = {
+        "object_counting": 60.0,
+        "object_abs_distance": 80.0,
+        "object_size_estimation": 60.0,
+        "room_size_estimation": 50.0,
+        "object_rel_distance": 100.0,
+        "object_rel_direction": 75.0,
+        "route_planning": 0.0,
+        "obj_appearance_order": 100.0,
+    }
     for k, v in expected.items():
         assert s[k] == pytest.approx(v, abs=1e-9), k
     assert s["overall"] == pytest.approx(525.0 / 8, abs=1e-9)  # 65.625; a mean over the 14 questions would be 65.71

@@ -51,7 +51,7 @@ def test_ridge_fit_recovers_linear_map():
 
 def test_depth_probe_oracle_vs_noise():
     rng = np.random.default_rng(1)
-    depth = _depth_fields(rng)                        # [videos, patches]
+    depth = _depth_fields(rng)  # [videos, patches]
     D = 32
     n = depth.size
     noise = rng.normal(size=(n, D))
@@ -73,11 +73,14 @@ def _random_rotations(rng, n):
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], 1)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        1,
+    )
 
 
 def test_rotation_tools():
@@ -98,10 +101,12 @@ def test_rotation_probe_oracle_vs_noise():
     # small head turns (yaw/pitch up to ~40°), like camera motion in a room video
     angles = rng.uniform(-0.7, 0.7, size=(240, 2))
     cy, sy, cp, sp = np.cos(angles[:, 0]), np.sin(angles[:, 0]), np.cos(angles[:, 1]), np.sin(angles[:, 1])
-    yaw = np.stack([np.stack([cy, 0 * cy, sy], -1), np.stack([0 * cy, 1 + 0 * cy, 0 * cy], -1),
-                    np.stack([-sy, 0 * cy, cy], -1)], 1)
-    pitch = np.stack([np.stack([1 + 0 * cp, 0 * cp, 0 * cp], -1), np.stack([0 * cp, cp, -sp], -1),
-                      np.stack([0 * cp, sp, cp], -1)], 1)
+    yaw = np.stack(
+        [np.stack([cy, 0 * cy, sy], -1), np.stack([0 * cy, 1 + 0 * cy, 0 * cy], -1), np.stack([-sy, 0 * cy, cy], -1)], 1
+    )
+    pitch = np.stack(
+        [np.stack([1 + 0 * cp, 0 * cp, 0 * cp], -1), np.stack([0 * cp, cp, -sp], -1), np.stack([0 * cp, sp, cp], -1)], 1
+    )
     R = pitch @ yaw
     mix = rng.normal(size=(9, 24))
     oracle = R.reshape(-1, 9) @ mix + 0.01 * rng.normal(size=(240, 24))

@@ -16,7 +16,6 @@ from geovr.eval.probe import build_geometry_probe, patch_depth
 from geovr.protocols import BuildContext, StudentOutput
 from geovr.testing import registered
 
-
 S, H, W = 4, 32, 32
 
 
@@ -35,14 +34,30 @@ class PlaneVideos:
         ys, xs = np.meshgrid(np.linspace(0, 1, H), np.linspace(0, 1, W), indexing="ij")
         self.items = []
         for i in range(n):
-            depth = np.stack([rng.uniform(1, 4) + rng.uniform(-1, 1) * xs + rng.uniform(0, 3) * ys
-                              + 0.5 * (rng.random((H, W)) < 0.1) for _ in range(S)]).clip(0.5, 9)
+            depth = np.stack(
+                [
+                    rng.uniform(1, 4)
+                    + rng.uniform(-1, 1) * xs
+                    + rng.uniform(0, 3) * ys
+                    + 0.5 * (rng.random((H, W)) < 0.1)
+                    for _ in range(S)
+                ]
+            ).clip(0.5, 9)
             yaws = np.cumsum(rng.uniform(-0.3, 0.3, S))
             extr = np.stack([np.concatenate([_yaw(a), rng.normal(size=(3, 1))], 1) for a in yaws])
             frames = torch.from_numpy(np.repeat((1 / depth)[:, None], 3, 1)).float().clamp(0, 1)
-            self.items.append({"frames": frames, "depth": torch.from_numpy(depth).float(),
-                               "extrinsics": torch.from_numpy(extr).float(), "question": "q", "answer": "a",
-                               "question_type": "qa", "scene_id": f"s{i}", "sample_id": str(i)})
+            self.items.append(
+                {
+                    "frames": frames,
+                    "depth": torch.from_numpy(depth).float(),
+                    "extrinsics": torch.from_numpy(extr).float(),
+                    "question": "q",
+                    "answer": "a",
+                    "question_type": "qa",
+                    "scene_id": f"s{i}",
+                    "sample_id": str(i),
+                }
+            )
 
     def __len__(self):
         return len(self.items)
@@ -103,8 +118,9 @@ class GridBackbone:
 
 
 def _probe(**kw):
-    cfg = GeometryProbeConfig(dataset="plane_videos", dataset_options={"n": 10}, num_samples=10, train_fraction=0.7,
-                              progress=False, **kw)
+    cfg = GeometryProbeConfig(
+        dataset="plane_videos", dataset_options={"n": 10}, num_samples=10, train_fraction=0.7, progress=False, **kw
+    )
     return build_geometry_probe(cfg, BuildContext())
 
 
@@ -141,20 +157,35 @@ def test_oracle_features_score_well_noise_poorly(tmp_path):
 
 
 def test_tiny_qwen_student_on_synthetic_rooms(tmp_path):
-    qwen_testing = pytest.importorskip("geovr_plugin_qwen_vl.testing",
-                                       reason="geovr-plugin-qwen-vl is not installed")
+    qwen_testing = pytest.importorskip("geovr_plugin_qwen_vl.testing", reason="geovr-plugin-qwen-vl is not installed")
     import torch
 
     torch.manual_seed(0)
     bb = qwen_testing.tiny_backbone("qwen2_5_vl")
     trainable = [p.requires_grad for p in bb.parameters()]
-    cfg = GeometryProbeConfig(num_samples=4, batch_size=2, train_fraction=0.5, progress=False,
-                              dataset_options={"num_frames": 3, "image_size": [56, 56]})
-    assert cfg.options() == {"num_samples": 4, "seed": 12345, "with_geometry": True, "num_frames": 3,
-                             "image_size": [56, 56]}
+    cfg = GeometryProbeConfig(
+        num_samples=4,
+        batch_size=2,
+        train_fraction=0.5,
+        progress=False,
+        dataset_options={"num_frames": 3, "image_size": [56, 56]},
+    )
+    assert cfg.options() == {
+        "num_samples": 4,
+        "seed": 12345,
+        "with_geometry": True,
+        "num_frames": 3,
+        "image_size": [56, 56],
+    }
     res = build_geometry_probe(cfg, BuildContext()).evaluate(bb, tmp_path)
-    assert set(res) >= {"depth_absrel_L1", "depth_absrel_L2", "depth_delta1_L2", "rotation_error_deg",
-                        "rotation_error_identity_deg", "depth_absrel_constant"}
+    assert set(res) >= {
+        "depth_absrel_L1",
+        "depth_absrel_L2",
+        "depth_delta1_L2",
+        "rotation_error_deg",
+        "rotation_error_identity_deg",
+        "depth_absrel_constant",
+    }
     assert all(math.isfinite(v) for v in res.values()), res
     assert 0 <= res["depth_delta1_L2"] <= 1 and res["depth_absrel_L2"] > 0
     assert [p.requires_grad for p in bb.parameters()] == trainable

@@ -16,12 +16,30 @@ OPTS = ["A. a", "B. b", "C. c", "D. d"]
 
 
 def _docs():
-    rows = [("object_counting", "4"), ("object_abs_distance", "2.5"), ("object_size_estimation", "80"),
-            ("room_size_estimation", "30"), ("object_rel_distance", "B"), ("object_rel_direction_easy", "A"),
-            ("object_rel_direction_medium", "C"), ("object_rel_direction_hard", "D"), ("route_planning", "B"),
-            ("obj_appearance_order", "C")]
-    return [{"id": f"q{i}", "dataset": "synthetic", "scene_name": "s", "question_type": qt, "question": f"Q{i}?",
-             "options": None if gt[0].isdigit() else OPTS, "ground_truth": gt} for i, (qt, gt) in enumerate(rows)]
+    rows = [
+        ("object_counting", "4"),
+        ("object_abs_distance", "2.5"),
+        ("object_size_estimation", "80"),
+        ("room_size_estimation", "30"),
+        ("object_rel_distance", "B"),
+        ("object_rel_direction_easy", "A"),
+        ("object_rel_direction_medium", "C"),
+        ("object_rel_direction_hard", "D"),
+        ("route_planning", "B"),
+        ("obj_appearance_order", "C"),
+    ]
+    return [
+        {
+            "id": f"q{i}",
+            "dataset": "synthetic",
+            "scene_name": "s",
+            "question_type": qt,
+            "question": f"Q{i}?",
+            "options": None if gt[0].isdigit() else OPTS,
+            "ground_truth": gt,
+        }
+        for i, (qt, gt) in enumerate(rows)
+    ]
 
 
 class Scripted:
@@ -44,8 +62,17 @@ def _frames(doc):
 
 
 def _run(bb, out, protocol="lmms-eval", **kw):
-    return qa.run_qa(bb, _docs(), _frames, evaluator="test", protocol=protocol, output_dir=out,
-                     generation=qa.generation_kwargs(protocol), progress=False, **kw)
+    return qa.run_qa(
+        bb,
+        _docs(),
+        _frames,
+        evaluator="test",
+        protocol=protocol,
+        output_dir=out,
+        generation=qa.generation_kwargs(protocol),
+        progress=False,
+        **kw,
+    )
 
 
 def test_exact_scores_and_prompts(tmp_path):
@@ -117,8 +144,16 @@ def test_resume_rules(tmp_path):
 def test_errors(tmp_path):
     docs = _docs()
     with pytest.raises(DataError, match="not unique"):
-        qa.run_qa(Scripted({}), docs + docs[:1], _frames, evaluator="t", protocol="geovr", output_dir=tmp_path,
-                  generation={}, progress=False)
+        qa.run_qa(
+            Scripted({}),
+            docs + docs[:1],
+            _frames,
+            evaluator="t",
+            protocol="geovr",
+            output_dir=tmp_path,
+            generation={},
+            progress=False,
+        )
 
     class Short(Scripted):
         def generate(self, batch, **kw):
@@ -131,7 +166,12 @@ def test_errors(tmp_path):
 def test_generation_kwargs_and_seed():
     assert qa.generation_kwargs("lmms-eval") == {"max_new_tokens": 16, "do_sample": False}
     assert qa.generation_kwargs("geovr", max_new_tokens=64, temperature=0.5) == {
-        "max_new_tokens": 64, "do_sample": True, "temperature": 0.5, "top_p": 0.8, "top_k": 20}
+        "max_new_tokens": 64,
+        "do_sample": True,
+        "temperature": 0.5,
+        "top_p": 0.8,
+        "top_k": 20,
+    }
     assert qa.batch_seed(0, "a") == qa.batch_seed(0, "a") != qa.batch_seed(1, "a")
 
 
@@ -149,7 +189,7 @@ def test_compare_labels_do_not_collide(tmp_path):
         load_results(tmp_path)
 
 
-SCRIPT = '''
+SCRIPT = """
 import json, sys
 import torch
 torch.set_num_threads(1)
@@ -172,7 +212,7 @@ rank = state.process_index
 json.dump({"asked": asked, "scores": scores, "world": state.num_processes},
           open(f"{sys.argv[1]}/rank{rank}.json", "w"))
 state.destroy_process_group()  # a live gloo group can abort the interpreter at exit
-'''
+"""
 
 
 @pytest.mark.slow
@@ -192,10 +232,25 @@ def test_two_gloo_processes_split_and_merge(tmp_path):
         port = s.getsockname()[1]
     procs = []
     for rank in range(2):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, env=env))
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(out)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
     for p in procs:
         so, se = p.communicate(timeout=180)
         assert p.returncode == 0, so[-2000:] + se[-3000:]

@@ -19,7 +19,8 @@ from geovr.protocols import BuildContext
 
 qwen_testing = pytest.importorskip(
     "geovr_plugin_qwen_vl.testing",
-    reason="geovr-plugin-qwen-vl is not installed (pip install -e plugins/geovr-plugin-qwen-vl)")
+    reason="geovr-plugin-qwen-vl is not installed (pip install -e plugins/geovr-plugin-qwen-vl)",
+)
 
 
 OPTS = ["A. chair", "B. table", "C. sofa", "D. lamp"]
@@ -46,8 +47,20 @@ def make_vsi_dir(root, *, video_frames=6):
     with open(root / "test.jsonl", "w") as f:
         for i, (qt, q, opts, gt) in enumerate(RECORDS):
             dataset, scene, _ = scenes[i % 2]
-            f.write(json.dumps({"id": i, "dataset": dataset, "scene_name": scene, "question_type": qt,
-                                "question": q, "options": opts, "ground_truth": gt}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": i,
+                        "dataset": dataset,
+                        "scene_name": scene,
+                        "question_type": qt,
+                        "question": q,
+                        "options": opts,
+                        "ground_truth": gt,
+                    }
+                )
+                + "\n"
+            )
     return root
 
 
@@ -95,7 +108,7 @@ def test_end_to_end_outputs(vsi_dir, backbone, tmp_path, protocol):
     assert [r["id"] for r in rows] == bb.asked == order
     docs = sorted(docs, key=lambda d: order.index(d["id"]))
     assert len(bb.kwargs) == 2  # 9 questions in batches of 5 (frames resized to one shape)
-    for r, d in zip(rows, docs):
+    for r, d in zip(rows, docs, strict=False):
         assert r["prompt"] == doc_prompt(d, protocol=protocol)
         assert isinstance(r["response"], str) and 0.0 <= r["score"] <= 1.0
     expected = score(docs, [r["response"] for r in rows], protocol=protocol)
@@ -136,12 +149,18 @@ def test_geovr_sampling_is_seeded_and_limit_applies(vsi_dir, backbone, tmp_path)
 
 
 def test_compare_chart_and_question_types(vsi_dir, backbone, tmp_path):
-    first = _evaluator(vsi_dir, output_subdir="base", question_types=["object_counting", "route_planning"],
-                       batch_size=2)
+    first = _evaluator(
+        vsi_dir, output_subdir="base", question_types=["object_counting", "route_planning"], batch_size=2
+    )
     s = first.evaluate(backbone, tmp_path)
     assert set(s) == {"object_counting", "route_planning", "overall"}  # absent tasks are left out
-    second = _evaluator(vsi_dir, output_subdir="tuned", question_types=["object_counting", "route_planning"],
-                        compare=str(tmp_path / "base"), batch_size=2)
+    second = _evaluator(
+        vsi_dir,
+        output_subdir="tuned",
+        question_types=["object_counting", "route_planning"],
+        compare=str(tmp_path / "base"),
+        batch_size=2,
+    )
     second.evaluate(backbone, tmp_path)
     assert (tmp_path / "tuned" / "results.png").stat().st_size > 1000
     doc = json.loads((tmp_path / "tuned" / "results.json").read_text())
@@ -168,8 +187,25 @@ def test_cli_model_mode(vsi_dir, tmp_path, capsys):
 
     ckpt = qwen_testing.cached_tiny_checkpoint("qwen2_5_vl")
     out = tmp_path / "out"
-    code = main(["eval", "--model", ckpt, "--evaluator", "vsibench", "--data", str(vsi_dir), "--output", str(out),
-                 "--json", "limit=2", "num_frames=2", "max_new_tokens=2", "progress=false", "protocol=geovr"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            ckpt,
+            "--evaluator",
+            "vsibench",
+            "--data",
+            str(vsi_dir),
+            "--output",
+            str(out),
+            "--json",
+            "limit=2",
+            "num_frames=2",
+            "max_new_tokens=2",
+            "progress=false",
+            "protocol=geovr",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     printed = json.loads(captured.out)
@@ -178,21 +214,69 @@ def test_cli_model_mode(vsi_dir, tmp_path, capsys):
     assert printed["vsibench"]["overall"] == pytest.approx(saved["scores"]["overall"])
 
     # the same directory with other settings is refused (usage error) ...
-    assert main(["eval", "--model", ckpt, "--data", str(vsi_dir), "--output", str(out), "num_frames=3",
-                 "max_new_tokens=2", "protocol=geovr", "limit=1", "progress=false"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                ckpt,
+                "--data",
+                str(vsi_dir),
+                "--output",
+                str(out),
+                "num_frames=3",
+                "max_new_tokens=2",
+                "protocol=geovr",
+                "limit=1",
+                "progress=false",
+            ]
+        )
+        == 2
+    )
     assert "other settings (num_frames differ" in capsys.readouterr().err
     # ... and 3 frames exceed a backbone built with max_inference_frames=2: the backbone's DataError is a
     # runtime failure
-    assert main(["eval", "--model", ckpt, "--data", str(vsi_dir), "--output", str(tmp_path / "o2"), "num_frames=3",
-                 "--backbone-option", "max_inference_frames=2", "limit=1", "progress=false"]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                ckpt,
+                "--data",
+                str(vsi_dir),
+                "--output",
+                str(tmp_path / "o2"),
+                "num_frames=3",
+                "--backbone-option",
+                "max_inference_frames=2",
+                "limit=1",
+                "progress=false",
+            ]
+        )
+        == 1
+    )
     assert "max_inference_frames=2" in capsys.readouterr().err
     assert main(["eval", "--model", ckpt, "--data", str(vsi_dir), "--backbone-option", "max_frame=2"]) == 2
     assert "did you mean 'max_frames'" in capsys.readouterr().err
     assert main(["eval"]) == 2
     assert main(["eval", "--model", ckpt, "--evaluator", "vsibnch", "--data", str(vsi_dir)]) == 2
     assert main(["eval", "--model", ckpt, "--evaluator", "vsibench", "--data", str(vsi_dir), "num_frame=3"]) == 2
-    assert main(["eval", "--model", ckpt, "--evaluator", "vsibench", "--data", str(tmp_path / "missing"),
-                 "--output", str(out)]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                ckpt,
+                "--evaluator",
+                "vsibench",
+                "--data",
+                str(tmp_path / "missing"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "did you mean 'vsibench'" in err.lower() and "num_frames" in err and "missing" in err
 
@@ -204,7 +288,7 @@ def test_cli_recipe_mode(vsi_dir, tmp_path, capsys):
     recipe = tmp_path / "eval.toml"
     recipe.write_text(f'''
 name = "tiny_eval"
-output_dir = "{tmp_path / 'run'}"
+output_dir = "{tmp_path / "run"}"
 
 [backbone]
 component = "qwen2_5_vl"

@@ -13,8 +13,7 @@ from geovr.cli.main import main as geovr_main
 from geovr.errors import CheckpointError
 from geovr.protocols import GeometryRequest
 from geovr.recipe import validate
-from geovr.testing import registered
-from geovr.testing import tiny
+from geovr.testing import registered, tiny
 from geovr.train.export import export, load_student
 from geovr.train.runlog import read_metrics
 from geovr.train.runner import build_seeded
@@ -34,7 +33,9 @@ class TinyParts:
 
 def recipe_dict(out, pretrained, **backbone):
     return {
-        "name": "tiny_export", "seed": 3, "output_dir": str(out),
+        "name": "tiny_export",
+        "seed": 3,
+        "output_dir": str(out),
         "backbone": {"component": "qwen3_vl", "pretrained": pretrained, "max_new_tokens": 4, **backbone},
         "teacher": {"component": "tiny_teacher"},
         "objectives": [
@@ -42,14 +43,21 @@ def recipe_dict(out, pretrained, **backbone):
             {"component": "feature_distill", "teacher_layers": [2], "student_layers": [1], "hidden_dim": 8},
         ],
         "data": {"train": {"component": "tiny_videos", "n": 4}},
-        "trainer": {"component": "accelerate", "max_steps": 3, "batch_size": 2, "lr": 1e-3, "head_lr": 1e-3,
-                    "progress": False},
+        "trainer": {
+            "component": "accelerate",
+            "max_steps": 3,
+            "batch_size": 2,
+            "lr": 1e-3,
+            "head_lr": 1e-3,
+            "progress": False,
+        },
     }
 
 
 def test_train_then_export_lora_merged_plain_transformers_model(tmp_path):
-    from geovr_plugin_qwen_vl.testing import cached_tiny_checkpoint, tiny_batch
     from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from geovr_plugin_qwen_vl.testing import cached_tiny_checkpoint, tiny_batch
 
     pretrained = cached_tiny_checkpoint("qwen3_vl")
     with registered(TinyParts(), "tiny-parts"):
@@ -64,7 +72,7 @@ def test_train_then_export_lora_merged_plain_transformers_model(tmp_path):
         # the rebuilt student equals the trained one
         rebuilt, _, ckpt = load_student(tmp_path / "run")
     assert ckpt.name == "step-00000003"
-    for (n, a), b in zip(ctx.backbone.named_parameters(), rebuilt.parameters()):
+    for (n, a), b in zip(ctx.backbone.named_parameters(), rebuilt.parameters(), strict=False):
         assert torch.equal(a.detach(), b.detach()), n
 
     files = {p.name for p in dest.iterdir()}
@@ -90,8 +98,15 @@ def test_train_then_export_lora_merged_plain_transformers_model(tmp_path):
         torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)  # LoRA merged = adapter applied
         base = AutoModelForImageTextToText.from_pretrained(pretrained).eval()(**hf).logits
         assert (base - theirs).abs().max() > 1e-3  # the export carries the training, not the base weights
-        gen = model.generate(**{k: v for k, v in student.prepare(batch, with_answers=False).items()
-                                if not k.startswith("_") and k != "labels"}, max_new_tokens=3, do_sample=False)
+        gen = model.generate(
+            **{
+                k: v
+                for k, v in student.prepare(batch, with_answers=False).items()
+                if not k.startswith("_") and k != "labels"
+            },
+            max_new_tokens=3,
+            do_sample=False,
+        )
     assert gen.shape[-1] >= 3
 
 

@@ -91,8 +91,9 @@ def test_portrait_vggt_and_metric_targets_match_the_student(world):
     # the reference crop mode: width → 112, height 154 centre-cropped to 112 rows (21 cut at the top)
     img = vggt_preprocess(rgb[None], size, "crop")[0]
     assert tuple(img.shape[-2:]) == (112, 112)
-    rgb_err, depth_err, t_depth = _teacher_check(world, K, E, rgb, img, _camera(K, 154 / H, 112 / W, top=21),
-                                                 s_size, s_depth)
+    rgb_err, depth_err, t_depth = _teacher_check(
+        world, K, E, rgb, img, _camera(K, 154 / H, 112 / W, top=21), s_size, s_depth
+    )
     assert rgb_err < 0.03, rgb_err  # the camera model of the crop is right ...
     assert depth_err > 0.05, depth_err  # ... and its targets do not line up with the student's pixels
     merged = merge_metric(TeacherOutput(depth=t_depth[None]), TeacherOutput(metric_depth=depth[None])).metric_depth[0]
@@ -109,8 +110,7 @@ def test_square_dust3r_targets_match_the_student(world):
     assert rgb_err < 0.03 and depth_err < 1e-3, (rgb_err, depth_err)
     img = (dust3r_preprocess(rgb, 112, crop=True) + 1) / 2  # 112x112 resized, rows 16..96 kept (4:3)
     assert tuple(img.shape[-2:]) == (80, 112)
-    rgb_err, depth_err, _ = _teacher_check(world, K, E, rgb, img, _camera(K, 112 / H, 112 / W, top=16),
-                                           s_size, s_depth)
+    rgb_err, depth_err, _ = _teacher_check(world, K, E, rgb, img, _camera(K, 112 / H, 112 / W, top=16), s_size, s_depth)
     assert rgb_err < 0.03 and depth_err > 0.01, (rgb_err, depth_err)
 
 

@@ -70,10 +70,16 @@ def test_unproject_depth_matches_golden(io):
 @pytest.mark.parametrize("case", "ab")
 @pytest.mark.parametrize("given_points", [True, False])
 def test_normalize_scene_matches_trainer_gt_normalisation(aux, case, given_points):
-    raw = {k: aux[f"case_{case}.gt_raw.{k}"] for k in ("extrinsics", "depths", "intrinsics", "point_masks",
-                                                         "world_points")}
-    out = G.normalize_scene(raw["extrinsics"], raw["depths"], raw["intrinsics"], raw["point_masks"],
-                            raw["world_points"] if given_points else None)
+    raw = {
+        k: aux[f"case_{case}.gt_raw.{k}"] for k in ("extrinsics", "depths", "intrinsics", "point_masks", "world_points")
+    }
+    out = G.normalize_scene(
+        raw["extrinsics"],
+        raw["depths"],
+        raw["intrinsics"],
+        raw["point_masks"],
+        raw["world_points"] if given_points else None,
+    )
     torch.testing.assert_close(out.extrinsics, aux[f"case_{case}.gt_norm.extrinsics"], atol=ATOL, rtol=ATOL)
     torch.testing.assert_close(out.depth, aux[f"case_{case}.gt_norm.depths"], atol=ATOL, rtol=ATOL)
     torch.testing.assert_close(out.world_points, aux[f"case_{case}.gt_norm.world_points"], atol=ATOL, rtol=ATOL)
@@ -116,8 +122,9 @@ def test_quaternion_roundtrip_and_sign_convention():
     torch.testing.assert_close(G.mat_to_quat(G.quat_to_mat(q)), q, atol=1e-10, rtol=0)
     # a rotation of pi/2 about z: xyzw = (0, 0, sin(pi/4), cos(pi/4))
     rz = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
-    torch.testing.assert_close(G.mat_to_quat(rz), torch.tensor([0, 0, math.sqrt(0.5), math.sqrt(0.5)]),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        G.mat_to_quat(rz), torch.tensor([0, 0, math.sqrt(0.5), math.sqrt(0.5)]), atol=1e-6, rtol=0
+    )
 
 
 def test_pose_encoding_fov_convention_h_first():

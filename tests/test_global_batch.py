@@ -28,8 +28,11 @@ def test_without_global_batch_grad_accum_is_used():
 
 def test_indivisible_global_batch_is_a_clear_error():
     cfg = AccelerateTrainerConfig(batch_size=2, global_batch_size=32)
-    with pytest.raises(GeovrError, match=r"global_batch_size = 32 is not a multiple of batch_size \(2\) × processes "
-                                         r"\(3\) = 6"):
+    with pytest.raises(
+        GeovrError,
+        match=r"global_batch_size = 32 is not a multiple of batch_size \(2\) × processes "
+        r"\(3\) = 6",
+    ):
         cfg.accumulation(3)
     problems = " ".join(AccelerateTrainerConfig(batch_size=3, global_batch_size=32, grad_accum=2).check())
     assert "multiple of batch_size (3)" in problems and "not both" in problems
@@ -38,13 +41,15 @@ def test_indivisible_global_batch_is_a_clear_error():
 
 def test_trainer_accumulates_to_the_global_batch(tmp_path):
     """One process, batch 2, global batch 4 → 2 micro-batches per step: the same weights as batch 4."""
+
     def params_after(**kw):
         ctx = tiny.tiny_context(output_dir=str(tmp_path / str(sorted(kw.items()))), n=8)
         for m in ctx.backbone.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = 0.0
-        cfg = AccelerateTrainerConfig(lr=1e-2, head_lr=1e-2, warmup_ratio=0.0, progress=False, max_steps=2,
-                                      max_grad_norm=0.0, **kw)
+        cfg = AccelerateTrainerConfig(
+            lr=1e-2, head_lr=1e-2, warmup_ratio=0.0, progress=False, max_steps=2, max_grad_norm=0.0, **kw
+        )
         build(cfg, ctx).fit(ctx)
         return {k: v.detach().clone() for k, v in ctx.backbone.named_parameters()}
 
@@ -53,4 +58,4 @@ def test_trainer_accumulates_to_the_global_batch(tmp_path):
     c = params_after(batch_size=2)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
-    assert any(not torch.allclose(a[k], c[k], rtol=1e-4, atol=1e-5) for k in a)   # batch 2 alone differs
+    assert any(not torch.allclose(a[k], c[k], rtol=1e-4, atol=1e-5) for k in a)  # batch 2 alone differs

@@ -45,23 +45,42 @@ def test_env_override_wins(monkeypatch, tmp_path):
 
 def test_every_plugin_parity_data_set_is_committed():
     for plugin, files in {
-        "geovr-plugin-vggt": ("tiny_config.json", "tiny_weights.safetensors", "tiny_io.safetensors",
-                              "vggt_1b_state_dict_shapes.json"),
-        "geovr-plugin-dust3r": ("tiny_config.json", "tiny_weights.safetensors", "tiny_io.safetensors",
-                                "tiny_loss_values.json", "dust3r_vitl_512_dpt_state_dict_shapes.json"),
+        "geovr-plugin-vggt": (
+            "tiny_config.json",
+            "tiny_weights.safetensors",
+            "tiny_io.safetensors",
+            "vggt_1b_state_dict_shapes.json",
+        ),
+        "geovr-plugin-dust3r": (
+            "tiny_config.json",
+            "tiny_weights.safetensors",
+            "tiny_io.safetensors",
+            "tiny_loss_values.json",
+            "dust3r_vitl_512_dpt_state_dict_shapes.json",
+        ),
     }.items():
         root = REPO / "plugins" / plugin / "tests" / "golden"
         assert sorted(f for f in files if not (root / f).is_file()) == [], plugin
 
 
 def test_no_source_looks_outside_the_checkout_for_reference_data():
-    tracked = subprocess.run(["git", "ls-files", "*.py", "*.toml", "*.cfg", "*.sh", ".ci/*"], cwd=REPO,
-                             capture_output=True, text=True, check=False).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.py", "*.toml", "*.cfg", "*.sh", ".ci/*"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
     if not tracked:
         pytest.skip("not a git checkout")
     pattern = re.compile(r"""shared[/\\]golden|["']shared["']\s*/\s*["']golden["']|\.\./shared""")
-    offenders = [p for p in tracked if p != "tests/test_golden.py" and (REPO / p).is_file()
-                 and pattern.search((REPO / p).read_text(errors="replace"))]
+    offenders = [
+        p
+        for p in tracked
+        if p != "tests/test_golden.py"
+        and (REPO / p).is_file()
+        and pattern.search((REPO / p).read_text(errors="replace"))
+    ]
     assert offenders == []
 
 
@@ -77,8 +96,9 @@ sys.addaudithook(_guard)
 
 
 def _copy_checkout(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.splitlines()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     for rel in files:
         src = REPO / rel
         if src.is_file():
@@ -95,21 +115,26 @@ def test_a_copy_of_the_checkout_elsewhere_passes_parity_and_runs_tiny_vggt(tmp_p
     plugins = sorted(str(p) for p in (clone / "plugins").iterdir() if (p / "pyproject.toml").is_file())
     env = {k: v for k, v in os.environ.items() if k != ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(clone), *plugins])
-    tests = ["plugins/geovr-plugin-vggt/tests/test_vggt_model.py::test_config_sources",
-             "plugins/geovr-plugin-vggt/tests/test_vggt_model.py::test_tiny_weights_load_strictly_with_reference_names",
-             "plugins/geovr-plugin-vggt/tests/test_vggt_model.py::test_camera_depth_point_outputs",
-             "plugins/geovr-plugin-dust3r/tests/test_dust3r_model.py::test_tiny_config_parses_to_the_tiny_arch",
-             "plugins/geovr-plugin-dust3r/tests/test_dust3r_model.py::test_tiny_parity",
-             "tests/test_geometry.py"]
-    code = _GUARD + f"import pytest; sys.exit(pytest.main({tests!r} + ['-q', '-p', 'no:randomly', '-p', 'no:cacheprovider']))"
-    res = subprocess.run([sys.executable, "-c", code], cwd=clone, env=env, capture_output=True, text=True,
-                         timeout=600)
+    tests = [
+        "plugins/geovr-plugin-vggt/tests/test_vggt_model.py::test_config_sources",
+        "plugins/geovr-plugin-vggt/tests/test_vggt_model.py::test_tiny_weights_load_strictly_with_reference_names",
+        "plugins/geovr-plugin-vggt/tests/test_vggt_model.py::test_camera_depth_point_outputs",
+        "plugins/geovr-plugin-dust3r/tests/test_dust3r_model.py::test_tiny_config_parses_to_the_tiny_arch",
+        "plugins/geovr-plugin-dust3r/tests/test_dust3r_model.py::test_tiny_parity",
+        "tests/test_geometry.py",
+    ]
+    code = (
+        _GUARD
+        + f"import pytest; sys.exit(pytest.main({tests!r} + ['-q', '-p', 'no:randomly', '-p', 'no:cacheprovider']))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert " passed" in res.stdout and "skipped" not in res.stdout, res.stdout[-2000:]
-    run = _GUARD + ("import geovr; assert geovr.__file__.startswith(%r), geovr.__file__\n" % str(clone)
-                    + "from geovr.cli.main import main; sys.exit(main(['run', 'recipes/tiny_vggt.toml', "
-                    "'trainer.max_steps=1', 'trainer.save_every=1', 'output_dir=out']))")
-    res = subprocess.run([sys.executable, "-c", run], cwd=clone, env=env, capture_output=True, text=True,
-                         timeout=600)
+    run = _GUARD + (
+        f"import geovr; assert geovr.__file__.startswith({str(clone)!r}), geovr.__file__\n"
+        + "from geovr.cli.main import main; sys.exit(main(['run', 'recipes/tiny_vggt.toml', "
+        "'trainer.max_steps=1', 'trainer.save_every=1', 'output_dir=out']))"
+    )
+    res = subprocess.run([sys.executable, "-c", run], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (clone / "out").is_dir()

@@ -22,14 +22,29 @@ CTX = types.SimpleNamespace(device="cpu")
 def model_dir(tmp_path_factory):
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
-    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                            out_indices=[1, 2, 3, 4], image_size=28, patch_size=14, reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 16, 16],
-                                 fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type="metric",
-                                 max_depth=20, patch_size=14)
+    backbone = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        out_indices=[1, 2, 3, 4],
+        image_size=28,
+        patch_size=14,
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        neck_hidden_sizes=[8, 8, 16, 16],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        depth_estimation_type="metric",
+        max_depth=20,
+        patch_size=14,
+    )
     torch.manual_seed(0)
     model = DepthAnythingForDepthEstimation(config).eval()
-    with torch.no_grad():   # spread the weights so the random model's depth varies across pixels
+    with torch.no_grad():  # spread the weights so the random model's depth varies across pixels
         for p in model.parameters():
             p.normal_(0, 0.1)
     path = tmp_path_factory.mktemp("tiny_depth_anything")
@@ -56,7 +71,7 @@ def test_contract_and_parity_with_the_plain_hf_model(model_dir):
         pv = proc(images=list(fr[0]), return_tensors="pt", do_rescale=False)["pixel_values"]
         ref = ref_model(pixel_values=pv).predicted_depth
     ref = F.interpolate(ref[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0]
-    assert float(ref.std()) > 1e-3   # the comparison is not between constants
+    assert float(ref.std()) > 1e-3  # the comparison is not between constants
     # chunk=1 here vs a batch of 2 in the reference: equal up to float32 rounding (|Δ| ≤ 1e-6·|depth|)
     torch.testing.assert_close(out.metric_depth[0], ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(teacher.encode(fr).metric_depth, out.metric_depth, rtol=1e-6, atol=1e-6)
@@ -84,8 +99,9 @@ def test_focal_length_scaling(model_dir):
     plain = build(HFDepthTeacherConfig(model=str(model_dir)), CTX).encode(fr).metric_depth
     from transformers import AutoImageProcessor
 
-    in_w = AutoImageProcessor.from_pretrained(model_dir)(images=list(fr[0]), return_tensors="pt",
-                                                         do_rescale=False)["pixel_values"].shape[-1]
+    in_w = AutoImageProcessor.from_pretrained(model_dir)(images=list(fr[0]), return_tensors="pt", do_rescale=False)[
+        "pixel_values"
+    ].shape[-1]
     K = torch.eye(3).expand(1, 2, 3, 3).clone()
     K[0, 0, 0, 0], K[0, 1, 0, 0] = 50.0, 80.0
     batch = Batch(frames=fr, sample_ids=["a"], questions=[""], answers=[""], intrinsics=K)
@@ -137,10 +153,21 @@ def test_loading_errors(tmp_path):
 def sky_dir(tmp_path_factory):
     from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
 
-    config = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
-                             hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2],
-                             mlp_ratios=[2, 2], decoder_hidden_size=16, num_labels=3,
-                             id2label={0: "wall", 1: "sky", 2: "floor"}, label2id={"wall": 0, "sky": 1, "floor": 2})
+    config = SegformerConfig(
+        num_channels=3,
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        num_labels=3,
+        id2label={0: "wall", 1: "sky", 2: "floor"},
+        label2id={"wall": 0, "sky": 1, "floor": 2},
+    )
     torch.manual_seed(1)
     model = SegformerForSemanticSegmentation(config).eval()
     with torch.no_grad():
@@ -159,11 +186,12 @@ def test_sky_segmentation_sets_nan_metric_depth(model_dir, sky_dir):
     # reference: the plain segmentation model's softmax sky probability at frame resolution
     seg = AutoModelForSemanticSegmentation.from_pretrained(sky_dir).eval()
     with torch.no_grad():
-        pv = AutoImageProcessor.from_pretrained(sky_dir)(images=list(fr[0]), return_tensors="pt",
-                                                         do_rescale=False)["pixel_values"]
+        pv = AutoImageProcessor.from_pretrained(sky_dir)(images=list(fr[0]), return_tensors="pt", do_rescale=False)[
+            "pixel_values"
+        ]
         logits = F.interpolate(seg(pixel_values=pv).logits, size=(30, 40), mode="bilinear", align_corners=False)
     prob = logits.softmax(1)[:, 1]
-    threshold = float(prob.median())             # the tiny random model: mark about half of the pixels as sky
+    threshold = float(prob.median())  # the tiny random model: mark about half of the pixels as sky
     sky = prob >= threshold
     assert 0 < int(sky.sum()) < sky.numel()
     plain = build(HFDepthTeacherConfig(model=str(model_dir)), CTX).encode(fr).metric_depth
@@ -172,9 +200,10 @@ def test_sky_segmentation_sets_nan_metric_depth(model_dir, sky_dir):
     assert torch.equal(torch.isnan(out[0]), sky)
     torch.testing.assert_close(out[0][~sky], plain[0][~sky], rtol=1e-6, atol=1e-6)
     default = build(HFDepthTeacherConfig(model=str(model_dir), sky_model=str(sky_dir)), CTX)
-    assert torch.equal(torch.isnan(default.encode(fr).metric_depth[0]), prob >= 0.3)   # the released 0.3
-    assert teacher.cache_key() != default.cache_key() != build(HFDepthTeacherConfig(model=str(model_dir)),
-                                                                  CTX).cache_key()
+    assert torch.equal(torch.isnan(default.encode(fr).metric_depth[0]), prob >= 0.3)  # the released 0.3
+    assert (
+        teacher.cache_key() != default.cache_key() != build(HFDepthTeacherConfig(model=str(model_dir)), CTX).cache_key()
+    )
     with pytest.raises(CheckpointError, match="no class named like 'road'"):
         build(HFDepthTeacherConfig(model=str(model_dir), sky_model=str(sky_dir), sky_label="road"), CTX)
     assert "sky_threshold" in " ".join(HFDepthTeacherConfig(sky_threshold=0).check())

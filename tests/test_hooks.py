@@ -50,8 +50,9 @@ def _roundtrip(hook: str, kind: str):
         pass
 
     def impl(register):
-        register("probe", lambda cfg, ctx: ("built", cfg.size, ctx.seed), config=_Cfg, aliases=("probe2",),
-                 summary="a probe")
+        register(
+            "probe", lambda cfg, ctx: ("built", cfg.size, ctx.seed), config=_Cfg, aliases=("probe2",), summary="a probe"
+        )
 
     impl.__name__ = hook
     setattr(P, hook, staticmethod(geovr.hookimpl(impl)))

@@ -19,11 +19,11 @@ def test_vggt_layers_onto_36_layer_llm():
 def test_rounding_is_half_to_even():
     # (1/4)·10 = 2.5 → 2 and (3/4)·10 = 7.5 → 8: Python's round(), not round-half-up (which gives 3 and 8)
     assert map_teacher_layers([0, 1, 2, 3], 4, 10) == [2, 5, 8, 10]
-    assert map_teacher_layers([0], 4, 6) == [2]   # 1.5 → 2
+    assert map_teacher_layers([0], 4, 6) == [2]  # 1.5 → 2
 
 
 def test_mapping_stays_within_decoder_layers():
-    assert map_teacher_layers([0], 24, 2) == [1]   # 0.083 rounds to 0 (the embeddings): clamped to layer 1
+    assert map_teacher_layers([0], 24, 2) == [1]  # 0.083 rounds to 0 (the embeddings): clamped to layer 1
     assert map_teacher_layers([23], 24, 2) == [2]
 
 

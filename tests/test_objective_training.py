@@ -31,13 +31,15 @@ class StandInStudent(nn.Module):
         return StudentOutput(hidden={int(k): v for k, v in self.grids.items()}, camera=self.camera, scale=self.scale)
 
 
-CTX = types.SimpleNamespace(backbone=types.SimpleNamespace(hidden_size=D, num_layers=4),
-                            teacher=types.SimpleNamespace(num_layers=16, layers=(3, 7, 11, 15), feature_dim=C),
-                            device="cpu")
+CTX = types.SimpleNamespace(
+    backbone=types.SimpleNamespace(hidden_size=D, num_layers=4),
+    teacher=types.SimpleNamespace(num_layers=16, layers=(3, 7, 11, 15), feature_dim=C),
+    device="cpu",
+)
 CASES = {
-    "camera_pose": (build_camera_pose, CameraPoseConfig(hidden_dim=32), 0.5),   # ratios: 3 seeds gave ≤ 0.3
+    "camera_pose": (build_camera_pose, CameraPoseConfig(hidden_dim=32), 0.5),  # ratios: 3 seeds gave ≤ 0.3
     "depth": (build_depth, DepthConfig(width_scale=1 / 32, target_patch_size=4), 0.5),
-    "depth_dense_resized": (build_depth, DepthConfig(width_scale=1 / 32), 0.5),   # 28-px cells, resized to 16
+    "depth_dense_resized": (build_depth, DepthConfig(width_scale=1 / 32), 0.5),  # 28-px cells, resized to 16
     "depth_dpt": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt"), 0.5),
     "depth_conf": (build_depth, DepthConfig(width_scale=1 / 32, head="dpt", loss="conf"), 0.5),
     "depth_silog": (build_depth, DepthConfig(width_scale=1 / 32, loss="silog"), 0.5),

@@ -12,10 +12,16 @@ import geovr
 from geovr.errors import GeovrError, RecipeError
 from geovr.objectives import losses as L
 from geovr.objectives.configs import (
-    CameraPoseConfig, DepthConfig, FeatureDistillConfig, MetricScaleConfig,
+    CameraPoseConfig,
+    DepthConfig,
+    FeatureDistillConfig,
+    MetricScaleConfig,
 )
 from geovr.objectives.objectives import (
-    build_camera_pose, build_depth, build_feature_distill, build_metric_scale,
+    build_camera_pose,
+    build_depth,
+    build_feature_distill,
+    build_metric_scale,
 )
 from geovr.protocols import Batch, StudentOutput, TeacherOutput
 from geovr.recipe.validate import validate
@@ -28,25 +34,34 @@ T_LAYERS, C = (1, 3, 5, 7), 12
 
 def context(num_layers=4, teacher_layers=T_LAYERS, teacher_depth=8, feature_dim=C, teacher=True):
     t = types.SimpleNamespace(num_layers=teacher_depth, layers=tuple(teacher_layers), feature_dim=feature_dim)
-    return types.SimpleNamespace(backbone=types.SimpleNamespace(hidden_size=D, num_layers=num_layers),
-                                 teacher=t if teacher else None, device="cpu")
+    return types.SimpleNamespace(
+        backbone=types.SimpleNamespace(hidden_size=D, num_layers=num_layers),
+        teacher=t if teacher else None,
+        device="cpu",
+    )
 
 
 def student(layers=range(5), hh=h, ww=w):
     g = torch.Generator().manual_seed(1)
-    return StudentOutput(hidden={i: torch.randn(B, S, hh, ww, D, generator=g).requires_grad_(True) for i in layers},
-                         camera=torch.randn(B, S, D, generator=g).requires_grad_(True),
-                         scale=torch.randn(B, D, generator=g).requires_grad_(True))
+    return StudentOutput(
+        hidden={i: torch.randn(B, S, hh, ww, D, generator=g).requires_grad_(True) for i in layers},
+        camera=torch.randn(B, S, D, generator=g).requires_grad_(True),
+        scale=torch.randn(B, D, generator=g).requires_grad_(True),
+    )
 
 
 def teacher(metric_scale=None):
     g = torch.Generator().manual_seed(2)
     pose = torch.randn(B, S, 9, generator=g)
     pose[..., 7:] = pose[..., 7:].abs()
-    return TeacherOutput(features={t: torch.randn(B, S, 3, 5, C, generator=g) for t in T_LAYERS},
-                         depth=torch.rand(B, S, 14, 20, generator=g) + 0.5,
-                         depth_conf=torch.rand(B, S, 14, 20, generator=g) + 1, pose_enc=pose,
-                         metric_depth=torch.rand(B, S, 28, 40, generator=g) * 3 + 0.1, metric_scale=metric_scale)
+    return TeacherOutput(
+        features={t: torch.randn(B, S, 3, 5, C, generator=g) for t in T_LAYERS},
+        depth=torch.rand(B, S, 14, 20, generator=g) + 0.5,
+        depth_conf=torch.rand(B, S, 14, 20, generator=g) + 1,
+        pose_enc=pose,
+        metric_depth=torch.rand(B, S, 28, 40, generator=g) * 3 + 0.1,
+        metric_scale=metric_scale,
+    )
 
 
 def batch():
@@ -64,9 +79,12 @@ CASES = {
     "metric_scale_no_conf": (build_metric_scale, MetricScaleConfig(hidden_dim=16, use_teacher_conf=False)),
     "feature_distill": (build_feature_distill, FeatureDistillConfig()),
 }
-EXPECTED_METRICS = {"camera_pose": {"loss_T", "loss_R", "loss_FL", "loss", "rot_err_deg"},
-                    "depth": {"loss", "abs_rel", "delta1"}, "metric_scale": {"loss", "scale_ratio_err"},
-                    "feature_distill": {"loss", "cos"}}
+EXPECTED_METRICS = {
+    "camera_pose": {"loss_T", "loss_R", "loss_FL", "loss", "rot_err_deg"},
+    "depth": {"loss", "abs_rel", "delta1"},
+    "metric_scale": {"loss", "scale_ratio_err"},
+    "feature_distill": {"loss", "cos"},
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -75,19 +93,25 @@ def test_objective_contract(case):
     torch.manual_seed(0)
     obj = factory(config, context())
     st, te = student(), teacher()
-    out = check_objective(obj, st, te, batch(), provides=frozenset({"features", "depth", "depth_conf", "pose_enc",
-                                                                    "metric_depth"}))
+    out = check_objective(
+        obj, st, te, batch(), provides=frozenset({"features", "depth", "depth_conf", "pose_enc", "metric_depth"})
+    )
     assert EXPECTED_METRICS[obj.name] <= set(out.metrics)
     assert abs(out.metrics["loss"] - float(out.loss.detach())) < 1e-6
     # the gradient also reaches the student states the objective reads (it trains the backbone)
     used = {"camera_pose": [st.camera], "metric_scale": [st.scale]}.get(
-        obj.name, [st.hidden[i] for i in obj.student_needs.layers])
+        obj.name, [st.hidden[i] for i in obj.student_needs.layers]
+    )
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in used)
 
 
 def test_default_weights_requires_and_student_needs():
-    assert [CameraPoseConfig().weight, DepthConfig().weight, MetricScaleConfig().weight,
-            FeatureDistillConfig().weight] == [2.5, 1.0, 1.0, 1.0]
+    assert [
+        CameraPoseConfig().weight,
+        DepthConfig().weight,
+        MetricScaleConfig().weight,
+        FeatureDistillConfig().weight,
+    ] == [2.5, 1.0, 1.0, 1.0]
     assert CameraPoseConfig().requires() == {"pose_enc"}
     assert DepthConfig().requires() == {"depth"}
     assert MetricScaleConfig().requires() == {"depth", "depth_conf", "metric_depth"}
@@ -111,8 +135,12 @@ def test_reference_head_architectures():
     dense = build_depth(DepthConfig(), ctx).head
     assert type(dense).__name__ == "DenseHead" and dense.target_patch_size == 28 and dense.patch_size == 32
     assert [p.out_channels for p in dense.projects] == [256, 512, 1024, 1024]
-    assert [type(r).__name__ for r in dense.resize_layers] == ["ConvTranspose2d", "ConvTranspose2d", "Identity",
-                                                               "Conv2d"]
+    assert [type(r).__name__ for r in dense.resize_layers] == [
+        "ConvTranspose2d",
+        "ConvTranspose2d",
+        "Identity",
+        "Conv2d",
+    ]
     assert dense.proj.out_channels == 49 and dense.scratch.layer1_rn.out_channels == 256
     dpt = build_depth(DepthConfig(head="dpt"), ctx).head
     assert [p.out_channels for p in dpt.projects] == [256, 512, 1024, 1024]
@@ -134,16 +162,16 @@ def test_reference_head_architectures():
 
 def test_heads_outputs_shapes_and_ranges():
     ctx = context()
-    st = student(hh=5, ww=7)   # odd grid: the ×0.5 level rounds up and fusion still lines up
+    st = student(hh=5, ww=7)  # odd grid: the ×0.5 level rounds up and fusion still lines up
     te = teacher()
     depth = build_depth(DepthConfig(width_scale=1 / 32, head="dpt", loss="conf"), ctx)
     d, c = depth.predict(st, (14, 20))
     assert d.shape == (B, S, 14, 20) and c.shape == (B, S, 14, 20)
     assert bool((d > 0).all()) and bool((c > 1).all())
     dense = build_depth(DepthConfig(width_scale=1 / 32), ctx)
-    d, c = dense.predict(st, (56, 84))     # multiples of 28: decoded directly
+    d, c = dense.predict(st, (56, 84))  # multiples of 28: decoded directly
     assert d.shape == (B, S, 56, 84) and c is None and bool((d > 0).all())
-    d, _ = dense.predict(st, (14, 20))     # not a multiple: decoded at 28x28 and resized
+    d, _ = dense.predict(st, (14, 20))  # not a multiple: decoded at 28x28 and resized
     assert d.shape == (B, S, 14, 20) and bool((d > 0).all())
     cam = build_camera_pose(CameraPoseConfig(hidden_dim=8), ctx)
     pose = cam.head(st.camera)
@@ -157,8 +185,11 @@ def test_heads_outputs_shapes_and_ranges():
 def test_bfloat16_student_states_are_accepted():
     ctx = context()
     st = student()
-    st = StudentOutput(hidden={k: v.detach().bfloat16() for k, v in st.hidden.items()},
-                       camera=st.camera.detach().bfloat16(), scale=st.scale.detach().bfloat16())
+    st = StudentOutput(
+        hidden={k: v.detach().bfloat16() for k, v in st.hidden.items()},
+        camera=st.camera.detach().bfloat16(),
+        scale=st.scale.detach().bfloat16(),
+    )
     for name in ("camera_pose", "depth", "metric_scale", "feature_distill"):
         factory, config = CASES[name]
         out = factory(config, ctx)(st, teacher(), batch())
@@ -210,14 +241,15 @@ def test_metric_scale_targets():
     ctx = context()
     st, te = student(), teacher()
     fit = build_metric_scale(MetricScaleConfig(hidden_dim=8), ctx)
-    expected = L.scale_target(te.depth, torch.nn.functional.interpolate(te.metric_depth, size=(14, 20),
-                                                                        mode="nearest"), te.depth_conf)
+    expected = L.scale_target(
+        te.depth, torch.nn.functional.interpolate(te.metric_depth, size=(14, 20), mode="nearest"), te.depth_conf
+    )
     torch.testing.assert_close(fit.target(te), expected)
     out = fit(st, te, batch())
     torch.testing.assert_close(out.loss, L.scale_loss(fit.head(st.scale), expected))
     exact = torch.tensor([2.0, 0.5])
     te_exact = attrs.evolve(te, metric_scale=exact)
-    torch.testing.assert_close(fit.target(te_exact), exact)   # "auto": the teacher's exact scale wins
+    torch.testing.assert_close(fit.target(te_exact), exact)  # "auto": the teacher's exact scale wins
     forced = build_metric_scale(MetricScaleConfig(hidden_dim=8, target="fit"), ctx)
     torch.testing.assert_close(forced.target(te_exact), expected)
     # a video without valid pixels is left out of the loss
@@ -233,19 +265,19 @@ def test_metric_scale_focal_rescale_and_sky():
     ctx = context()
     depth = torch.ones(1, 2, 4, 6)
     metric = torch.full((1, 2, 4, 6), 3.0)
-    metric[0, 0, 0, :] = float("nan")                 # the metric teacher's sky
+    metric[0, 0, 0, :] = float("nan")  # the metric teacher's sky
     K = torch.eye(3).repeat(1, 2, 1, 1)
-    K[..., 0, 0], K[..., 1, 1] = 600.0, 400.0         # f = 500 px
+    K[..., 0, 0], K[..., 1, 1] = 600.0, 400.0  # f = 500 px
     te = TeacherOutput(depth=depth, metric_depth=metric, intrinsics=K)
     config = MetricScaleConfig(hidden_dim=8, use_teacher_conf=False, focal_rescale=True)
     assert config.requires() == {"depth", "metric_depth", "intrinsics"}
     close = torch.testing.assert_close
     close(build_metric_scale(config, ctx).target(te), torch.tensor([3.0 * 500 / 300]))
-    wide = attrs.evolve(config, metric_input_width=12)   # the metric model saw frames twice as wide
+    wide = attrs.evolve(config, metric_input_width=12)  # the metric model saw frames twice as wide
     close(build_metric_scale(wide, ctx).target(te), torch.tensor([3.0 * 1000 / 300]))
     plain = attrs.evolve(config, focal_rescale=False)
     close(build_metric_scale(plain, ctx).target(te), torch.tensor([3.0]))
-    metric[0, 1, 3, :] = 80.0                         # far pixels: sky by the depth threshold
+    metric[0, 1, 3, :] = 80.0  # far pixels: sky by the depth threshold
     close(build_metric_scale(plain, ctx).target(te), torch.tensor([(3 * 36 + 80 * 6) / 42]))
     close(build_metric_scale(attrs.evolve(plain, sky_max_depth=20.0), ctx).target(te), torch.tensor([3.0]))
     with pytest.raises(GeovrError, match="intrinsics"):
@@ -270,10 +302,15 @@ def test_missing_inputs_raise_clear_errors():
 
 # -- registration and recipes -----------------------------------------------------------------------
 
+
 def test_plugin_module_registers_everything():
     reg = geovr.get_registry()
-    for name, cfg in [("camera_pose", CameraPoseConfig), ("depth", DepthConfig),
-                      ("metric_scale", MetricScaleConfig), ("feature_distill", FeatureDistillConfig)]:
+    for name, cfg in [
+        ("camera_pose", CameraPoseConfig),
+        ("depth", DepthConfig),
+        ("metric_scale", MetricScaleConfig),
+        ("feature_distill", FeatureDistillConfig),
+    ]:
         spec = reg.get("objective", name)
         assert spec.config is cfg and spec.distribution == "geovr" and spec.summary
         assert callable(spec.load_factory())
@@ -295,13 +332,19 @@ class ToyTeacherConfig:
 class ToyPlugin:
     @geovr.hookimpl
     def register_backbones(self, register):
-        register("toy_backbone_obj", lambda c, ctx: types.SimpleNamespace(hidden_size=D, num_layers=c.num_layers),
-                 config=ToyBackboneConfig)
+        register(
+            "toy_backbone_obj",
+            lambda c, ctx: types.SimpleNamespace(hidden_size=D, num_layers=c.num_layers),
+            config=ToyBackboneConfig,
+        )
 
     @geovr.hookimpl
     def register_teachers(self, register):
-        register("toy_teacher_obj", lambda c, ctx: types.SimpleNamespace(num_layers=24, layers=(4, 11, 17, 23),
-                                                                         feature_dim=C), config=ToyTeacherConfig)
+        register(
+            "toy_teacher_obj",
+            lambda c, ctx: types.SimpleNamespace(num_layers=24, layers=(4, 11, 17, 23), feature_dim=C),
+            config=ToyTeacherConfig,
+        )
 
 
 OBJECTIVE_TABLES = {
@@ -313,9 +356,12 @@ OBJECTIVE_TABLES = {
 
 
 def _raw(names, outputs=None, metric_teacher=None):
-    raw = {"name": "t", "backbone": {"component": "toy_backbone_obj"},
-           "teacher": {"component": "toy_teacher_obj", **({"outputs": outputs} if outputs is not None else {})},
-           "objectives": [dict(OBJECTIVE_TABLES[n]) for n in names]}
+    raw = {
+        "name": "t",
+        "backbone": {"component": "toy_backbone_obj"},
+        "teacher": {"component": "toy_teacher_obj", **({"outputs": outputs} if outputs is not None else {})},
+        "objectives": [dict(OBJECTIVE_TABLES[n]) for n in names],
+    }
     if metric_teacher:
         raw["metric_teacher"] = {"component": "hf_depth", "model": "/nonexistent/dir"}
     return raw

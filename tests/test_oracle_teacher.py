@@ -15,8 +15,11 @@ from geovr.testing.contracts import check_teacher
 
 @pytest.fixture(scope="module")
 def batch():
-    ds = get_registry().get("dataset", "synthetic_rooms").build(
-        {"num_samples": 2, "num_frames": 3, "image_size": [28, 42], "seed": 3, "num_objects": [6, 10]})
+    ds = (
+        get_registry()
+        .get("dataset", "synthetic_rooms")
+        .build({"num_samples": 2, "num_frames": 3, "image_size": [28, 42], "seed": 3, "num_objects": [6, 10]})
+    )
     return collate([ds[0], ds[1]])
 
 
@@ -32,12 +35,14 @@ def test_pose_enc_round_trips_to_scene_cameras(batch):
     first = batch.extrinsics[:, :1].double()
     E4 = torch.eye(4, dtype=torch.float64).expand(*ext.shape[:2], 4, 4).clone()
     E4[..., :3, :] = ext
-    restored = (E4 @ torch.cat([first, torch.tensor([0, 0, 0, 1.0], dtype=torch.float64).expand(
-        first.shape[0], 1, 1, 4)], -2))[..., :3, :]
+    restored = (
+        E4 @ torch.cat([first, torch.tensor([0, 0, 0, 1.0], dtype=torch.float64).expand(first.shape[0], 1, 1, 4)], -2)
+    )[..., :3, :]
     torch.testing.assert_close(restored, batch.extrinsics.double(), atol=2e-5, rtol=0)
     # first camera is the identity; pose_enc starts [0,0,0, 0,0,0,1]
-    torch.testing.assert_close(out.pose_enc[:, 0, :7], torch.tensor([0, 0, 0, 0, 0, 0, 1.0]).expand(2, 7),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        out.pose_enc[:, 0, :7], torch.tensor([0, 0, 0, 0, 0, 0, 1.0]).expand(2, 7), atol=1e-6, rtol=0
+    )
 
 
 def test_normalised_geometry_and_metric_scale(batch):
@@ -73,21 +78,27 @@ def test_errors_without_ground_truth_and_bad_config(batch):
     with pytest.raises(RecipeError, match="layers"):
         get_registry().get("teacher", "oracle").parse_config({"layers": [30]})
     assert OracleTeacherConfig().provides() == frozenset(
-        {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points", "metric_depth"})
+        {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points", "metric_depth"}
+    )
 
 
 def test_feature_scale_multiplies_the_frequencies(batch):
     base = OracleTeacher(OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6], patch_size=7))
-    half = OracleTeacher(OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6], patch_size=7,
-                                             feature_scale=0.5))
+    half = OracleTeacher(
+        OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6], patch_size=7, feature_scale=0.5)
+    )
     fb = base.encode(batch.frames, batch=batch).features
     fh = half.encode(batch.frames, batch=batch).features
     # scale 2^(4·l/8 − 1): halving it moves layer 6 onto layer 4's spectrum (exactly), and changes layer 2
     torch.testing.assert_close(fh[6], base.encode(batch.frames, [4], batch=batch).features[4])
     assert not torch.allclose(fh[2], fb[2])
     assert half.cache_key() != base.cache_key()
-    assert base.cache_key() == OracleTeacher(OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6],
-                                                                 patch_size=7, feature_scale=1.0)).cache_key()
+    assert (
+        base.cache_key()
+        == OracleTeacher(
+            OracleTeacherConfig(feature_dim=16, num_layers=8, layers=[2, 6], patch_size=7, feature_scale=1.0)
+        ).cache_key()
+    )
     for bad in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(RecipeError, match="feature_scale"):
             get_registry().get("teacher", "oracle").parse_config({"feature_scale": bad})

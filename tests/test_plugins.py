@@ -13,7 +13,7 @@ from geovr.errors import DuplicateComponentError, UnknownComponentError
 from geovr.plugins import PluginHost
 from geovr.testing.distributions import make_distribution, run_cli
 
-REPO = __import__('pathlib').Path(__file__).resolve().parents[1]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def test_external_distribution_is_listed_with_hooks_and_components(good_plugin):
@@ -24,8 +24,11 @@ def test_external_distribution_is_listed_with_hooks_and_components(good_plugin):
     assert fake["distribution"] == "geovr-plugin-fake" and fake["version"] == "1.0"
     assert fake["builtin"] is False
     assert fake["hooks"] == ["register_backbones", "register_objectives", "register_teachers"]
-    assert fake["components"] == {"backbone": ["fake_backbone"], "teacher": ["fake_teacher"],
-                                  "objective": ["fake_objective"]}
+    assert fake["components"] == {
+        "backbone": ["fake_backbone"],
+        "teacher": ["fake_teacher"],
+        "objective": ["fake_objective"],
+    }
     assert all(not i["builtin"] for i in infos.values()), "built-ins listed without --all"
     with_all = {i["name"] for i in json.loads(run_cli("list-plugins", "--all", "--json", paths=[good_plugin]).stdout)}
     assert "geovr.objectives.plugin" in with_all
@@ -33,9 +36,11 @@ def test_external_distribution_is_listed_with_hooks_and_components(good_plugin):
 
 def test_recipe_naming_external_component_validates(good_plugin, tmp_path):
     recipe = tmp_path / "r.toml"
-    recipe.write_text('[backbone]\ncomponent = "fake_backbone"\n'
-                      '[teacher]\ncomponent = "fake_teacher"\nlayers = [3]\n'
-                      '[[objectives]]\ncomponent = "fake_obj"\n')
+    recipe.write_text(
+        '[backbone]\ncomponent = "fake_backbone"\n'
+        '[teacher]\ncomponent = "fake_teacher"\nlayers = [3]\n'
+        '[[objectives]]\ncomponent = "fake_obj"\n'
+    )
     proc = run_cli("validate", str(recipe), paths=[good_plugin])
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout and "3 components" in proc.stdout
@@ -47,8 +52,9 @@ def test_recipe_naming_external_component_validates(good_plugin, tmp_path):
 
 
 def test_broken_plugin_warns_and_others_load(good_plugin, tmp_path):
-    broken = make_distribution(tmp_path / "broken", "geovr-plugin-broken", "broken_geovr_plugin",
-                               "raise RuntimeError('boom at import')\n")
+    broken = make_distribution(
+        tmp_path / "broken", "geovr-plugin-broken", "broken_geovr_plugin", "raise RuntimeError('boom at import')\n"
+    )
     proc = run_cli("list-plugins", "--json", paths=[good_plugin, broken])
     assert proc.returncode == 0, proc.stderr
     assert "geovr-plugin-broken" in proc.stderr and "boom at import" in proc.stderr
@@ -60,13 +66,18 @@ def test_broken_plugin_warns_and_others_load(good_plugin, tmp_path):
 
 
 def test_misspelt_hook_is_rejected(tmp_path):
-    bad = make_distribution(tmp_path / "s", "geovr-plugin-typo", "typo_geovr_plugin", '''
+    bad = make_distribution(
+        tmp_path / "s",
+        "geovr-plugin-typo",
+        "typo_geovr_plugin",
+        """
         from geovr import hookimpl
 
         @hookimpl
         def register_teacher(register):   # missing "s"
             register("t", "x:y")
-        ''')
+        """,
+    )
     proc = run_cli("list-plugins", "--json", paths=[bad])
     assert "geovr-plugin-typo" in proc.stderr and "register_teacher" in proc.stderr
     assert "unknown hook 'register_teacher' (did you mean 'register_teachers'?)" in proc.stderr

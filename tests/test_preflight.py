@@ -43,10 +43,16 @@ def empty_hub_cache(monkeypatch, tmp_path):
     return tmp_path / "hub"
 
 
-def test_validate_reports_every_missing_hub_checkpoint_without_network(no_network, empty_hub_cache, capsys,
-                                                                       tmp_path):
-    rc = main(["validate", TINY_VGGT, 'backbone.pretrained="nobody/missing-student"',
-               'teacher.pretrained="nobody/missing-teacher"', f'output_dir="{tmp_path / "run"}"'])
+def test_validate_reports_every_missing_hub_checkpoint_without_network(no_network, empty_hub_cache, capsys, tmp_path):
+    rc = main(
+        [
+            "validate",
+            TINY_VGGT,
+            'backbone.pretrained="nobody/missing-student"',
+            'teacher.pretrained="nobody/missing-teacher"',
+            f'output_dir="{tmp_path / "run"}"',
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "2 problems" in err
@@ -58,8 +64,11 @@ def test_validate_reports_every_missing_hub_checkpoint_without_network(no_networ
 
 def test_dust3r_snapshot_lookup_is_local_too(no_network, empty_hub_cache):
     with pytest.raises(RecipeError) as err:
-        load_recipe(TINY_VGGT, ['teacher.component="dust3r"', 'teacher.pretrained="nobody/missing-dust3r"',
-                                'teacher.model_config="tiny"'], preflight=True)
+        load_recipe(
+            TINY_VGGT,
+            ['teacher.component="dust3r"', 'teacher.pretrained="nobody/missing-dust3r"', 'teacher.model_config="tiny"'],
+            preflight=True,
+        )
     assert [p for p in err.value.problems if "missing-dust3r" in p]
     assert no_network == []
 
@@ -107,7 +116,11 @@ def test_a_raising_preflight_is_reported_with_the_others():
         def preflight(self):
             return ["path: file not found: x"]
 
-    choices = [SimpleNamespace(where="teacher", kind="teacher", component="boom", config=Boom()),
-               SimpleNamespace(where="data.train", kind="dataset", component="d", config=Fine())]
-    assert run_preflight(choices) == ["teacher: preflight of teacher 'boom' failed: OSError: disk on fire",
-                                      "data.train.path: file not found: x"]
+    choices = [
+        SimpleNamespace(where="teacher", kind="teacher", component="boom", config=Boom()),
+        SimpleNamespace(where="data.train", kind="dataset", component="d", config=Fine()),
+    ]
+    assert run_preflight(choices) == [
+        "teacher: preflight of teacher 'boom' failed: OSError: disk on fire",
+        "data.train.path: file not found: x",
+    ]

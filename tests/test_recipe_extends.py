@@ -43,8 +43,10 @@ def test_a_new_component_is_appended(tmp_path):
 
 
 def test_enabled_false_drops_an_inherited_entry(tmp_path):
-    body = ('[[objectives]]\ncomponent = "metric_scale"\nenabled = false\n'
-            '[[evaluators]]\ncomponent = "synthetic_qa"\nenabled = false\n')
+    body = (
+        '[[objectives]]\ncomponent = "metric_scale"\nenabled = false\n'
+        '[[evaluators]]\ncomponent = "synthetic_qa"\nenabled = false\n'
+    )
     recipe = load_recipe(child(tmp_path, body))
     assert components(recipe) == ["camera_pose", "depth", "feature_distill"]
     assert components(recipe, "evaluators") == ["geometry_probe"]
@@ -56,12 +58,15 @@ def test_disabling_a_component_the_parent_lacks_is_reported(tmp_path):
     with pytest.raises(RecipeError) as err:
         load_recipe(child(tmp_path, body))
     assert "disables 'metric_scal'" in str(err.value) and "camera_pose, depth, feature_distill, metric_scale" in str(
-        err.value)
+        err.value
+    )
 
 
 def test_a_changed_component_replaces_the_table_instead_of_inheriting_its_options(tmp_path):
-    body = ('[teacher]\ncomponent = "vggt"\npretrained = ""\nmodel_config = "tiny"\nlayers = [0, 1, 2, 3]\n'
-            '[metric_teacher]\ncomponent = "oracle"\n')
+    body = (
+        '[teacher]\ncomponent = "vggt"\npretrained = ""\nmodel_config = "tiny"\nlayers = [0, 1, 2, 3]\n'
+        '[metric_teacher]\ncomponent = "oracle"\n'
+    )
     recipe = load_recipe(child(tmp_path, body))  # oracle's feature_dim/num_layers/patch_size are not vggt options
     assert recipe.teacher.component == "vggt"
     assert recipe.teacher.options == {"pretrained": "", "model_config": "tiny", "layers": [0, 1, 2, 3]}
@@ -76,17 +81,34 @@ def test_a_table_without_component_inherits_and_updates(tmp_path):
 
 
 def test_repeated_components_match_in_order():
-    base = annotate({"evaluators": [{"component": "vsibench", "protocol": "lmms-eval"},
-                                    {"component": "other"},
-                                    {"component": "vsibench", "protocol": "geovr"}]}, "base.toml")
-    over = annotate({"evaluators": [{"component": "vsibench", "limit": 1},
-                                    {"component": "vsibench", "limit": 2},
-                                    {"component": "vsibench", "limit": 3}]}, "child.toml")
+    base = annotate(
+        {
+            "evaluators": [
+                {"component": "vsibench", "protocol": "lmms-eval"},
+                {"component": "other"},
+                {"component": "vsibench", "protocol": "geovr"},
+            ]
+        },
+        "base.toml",
+    )
+    over = annotate(
+        {
+            "evaluators": [
+                {"component": "vsibench", "limit": 1},
+                {"component": "vsibench", "limit": 2},
+                {"component": "vsibench", "limit": 3},
+            ]
+        },
+        "child.toml",
+    )
     tree, problems = merge(base, over)
     assert problems == []
     assert plain(tree)["evaluators"] == [
-        {"component": "vsibench", "protocol": "lmms-eval", "limit": 1}, {"component": "other"},
-        {"component": "vsibench", "protocol": "geovr", "limit": 2}, {"component": "vsibench", "limit": 3}]
+        {"component": "vsibench", "protocol": "lmms-eval", "limit": 1},
+        {"component": "other"},
+        {"component": "vsibench", "protocol": "geovr", "limit": 2},
+        {"component": "vsibench", "limit": 3},
+    ]
 
 
 def test_entries_without_component_and_bad_enabled_are_problems(tmp_path):
@@ -146,6 +168,9 @@ def test_the_documented_example_resolves_as_documented(tmp_path):
     (tmp_path / "variant.toml").write_text(block)
     recipe = load_recipe(tmp_path / "variant.toml")
     assert [(c.component, c.config.weight) for c in recipe.objectives] == [
-        ("camera_pose", 2.5), ("depth", 0.5), ("feature_distill", 1.0)]
+        ("camera_pose", 2.5),
+        ("depth", 0.5),
+        ("feature_distill", 1.0),
+    ]
     assert components(recipe, "evaluators") == ["synthetic_qa", "geometry_probe", "vsibench"]
     assert recipe.teacher.component == "vggt" and "feature_dim" not in recipe.teacher.options

@@ -113,9 +113,11 @@ def test_good_recipe_validates_and_builds(plugin_host, tmp_path):
 
 
 def test_three_mistakes_reported_at_once(plugin_host, tmp_path):
-    bad = GOOD.replace('component = "toy_teacher"', 'component = "toy_teachr"') \
-              .replace('weight = 0.5', 'wieght = 0.5') \
-              .replace('seed = 3', 'seed = 3\nouptut_dir = "x"')
+    bad = (
+        GOOD.replace('component = "toy_teacher"', 'component = "toy_teachr"')
+        .replace("weight = 0.5", "wieght = 0.5")
+        .replace("seed = 3", 'seed = 3\nouptut_dir = "x"')
+    )
     with pytest.raises(RecipeError) as err:
         load_recipe(write(tmp_path, bad))
     problems = err.value.problems
@@ -149,7 +151,7 @@ def test_missing_file_names_the_path(tmp_path):
 
 
 def test_types_required_options_and_check(plugin_host, tmp_path):
-    bad = GOOD.replace('pretrained = "some/model"', 'dtype = 16') + "layers = [4, 30]\n"
+    bad = GOOD.replace('pretrained = "some/model"', "dtype = 16") + "layers = [4, 30]\n"
     bad = bad.replace('[teacher]\ncomponent = "toy_teacher"\n', "")
     bad += '[teacher]\ncomponent = "toy_teacher"\nlayers = [4, 30]\n'
     bad = bad.replace("layers = [4, 30]\n[teacher]", "[teacher]")
@@ -212,10 +214,15 @@ def test_show_and_dry_run_print_resolved_recipe(plugin_host, tmp_path, capsys):
     from geovr.cli.main import main
 
     p = write(tmp_path, GOOD)
-    assert main(["show", str(p), "--json", "backbone.dtype=\"bfloat16\""]) == 0
+    assert main(["show", str(p), "--json", 'backbone.dtype="bfloat16"']) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["backbone"] == {"component": "toy_backbone", "distribution": "toy-recipes",
-                                "pretrained": "some/model", "dtype": "bfloat16", "freeze": []}
+    assert data["backbone"] == {
+        "component": "toy_backbone",
+        "distribution": "toy-recipes",
+        "pretrained": "some/model",
+        "dtype": "bfloat16",
+        "freeze": [],
+    }
     assert data["teacher"]["layers"] == [4, 11, 17, 23]  # default filled in
     assert main(["show", str(p)]) == 0
     as_toml = tomllib.loads(capsys.readouterr().out)  # the TOML rendering parses back
@@ -246,8 +253,13 @@ def test_objective_teacher_layers_checked_against_teacher_depth(plugin_host, tmp
     text = GOOD + '[[objectives]]\ncomponent = "layered"\nteacher_layers = [4, 24]\n'
     with pytest.raises(RecipeError) as err:
         load_recipe(write(tmp_path, text))
-    assert err.value.problems == ["objectives.1.teacher_layers: [24] outside 0..23 (teacher 'toy_teacher' has 24 layers)"]
-    assert load_recipe(write(tmp_path, text.replace("[4, 24]", "[4, 23]"))).objectives[1].config.teacher_layers == [4, 23]
+    assert err.value.problems == [
+        "objectives.1.teacher_layers: [24] outside 0..23 (teacher 'toy_teacher' has 24 layers)"
+    ]
+    assert load_recipe(write(tmp_path, text.replace("[4, 24]", "[4, 23]"))).objectives[1].config.teacher_layers == [
+        4,
+        23,
+    ]
 
 
 def test_preflight_reports_missing_files_before_building_anything(plugin_host, tmp_path):
@@ -273,17 +285,19 @@ def test_preflight_reports_missing_files_before_building_anything(plugin_host, t
 
     plugin_host.register_object(P(), "files-plugin")
     text = GOOD.replace('component = "toy_backbone"\npretrained = "some/model"', 'component = "counting_backbone"')
-    text = text.replace('[data.train]\ncomponent = "toy_data"',
-                        f'[data.train]\ncomponent = "file_data"\npath = "{tmp_path / "nope.jsonl"}"\n'
-                        f'[data.eval]\ncomponent = "file_data"\npath = "{tmp_path / "gone.jsonl"}"')
+    text = text.replace(
+        '[data.train]\ncomponent = "toy_data"',
+        f'[data.train]\ncomponent = "file_data"\npath = "{tmp_path / "nope.jsonl"}"\n'
+        f'[data.eval]\ncomponent = "file_data"\npath = "{tmp_path / "gone.jsonl"}"',
+    )
     recipe = load_recipe(write(tmp_path, text))  # validation is static: it passes
     with pytest.raises(RecipeError) as err:
         geovr.build(recipe)
     assert built == [], "nothing may be built when preflight fails"
-    assert err.value.problems == [f"data.train.path: file not found: {tmp_path / 'nope.jsonl'} (expected path to "
-                                  f"name an existing file)",
-                                  f"data.eval.path: file not found: {tmp_path / 'gone.jsonl'} (expected path to "
-                                  f"name an existing file)"]
+    assert err.value.problems == [
+        f"data.train.path: file not found: {tmp_path / 'nope.jsonl'} (expected path to name an existing file)",
+        f"data.eval.path: file not found: {tmp_path / 'gone.jsonl'} (expected path to name an existing file)",
+    ]
     (tmp_path / "nope.jsonl").write_text("")
     (tmp_path / "gone.jsonl").write_text("")
     geovr.build(recipe)

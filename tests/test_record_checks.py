@@ -12,8 +12,15 @@ from geovr.data.video_qa import load_records
 from geovr.errors import DataError, GeovrError
 from geovr.eval.vsibench import load_docs, score
 
-REC = {"id": 7, "dataset": "scannet", "scene_name": "scene0001_00", "question_type": "route_planning",
-       "question": "Route?", "options": ["A. left", "B. right"], "ground_truth": "A"}
+REC = {
+    "id": 7,
+    "dataset": "scannet",
+    "scene_name": "scene0001_00",
+    "question_type": "route_planning",
+    "question": "Route?",
+    "options": ["A. left", "B. right"],
+    "ground_truth": "A",
+}
 NUM = dict(REC, id=8, question_type="object_abs_distance", options=None, ground_truth="2.5")
 
 BAD = [
@@ -83,8 +90,9 @@ def test_valid_records_still_load(tmp_path):
     assert len(load_records(tmp_path / "test.jsonl")) == 3
 
 
-@pytest.mark.parametrize("line, kind", [("[1, 2]", "a list"), ('"text"', "a string"), ("3", "a number"),
-                                        ("null", "null")])
+@pytest.mark.parametrize(
+    "line, kind", [("[1, 2]", "a list"), ('"text"', "a string"), ("3", "a number"), ("null", "null")]
+)
 def test_a_json_line_that_is_not_an_object(tmp_path, line, kind):
     (tmp_path / "test.jsonl").write_text(json.dumps(REC) + "\n" + line + "\n")
     with pytest.raises(DataError, match=rf"test.jsonl:2: expected a JSON object .*got {kind}"):
@@ -101,11 +109,14 @@ def test_a_non_string_prediction_is_an_error(tmp_path):
         score(docs, [1], protocol="geovr")
     from geovr.eval.qa import _answered
 
-    write(tmp_path / "predictions.jsonl", {"id": "7", "prompt": "p", "response": "A"},
-          {"id": "7", "prompt": "p", "response": 4})
+    write(
+        tmp_path / "predictions.jsonl",
+        {"id": "7", "prompt": "p", "response": "A"},
+        {"id": "7", "prompt": "p", "response": 4},
+    )
     with pytest.raises(DataError, match=r"predictions.jsonl:2: the prediction 'response' must be a string, got int 4"):
         _answered(tmp_path, {"7": "p"})
-    (tmp_path / "predictions.jsonl").write_text(json.dumps({"id": "7", "prompt": "p", "response": "A"}) + "\n{\"id\": ")
+    (tmp_path / "predictions.jsonl").write_text(json.dumps({"id": "7", "prompt": "p", "response": "A"}) + '\n{"id": ')
     assert _answered(tmp_path, {"7": "p"})["7"]["response"] == "A"  # a write cut short by a crash is dropped
 
 
@@ -120,5 +131,12 @@ def test_backbone_answers_must_be_strings():
 
     doc = dict(REC, id="7")
     with pytest.raises(GeovrError, match="backbone.generate returned NoneType None for question '7'"):
-        _answer(Backbone(), [doc], lambda d: (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)),
-                {"7": "p"}, {}, 0, None)
+        _answer(
+            Backbone(),
+            [doc],
+            lambda d: (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)),
+            {"7": "p"},
+            {},
+            0,
+            None,
+        )

@@ -52,14 +52,37 @@ RELEASED = {
     ("trainer", "keep_last"): 1,
 }
 OBJECTIVES = {
-    "camera_pose": {"weight": 2.5, "hidden_dim": 1536, "weight_T": 1.0, "weight_R": 1.0, "weight_FL": 0.5,
-                    "clamp": 100.0},
-    "depth": {"weight": 1.0, "head": "dense", "patch_size": 32, "target_patch_size": 28,
-              "channels": [256, 512, 1024, 1024], "features": 256, "loss": "l1_grad", "drop_quantile": 0.98,
-              "min_elements": 1000, "hard_max": 100.0, "grad_scales": 4, "clamp": 100.0},
-    "metric_scale": {"weight": 1.0, "hidden_dim": 512, "use_teacher_conf": True, "min_metric_depth": 0.01,
-                     "min_teacher_depth": 0.001, "focal_reference": 300.0,
-                     "focal_rescale": True},
+    "camera_pose": {
+        "weight": 2.5,
+        "hidden_dim": 1536,
+        "weight_T": 1.0,
+        "weight_R": 1.0,
+        "weight_FL": 0.5,
+        "clamp": 100.0,
+    },
+    "depth": {
+        "weight": 1.0,
+        "head": "dense",
+        "patch_size": 32,
+        "target_patch_size": 28,
+        "channels": [256, 512, 1024, 1024],
+        "features": 256,
+        "loss": "l1_grad",
+        "drop_quantile": 0.98,
+        "min_elements": 1000,
+        "hard_max": 100.0,
+        "grad_scales": 4,
+        "clamp": 100.0,
+    },
+    "metric_scale": {
+        "weight": 1.0,
+        "hidden_dim": 512,
+        "use_teacher_conf": True,
+        "min_metric_depth": 0.01,
+        "min_teacher_depth": 0.001,
+        "focal_reference": 300.0,
+        "focal_rescale": True,
+    },
     "feature_distill": {"weight": 1.0, "hidden_dim": 1024},
 }
 
@@ -72,7 +95,7 @@ def raw():
 def test_released_values(raw):
     for (table, key), value in RELEASED.items():
         assert raw[table][key] == value, f"{table}.{key} = {raw[table].get(key)!r}, released {value!r}"
-    assert "frame_size" not in raw["backbone"]   # frames keep their aspect ratio under the pixel budget
+    assert "frame_size" not in raw["backbone"]  # frames keep their aspect ratio under the pixel budget
     by_name = {o["component"]: o for o in raw["objectives"]}
     assert sorted(by_name) == sorted(OBJECTIVES)
     for name, expected in OBJECTIVES.items():
@@ -90,14 +113,14 @@ def test_data_is_the_released_mixture_at_2_fps(raw):
     assert data["sources"][1]["data_source_dirs"] == {"scannetpp": "scannetppv2"}
     config = load_recipe(RECIPES / "qwen_vggt.toml").data["train"].config
     assert [s.name for s in config.source_list()] == ["vsi590k", "vlm3r"]
-    problems = "\n".join(config.preflight())          # placeholder paths: named, all at once
+    problems = "\n".join(config.preflight())  # placeholder paths: named, all at once
     assert "vsi590k.annotations: file not found" in problems and "vlm3r.annotations: file not found" in problems
 
 
 def test_global_batch_32_and_released_accumulation_on_4_processes():
     recipe = load_recipe(RECIPES / "qwen_vggt.toml", require_training=True)
     trainer = recipe.trainer.config
-    assert trainer.accumulation(4) == 4            # train.sh: grad_accum_steps=4 on nproc_per_node=4
+    assert trainer.accumulation(4) == 4  # train.sh: grad_accum_steps=4 on nproc_per_node=4
     assert all(trainer.accumulation(w) * trainer.batch_size * w == 32 for w in (1, 2, 4, 8, 16))
 
 

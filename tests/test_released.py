@@ -23,15 +23,15 @@ from geovr.errors import CheckpointError, UsageError  # noqa: E402
 from geovr.objectives.heads import DenseHead  # noqa: E402
 from geovr.plugins import load_plugins  # noqa: E402
 from geovr.recipe import load_recipe  # noqa: E402
-from geovr.recipe.load import find_shipped, load_raw  # noqa: E402
 from geovr.recipe.dump import to_toml  # noqa: E402
+from geovr.recipe.load import find_shipped, load_raw  # noqa: E402
 from geovr.train import released  # noqa: E402
 from geovr.train.runner import build_seeded  # noqa: E402
 
 qwen_testing = pytest.importorskip("geovr_plugin_qwen_vl.testing")
 qwen_tiny_models = pytest.importorskip("geovr_plugin_qwen_vl.tiny_models")
 
-CAM_HIDDEN, SCALE_HIDDEN, FEAT = 24, 16, 16     # released: 1536, 512, teacher width; tiny here
+CAM_HIDDEN, SCALE_HIDDEN, FEAT = 24, 16, 16  # released: 1536, 512, teacher width; tiny here
 CHANNELS, FEATURES = (8, 8, 16, 16), 8
 
 
@@ -40,8 +40,9 @@ class ReleasedCameraDec(nn.Module):
 
     def __init__(self, dim, hidden):
         super().__init__()
-        self.backbone = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden),
-                                      nn.GELU())
+        self.backbone = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU()
+        )
         self.fc_t, self.fc_qvec = nn.Linear(hidden, 3), nn.Linear(hidden, 4)
         self.fc_fov = nn.Sequential(nn.Linear(hidden, 2), nn.ReLU())
 
@@ -86,19 +87,35 @@ def released_dir(tmp_path_factory):
     model_dir = Path(qwen_tiny_models.save_tiny_checkpoint("qwen3_vl", root / "GeoVR-tiny"))
     cfg = json.loads((model_dir / "config.json").read_text())
     D = int(cfg["text_config"]["hidden_size"])
-    cfg.update({"add_camera": True, "add_depth": True, "add_scale": True, "distill_geometry_feature": True,
-                "geo_type": "vggt", "geo_indexes": [4, 11, 17, 23]})
+    cfg.update(
+        {
+            "add_camera": True,
+            "add_depth": True,
+            "add_scale": True,
+            "distill_geometry_feature": True,
+            "geo_type": "vggt",
+            "geo_indexes": [4, 11, 17, 23],
+        }
+    )
     (model_dir / "config.json").write_text(json.dumps(cfg))
     g = torch.Generator().manual_seed(7)
-    refs = {"camera": _randomise(ReleasedCameraDec(D, CAM_HIDDEN), g),
-            "scale": _randomise(ReleasedScaleHead(D, SCALE_HIDDEN), g),
-            "dense": _randomise(DenseHead(D, 32, 28, features=FEATURES, out_channels=CHANNELS), g),
-            "distill": [_randomise(ReleasedDistillHead(D, FEAT), g) for _ in range(4)]}
-    extra = {"model.camera_token.weight": torch.randn(2, D, generator=g),
-             "model.scale_token.weight": torch.randn(1, D, generator=g),
-             "geometry_encoder.aggregator.patch_embed.weight": torch.randn(4, 3, generator=g),   # a frozen teacher
-             "metric_encoder.model.head.weight": torch.randn(2, generator=g)}
-    for prefix, module in (("camera_head.", refs["camera"]), ("scale_head.", refs["scale"]), ("dpt_head.", refs["dense"])):
+    refs = {
+        "camera": _randomise(ReleasedCameraDec(D, CAM_HIDDEN), g),
+        "scale": _randomise(ReleasedScaleHead(D, SCALE_HIDDEN), g),
+        "dense": _randomise(DenseHead(D, 32, 28, features=FEATURES, out_channels=CHANNELS), g),
+        "distill": [_randomise(ReleasedDistillHead(D, FEAT), g) for _ in range(4)],
+    }
+    extra = {
+        "model.camera_token.weight": torch.randn(2, D, generator=g),
+        "model.scale_token.weight": torch.randn(1, D, generator=g),
+        "geometry_encoder.aggregator.patch_embed.weight": torch.randn(4, 3, generator=g),  # a frozen teacher
+        "metric_encoder.model.head.weight": torch.randn(2, generator=g),
+    }
+    for prefix, module in (
+        ("camera_head.", refs["camera"]),
+        ("scale_head.", refs["scale"]),
+        ("dpt_head.", refs["dense"]),
+    ):
         extra.update({prefix + k: v for k, v in module.state_dict().items()})
     for i, head in enumerate(refs["distill"]):
         extra.update({f"distill_head_list.{i}.{k}": v for k, v in head.state_dict().items()})
@@ -113,9 +130,12 @@ def template(tmp_path_factory):
     """The tiny synthetic recipe with a Qwen3-VL student and head sizes of the released layout above."""
     raw = load_raw(find_shipped("tiny_synthetic"))
     raw["backbone"]["component"] = "qwen3_vl"
-    sizes = {"camera_pose": {"hidden_dim": CAM_HIDDEN}, "metric_scale": {"hidden_dim": SCALE_HIDDEN},
-             "depth": {"channels": list(CHANNELS), "features": FEATURES, "head": "dense"},
-             "feature_distill": {"hidden_dim": FEAT}}
+    sizes = {
+        "camera_pose": {"hidden_dim": CAM_HIDDEN},
+        "metric_scale": {"hidden_dim": SCALE_HIDDEN},
+        "depth": {"channels": list(CHANNELS), "features": FEATURES, "head": "dense"},
+        "feature_distill": {"hidden_dim": FEAT},
+    }
     for obj in raw["objectives"]:
         obj.update(sizes[obj["component"]])
     raw["teacher"]["feature_dim"] = FEAT
@@ -137,10 +157,20 @@ def test_layout_is_classified_and_heads_are_renamed(released_dir):
     for part in ("camera_head", "dpt_head", "geometry_encoder", "metric_encoder", "model.camera_token"):
         assert part in line
     heads = released.map_heads(released.read_extras(model_dir))
-    assert set(heads["camera_pose"]) == {"head.trunk.0.weight", "head.trunk.0.bias", "head.trunk.1.weight",
-                                         "head.trunk.1.bias", "head.trunk.3.weight", "head.trunk.3.bias",
-                                         "head.fc_T.weight", "head.fc_T.bias", "head.fc_R.weight", "head.fc_R.bias",
-                                         "head.fc_FL.weight", "head.fc_FL.bias"}
+    assert set(heads["camera_pose"]) == {
+        "head.trunk.0.weight",
+        "head.trunk.0.bias",
+        "head.trunk.1.weight",
+        "head.trunk.1.bias",
+        "head.trunk.3.weight",
+        "head.trunk.3.bias",
+        "head.fc_T.weight",
+        "head.fc_T.bias",
+        "head.fc_R.weight",
+        "head.fc_R.bias",
+        "head.fc_FL.weight",
+        "head.fc_FL.bias",
+    }
     assert "heads.3.mlp.3.weight" in heads["feature_distill"] and "head.proj.weight" in heads["depth"]
     with pytest.raises(CheckpointError, match="unknown layout"):
         released.map_heads({"camera_head.extra.weight": torch.zeros(1)})
@@ -151,12 +181,18 @@ def test_import_loads_heads_that_compute_what_the_released_modules_compute(relea
     run = tmp_path / "run"
     assert main(["import", str(model_dir), str(run), "--recipe", str(template), "--json"]) == 0
     report = json.loads((run / "released" / "import.json").read_text())
-    assert report["heads"] == {"camera_pose": 12, "depth": len(refs["dense"].state_dict()),
-                               "feature_distill": 24, "metric_scale": 6}
+    assert report["heads"] == {
+        "camera_pose": 12,
+        "depth": len(refs["dense"].state_dict()),
+        "feature_distill": 24,
+        "metric_scale": 6,
+    }
     assert report["ignored_teacher_tensors"] == 2 and report["released_config"]["geo_type"] == "vggt"
     recipe = load_recipe(run / "recipe.toml", require_training=True)
     assert recipe.raw["backbone"]["pretrained"] == str((run / "base").resolve())
-    assert not released.is_released(run / "base") and "add_camera" not in json.loads((run / "base" / "config.json").read_text())
+    assert not released.is_released(run / "base") and "add_camera" not in json.loads(
+        (run / "base" / "config.json").read_text()
+    )
     assert recipe.raw["trainer"]["init_from"] == str((run / "released").resolve())
     ctx = build_seeded(recipe)
     loaded = released.load_init(run / "released", ctx.backbone, ctx.objectives)
@@ -171,11 +207,12 @@ def test_import_loads_heads_that_compute_what_the_released_modules_compute(relea
         tok = torch.randn(2, D, generator=g)
         torch.testing.assert_close(objs["metric_scale"].head(tok), refs["scale"](tok))
         grid = torch.randn(1, 2, 3, 4, D, generator=g)
-        for head, ref in zip(objs["feature_distill"].heads, refs["distill"]):
+        for head, ref in zip(objs["feature_distill"].heads, refs["distill"], strict=False):
             torch.testing.assert_close(head(grid, (5, 6)), ref(grid, (5, 6)))
         hidden = [torch.randn(1, 2, 12, D, generator=g) for _ in range(4)]
-        torch.testing.assert_close(objs["depth"].head(hidden, (96, 128), (84, 112)),
-                                   refs["dense"](hidden, (96, 128), (84, 112)))
+        torch.testing.assert_close(
+            objs["depth"].head(hidden, (96, 128), (84, 112)), refs["dense"](hidden, (96, 128), (84, 112))
+        )
 
 
 @pytest.mark.slow
@@ -201,7 +238,7 @@ def test_mismatched_recipe_and_bad_directories_are_named(released_dir, template,
     model_dir, *_ = released_dir
     run = tmp_path / "run"
     assert main(["import", str(model_dir), str(run), "--recipe", str(template)]) == 0
-    assert main(["import", str(model_dir), str(run), "--recipe", str(template)]) == 2   # already imported
+    assert main(["import", str(model_dir), str(run), "--recipe", str(template)]) == 2  # already imported
     assert "--overwrite" in capsys.readouterr().err
     recipe = load_recipe(run / "recipe.toml", ["objectives.0.hidden_dim=8"], require_training=True)
     ctx = build_seeded(recipe)
@@ -216,9 +253,21 @@ def test_mismatched_recipe_and_bad_directories_are_named(released_dir, template,
 
 def test_eval_model_ignores_the_extra_modules_in_one_line(released_dir, tmp_path, capsys):
     model_dir, *_ = released_dir
-    code = main(["eval", "--model", str(model_dir), "--evaluator", "synthetic_qa", "--output", str(tmp_path / "ev"),
-                 "--json", "max_new_tokens=2", "progress=false",
-                 "dataset_options={num_samples = 2, num_frames = 2, image_size = [32, 32]}"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--evaluator",
+            "synthetic_qa",
+            "--output",
+            str(tmp_path / "ev"),
+            "--json",
+            "max_new_tokens=2",
+            "progress=false",
+            "dataset_options={num_samples = 2, num_frames = 2, image_size = [32, 32]}",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = [ln for ln in captured.err.splitlines() if "not used at inference" in ln]
@@ -234,6 +283,6 @@ def test_documented_vsibench_command_parses():
     assert "protocol=geovr" in line and "num_frames=128" in line
     args = build_parser(load_plugins()).parse_args(line.split()[1:])
     assert args.model and args.evaluator == ["vsibench"] and args.data
-    options = [args.recipe, *args.overrides] if args.recipe else args.overrides   # eval.run moves a key=value
-    assert {"protocol=geovr", "num_frames=128"} <= set(options)                     # given as RECIPE to the options
+    options = [args.recipe, *args.overrides] if args.recipe else args.overrides  # eval.run moves a key=value
+    assert {"protocol=geovr", "num_frames=128"} <= set(options)  # given as RECIPE to the options
     assert {"max_frames=128", "dtype=bfloat16"} <= set(args.backbone_option)

@@ -32,10 +32,12 @@ def test_missing_outputs_and_layer_ranges():
 def test_requires_problem_words():
     assert requires_problem("depth", {"depth"}, {"depth", "features"}, teacher="t") is None
     assert requires_problem("depth", {"depth"}, set(), teacher=None, has_teacher=False) == (
-        "objective 'depth' needs a teacher providing depth; add a [teacher] table")
+        "objective 'depth' needs a teacher providing depth; add a [teacher] table"
+    )
     assert requires_problem("scale", {"metric_depth"}, {"depth"}, teacher="vggt") == (
         "objective 'scale' requires metric_depth, which teacher 'vggt' or a [metric_teacher] does not provide "
-        "(it provides: depth)")
+        "(it provides: depth)"
+    )
 
 
 def test_the_three_callers_share_the_rules(tmp_path):
@@ -84,9 +86,13 @@ def test_the_three_callers_share_the_rules(tmp_path):
     from geovr.testing import registered
 
     path = tmp_path / "r.toml"
-    path.write_text('[backbone]\ncomponent = "rules_backbone"\n[teacher]\ncomponent = "rules_teacher"\n'
-                    '[[objectives]]\ncomponent = "rules_distill"\nteacher_layers = [9]\n')
+    path.write_text(
+        '[backbone]\ncomponent = "rules_backbone"\n[teacher]\ncomponent = "rules_teacher"\n'
+        '[[objectives]]\ncomponent = "rules_distill"\nteacher_layers = [9]\n'
+    )
     with registered(P(), "rules-plugin"):
         with pytest.raises(RecipeError) as err:
             load_recipe(path)
-    assert err.value.problems == [f"objectives.0.teacher_layers: {teacher_layers_problem([9], 3, teacher='rules_teacher')}"]
+    assert err.value.problems == [
+        f"objectives.0.teacher_layers: {teacher_layers_problem([9], 3, teacher='rules_teacher')}"
+    ]

@@ -92,8 +92,17 @@ def test_output_dir_that_is_a_file_or_not_writable_is_a_usage_error(tmp_path):
 @pytest.mark.slow
 def test_two_runs_started_at_once_one_is_refused(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "geovr", "run", str(REPO / "recipes" / "tiny_synthetic.toml"),
-           "trainer.max_steps=100000", "trainer.save_every=0", "trainer.progress=false", f'output_dir="{out}"']
+    cmd = [
+        sys.executable,
+        "-m",
+        "geovr",
+        "run",
+        str(REPO / "recipes" / "tiny_synthetic.toml"),
+        "trainer.max_steps=100000",
+        "trainer.save_every=0",
+        "trainer.progress=false",
+        f'output_dir="{out}"',
+    ]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
         deadline = time.time() + 240
@@ -101,8 +110,8 @@ def test_two_runs_started_at_once_one_is_refused(tmp_path):
             time.sleep(0.2)
         done = [p for p in procs if p.poll() is not None]
         assert len(done) == 1, "exactly one run must be refused while the other trains"
-        loser, = done
-        winner, = [p for p in procs if p is not loser]
+        (loser,) = done
+        (winner,) = [p for p in procs if p is not loser]
         err = loser.stderr.read()
         assert loser.returncode == 1, err
         assert f"is in use by another run (pid {winner.pid} on host {socket.gethostname()}" in err

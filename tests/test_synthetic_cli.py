@@ -89,8 +89,18 @@ def test_synth_output_is_identical_for_any_worker_count(tmp_path):
     runs = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        summary = synthesize(out, scenes=3, frames=6, size=(32, 48), seed=7, progress=False, workers=workers,
-                             compiled=False, fmt="wds", shard_size=4)
+        summary = synthesize(
+            out,
+            scenes=3,
+            frames=6,
+            size=(32, 48),
+            seed=7,
+            progress=False,
+            workers=workers,
+            compiled=False,
+            fmt="wds",
+            shard_size=4,
+        )
         assert summary["workers"] == workers and summary["written"] == 3 and not summary["compiled"]
         runs[workers] = _files(out)
     assert sorted(runs[1]) == sorted(runs[2])
@@ -115,11 +125,30 @@ def test_synth_reports_every_bad_option_at_once(tmp_path):
     from geovr.data.synthetic.cli import synthesize
 
     with pytest.raises(UsageError) as err:
-        synthesize(tmp_path / "x", scenes=0, frames=2, size=(15, 16), seed=0, workers=0, preset="turbo",
-                   fmt="parquet", shard_size=0, fps=0)
+        synthesize(
+            tmp_path / "x",
+            scenes=0,
+            frames=2,
+            size=(15, 16),
+            seed=0,
+            workers=0,
+            preset="turbo",
+            fmt="parquet",
+            shard_size=0,
+            fps=0,
+        )
     msg = str(err.value)
-    for part in ("--scenes", "--size", "--workers", "--preset", "turbo", "--format", "parquet", "--shard-size",
-                 "--fps"):
+    for part in (
+        "--scenes",
+        "--size",
+        "--workers",
+        "--preset",
+        "turbo",
+        "--format",
+        "parquet",
+        "--shard-size",
+        "--fps",
+    ):
         assert part in msg, part
     assert not (tmp_path / "x").exists()  # nothing written for a bad command
     with pytest.raises(UsageError, match="--workers must be an integer >= 1"):
@@ -138,8 +167,9 @@ def test_synth_compile_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch)
 
     monkeypatch.setattr(render_mod, "warm_up", broken)
     with pytest.warns(RuntimeWarning, match="torch.compile does not work here.*InvalidCxxCompiler"):
-        summary = synthesize(tmp_path / "c", scenes=2, frames=3, size=(16, 24), seed=1, progress=False,
-                             compiled=True, workers=2)
+        summary = synthesize(
+            tmp_path / "c", scenes=2, frames=3, size=(16, 24), seed=1, progress=False, compiled=True, workers=2
+        )
     assert summary["compiled"] is False and summary["written"] == 2
     synthesize(tmp_path / "e", scenes=2, frames=3, size=(16, 24), seed=1, progress=False, compiled=False, workers=2)
     assert _files(tmp_path / "c") == _files(tmp_path / "e")
@@ -159,8 +189,10 @@ def test_synth_compiles_by_default_only_for_big_jobs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(render_mod, "warm_up", record)
     monkeypatch.delenv("GEOVR_COMPILE_RENDERER", raising=False)
-    assert cli.synthesize(tmp_path / "a", scenes=2, frames=2, size=(16, 16), seed=0, progress=False,
-                          workers=1)["compiled"] is False
+    assert (
+        cli.synthesize(tmp_path / "a", scenes=2, frames=2, size=(16, 16), seed=0, progress=False, workers=1)["compiled"]
+        is False
+    )
     assert calls == []
     monkeypatch.setattr(cli, "AUTO_COMPILE_PIXELS", 2 * 2 * 16 * 16)
     with pytest.warns(RuntimeWarning, match="compiler missing"):
@@ -188,8 +220,9 @@ def test_synth_frames_per_second_covers_the_whole_job(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(writers, "convert", slow_convert)
-    summary = synthesize(tmp_path / "s", scenes=1, frames=2, size=(16, 16), seed=0, progress=False,
-                         compiled=False, fmt="conversations")
+    summary = synthesize(
+        tmp_path / "s", scenes=1, frames=2, size=(16, 16), seed=0, progress=False, compiled=False, fmt="conversations"
+    )
     assert summary["seconds"] >= 0.6
     assert summary["frames_per_second"] == pytest.approx(2 / summary["seconds"])
     assert (tmp_path / "s" / "conversations.jsonl").is_file() and (tmp_path / "s" / "images").is_dir()

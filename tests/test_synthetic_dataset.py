@@ -1,7 +1,6 @@
 """``synthetic_rooms`` through the registry: deterministic samples in the collate format, config checks
 (the torch-free plugin import is checked in ``test_torch_free_imports.py``)."""
 
-
 import pytest
 import torch
 
@@ -37,8 +36,11 @@ def test_samples_are_deterministic_and_collate():
 
 
 def test_question_type_filter_and_no_geometry():
-    ds = get_registry().get("dataset", "synthetic_rooms").build(
-        {**OPTS, "question_types": ["room_size_estimation"], "with_geometry": False})
+    ds = (
+        get_registry()
+        .get("dataset", "synthetic_rooms")
+        .build({**OPTS, "question_types": ["room_size_estimation"], "with_geometry": False})
+    )
     s = ds[2]
     assert s["question_type"] == "room_size_estimation" and s["options"] is None
     assert float(s["answer"]) >= 10 and "depth" not in s
@@ -63,8 +65,15 @@ def test_scene_cache_renders_each_scene_once(tmp_path, monkeypatch):
     calls = []
     real = ds_mod.render
     monkeypatch.setattr(ds_mod, "render", lambda *a, **k: calls.append(1) or real(*a, **k))
-    opts = dict(num_samples=4, num_frames=3, image_size=[24, 32], num_objects=[4, 6], seed=5,
-                questions_per_scene=2, cache_dir=str(tmp_path / "c"))
+    opts = dict(
+        num_samples=4,
+        num_frames=3,
+        image_size=[24, 32],
+        num_objects=[4, 6],
+        seed=5,
+        questions_per_scene=2,
+        cache_dir=str(tmp_path / "c"),
+    )
     first = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts))
     a = [first[i] for i in range(4)]
     assert len(calls) == 2 and first.cache.misses == 2  # 2 scenes for 4 samples
@@ -74,7 +83,7 @@ def test_scene_cache_renders_each_scene_once(tmp_path, monkeypatch):
     plain = SyntheticRoomsDataset(SyntheticRoomsConfig(**{**opts, "cache": False}))
     c = [plain[i] for i in range(4)]
     assert len(calls) == 6  # without the cache every sample renders its scene
-    for x, y, z in zip(a, b, c):
+    for x, y, z in zip(a, b, c, strict=False):
         for k in ("frames", "depth", "intrinsics", "extrinsics"):
             assert torch.equal(x[k], y[k]) and torch.equal(x[k], z[k]), k
         assert x["question"] == y["question"] == z["question"] and x["answer"] == z["answer"]
@@ -98,8 +107,7 @@ def test_scene_cache_renders_each_scene_once(tmp_path, monkeypatch):
 def test_prompt_option_gives_the_protocol_text(tmp_path):
     from geovr.eval.prompts import doc_prompt
 
-    opts = dict(num_samples=6, num_frames=2, image_size=[24, 24], num_objects=[6, 10], seed=2,
-                cache_dir=str(tmp_path))
+    opts = dict(num_samples=6, num_frames=2, image_size=[24, 24], num_objects=[6, 10], seed=2, cache_dir=str(tmp_path))
     plain = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts))
     asked = SyntheticRoomsDataset(SyntheticRoomsConfig(**opts, prompt="lmms-eval"))
     for i in range(6):

@@ -53,8 +53,12 @@ def test_counting_size_abs_distance_room_size():
     bed = SceneObject(4, "bed", "box", (1.5, 2.5, 0.25), (2.0, 1.5, 0.5))
     sofa = SceneObject(5, "sofa", "box", (1.5, 4.2, 0.4), (2.0, 0.9, 0.8))
     scene = Scene("hand", room, [*chairs, bed])
-    recs = {r["question_type"]: r for r in qa.generate_questions(scene, question_types=[
-        "object_counting", "object_size_estimation", "room_size_estimation"])}
+    recs = {
+        r["question_type"]: r
+        for r in qa.generate_questions(
+            scene, question_types=["object_counting", "object_size_estimation", "room_size_estimation"]
+        )
+    }
     assert "chairs" in recs["object_counting"]["question"] and recs["object_counting"]["ground_truth"] == "3"
     assert "bed" in recs["object_size_estimation"]["question"]
     assert recs["object_size_estimation"]["ground_truth"] == "200"
@@ -94,7 +98,7 @@ def test_rel_direction_hand_scene_all_roles():
     objs = {"bed": obj(1, "bed", (1, 1)), "sofa": obj(2, "sofa", (1, 5)), "table": obj(3, "table", (4, 2))}
     scene = Scene("dir", Room(6.0, 6.0, 2.8), list(objs.values()))
     for roles, expected in DIRECTIONS.items():
-        for level, exp in zip(("easy", "medium", "hard"), expected):
+        for level, exp in zip(("easy", "medium", "hard"), expected, strict=False):
             q, options, gt = qa._direction(ctx_with(scene, [objs[r] for r in roles]), level)
             assert answer_text({"options": options, "ground_truth": gt}) == exp, (roles, level)
     # through the public generator: whichever roles were drawn, the answer matches the table
@@ -133,15 +137,21 @@ def test_route_planning_hand_scene(seed):
 
 
 def test_appearance_order_from_instance_masks():
-    objs = [obj(1, "bed", (1, 1)), obj(2, "sofa", (3, 1)), obj(3, "table", (1, 4)), obj(4, "tv", (4, 4)),
-            obj(5, "chair", (5, 5)), obj(6, "chair", (5, 2))]
+    objs = [
+        obj(1, "bed", (1, 1)),
+        obj(2, "sofa", (3, 1)),
+        obj(3, "table", (1, 4)),
+        obj(4, "tv", (4, 4)),
+        obj(5, "chair", (5, 5)),
+        obj(6, "chair", (5, 2)),
+    ]
     scene = Scene("order", Room(6.0, 6.0, 2.8), objs)
     ids = np.zeros((6, 4, 4), dtype=np.int32)
-    ids[0, :2, :2] = 3      # table first (frame 0)
-    ids[1, :, :] = 5        # a chair (not unique: ignored)
-    ids[2, 2:, 2:] = 1      # bed at frame 2
-    ids[3, :1, :] = 4       # tv at frame 3
-    ids[4:, :2, :2] = 2     # sofa from frame 4
+    ids[0, :2, :2] = 3  # table first (frame 0)
+    ids[1, :, :] = 5  # a chair (not unique: ignored)
+    ids[2, 2:, 2:] = 1  # bed at frame 2
+    ids[3, :1, :] = 4  # tv at frame 3
+    ids[4:, :2, :2] = 2  # sofa from frame 4
     ids[5, 0, 0] = 1
     assert first_appearance(ids, [1, 2, 3, 4]) == {3: 0, 1: 2, 4: 3, 2: 4}
     (rec,) = qa.generate_questions(scene, ids, question_types=["obj_appearance_order"])
@@ -172,7 +182,7 @@ def test_hundred_scenes_cover_every_type_with_valid_records():
             assert r["options"] is None and float(r["ground_truth"]) >= 0
         else:
             assert all(re.match(r"^[A-H]\. \S", o) for o in r["options"])
-            assert [o[0] for o in r["options"]] == list("ABCDEFGH"[:len(r["options"])])
+            assert [o[0] for o in r["options"]] == list("ABCDEFGH"[: len(r["options"])])
             assert len({o[3:] for o in r["options"]}) == len(r["options"])
             answer_text(r)
     assert _generate_many(3) == _generate_many(3)
@@ -183,8 +193,11 @@ def _mentioned(rec) -> set[str]:
     from geovr.data.synthetic.catalog import CATEGORIES
 
     text = " ".join([rec["question"], *(rec["options"] or [])])
-    return {name for name, cat in CATEGORIES.items()
-            if re.search(rf"\b({re.escape(name)}|{re.escape(cat.plural_name)})\b", text)}
+    return {
+        name
+        for name, cat in CATEGORIES.items()
+        if re.search(rf"\b({re.escape(name)}|{re.escape(cat.plural_name)})\b", text)
+    }
 
 
 def test_questions_only_name_objects_seen_in_the_frames_used():

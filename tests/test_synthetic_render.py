@@ -63,14 +63,18 @@ def test_unproject_reproject_agrees_where_visible():
         inv = 1.0 / out["depth"][j].double()
         nb = [(v0, u0), (v0, u0 + 1), (v0 + 1, u0), (v0 + 1, u0 + 1)]
         same = torch.ones_like(z, dtype=torch.bool)
-        for (a, b) in nb[1:]:
+        for a, b in nb[1:]:
             same &= out["ids"][j][a, b] == out["ids"][j][v0, u0]
             same &= (out["normals"][j][:, a, b] - out["normals"][j][:, v0, u0]).abs().amax(0) < 1e-4
             same &= planar[j][a, b]
         same &= planar[j][v0, u0]
         fu, fv = uv[:, 0] - u0, uv[:, 1] - v0
-        interp = ((1 - fu) * (1 - fv) * inv[nb[0]] + fu * (1 - fv) * inv[nb[1]] + (1 - fu) * fv * inv[nb[2]]
-                  + fu * fv * inv[nb[3]])
+        interp = (
+            (1 - fu) * (1 - fv) * inv[nb[0]]
+            + fu * (1 - fv) * inv[nb[1]]
+            + (1 - fu) * fv * inv[nb[2]]
+            + fu * fv * inv[nb[3]]
+        )
         d_j = 1.0 / interp[same]
         rel = (z[same] - d_j) / d_j
         vis = rel.abs() < 1e-4

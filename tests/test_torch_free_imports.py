@@ -20,10 +20,14 @@ CASES = {
         "import geovr; h = geovr.load_plugins()\n"
         "assert ('dataset', 'synthetic_rooms') in h.registry and ('teacher', 'oracle') in h.registry\n"
         "assert ('dataset', 'video_qa') in h.registry and ('teacher', 'hf_depth') in h.registry\n",
-        ("torch",), None),
+        ("torch",),
+        None,
+    ),
     "cli-list-plugins": (
         "from geovr.cli.main import main\nassert main(['list-plugins', '--all', '--json']) == 0\n",
-        ("torch", "transformers", "numpy"), None),
+        ("torch", "transformers", "numpy"),
+        None,
+    ),
     "objectives": ("import geovr.objectives.plugin, geovr.objectives.configs\n", ("torch",), None),
     "teachers": ("import geovr.teachers.plugin, geovr.teachers.configs\n", ("torch",), None),
     "train": ("import geovr.train.plugin, geovr.train.configs, geovr.train.launch\n", ("torch",), None),
@@ -31,26 +35,38 @@ CASES = {
         "import geovr.eval.plugin, geovr.eval.configs, geovr.eval.cli, geovr.eval.metrics\n"
         "import geovr.eval.vsibench, geovr.eval.prompts, geovr.eval.report, geovr.eval.qa, geovr.eval.probe\n"
         "import geovr.eval.evaluators, geovr.eval.video, geovr.eval.callback\n",
-        ("torch",), None),
+        ("torch",),
+        None,
+    ),
     "plugin-da3": ("import geovr_plugin_da3.plugin, geovr_plugin_da3.config\n", ("torch",), "geovr_plugin_da3"),
     "plugin-dust3r": (
         "import geovr_plugin_dust3r.plugin, geovr_plugin_dust3r.config\n"
         "from geovr_plugin_dust3r.config import DUSt3RTeacherConfig as C\nC(model_config='tiny').check()\n",
-        ("torch",), "geovr_plugin_dust3r"),
-    "plugin-llava": ("import geovr_plugin_llava.plugin, geovr_plugin_llava.config\n",
-                     ("torch", "transformers", "peft"), "geovr_plugin_llava"),
-    "plugin-qwen-vl": ("import geovr_plugin_qwen_vl.plugin, geovr_plugin_qwen_vl.config\n",
-                       ("torch", "transformers"), "geovr_plugin_qwen_vl"),
-    "plugin-template": ("import geovr_plugin_template.plugin, geovr_plugin_template.config\n", ("torch",),
-                        "geovr_plugin_template"),
+        ("torch",),
+        "geovr_plugin_dust3r",
+    ),
+    "plugin-llava": (
+        "import geovr_plugin_llava.plugin, geovr_plugin_llava.config\n",
+        ("torch", "transformers", "peft"),
+        "geovr_plugin_llava",
+    ),
+    "plugin-qwen-vl": (
+        "import geovr_plugin_qwen_vl.plugin, geovr_plugin_qwen_vl.config\n",
+        ("torch", "transformers"),
+        "geovr_plugin_qwen_vl",
+    ),
+    "plugin-template": (
+        "import geovr_plugin_template.plugin, geovr_plugin_template.config\n",
+        ("torch",),
+        "geovr_plugin_template",
+    ),
     "plugin-vggt": ("import geovr_plugin_vggt.plugin, geovr_plugin_vggt.config\n", ("torch",), "geovr_plugin_vggt"),
 }
 
 
 def imports_in_fresh_interpreter(code: str, forbidden: tuple[str, ...]) -> subprocess.CompletedProcess:
     """Run ``code`` in a new interpreter, then fail (exit 1, names on stderr) if it imported any of ``forbidden``."""
-    check = (f"\nimport sys\nbad = [m for m in {forbidden!r} if m in sys.modules]\n"
-             f"assert not bad, f'imported {{bad}}'\n")
+    check = f"\nimport sys\nbad = [m for m in {forbidden!r} if m in sys.modules]\nassert not bad, f'imported {{bad}}'\n"
     return subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True, timeout=120)
 
 

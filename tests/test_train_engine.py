@@ -9,11 +9,10 @@ import torch
 
 from geovr.errors import CheckpointError, RecipeError
 from geovr.testing import tiny
-from geovr.train.teacher_cache import merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
+from geovr.train.teacher_cache import merge_metric
 from geovr.train.trainer import build, parameter_groups
-
 
 FAST = {"batch_size": 2, "lr": 1e-2, "head_lr": 1e-2, "warmup_ratio": 0.0, "progress": False}
 
@@ -39,8 +38,9 @@ def test_end_to_end_losses_decrease_and_run_dir(tmp_path):
     assert all(r["grad_norm"] > 0 and r["lr"] > 0 for r in rows[:-1])
     # total = lm + Σ weight·L_k (weights 1)
     r = rows[3]
-    assert r["loss"] == pytest.approx(r["lm_loss"] + r["feature_distill/loss"] + r["depth/loss"]
-                                      + r["camera_pose/loss"], rel=1e-5)
+    assert r["loss"] == pytest.approx(
+        r["lm_loss"] + r["feature_distill/loss"] + r["depth/loss"] + r["camera_pose/loss"], rel=1e-5
+    )
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert ckpts == ["step-00000016", "step-00000024"]  # keep_last=2, saved every 8 and at the end
     env = json.loads((tmp_path / "run" / "environment.json").read_text())
@@ -81,8 +81,9 @@ def test_schedule_factors_equal_transformers_cosine_with_warmup():
 
     for warmup, total in ((0, 7), (3, 20), (5, 5)):
         mine = cosine_with_warmup(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), warmup, total)
-        ref = get_cosine_schedule_with_warmup(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
-                                              warmup, total)
+        ref = get_cosine_schedule_with_warmup(
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), warmup, total
+        )
         for _ in range(total + 2):
             assert mine.get_last_lr() == ref.get_last_lr()
             mine.optimizer.step(), ref.optimizer.step()
@@ -106,16 +107,18 @@ def test_gradient_accumulation_matches_larger_batch(tmp_path):
 
 
 def test_metric_teacher_merged_and_resized(tmp_path):
-    ctx = tiny.tiny_context(output_dir=str(tmp_path), n=4, objectives=("depth", "metric_depth"),
-                            metric_teacher=tiny.TinyMetricTeacher())
+    ctx = tiny.tiny_context(
+        output_dir=str(tmp_path), n=4, objectives=("depth", "metric_depth"), metric_teacher=tiny.TinyMetricTeacher()
+    )
     result = fit(ctx, max_steps=3)
     assert result["metric_depth/loss"] > 0 and result["depth/loss"] > 0
     frames = torch.rand(2, 2, 3, 16, 16)
     base = ctx.teacher.encode(frames)
     merged = merge_metric(base, ctx.metric_teacher.encode(frames))
     assert merged.metric_depth.shape == merged.depth.shape == (2, 2, 8, 8)
-    ref = torch.nn.functional.interpolate((2.0 + frames.mean(2)).reshape(4, 1, 16, 16), size=(8, 8),
-                                          mode="bilinear", align_corners=False).reshape(2, 2, 8, 8)
+    ref = torch.nn.functional.interpolate(
+        (2.0 + frames.mean(2)).reshape(4, 1, 16, 16), size=(8, 8), mode="bilinear", align_corners=False
+    ).reshape(2, 2, 8, 8)
     torch.testing.assert_close(merged.metric_depth, ref, rtol=0, atol=0)
 
 
@@ -137,7 +140,9 @@ def test_stops_before_training_with_named_problems(tmp_path):
 
     no_teacher = tiny.tiny_context(output_dir=str(tmp_path / "c"), n=4, objectives=("depth",))
     no_teacher.teacher = None
-    with pytest.raises(RecipeError, match=r"objectives.0: objective 'depth' needs a teacher providing depth; add a \[teacher\] table"):
+    with pytest.raises(
+        RecipeError, match=r"objectives.0: objective 'depth' needs a teacher providing depth; add a \[teacher\] table"
+    ):
         fit(no_teacher, max_steps=2)
 
     with pytest.raises(CheckpointError, match="no complete checkpoint found"):
@@ -151,8 +156,7 @@ def test_fresh_run_refuses_to_mix_with_old_checkpoints(tmp_path):
     fit(tiny.tiny_context(output_dir=str(tmp_path), n=4, objectives=("camera",)), max_steps=1)
     with pytest.raises(CheckpointError, match="already holds checkpoints"):
         fit(tiny.tiny_context(output_dir=str(tmp_path), n=4, objectives=("camera",)), max_steps=1)
-    result = fit(tiny.tiny_context(output_dir=str(tmp_path), n=4, objectives=("camera",)), max_steps=1,
-                 overwrite=True)
+    result = fit(tiny.tiny_context(output_dir=str(tmp_path), n=4, objectives=("camera",)), max_steps=1, overwrite=True)
     assert result["steps"] == 1
 
 
@@ -170,8 +174,9 @@ def test_mixed_precision_autocasts_the_student(tmp_path, precision, dtype):
     seen = []
     obj = ctx.objectives[0]
     original = obj.forward
-    obj.forward = lambda student, teacher, batch: seen.append(student.hidden[1].dtype) or original(student, teacher,
-                                                                                                   batch)
+    obj.forward = lambda student, teacher, batch: (
+        seen.append(student.hidden[1].dtype) or original(student, teacher, batch)
+    )
     result = fit(ctx, max_steps=2, mixed_precision=precision)
     assert seen == [dtype, dtype] and torch.isfinite(torch.tensor(result["loss"]))
     assert all(p.dtype == torch.float32 for p in ctx.backbone.parameters())  # master weights stay fp32
@@ -185,8 +190,18 @@ def test_accelerate_config_launch_command_and_single_process_warning(tmp_path, m
     cfg_file = tmp_path / "ddp.yaml"
     cfg_file.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 2\n")
     cmd = launch_command(str(cfg_file), ["run", "r.toml", "trainer.max_steps=2"])
-    assert cmd == [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg_file), "-m",
-                   "geovr", "run", "r.toml", "trainer.max_steps=2"]
+    assert cmd == [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(cfg_file),
+        "-m",
+        "geovr",
+        "run",
+        "r.toml",
+        "trainer.max_steps=2",
+    ]
     assert not launched({}) and launched({"LOCAL_RANK": "0"}) and launched({"GEOVR_LAUNCHED": "1"})
     for k in ("GEOVR_LAUNCHED", "LOCAL_RANK", "WORLD_SIZE", "ACCELERATE_MIXED_PRECISION"):
         monkeypatch.delenv(k, raising=False)
@@ -201,11 +216,21 @@ def test_recipe_toml_writer_round_trips():
 
     from geovr.recipe.dump import to_toml
 
-    data = {"name": "x \"quoted\" é", "seed": 3, "lr": 2e-5, "big": float("inf"), "flag": False,
-            "list": [1, 2], "empty": [], "backbone": {"component": "qwen3_vl", "lora": {"rank": 4, "dotted.key": 1}},
-            "objectives": [{"component": "depth", "channels": [8, 16], "extra": {"a": [0.5]}},
-                           {"component": "camera_pose"}],
-            "data": {"train": {"component": "synthetic_rooms", "image_size": [64, 64]}}}
+    data = {
+        "name": 'x "quoted" é',
+        "seed": 3,
+        "lr": 2e-5,
+        "big": float("inf"),
+        "flag": False,
+        "list": [1, 2],
+        "empty": [],
+        "backbone": {"component": "qwen3_vl", "lora": {"rank": 4, "dotted.key": 1}},
+        "objectives": [
+            {"component": "depth", "channels": [8, 16], "extra": {"a": [0.5]}},
+            {"component": "camera_pose"},
+        ],
+        "data": {"train": {"component": "synthetic_rooms", "image_size": [64, 64]}},
+    }
     back = tomllib.loads(to_toml(data))
     assert math.isinf(back.pop("big")) and back == {k: v for k, v in data.items() if k != "big"}
 

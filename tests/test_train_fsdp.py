@@ -57,7 +57,7 @@ def test_fsdp_save_kill_resume_equals_uninterrupted(tmp_path):
     outs = launch(SCRIPT, tmp_path, full, "full", name="fsdp.py", timeout=300)
     assert "rank 0 steps 4 sharded True" in outs[0][0]
     local, total = (int(x) for x in outs[0][0].split("local ")[1].split(" of "))
-    assert local < total   # each process holds a shard of the parameter
+    assert local < total  # each process holds a shard of the parameter
     launch(SCRIPT, tmp_path, tmp_path / "ddp", "ddp", name="fsdp.py", timeout=300)
     outs = launch(SCRIPT, tmp_path, broken, "crash", name="fsdp.py", timeout=300)
     assert all("killed at step 3" in o for o, _ in outs)
@@ -70,7 +70,7 @@ def test_fsdp_save_kill_resume_equals_uninterrupted(tmp_path):
     assert [got[s] for s in range(1, 5)] == pytest.approx([ref[s] for s in range(1, 5)], rel=1e-6)
     assert ref[4] != ref[1]
     ddp = [r["loss"] for r in read_metrics(tmp_path / "ddp")]
-    assert [ref[s] for s in range(1, 5)] == pytest.approx(ddp, rel=1e-5)   # FSDP trains as DDP does
+    assert [ref[s] for s in range(1, 5)] == pytest.approx(ddp, rel=1e-5)  # FSDP trains as DDP does
     a, b = find_checkpoint(str(full)), find_checkpoint(str(broken))
     assert a.name == b.name == "step-00000004"
     for f in ("model.safetensors", "objectives.safetensors"):
@@ -79,4 +79,4 @@ def test_fsdp_save_kill_resume_equals_uninterrupted(tmp_path):
         for k in x:
             torch.testing.assert_close(x[k], y[k], rtol=1e-6, atol=1e-7, msg=f"{f}:{k}")
     opt = torch.load(a / "optimizer.pt", weights_only=True)
-    assert opt["state"] and all(isinstance(k, str) for k in opt["state"])   # full state, keyed by name
+    assert opt["state"] and all(isinstance(k, str) for k in opt["state"])  # full state, keyed by name

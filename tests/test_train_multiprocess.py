@@ -59,8 +59,12 @@ def test_two_gloo_processes_stay_in_sync_and_match_single_process(tmp_path):
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     init = {k: v.detach().clone() for k, v in ctx.backbone.named_parameters()}
-    build(AccelerateTrainerConfig(batch_size=4, lr=1e-2, head_lr=1e-2, max_steps=2, warmup_ratio=0.0,
-                                  max_grad_norm=0.0, progress=False), ctx).fit(ctx)
+    build(
+        AccelerateTrainerConfig(
+            batch_size=4, lr=1e-2, head_lr=1e-2, max_steps=2, warmup_ratio=0.0, max_grad_norm=0.0, progress=False
+        ),
+        ctx,
+    ).fit(ctx)
     single = dict(ctx.backbone.named_parameters())
     for k, v in r0.items():
         if k.startswith("obj"):

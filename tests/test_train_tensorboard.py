@@ -12,14 +12,23 @@ from geovr.train.runner import train
 
 event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator",
-    reason="tensorboard is not installed (it is in the test extra: pip install -r requirements-dev.txt)")
+    reason="tensorboard is not installed (it is in the test extra: pip install -r requirements-dev.txt)",
+)
 
 
 def test_tensorboard_scalars_match_metrics_jsonl(tmp_path):
     run = tmp_path / "run"
-    recipe = load_recipe(shipped_recipes()["tiny_synthetic"],
-                         ["trainer.max_steps=3", "trainer.tensorboard=true", "trainer.progress=false",
-                          "trainer.save_every=0", f'output_dir="{run}"'], require_training=True)
+    recipe = load_recipe(
+        shipped_recipes()["tiny_synthetic"],
+        [
+            "trainer.max_steps=3",
+            "trainer.tensorboard=true",
+            "trainer.progress=false",
+            "trainer.save_every=0",
+            f'output_dir="{run}"',
+        ],
+        require_training=True,
+    )
     train(recipe)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     acc = event_accumulator.EventAccumulator(str(run / "tensorboard"))
@@ -34,9 +43,17 @@ def test_tensorboard_scalars_match_metrics_jsonl(tmp_path):
 def test_log_with_goes_through_accelerate_trackers(tmp_path):
     """``trainer.log_with = ["tensorboard"]``: accelerate's tracker gets every logged step; metrics.jsonl stays."""
     run = tmp_path / "run"
-    recipe = load_recipe(shipped_recipes()["tiny_synthetic"],
-                         ["trainer.max_steps=2", 'trainer.log_with=["tensorboard"]', "trainer.progress=false",
-                          "trainer.save_every=0", f'output_dir="{run}"'], require_training=True)
+    recipe = load_recipe(
+        shipped_recipes()["tiny_synthetic"],
+        [
+            "trainer.max_steps=2",
+            'trainer.log_with=["tensorboard"]',
+            "trainer.progress=false",
+            "trainer.save_every=0",
+            f'output_dir="{run}"',
+        ],
+        require_training=True,
+    )
     train(recipe)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     acc = event_accumulator.EventAccumulator(str(run / "tensorboard"))
@@ -51,13 +68,18 @@ def test_log_with_names_are_checked_against_accelerate():
     from geovr.train.assembly import tracker_availability
     from geovr.train.configs import AccelerateTrainerConfig
 
-    with pytest.raises(RecipeError, match=r"trainer: log_with: unknown tracker 'tensorbord' \(did you mean "
-                                          r"'tensorboard'\?\); accelerate knows .*mlflow.*wandb"):
+    with pytest.raises(
+        RecipeError,
+        match=r"trainer: log_with: unknown tracker 'tensorbord' \(did you mean "
+        r"'tensorboard'\?\); accelerate knows .*mlflow.*wandb",
+    ):
         load_recipe(shipped_recipes()["tiny_synthetic"], ['trainer.log_with=["tensorbord"]'], require_training=True)
     from accelerate.tracking import get_available_trackers
 
     available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
     missing = next(n for n in ("aim", "clearml", "dvclive", "swanlab", "comet_ml") if n not in available)
     problems = tracker_availability(AccelerateTrainerConfig(log_with=[missing, "tensorboard"]))
-    assert problems == [f"trainer.log_with: the {missing!r} tracker's package is not installed "
-                        f"(pip install '{missing.replace('_', '-')}')"]
+    assert problems == [
+        f"trainer.log_with: the {missing!r} tracker's package is not installed "
+        f"(pip install '{missing.replace('_', '-')}')"
+    ]

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_mypy_is_clean():
     pytest.importorskip("mypy", reason="mypy is part of the test extra (pip install -r requirements-dev.txt)")
-    proc = subprocess.run([sys.executable, "-m", "mypy", "geovr"], capture_output=True, text=True, cwd=REPO,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "geovr"], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
     assert proc.returncode == 0, f"mypy geovr found problems:\n{proc.stdout}{proc.stderr}"

@@ -19,8 +19,10 @@ DUST3R = ['teacher.component="dust3r"']
 @pytest.mark.parametrize("component", ["dust3r", "vggt"])
 def test_a_recipe_cannot_turn_on_unpickling(tmp_path, component):
     recipe = tmp_path / "r.toml"
-    recipe.write_text(f'extends = "{TINY}"\n[teacher]\ncomponent = "{component}"\npretrained = ""\n'
-                      f'model_config = "tiny"\nlayers = [0, 1, 2, 3]\nallow_pickle = true\n')
+    recipe.write_text(
+        f'extends = "{TINY}"\n[teacher]\ncomponent = "{component}"\npretrained = ""\n'
+        f'model_config = "tiny"\nlayers = [0, 1, 2, 3]\nallow_pickle = true\n'
+    )
     with pytest.raises(RecipeError) as err:
         load_recipe(recipe)
     (problem,) = err.value.problems

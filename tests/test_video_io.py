@@ -57,10 +57,10 @@ def test_write_rejects_odd_size(tmp_path):
 def test_fps_indices_follow_the_released_2fps_rule():
     from geovr.data.video import fps_indices
 
-    assert len(fps_indices(1800, 30.0)) == 32            # 60 s at 2 fps = 120 → capped at 32
-    assert len(fps_indices(150, 30.0)) == 10             # 5 s → 10 frames
-    assert len(fps_indices(30, 30.0)) == 4               # 1 s → 2, raised to the minimum of 4
-    assert len(fps_indices(3, 30.0)) == 3                # never more than the video has
+    assert len(fps_indices(1800, 30.0)) == 32  # 60 s at 2 fps = 120 → capped at 32
+    assert len(fps_indices(150, 30.0)) == 10  # 5 s → 10 frames
+    assert len(fps_indices(30, 30.0)) == 4  # 1 s → 2, raised to the minimum of 4
+    assert len(fps_indices(3, 30.0)) == 3  # never more than the video has
     assert fps_indices(150, 30.0).tolist()[0] == 0 and fps_indices(150, 30.0).tolist()[-1] == 149
 
 
@@ -94,7 +94,6 @@ def test_video_with_zero_decodable_frames_names_the_path(tmp_path):
     data = full.read_bytes()
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(data[: data.index(b"mdat") + 4])
-    for read in (lambda: read_video(empty, num_frames=4), lambda: read_video(empty),
-                 lambda: read_frames(empty, 4)):
+    for read in (lambda: read_video(empty, num_frames=4), lambda: read_video(empty), lambda: read_frames(empty, 4)):
         with pytest.raises(DataError, match=f"video has zero decodable frames: {empty}"):
             read()

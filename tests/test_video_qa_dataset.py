@@ -24,8 +24,13 @@ def synth_dir(tmp_path_factory):
 
 
 def _build(synth_dir, **kw):
-    opts = {"annotations": str(synth_dir / "qa.jsonl"), "video_root": str(synth_dir / "videos"),
-            "geometry_root": str(synth_dir / "geometry"), "num_frames": 3, **kw}
+    opts = {
+        "annotations": str(synth_dir / "qa.jsonl"),
+        "video_root": str(synth_dir / "videos"),
+        "geometry_root": str(synth_dir / "geometry"),
+        "num_frames": 3,
+        **kw,
+    }
     return get_registry().get("dataset", "video_qa").build(opts)
 
 
@@ -60,8 +65,15 @@ def test_resize_scales_intrinsics(synth_dir):
 
 def test_missing_video_and_bad_jsonl_name_the_path(synth_dir, tmp_path):
     bad = tmp_path / "qa.jsonl"
-    rec = {"id": 0, "dataset": "x", "scene_name": "ghost", "question_type": "room_size_estimation",
-           "question": "?", "options": None, "ground_truth": "1"}
+    rec = {
+        "id": 0,
+        "dataset": "x",
+        "scene_name": "ghost",
+        "question_type": "room_size_estimation",
+        "question": "?",
+        "options": None,
+        "ground_truth": "1",
+    }
     bad.write_text(json.dumps(rec) + "\n")
     ds = _build(synth_dir, annotations=str(bad))
     with pytest.raises(DataError, match="ghost.mp4"):
@@ -80,11 +92,21 @@ def test_dataset_subdirectory_layout_and_frame_repeats(synth_dir, tmp_path):
     (root / "arkitscenes").mkdir(parents=True)
     shutil.copy(synth_dir / "videos" / "scene_00001.mp4", root / "arkitscenes" / "41069025.mp4")
     ann = tmp_path / "vsi.jsonl"
-    rec = {"id": 7, "dataset": "arkitscenes", "scene_name": "41069025", "question_type": "object_rel_direction_easy",
-           "question": "left or right?", "options": ["A. left", "B. right"], "ground_truth": "B"}
+    rec = {
+        "id": 7,
+        "dataset": "arkitscenes",
+        "scene_name": "41069025",
+        "question_type": "object_rel_direction_easy",
+        "question": "left or right?",
+        "options": ["A. left", "B. right"],
+        "ground_truth": "B",
+    }
     ann.write_text(json.dumps(rec) + "\n")
-    ds = get_registry().get("dataset", "video_qa").build(
-        {"annotations": str(ann), "video_root": str(root), "num_frames": 8})
+    ds = (
+        get_registry()
+        .get("dataset", "video_qa")
+        .build({"annotations": str(ann), "video_root": str(root), "num_frames": 8})
+    )
     s = ds[0]
     assert s["frame_indices"].tolist() == [0, 1, 1, 2, 3, 4, 4, 5]  # 6-frame video, 8 uniform samples
     assert s["options"] == ["A. left", "B. right"] and s["answer"] == "B" and s["sample_id"] == "41069025:7"

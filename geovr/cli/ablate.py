@@ -4,11 +4,11 @@ then compare the arms (:mod:`geovr.eval.compare`).
 Each ``DIR/<arm>.toml`` is an arm (the file name is its name). An optional ``DIR/ablation.toml`` (not
 an arm) sets the defaults::
 
-    baseline = "text_only"        # arm the others are compared to
-    seeds = 3                     # seeds 0 .. seeds-1 (the recipe's top-level `seed`)
+    baseline = "text_only"  # arm the others are compared to
+    seeds = 3  # seeds 0 .. seeds-1 (the recipe's top-level `seed`)
     output_dir = "runs/ablation"  # where the runs go: <output_dir>/<arm>/seed-<k>
-    overrides = []                # key=value applied to every arm
-    [quick]                       # what --quick changes
+    overrides = []  # key=value applied to every arm
+    [quick]  # what --quick changes
     seeds = 2
     overrides = ["trainer.max_steps=100"]
     arms = ["text_only", "all_four"]  # optional: only these arms (default: all)
@@ -52,12 +52,16 @@ OUTPUT/comparison.{md,json,png} and printed. Exit codes: 0 ok, 1 a run failed, 2
 
 def add_parser(sub) -> None:
     """Register ``geovr ablate``."""
-    p = sub.add_parser("ablate", help="train + evaluate a folder of recipes over seeds and compare the arms",
-                       description="Run an ablation: every recipe in DIR is an arm (file name = arm name); each "
-                                   "arm is trained and evaluated once per seed (held-out evaluation scenes come "
-                                   "from the recipes' [[evaluators]]), then the arms are compared: mean ± 95% CI "
-                                   "over seeds and the paired difference to the baseline arm.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "ablate",
+        help="train + evaluate a folder of recipes over seeds and compare the arms",
+        description="Run an ablation: every recipe in DIR is an arm (file name = arm name); each "
+        "arm is trained and evaluated once per seed (held-out evaluation scenes come "
+        "from the recipes' [[evaluators]]), then the arms are compared: mean ± 95% CI "
+        "over seeds and the paired difference to the baseline arm.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("folder", metavar="DIR", help="folder of recipes, one per arm")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides applied to every arm")
     p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (default 3, or `seeds` in ablation.toml)")
@@ -65,11 +69,13 @@ def add_parser(sub) -> None:
     p.add_argument("--output", metavar="DIR", help="where the runs go (default runs/ablation-<folder name>)")
     p.add_argument("--baseline", metavar="ARM", help="baseline arm (default text_only if present)")
     p.add_argument("--arm", action="append", metavar="NAME", help="run only these arms (repeatable)")
-    p.add_argument("--jobs", type=int, default=1, metavar="J",
-                   help="runs at once (default 1); each gets cores/J torch threads")
+    p.add_argument(
+        "--jobs", type=int, default=1, metavar="J", help="runs at once (default 1); each gets cores/J torch threads"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the comparison JSON to PATH")
-    p.add_argument("--report", metavar="PATH",
-                   help="write a results document (tables, plot, seeds, commit, wall time) to PATH")
+    p.add_argument(
+        "--report", metavar="PATH", help="write a results document (tables, plot, seeds, commit, wall time) to PATH"
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs (and which are done); run nothing")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -95,8 +101,11 @@ def read_settings(folder: Path) -> dict:
     if not isinstance(quick, dict):
         problems.append(f"{path}: [quick] must be a table")
     else:
-        problems += [f"{path}: unknown key quick.{k!r} (allowed: seeds, overrides, arms, output_dir)" for k in quick
-                     if k not in ("seeds", "overrides", "arms", "output_dir")]
+        problems += [
+            f"{path}: unknown key quick.{k!r} (allowed: seeds, overrides, arms, output_dir)"
+            for k in quick
+            if k not in ("seeds", "overrides", "arms", "output_dir")
+        ]
         arms = quick.get("arms", [])
         if not isinstance(arms, list) or not all(isinstance(a, str) and a for a in arms):
             problems.append(f"{path}: quick.arms must be a list of arm names, got {arms!r}")
@@ -137,7 +146,7 @@ def plan(args) -> dict:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     overrides = [*settings.get("overrides", []), *quick.get("overrides", []), *args.overrides]
     problems = []
-    for arm, path in arms.items():
+    for path in arms.values():
         try:
             load_recipe(path, overrides, require_training=True)
         except RecipeError as exc:
@@ -156,10 +165,25 @@ def plan(args) -> dict:
             run_overrides = [*overrides, f"seed={seed}"]
             text = path.read_text(encoding="utf-8")
             fingerprint = hashlib.sha256(json.dumps([text, run_overrides]).encode()).hexdigest()[:16]
-            runs.append({"arm": arm, "seed": seed, "recipe": str(path), "overrides": run_overrides,
-                         "run_dir": output / arm / f"seed-{seed}", "fingerprint": fingerprint})
-    return {"folder": folder, "output": output, "baseline": baseline, "seeds": seeds, "runs": runs,
-            "overrides": overrides, "quick": bool(args.quick)}
+            runs.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "recipe": str(path),
+                    "overrides": run_overrides,
+                    "run_dir": output / arm / f"seed-{seed}",
+                    "fingerprint": fingerprint,
+                }
+            )
+    return {
+        "folder": folder,
+        "output": output,
+        "baseline": baseline,
+        "seeds": seeds,
+        "runs": runs,
+        "overrides": overrides,
+        "quick": bool(args.quick),
+    }
 
 
 def is_done(run: dict) -> bool:
@@ -200,8 +224,19 @@ def execute(run: dict, *, threads: int) -> dict:
         if trained.is_file() and trained.read_text(encoding="utf-8").strip() == run["fingerprint"]:
             log.write("training already done (resumed): evaluating only\n")
         else:
-            rc = _child([*exe, "run", run["recipe"], *run["overrides"], f'output_dir="{run_dir}"',
-                         "trainer.overwrite=true", "trainer.progress=false"], log, env)
+            rc = _child(
+                [
+                    *exe,
+                    "run",
+                    run["recipe"],
+                    *run["overrides"],
+                    f'output_dir="{run_dir}"',
+                    "trainer.overwrite=true",
+                    "trainer.progress=false",
+                ],
+                log,
+                env,
+            )
             if rc != 0:
                 raise GeovrError(f"{run['arm']} seed {run['seed']}: training failed (exit {rc}); see {log_path}")
             trained.write_text(run["fingerprint"] + "\n", encoding="utf-8")
@@ -217,9 +252,17 @@ def execute(run: dict, *, threads: int) -> dict:
         if rc != 0:
             raise GeovrError(f"{run['arm']} seed {run['seed']}: evaluation failed (exit {rc}); see {log_path}")
     metrics, chance = metrics_from_eval(eval_dir)
-    result = {"arm": run["arm"], "seed": run["seed"], "recipe": run["recipe"], "overrides": run["overrides"],
-              "fingerprint": run["fingerprint"], "metrics": metrics, "chance": chance,
-              "train_seconds": round(t_train, 1), "eval_seconds": round(t_eval, 1)}
+    result = {
+        "arm": run["arm"],
+        "seed": run["seed"],
+        "recipe": run["recipe"],
+        "overrides": run["overrides"],
+        "fingerprint": run["fingerprint"],
+        "metrics": metrics,
+        "chance": chance,
+        "train_seconds": round(t_train, 1),
+        "eval_seconds": round(t_eval, 1),
+    }
     tmp = run_dir / (RESULT_FILE + ".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, run_dir / RESULT_FILE)
@@ -237,10 +280,15 @@ def run(args) -> int:
     p = plan(args)
     arm_order = {a: i for i, a in enumerate(dict.fromkeys(r["arm"] for r in p["runs"]))}
     # seed by seed, the baseline first: an interrupted ablation has complete seeds of every arm
-    todo = sorted((r for r in p["runs"] if not is_done(r)),
-                  key=lambda r: (r["seed"], r["arm"] != p["baseline"], arm_order[r["arm"]]))
-    print(f"geovr ablate: {len(p['runs'])} runs ({len(p['runs']) // p['seeds']} arms x {p['seeds']} seeds) -> "
-          f"{p['output']}; {len(p['runs']) - len(todo)} already done", file=sys.stderr)
+    todo = sorted(
+        (r for r in p["runs"] if not is_done(r)),
+        key=lambda r: (r["seed"], r["arm"] != p["baseline"], arm_order[r["arm"]]),
+    )
+    print(
+        f"geovr ablate: {len(p['runs'])} runs ({len(p['runs']) // p['seeds']} arms x {p['seeds']} seeds) -> "
+        f"{p['output']}; {len(p['runs']) - len(todo)} already done",
+        file=sys.stderr,
+    )
     if args.dry_run:
         for r in p["runs"]:
             print(f"  {'done' if r not in todo else 'todo'}  {r['arm']:<20} seed {r['seed']}  {r['run_dir']}")
@@ -248,8 +296,16 @@ def run(args) -> int:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     t0 = time.perf_counter()
     failures = []
-    with tqdm(total=len(p["runs"]), initial=len(p["runs"]) - len(todo), desc="geovr ablate", unit="run",
-              disable=args.no_progress) as bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    with (
+        tqdm(
+            total=len(p["runs"]),
+            initial=len(p["runs"]) - len(todo),
+            desc="geovr ablate",
+            unit="run",
+            disable=args.no_progress,
+        ) as bar,
+        ThreadPoolExecutor(max_workers=args.jobs) as pool,
+    ):
         futures = {pool.submit(execute, r, threads=threads): r for r in todo}
         for fut in as_completed(futures):
             r = futures[fut]
@@ -303,8 +359,13 @@ def _commit() -> str:
     try:
         here = Path(__file__).resolve().parent
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if sha.returncode == 0:
             return sha.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -319,21 +380,28 @@ def _setup_lines(p: dict) -> list[str]:
     run = next((r for r in p["runs"] if r["arm"] == p["baseline"]), p["runs"][0])
     raw = load_recipe(run["recipe"], p["overrides"]).raw
     bb, tr, data = raw.get("backbone", {}), raw.get("trainer", {}), raw.get("data", {}).get("train", {})
-    lines = ["## Setup", "",
-             f"- student: `{bb.get('component')}` `{bb.get('pretrained')}` (freeze {bb.get('freeze', [])}); teacher "
-             f"`{raw.get('teacher', {}).get('component')}`",
-             f"- training data: `{data.get('component')}` {data.get('num_samples')} samples "
-             f"({data.get('questions_per_scene', 1)} questions per scene), {data.get('num_frames')} frames of "
-             f"{data.get('image_size')}, data seed {data.get('seed', 0)}",
-             f"- schedule: {tr.get('max_steps')} steps × batch {tr.get('batch_size')}, lr {tr.get('lr')}, heads "
-             f"{tr.get('head_lr')}",
-             "- arms differ only in `[[objectives]]`: " + "; ".join(
-                 f"`{a}` = {', '.join(o.get('component') for o in load_recipe(r['recipe'], p['overrides']).raw.get('objectives', [])) or 'none'}"
-                 for a, r in {r['arm']: r for r in p['runs']}.items())]
+    lines = [
+        "## Setup",
+        "",
+        f"- student: `{bb.get('component')}` `{bb.get('pretrained')}` (freeze {bb.get('freeze', [])}); teacher "
+        f"`{raw.get('teacher', {}).get('component')}`",
+        f"- training data: `{data.get('component')}` {data.get('num_samples')} samples "
+        f"({data.get('questions_per_scene', 1)} questions per scene), {data.get('num_frames')} frames of "
+        f"{data.get('image_size')}, data seed {data.get('seed', 0)}",
+        f"- schedule: {tr.get('max_steps')} steps × batch {tr.get('batch_size')}, lr {tr.get('lr')}, heads "
+        f"{tr.get('head_lr')}",
+        "- arms differ only in `[[objectives]]`: "
+        + "; ".join(
+            f"`{a}` = {', '.join(o.get('component') for o in load_recipe(r['recipe'], p['overrides']).raw.get('objectives', [])) or 'none'}"
+            for a, r in {r["arm"]: r for r in p["runs"]}.items()
+        ),
+    ]
     for ev in raw.get("evaluators", []):
         opts = ev.get("dataset_options", {})
-        lines.append(f"- evaluator `{ev.get('component')}` on held-out scenes (dataset seed {opts.get('seed', 12345)}"
-                     f", {ev.get('num_samples', opts.get('num_samples'))} samples)")
+        lines.append(
+            f"- evaluator `{ev.get('component')}` on held-out scenes (dataset seed {opts.get('seed', 12345)}"
+            f", {ev.get('num_samples', opts.get('num_samples'))} samples)"
+        )
     return [*lines, ""]
 
 
@@ -356,36 +424,51 @@ def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: f
     cmd = f"geovr ablate {p['folder']}" + (" --quick" if p["quick"] else "") + f" --seeds {p['seeds']}"
     from geovr.eval.compare import RESULT_FILE
 
-    starts = [(Path(r["run_dir"]) / "environment.json").stat().st_mtime for r in reports
-              if (Path(r["run_dir"]) / "environment.json").is_file()]
+    starts = [
+        (Path(r["run_dir"]) / "environment.json").stat().st_mtime
+        for r in reports
+        if (Path(r["run_dir"]) / "environment.json").is_file()
+    ]
     ends = [(Path(r["run_dir"]) / RESULT_FILE).stat().st_mtime for r in reports]
     span = (max(ends) - min(starts)) / 60 if starts and ends else float("nan")
     train = sum(r.get("train_seconds", 0) for r in reports)
     evals = sum(r.get("eval_seconds", 0) for r in reports)
     setup = _setup_lines(p)
     lines = [
-        "# Results: geometry distillation ablation on the synthetic world", "",
-        f"Regenerate with: `{cmd} --report {path}`" + (f" (overrides: {' '.join(p['overrides'])})"
-                                                        if p["overrides"] else ""), "",
+        "# Results: geometry distillation ablation on the synthetic world",
+        "",
+        f"Regenerate with: `{cmd} --report {path}`"
+        + (f" (overrides: {' '.join(p['overrides'])})" if p["overrides"] else ""),
+        "",
         f"- arms: {', '.join(doc['arms'])} (baseline `{doc['baseline']}`); seeds: "
         f"{', '.join(str(s) for s in range(p['seeds']))}",
         f"- commit: `{_commit()}`; written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- wall time: {span:.1f} min from the first run's start to the last result ({wall / 60:.1f} min in this "
         f"invocation, which skips finished runs); training {train / 60:.1f} min + evaluation {evals / 60:.1f} min "
         f"summed over runs ({os.cpu_count()} CPU cores)",
-        f"- runs: `{p['output']}/<arm>/seed-<k>/` (logs, checkpoints, evaluation reports)", "",
+        f"- runs: `{p['output']}/<arm>/seed-<k>/` (logs, checkpoints, evaluation reports)",
+        "",
         *setup,
-        "## Headline metrics (held-out scenes)", "", markdown(doc, metrics=metrics, chance=chance, extra_rows=refs),
-        f"![comparison]({png.name})", "",
-        "## Synthetic QA per task (held-out scenes; score 0–100, higher is better)", "",
-        markdown({"baseline": doc["baseline"], "arms": {a: {m: row[m] for m in qa if m in row}
-                                                        for a, row in doc["arms"].items()},
-                  "diff": {a: {m: row[m] for m in qa if m in row} for a, row in doc["diff"].items()}},
-                 metrics=qa, chance=chance),
+        "## Headline metrics (held-out scenes)",
+        "",
+        markdown(doc, metrics=metrics, chance=chance, extra_rows=refs),
+        f"![comparison]({png.name})",
+        "",
+        "## Synthetic QA per task (held-out scenes; score 0–100, higher is better)",
+        "",
+        markdown(
+            {
+                "baseline": doc["baseline"],
+                "arms": {a: {m: row[m] for m in qa if m in row} for a, row in doc["arms"].items()},
+                "diff": {a: {m: row[m] for m in qa if m in row} for a, row in doc["diff"].items()},
+            },
+            metrics=qa,
+            chance=chance,
+        ),
     ]
     text = "\n".join(lines) + "\n"
     if path.is_file():  # hand-written notes after the marker survive regeneration
         old = path.read_text(encoding="utf-8")
         if NOTES_MARKER in old:
-            text += "\n" + old[old.index(NOTES_MARKER):]
+            text += "\n" + old[old.index(NOTES_MARKER) :]
     path.write_text(text, encoding="utf-8")

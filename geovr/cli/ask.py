@@ -13,25 +13,39 @@ from geovr.errors import UsageError
 
 
 def add_parser(sub) -> None:
-    p = add_verb(sub, "ask", help="answer one question about a video with a trained model",
-                 description="Load an exported model (a `geovr export` directory, or any transformers checkpoint "
-                             "a registered backbone loads) or a training run (its recipe and newest checkpoint), "
-                             "sample frames of VIDEO uniformly and print the model's answer to QUESTION. A run "
-                             "uses its training data's num_frames and image_size unless --num-frames / "
-                             "--frame-size are given.",
-                 examples='  geovr ask exported/tiny room.mp4 "How many chairs are in the room?"\n'
-                          '  geovr ask runs/tiny_synthetic room.mp4 "How many chairs are in the room?"\n'
-                          '  geovr ask exported/tiny room.mp4 "Which is closer to the sofa?" '
-                          '--options "A. lamp" "B. table"\n'
-                          '  geovr ask runs/qwen_vggt scene.mp4 "How long is the room (m)?" --num-frames 32 --json\n')
+    p = add_verb(
+        sub,
+        "ask",
+        help="answer one question about a video with a trained model",
+        description="Load an exported model (a `geovr export` directory, or any transformers checkpoint "
+        "a registered backbone loads) or a training run (its recipe and newest checkpoint), "
+        "sample frames of VIDEO uniformly and print the model's answer to QUESTION. A run "
+        "uses its training data's num_frames and image_size unless --num-frames / "
+        "--frame-size are given.",
+        examples='  geovr ask exported/tiny room.mp4 "How many chairs are in the room?"\n'
+        '  geovr ask runs/tiny_synthetic room.mp4 "How many chairs are in the room?"\n'
+        '  geovr ask exported/tiny room.mp4 "Which is closer to the sofa?" '
+        '--options "A. lamp" "B. table"\n'
+        '  geovr ask runs/qwen_vggt scene.mp4 "How long is the room (m)?" --num-frames 32 --json\n',
+    )
     p.add_argument("model", metavar="MODEL_OR_RUN", help="exported model directory or training run directory")
     p.add_argument("video", metavar="VIDEO", help="video file (mp4 or anything PyAV decodes)")
     p.add_argument("question", metavar="QUESTION")
     p.add_argument("--options", nargs="+", metavar="OPTION", help='answer options, e.g. "A. lamp" "B. table"')
-    p.add_argument("--num-frames", type=int, default=None, help="frames sampled uniformly (default: the run's "
-                                                                  "training setting, else 8)")
-    p.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="resize frames to H W (default: the run's training image_size, else unchanged)")
+    p.add_argument(
+        "--num-frames",
+        type=int,
+        default=None,
+        help="frames sampled uniformly (default: the run's training setting, else 8)",
+    )
+    p.add_argument(
+        "--frame-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="resize frames to H W (default: the run's training image_size, else unchanged)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit (default 32)")
     p.add_argument("--checkpoint", default=None, help="with a run: this checkpoint directory instead of the newest")
     p.add_argument("--backbone", metavar="NAME", help="backbone for an exported model (default: from config.json)")
@@ -47,8 +61,9 @@ def _kind(path: Path) -> str:
         return "run"
     if path.is_dir() and (path / "config.json").is_file():
         return "model"
-    raise UsageError(f"{path}: neither a training run directory (no recipe.toml) nor an exported model "
-                     f"(no config.json)")
+    raise UsageError(
+        f"{path}: neither a training run directory (no recipe.toml) nor an exported model (no config.json)"
+    )
 
 
 def _training_frames(run: Path) -> tuple[int | None, tuple[int, int] | None]:
@@ -71,7 +86,7 @@ def run(args) -> int:
     kind = _kind(model)
     if args.num_frames is not None and args.num_frames < 1:
         raise UsageError(f"--num-frames must be >= 1, got {args.num_frames}")
-    num_frames, size = (_training_frames(model) if kind == "run" else (None, None))
+    num_frames, size = _training_frames(model) if kind == "run" else (None, None)
     num_frames = args.num_frames or num_frames or 8
     size = tuple(args.frame_size) if args.frame_size else size
 
@@ -86,17 +101,31 @@ def run(args) -> int:
     backbone = _load(kind, model, args, device)
     from geovr.protocols import Batch
 
-    batch = Batch(frames=frames[None], frame_indices=indices[None], sample_ids=["ask"], questions=[args.question],
-                  answers=[""], options=[list(args.options) if args.options else None], question_types=["open"],
-                  scene_ids=[video.stem])
+    batch = Batch(
+        frames=frames[None],
+        frame_indices=indices[None],
+        sample_ids=["ask"],
+        questions=[args.question],
+        answers=[""],
+        options=[list(args.options) if args.options else None],
+        question_types=["open"],
+        scene_ids=[video.stem],
+    )
     import torch
 
     with torch.no_grad():
-        answer = backbone.generate(batch.to(device),
-                                   max_new_tokens=args.max_new_tokens, do_sample=False)[0]
+        answer = backbone.generate(batch.to(device), max_new_tokens=args.max_new_tokens, do_sample=False)[0]
     if args.json:
-        print_json({"answer": answer, "question": args.question, "options": args.options, "model": str(model),
-                    "video": str(video), "frames": [int(i) for i in indices]})
+        print_json(
+            {
+                "answer": answer,
+                "question": args.question,
+                "options": args.options,
+                "model": str(model),
+                "video": str(video),
+                "frames": [int(i) for i in indices],
+            }
+        )
     else:
         print(answer)
     return 0

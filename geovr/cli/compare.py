@@ -22,18 +22,27 @@ difference to --baseline is paired by seed (arm − baseline) with its own t int
 
 def add_parser(sub) -> None:
     """Register ``geovr compare``."""
-    p = sub.add_parser("compare", help="compare evaluated runs: mean ± 95%% CI per arm, paired differences",
-                       description="Gather the evaluation reports of many runs into one table: arms as rows, "
-                                   "mean ± 95% confidence interval over seeds, and the paired difference to the "
-                                   "baseline arm with its interval. Prints markdown; writes JSON and a PNG plot "
-                                   "on request.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "compare",
+        help="compare evaluated runs: mean ± 95%% CI per arm, paired differences",
+        description="Gather the evaluation reports of many runs into one table: arms as rows, "
+        "mean ± 95% confidence interval over seeds, and the paired difference to the "
+        "baseline arm with its interval. Prints markdown; writes JSON and a PNG plot "
+        "on request.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders holding runs")
-    p.add_argument("--by", default="arm", metavar="KEY",
-                   help="group runs by this report field or dotted recipe key (default: arm)")
+    p.add_argument(
+        "--by", default="arm", metavar="KEY", help="group runs by this report field or dotted recipe key (default: arm)"
+    )
     p.add_argument("--baseline", metavar="ARM", help="baseline arm (default: text_only if present, else the first)")
-    p.add_argument("--metric", action="append", metavar="NAME",
-                   help="metrics to show (repeatable; default: the headline metrics present)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        help="metrics to show (repeatable; default: the headline metrics present)",
+    )
     p.add_argument("--json", metavar="PATH", help="write the comparison as JSON ('-' = stdout instead of markdown)")
     p.add_argument("--markdown", metavar="PATH", help="also write the markdown tables to PATH")
     p.add_argument("--plot", metavar="PATH", help="write a PNG plot (bars = mean, error bars = 95%% CI)")
@@ -46,7 +55,7 @@ def run(args) -> int:
 
     reports = find_reports(args.runs)
     doc = compare(reports, by=args.by, baseline=args.baseline)
-    shown = args.metric or [m for m in (*HEADLINE, ) if m in next(iter(doc["arms"].values()))]
+    shown = args.metric or [m for m in (*HEADLINE,) if m in next(iter(doc["arms"].values()))]
     missing = [m for m in shown if m not in next(iter(doc["arms"].values()))]
     if missing:
         from geovr.errors import UsageError

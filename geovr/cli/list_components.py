@@ -10,10 +10,14 @@ from geovr.registry import KINDS
 
 
 def add_parser(sub) -> None:
-    p = add_verb(sub, "list-components", help="list registered components",
-                 description="List the components recipes can name, with the plugin that provides each.",
-                 examples="  geovr list-components\n  geovr list-components --kind teacher\n"
-                          "  geovr list-components --kind objective --json\n")
+    p = add_verb(
+        sub,
+        "list-components",
+        help="list registered components",
+        description="List the components recipes can name, with the plugin that provides each.",
+        examples="  geovr list-components\n  geovr list-components --kind teacher\n"
+        "  geovr list-components --kind objective --json\n",
+    )
     p.add_argument("--kind", help=f"one of: {', '.join(KINDS)}")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -28,14 +32,23 @@ def run(args) -> int:
         if kind not in KINDS:
             raise UsageError(f"unknown kind {args.kind!r}; expected one of {', '.join(KINDS)}")
     specs = get_registry().specs(kind)
-    records: list[dict[str, Any]] = [{
-        "kind": s.kind, "name": s.name, "aliases": sorted(s.aliases), "plugin": s.plugin,
-        "distribution": s.distribution, "summary": s.summary or "",
-        "options": sorted(a.name for a in __import__("attrs").fields(s.config)) if s.config else [],
-    } for s in specs]
+    records: list[dict[str, Any]] = [
+        {
+            "kind": s.kind,
+            "name": s.name,
+            "aliases": sorted(s.aliases),
+            "plugin": s.plugin,
+            "distribution": s.distribution,
+            "summary": s.summary or "",
+            "options": sorted(a.name for a in __import__("attrs").fields(s.config)) if s.config else [],
+        }
+        for s in specs
+    ]
     if args.json:
         print_json(records)
         return 0
-    print_table(["kind", "name", "distribution", "summary"],
-                [[r["kind"], r["name"], r["distribution"], r["summary"]] for r in records])
+    print_table(
+        ["kind", "name", "distribution", "summary"],
+        [[r["kind"], r["name"], r["distribution"], r["summary"]] for r in records],
+    )
     return 0

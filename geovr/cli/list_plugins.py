@@ -6,10 +6,14 @@ from geovr.cli._util import add_verb, print_json, print_table
 
 
 def add_parser(sub) -> None:
-    p = add_verb(sub, "list-plugins", help="list installed plugins",
-                 description="List plugins discovered through the 'geovr' entry-point group.",
-                 examples="  geovr list-plugins\n  geovr list-plugins --all --json\n"
-                          "  GEOVR_LOAD_PLUGINS=vggt geovr list-plugins   # allowlist\n")
+    p = add_verb(
+        sub,
+        "list-plugins",
+        help="list installed plugins",
+        description="List plugins discovered through the 'geovr' entry-point group.",
+        examples="  geovr list-plugins\n  geovr list-plugins --all --json\n"
+        "  GEOVR_LOAD_PLUGINS=vggt geovr list-plugins   # allowlist\n",
+    )
     p.add_argument("--all", action="store_true", help="include geovr's built-in plugins")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)

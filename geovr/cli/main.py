@@ -37,8 +37,10 @@ def build_parser(host=None) -> argparse.ArgumentParser:
     import importlib
 
     parser = argparse.ArgumentParser(
-        prog="geovr", description="Teach video MLLMs 3D geometry from frozen 3D foundation models.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="geovr",
+        description="Teach video MLLMs 3D geometry from frozen 3D foundation models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"geovr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -55,7 +57,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     args, extra = parser.parse_known_args(argv)
     if extra:
         if isinstance(getattr(args, "overrides", None), list) and all(
-                "=" in e and not e.startswith("-") for e in extra):
+            "=" in e and not e.startswith("-") for e in extra
+        ):
             args.overrides.extend(extra)
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -10,10 +10,13 @@ from geovr.errors import UsageError
 
 
 def add_parser(sub) -> None:
-    p = add_verb(sub, "recipes", help="list or copy shipped recipes",
-                 description="Shipped recipes are starting points: copy one, edit it, run it.",
-                 examples="  geovr recipes list\n  geovr recipes list --json\n"
-                          "  geovr recipes copy tiny_synthetic my_run.toml\n")
+    p = add_verb(
+        sub,
+        "recipes",
+        help="list or copy shipped recipes",
+        description="Shipped recipes are starting points: copy one, edit it, run it.",
+        examples="  geovr recipes list\n  geovr recipes list --json\n  geovr recipes copy tiny_synthetic my_run.toml\n",
+    )
     rs = p.add_subparsers(dest="recipes_command", metavar="ACTION", required=True)
     lp = rs.add_parser("list", help="list shipped recipes")
     lp.add_argument("--json", action="store_true")

@@ -8,30 +8,40 @@ from geovr.cli._util import add_verb
 
 
 def add_parser(sub) -> None:
-    p = add_verb(sub, "run", help="train with a recipe",
-                 description="Validate the recipe (all problems at once), build its components and run its "
-                             "trainer. The run directory receives checkpoints, metrics.jsonl and the resolved "
-                             "recipe.",
-                 examples="  geovr run recipes/tiny_synthetic.toml\n"
-                          "  geovr run recipes/tiny_synthetic.toml trainer.max_steps=5 output_dir=\"runs/quick\"\n"
-                          "  geovr run recipes/qwen_vggt.toml --dry-run\n"
-                          "  geovr run recipes/tiny_synthetic.toml --resume runs/tiny_synthetic\n"
-                          "  geovr run recipes/tiny_synthetic.toml trainer.max_steps=120 --resume runs/tiny_synthetic "
-                          "--resume-force\n"
-                          "  geovr run recipes/qwen_vggt.toml --accelerate-config fsdp.yaml\n")
+    p = add_verb(
+        sub,
+        "run",
+        help="train with a recipe",
+        description="Validate the recipe (all problems at once), build its components and run its "
+        "trainer. The run directory receives checkpoints, metrics.jsonl and the resolved "
+        "recipe.",
+        examples="  geovr run recipes/tiny_synthetic.toml\n"
+        '  geovr run recipes/tiny_synthetic.toml trainer.max_steps=5 output_dir="runs/quick"\n'
+        "  geovr run recipes/qwen_vggt.toml --dry-run\n"
+        "  geovr run recipes/tiny_synthetic.toml --resume runs/tiny_synthetic\n"
+        "  geovr run recipes/tiny_synthetic.toml trainer.max_steps=120 --resume runs/tiny_synthetic "
+        "--resume-force\n"
+        "  geovr run recipes/qwen_vggt.toml --accelerate-config fsdp.yaml\n",
+    )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; build nothing")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--resume-force", action="store_true",
-                   help="with --resume: continue even if max_steps, lr, batch size, accumulation, data or seed "
-                        "changed (the differences are printed)")
+    p.add_argument(
+        "--resume-force",
+        action="store_true",
+        help="with --resume: continue even if max_steps, lr, batch size, accumulation, data or seed "
+        "changed (the differences are printed)",
+    )
     p.add_argument("--accelerate-config", metavar="FILE", help="accelerate config (DDP, FSDP, DeepSpeed)")
     p.add_argument("--device", default=None, help="override the device (default: cuda if available, else cpu)")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="let checkpoint loaders fully unpickle files that weights-only loading rejects (runs "
-                        "code from the file: only for checkpoints you trust; same as GEOVR_ALLOW_PICKLE=1; a "
-                        "recipe cannot enable this)")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="let checkpoint loaders fully unpickle files that weights-only loading rejects (runs "
+        "code from the file: only for checkpoints you trust; same as GEOVR_ALLOW_PICKLE=1; a "
+        "recipe cannot enable this)",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,8 +97,7 @@ def loss_summary(run_dir: str, window: int = 5) -> list[str]:
         return []
     with open(path, encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
-    keys = [k for k in ("loss", "lm_loss") if k in rows[-1]] + sorted(
-        k for k in rows[-1] if k.endswith("/loss"))
+    keys = [k for k in ("loss", "lm_loss") if k in rows[-1]] + sorted(k for k in rows[-1] if k.endswith("/loss"))
     out = []
     for k in keys:
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]

@@ -15,8 +15,7 @@ def resolved(recipe) -> dict:
         cfg = attrs.asdict(c.config) if attrs.has(type(c.config)) else dict(c.config or {})
         return {"component": c.component, "distribution": c.spec.distribution, **cfg}
 
-    out = {"name": recipe.name, "description": recipe.description, "seed": recipe.seed,
-           "output_dir": recipe.output_dir}
+    out = {"name": recipe.name, "description": recipe.description, "seed": recipe.seed, "output_dir": recipe.output_dir}
     for key in ("backbone", "teacher", "metric_teacher", "trainer"):
         c = getattr(recipe, key)
         if c is not None:
@@ -51,17 +50,24 @@ def value_origins(recipe, data: dict) -> dict[str, str]:
 
 
 def add_parser(sub) -> None:
-    p = add_verb(sub, "show", help="print the resolved recipe",
-                 description="Print a recipe after extends, overrides and component defaults. --origin adds "
-                             "where each value comes from: the recipe file (in an extends chain, the file "
-                             "that set it), the override, or 'default'.",
-                 examples="  geovr show recipes/tiny_synthetic.toml\n"
-                          "  geovr show recipes/qwen_vggt.toml trainer.max_steps=10 --json\n"
-                          "  geovr show recipes/qwen25_vggt.toml trainer.lr=1e-5 --origin\n")
+    p = add_verb(
+        sub,
+        "show",
+        help="print the resolved recipe",
+        description="Print a recipe after extends, overrides and component defaults. --origin adds "
+        "where each value comes from: the recipe file (in an extends chain, the file "
+        "that set it), the override, or 'default'.",
+        examples="  geovr show recipes/tiny_synthetic.toml\n"
+        "  geovr show recipes/qwen_vggt.toml trainer.max_steps=10 --json\n"
+        "  geovr show recipes/qwen25_vggt.toml trainer.lr=1e-5 --origin\n",
+    )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--json", action="store_true",
-                   help="print JSON (with --origin: {\"recipe\": ..., \"origins\": {dotted.key: origin}})")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print JSON (with --origin: {"recipe": ..., "origins": {dotted.key: origin}})',
+    )
     p.add_argument("--origin", action="store_true", help="say which file or override set each value")
     p.set_defaults(func=run)
 

@@ -6,19 +6,27 @@ from geovr.cli._util import add_verb
 
 
 def add_parser(sub) -> None:
-    p = add_verb(sub, "validate", help="validate a recipe (all problems at once)",
-                 description="Validate a recipe: TOML syntax, structure, overrides, component names, options "
-                             "and cross-checks, then the same preflight `geovr run` does before building "
-                             "anything (data files, checkpoint paths, Hugging Face ids in the local cache; no "
-                             "network access). 'ok' means `geovr run` will start. Prints every problem; exit "
-                             "code 2 if any.",
-                 examples="  geovr validate recipes/tiny_synthetic.toml\n"
-                          "  geovr validate recipes/qwen_vggt.toml objectives.1.weight=0.5 teacher.dtype=\"bfloat16\"\n"
-                          "  geovr validate recipes/qwen_vggt.toml --no-preflight   # structure only (any machine)\n")
+    p = add_verb(
+        sub,
+        "validate",
+        help="validate a recipe (all problems at once)",
+        description="Validate a recipe: TOML syntax, structure, overrides, component names, options "
+        "and cross-checks, then the same preflight `geovr run` does before building "
+        "anything (data files, checkpoint paths, Hugging Face ids in the local cache; no "
+        "network access). 'ok' means `geovr run` will start. Prints every problem; exit "
+        "code 2 if any.",
+        examples="  geovr validate recipes/tiny_synthetic.toml\n"
+        '  geovr validate recipes/qwen_vggt.toml objectives.1.weight=0.5 teacher.dtype="bfloat16"\n'
+        "  geovr validate recipes/qwen_vggt.toml --no-preflight   # structure only (any machine)\n",
+    )
     p.add_argument("recipe", help="recipe TOML file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides (TOML literal values)")
-    p.add_argument("--no-preflight", dest="preflight", action="store_false",
-                   help="check the recipe's structure and options only, not this machine's files and checkpoints")
+    p.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="check the recipe's structure and options only, not this machine's files and checkpoints",
+    )
     p.set_defaults(func=run)
 
 

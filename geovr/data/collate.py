@@ -32,9 +32,24 @@ from collections.abc import Sequence
 
 from geovr.protocols import Batch
 
-SAMPLE_KEYS = ("frames", "frame_indices", "frame_times", "question", "options", "answer", "question_type",
-               "scene_id", "sample_id", "pixel_key", "depth", "intrinsics", "extrinsics", "conversations", "source",
-               "skipped")
+SAMPLE_KEYS = (
+    "frames",
+    "frame_indices",
+    "frame_times",
+    "question",
+    "options",
+    "answer",
+    "question_type",
+    "scene_id",
+    "sample_id",
+    "pixel_key",
+    "depth",
+    "intrinsics",
+    "extrinsics",
+    "conversations",
+    "source",
+    "skipped",
+)
 
 
 def collate(samples: Sequence[dict]) -> Batch:
@@ -46,8 +61,10 @@ def collate(samples: Sequence[dict]) -> Batch:
     for i, s in enumerate(samples):
         f = s.get("frames")
         if f is None or f.ndim != 4 or f.shape[1] != 3:
-            raise ValueError(f"sample {i} ({s.get('sample_id', i)}): frames must be [S,3,H,W], got "
-                             f"{None if f is None else tuple(f.shape)}")
+            raise ValueError(
+                f"sample {i} ({s.get('sample_id', i)}): frames must be [S,3,H,W], got "
+                f"{None if f is None else tuple(f.shape)}"
+            )
     counts = [int(s["frames"].shape[0]) for s in samples]
     sizes = [tuple(int(x) for x in s["frames"].shape[-2:]) for s in samples]
     S, H, W = max(counts), max(h for h, _ in sizes), max(w for _, w in sizes)

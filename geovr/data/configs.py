@@ -14,13 +14,21 @@ from geovr.recipe.preflight import missing_path
 
 #: The VSI-Bench question types the synthetic world generates (see :mod:`geovr.data.synthetic.qa`).
 QUESTION_TYPES = (
-    "object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation",
-    "object_rel_distance", "object_rel_direction_easy", "object_rel_direction_medium",
-    "object_rel_direction_hard", "route_planning", "obj_appearance_order",
+    "object_counting",
+    "object_abs_distance",
+    "object_size_estimation",
+    "room_size_estimation",
+    "object_rel_distance",
+    "object_rel_direction_easy",
+    "object_rel_direction_medium",
+    "object_rel_direction_hard",
+    "route_planning",
+    "obj_appearance_order",
 )
 TRAJECTORIES = ("walk", "orbit", "pan")
 TEACHER_OUTPUTS_ALL = frozenset(
-    {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points", "metric_depth"})
+    {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points", "metric_depth"}
+)
 
 
 def _size_problems(name: str, size) -> list[str]:
@@ -98,9 +106,11 @@ class VideoQAConfig:
 
     def preflight(self) -> list[str]:
         """The annotation file and video directory must exist on this machine."""
-        return (missing_path(self.annotations, "annotations", kind="file")
-                + missing_path(self.video_root, "video_root", kind="dir")
-                + missing_path(self.geometry_root, "geometry_root", kind="dir"))
+        return (
+            missing_path(self.annotations, "annotations", kind="file")
+            + missing_path(self.video_root, "video_root", kind="dir")
+            + missing_path(self.geometry_root, "geometry_root", kind="dir")
+        )
 
     def check(self) -> list[str]:
         problems = _size_problems("image_size", self.image_size)
@@ -202,8 +212,15 @@ class VideoConversationsConfig:
         """The sources as :class:`ConversationSource` (the inline one, or each ``sources`` table)."""
         if not self.sources:
             name = self.name or _source_name(self.annotations or self.shards or "source")
-            return [ConversationSource(name=name, annotations=self.annotations, shards=self.shards,
-                                       video_root=self.video_root, limit=self.limit)]
+            return [
+                ConversationSource(
+                    name=name,
+                    annotations=self.annotations,
+                    shards=self.shards,
+                    video_root=self.video_root,
+                    limit=self.limit,
+                )
+            ]
         out = []
         for i, table in enumerate(self.sources):
             table = dict(table)
@@ -216,14 +233,23 @@ class VideoConversationsConfig:
 
     def _source_problems(self) -> list[str]:
         problems = []
-        types: dict[str, type | tuple[type, ...]] = {"name": str, "weight": (int, float), "annotations": (str, list), "shards": (str, list),
-                 "video_root": str, "video_only": bool, "limit": int, "data_source_dirs": dict}
+        types: dict[str, type | tuple[type, ...]] = {
+            "name": str,
+            "weight": (int, float),
+            "annotations": (str, list),
+            "shards": (str, list),
+            "video_root": str,
+            "video_only": bool,
+            "limit": int,
+            "data_source_dirs": dict,
+        }
         for i, table in enumerate(self.sources or []):
             for key, value in table.items():
                 if key not in SOURCE_KEYS:
                     problems.append(f"sources.{i}: unknown option {key!r} (valid: {', '.join(SOURCE_KEYS)})")
-                elif value is not None and (not isinstance(value, types[key]) or isinstance(value, bool) and key
-                                            in ("weight", "limit")):
+                elif value is not None and (
+                    not isinstance(value, types[key]) or isinstance(value, bool) and key in ("weight", "limit")
+                ):
                     problems.append(f"sources.{i}.{key}: expected {types[key]}, got {value!r}")
         return problems
 
@@ -281,10 +307,19 @@ class OracleTeacherConfig:
         from geovr.sizing import CacheLayout
 
         S, H, W, p = frames, height, width, self.patch_size
-        shapes: dict[str, tuple[int, ...]] = {f"features.{layer}": (S, H // p, W // p, self.feature_dim)
-                                              for layer in layers}
-        shapes.update(depth=(S, H, W), depth_conf=(S, H, W), points=(S, H, W, 3), pose_enc=(S, 9),
-                      intrinsics=(S, 3, 3), extrinsics=(S, 3, 4), metric_depth=(S, H, W), metric_scale=())
+        shapes: dict[str, tuple[int, ...]] = {
+            f"features.{layer}": (S, H // p, W // p, self.feature_dim) for layer in layers
+        }
+        shapes.update(
+            depth=(S, H, W),
+            depth_conf=(S, H, W),
+            points=(S, H, W, 3),
+            pose_enc=(S, 9),
+            intrinsics=(S, 3, 3),
+            extrinsics=(S, 3, 4),
+            metric_depth=(S, H, W),
+            metric_scale=(),
+        )
         return CacheLayout(shapes, 0.0, "oracle (ground truth, no network)")
 
     def build_meta(self):
@@ -304,7 +339,10 @@ class OracleTeacherConfig:
             problems.append(f"layers {bad} outside 0..{self.num_layers - 1}")
         if self.patch_size < 1:
             problems.append(f"patch_size must be >= 1, got {self.patch_size}")
-        if not (isinstance(self.feature_scale, (int, float)) and math.isfinite(self.feature_scale)
-                and self.feature_scale > 0):
+        if not (
+            isinstance(self.feature_scale, (int, float))
+            and math.isfinite(self.feature_scale)
+            and self.feature_scale > 0
+        ):
             problems.append(f"feature_scale must be a finite number > 0, got {self.feature_scale!r}")
         return problems

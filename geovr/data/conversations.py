@@ -75,8 +75,14 @@ def clean_prompt(text: str) -> str:
 
 
 def _kind(value) -> str:
-    return {type(None): "null", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        type(None): "null",
+        list: "a list",
+        dict: "an object",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def media_of(rec: dict, dirs: dict | None = None) -> tuple[str, str]:
@@ -125,8 +131,10 @@ def _turns_problem(turns) -> str | None:
         who, value = turn.get("from"), turn.get("value")
         expected = HUMAN if n % 2 == 0 else ASSISTANT
         if who not in expected:
-            return (f"conversations[{n}].from must be {' or '.join(map(repr, expected))} (turns alternate, human "
-                    f"first), got {who!r}")
+            return (
+                f"conversations[{n}].from must be {' or '.join(map(repr, expected))} (turns alternate, human "
+                f"first), got {who!r}"
+            )
         if not isinstance(value, str):
             return f"conversations[{n}].value must be a string, got {_kind(value)}"
     if len(turns) % 2:
@@ -136,8 +144,12 @@ def _turns_problem(turns) -> str | None:
 
 def turns_of(rec: dict) -> list[dict]:
     """``[{"role": "user" | "assistant", "text"}, ...]`` of a valid record, human turns cleaned."""
-    return [{"role": "user", "text": clean_prompt(t["value"])} if t["from"] in HUMAN
-            else {"role": "assistant", "text": t["value"]} for t in rec["conversations"]]
+    return [
+        {"role": "user", "text": clean_prompt(t["value"])}
+        if t["from"] in HUMAN
+        else {"role": "assistant", "text": t["value"]}
+        for t in rec["conversations"]
+    ]
 
 
 def iter_json_records(path: str | Path):
@@ -149,7 +161,7 @@ def iter_json_records(path: str | Path):
         raise DataError(f"annotation file not found: {p}")
     text = p.read_text(encoding="utf-8")
     start = len(text) - len(text.lstrip())
-    if text[start:start + 1] != "[":
+    if text[start : start + 1] != "[":
         for lineno, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
@@ -163,7 +175,7 @@ def iter_json_records(path: str | Path):
         nxt = len(text) - len(text[pos:].lstrip())
         at += text.count("\n", pos, nxt)
         pos = nxt
-        if text[pos:pos + 1] == "]":
+        if text[pos : pos + 1] == "]":
             return
         try:
             rec, end = decoder.raw_decode(text, pos)
@@ -175,9 +187,9 @@ def iter_json_records(path: str | Path):
         nxt = len(text) - len(text[pos:].lstrip())
         at += text.count("\n", pos, nxt)
         pos = nxt
-        if text[pos:pos + 1] == ",":
+        if text[pos : pos + 1] == ",":
             pos += 1
-        elif text[pos:pos + 1] != "]":
+        elif text[pos : pos + 1] != "]":
             raise DataError(f"{p}:{at}: invalid JSON array: expected ',' or ']' after a record")
 
 
@@ -290,8 +302,15 @@ def media_identity(src: Source, j: int) -> dict:
     shard = Path(entry.shard).resolve()
     st = shard.stat()
     offset, size = entry.members.get(ext, (None, None)) if ext else (None, None)
-    return {"kind": "video" if ext in VIDEO_EXTS else "image", "shard": str(shard), "shard_bytes": st.st_size,
-            "shard_mtime_ns": st.st_mtime_ns, "member": f"{entry.key}.{ext}", "offset": offset, "bytes": size}
+    return {
+        "kind": "video" if ext in VIDEO_EXTS else "image",
+        "shard": str(shard),
+        "shard_bytes": st.st_size,
+        "shard_mtime_ns": st.st_mtime_ns,
+        "member": f"{entry.key}.{ext}",
+        "offset": offset,
+        "bytes": size,
+    }
 
 
 def _load_image(media, where: str):
@@ -319,13 +338,17 @@ class VideoConversationsDataset:
         self.config = config
         self.on_error = "raise" if strict else config.on_error
         self.seed, self.epoch = int(seed), 0
-        self.sources = [Source(s, video_only=config.video_only, on_error=self.on_error)
-                        for s in config.source_list()]
+        self.sources = [Source(s, video_only=config.video_only, on_error=self.on_error) for s in config.source_list()]
         empty = [s.name for s in self.sources if not len(s)]
         if empty:
-            raise DataError(f"video_conversations: source(s) {empty} hold no usable record"
-                            + "".join(f"; {s.name}: {dict(s.load_skips)}, e.g. {s.examples[:2]}"
-                                      for s in self.sources if s.name in empty and s.load_skips))
+            raise DataError(
+                f"video_conversations: source(s) {empty} hold no usable record"
+                + "".join(
+                    f"; {s.name}: {dict(s.load_skips)}, e.g. {s.examples[:2]}"
+                    for s in self.sources
+                    if s.name in empty and s.load_skips
+                )
+            )
         self.counts = [max(1, round(s.weight * len(s))) for s in self.sources]
         self.offsets = np.cumsum([0, *self.counts])
         self._orders: dict = {}
@@ -333,8 +356,10 @@ class VideoConversationsDataset:
         bad = sum(sum(s.load_skips.values()) for s in self.sources)
         if bad > self.skip_budget():
             examples = [e for s in self.sources for e in s.examples][:5]
-            raise DataError(f"video_conversations: {bad} of {total} records are bad (max_skip_fraction = "
-                            f"{config.max_skip_fraction}): {self.load_skip_counts()}; e.g.\n  " + "\n  ".join(examples))
+            raise DataError(
+                f"video_conversations: {bad} of {total} records are bad (max_skip_fraction = "
+                f"{config.max_skip_fraction}): {self.load_skip_counts()}; e.g.\n  " + "\n  ".join(examples)
+            )
 
     # -- bookkeeping read by the trainer ------------------------------------------------------------
     reasons = REASONS
@@ -401,8 +426,10 @@ class VideoConversationsDataset:
                 continue
             sample["skipped"] = skipped
             return sample
-        raise DataError(f"video_conversations: {len(skipped)} consecutive bad records in source {src.name!r} from "
-                        f"{skipped[0]['where']}: " + "; ".join(f"{s['where']}: {s['problem']}" for s in skipped[:3]))
+        raise DataError(
+            f"video_conversations: {len(skipped)} consecutive bad records in source {src.name!r} from "
+            f"{skipped[0]['where']}: " + "; ".join(f"{s['where']}: {s['problem']}" for s in skipped[:3])
+        )
 
     def load(self, i: int, j: int) -> dict:
         """Sample of entry ``j`` of source ``i``; a bad record raises :class:`RecordError`."""
@@ -419,9 +446,14 @@ class VideoConversationsDataset:
             frames, idx, times = _load_image(media, where)
         else:
             try:
-                frames, idx, times = read_video_rate(io.BytesIO(media[1]) if isinstance(media, tuple) else media,
-                                                     fps=cfg.fps, min_frames=cfg.min_frames,
-                                                     max_frames=cfg.max_frames, seek=cfg.seek, where=where)
+                frames, idx, times = read_video_rate(
+                    io.BytesIO(media[1]) if isinstance(media, tuple) else media,
+                    fps=cfg.fps,
+                    min_frames=cfg.min_frames,
+                    max_frames=cfg.max_frames,
+                    seek=cfg.seek,
+                    where=where,
+                )
             except RecordError:
                 raise
             except DataError as exc:
@@ -431,11 +463,18 @@ class VideoConversationsDataset:
         turns = turns_of(rec)
         rid = rec.get("id", where.rsplit(":", 1)[-1])
         return {
-            "frames": frames, "frame_indices": idx, "frame_times": times,
-            "question": turns[0]["text"], "options": None, "answer": turns[1]["text"],
+            "frames": frames,
+            "frame_indices": idx,
+            "frame_times": times,
+            "question": turns[0]["text"],
+            "options": None,
+            "answer": turns[1]["text"],
             "question_type": rec.get("question_type", "conversation"),
-            "scene_id": Path(str(media_name)).stem, "sample_id": f"{src.name}:{rid}",
-            "conversations": turns, "source": src.name, "pixel_key": self._pixel_key(i, j),
+            "scene_id": Path(str(media_name)).stem,
+            "sample_id": f"{src.name}:{rid}",
+            "conversations": turns,
+            "source": src.name,
+            "pixel_key": self._pixel_key(i, j),
         }
 
 
@@ -450,5 +489,6 @@ def build(config: VideoConversationsConfig, context: BuildContext | None = None)
     """Factory of the ``video_conversations`` dataset component (evaluation data is read strictly)."""
     if isinstance(config, dict):
         config = VideoConversationsConfig(**config)
-    return VideoConversationsDataset(config, seed=getattr(context, "seed", 0) or 0,
-                                     strict=_is_eval_config(config, context))
+    return VideoConversationsDataset(
+        config, seed=getattr(context, "seed", 0) or 0, strict=_is_eval_config(config, context)
+    )

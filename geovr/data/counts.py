@@ -33,10 +33,12 @@ class DataCounter:
         skipped = getattr(batch, "skipped", None) or {}
         self.skipped.update(skipped)
         if self.budget is not None and sum(self.skipped.values()) > self.budget:
-            raise DataError(f"training data: {sum(self.skipped.values())} bad records met in this process "
-                            f"(+{sum(self.load_skips.values())} left out on load) exceed max_skip_fraction = "
-                            f"{self.fraction}: {dict(self.skipped)}; fix the data or raise max_skip_fraction "
-                            f"(on_error = \"raise\" names the first bad record)")
+            raise DataError(
+                f"training data: {sum(self.skipped.values())} bad records met in this process "
+                f"(+{sum(self.load_skips.values())} left out on load) exceed max_skip_fraction = "
+                f"{self.fraction}: {dict(self.skipped)}; fix the data or raise max_skip_fraction "
+                f'(on_error = "raise" names the first bad record)'
+            )
 
     def metrics(self, accelerator=None) -> dict[str, int]:
         """``{"data/<source>/samples": n, "data/skipped/<source>/<reason>": n}`` so far, summed over the
@@ -50,8 +52,8 @@ class DataCounter:
 
             t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
             values = [int(round(v)) for v in accelerator.reduce(t, reduction="sum").tolist()]
-        out = {f"data/{k}/samples": v for k, v in zip(keys, values)}
-        skipped = Counter(self.load_skips) + Counter(dict(zip(reasons, values[len(keys):])))
+        out = {f"data/{k}/samples": v for k, v in zip(keys, values, strict=False)}
+        skipped = Counter(self.load_skips) + Counter(dict(zip(reasons, values[len(keys) :], strict=False)))
         out.update({f"data/skipped/{k}": v for k, v in sorted(skipped.items()) if v})
         return out
 

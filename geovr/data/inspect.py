@@ -27,12 +27,19 @@ EPILOG = """examples:
 
 def add_parser(sub) -> None:
     """Register ``inspect`` on the ``geovr data`` sub-parsers."""
-    p = sub.add_parser("inspect", help="counts, question types, frame-count histogram and first records of a data source",
-                       description=__doc__.split("\n\n", 1)[1], epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "inspect",
+        help="counts, question types, frame-count histogram and first records of a data source",
+        description=__doc__.split("\n\n", 1)[1],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("path", help="JSON/JSONL file, tar shard, glob of shards or directory of shards")
-    p.add_argument("--video-root", help="folder the records' video paths are under (default: the file's folder; "
-                                        "for VSI-format files its videos/ folder)")
+    p.add_argument(
+        "--video-root",
+        help="folder the records' video paths are under (default: the file's folder; "
+        "for VSI-format files its videos/ folder)",
+    )
     p.add_argument("--fps", type=float, default=2.0, help="sampling rate for the histogram (default 2)")
     p.add_argument("--min-frames", type=int, default=4, help="default 4")
     p.add_argument("--max-frames", type=int, default=32, help="default 32")
@@ -71,8 +78,9 @@ def _items(path: str, args):
     try:
         shards = expand_shards(pattern)
     except DataError as exc:
-        raise UsageError(f"{path}: not a JSON/JSONL file, a tar shard, a glob of shards or a folder of shards "
-                         f"({exc})") from exc
+        raise UsageError(
+            f"{path}: not a JSON/JSONL file, a tar shard, a glob of shards or a folder of shards ({exc})"
+        ) from exc
     for shard in shards:
         for s in index_shard(shard):
             if "json" not in s.members:
@@ -93,13 +101,26 @@ def inspect_source(path: str, args) -> dict:
 
     from geovr.data.conversations import media_of, record_problem, turns_of
 
-    report: dict = {"path": path, "format": None, "records": 0, "valid": 0, "bad": {}, "bad_examples": [],
-                    "videos": 0, "images": 0, "turns": Counter(), "question_types": Counter(),
-                    "frame_histogram": Counter(), "unreadable_videos": 0, "first_records": []}
+    report: dict = {
+        "path": path,
+        "format": None,
+        "records": 0,
+        "valid": 0,
+        "bad": {},
+        "bad_examples": [],
+        "videos": 0,
+        "images": 0,
+        "turns": Counter(),
+        "question_types": Counter(),
+        "frame_histogram": Counter(),
+        "unreadable_videos": 0,
+        "first_records": [],
+    }
     root = Path(args.video_root) if args.video_root else None
     bad: Counter = Counter()
-    for n, (where, rec, problem, media) in enumerate(tqdm(_items(path, args), desc="geovr data inspect",
-                                                          unit="record", disable=args.no_progress or args.json)):
+    for n, (where, rec, problem, media) in enumerate(
+        tqdm(_items(path, args), desc="geovr data inspect", unit="record", disable=args.no_progress or args.json)
+    ):
         if args.limit is not None and n >= args.limit:
             break
         report["records"] += 1
@@ -158,8 +179,10 @@ def run(args) -> int:
         print(json.dumps(report, indent=2, default=str))
         return 0
     print(f"{report['path']}  ({report['format'] or 'empty'} format)")
-    print(f"records: {report['records']}  valid: {report['valid']}  videos: {report['videos']}  "
-          f"images: {report['images']}  bad: {report['bad'] or 0}  unreadable videos: {report['unreadable_videos']}")
+    print(
+        f"records: {report['records']}  valid: {report['valid']}  videos: {report['videos']}  "
+        f"images: {report['images']}  bad: {report['bad'] or 0}  unreadable videos: {report['unreadable_videos']}"
+    )
     for line in report["bad_examples"]:
         print(f"  ! {line}")
     if report["turns"]:

@@ -37,16 +37,21 @@ def iter_jsonl(path: str | Path, *, truncated_tail_ok: bool = False):
                     return
                 raise DataError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from exc
             if not isinstance(rec, dict):
-                raise DataError(f"{p}:{lineno}: expected a JSON object ({{\"key\": value, ...}}), got "
-                                f"{_kind(rec)}")
+                raise DataError(f'{p}:{lineno}: expected a JSON object ({{"key": value, ...}}), got {_kind(rec)}')
             yield f"{p}:{lineno}", rec
 
 
 def _kind(value) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def is_number(value) -> bool:
@@ -61,8 +66,10 @@ FIELD_RULES = {
     "str?": ("a string or null", lambda v: v is None or isinstance(v, str)),
     "id": ("a string or an integer", lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))),
     "answer": ("a string or a finite number", lambda v: isinstance(v, str) or (is_number(v) and math.isfinite(v))),
-    "options": ("null or a list of strings (e.g. [\"A. chair\", \"B. table\"])",
-                lambda v: v is None or (isinstance(v, list) and all(isinstance(o, str) for o in v))),
+    "options": (
+        'null or a list of strings (e.g. ["A. chair", "B. table"])',
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(o, str) for o in v)),
+    ),
 }
 
 

@@ -67,21 +67,23 @@ class OracleTeacher(nn.Module):
         """frames ``[B,S,3,H,W]`` (only the shape is used) → :class:`TeacherOutput` from ``batch``'s
         ground truth. Raises :class:`DataError` when the batch carries no depth/intrinsics/extrinsics."""
         if batch is not None and batch.ragged:  # samples of different sizes: one at a time, per-sample lists
-            return TeacherOutput.stack_samples([self.encode(one.frames.to(frames.device), layers, batch=one)
-                                                for one in batch.split()])
-        missing = [k for k in ("depth", "intrinsics", "extrinsics")
-                   if batch is None or getattr(batch, k, None) is None]
+            return TeacherOutput.stack_samples(
+                [self.encode(one.frames.to(frames.device), layers, batch=one) for one in batch.split()]
+            )
+        missing = [k for k in ("depth", "intrinsics", "extrinsics") if batch is None or getattr(batch, k, None) is None]
         if missing:
             raise DataError(
                 f"the oracle teacher needs ground-truth {', '.join(missing)} in the batch; use a dataset that "
-                "provides them (synthetic_rooms, or video_qa with geometry_root) or pass batch=")
+                "provides them (synthetic_rooms, or video_qa with geometry_root) or pass batch="
+            )
         depth = batch.depth.to(frames.device).float()
         K = batch.intrinsics.to(frames.device).float()
         E = batch.extrinsics.to(frames.device).float()
         B, S, H, W = depth.shape
         if tuple(frames.shape[:2]) != (B, S) or tuple(frames.shape[-2:]) != (H, W):
-            raise DataError(f"oracle: frames {tuple(frames.shape)} do not match ground-truth depth "
-                            f"{tuple(depth.shape)}")
+            raise DataError(
+                f"oracle: frames {tuple(frames.shape)} do not match ground-truth depth {tuple(depth.shape)}"
+            )
         valid = torch.isfinite(depth) & (depth > 0)
         norm = normalize_scene(E, torch.where(valid, depth, 0.0), K, valid)
         pose_enc = extri_intri_to_pose_encoding(norm.extrinsics, K, (H, W))
@@ -93,8 +95,13 @@ class OracleTeacher(nn.Module):
         layers = tuple(self.layers if layers is None else layers)
         return TeacherOutput(
             features={int(layer): self.layer_features(patch, int(layer)) for layer in layers},
-            depth=norm.depth, depth_conf=torch.ones_like(depth), pose_enc=pose_enc, intrinsics=K,
-            extrinsics=norm.extrinsics, points=norm.world_points, metric_depth=depth,
+            depth=norm.depth,
+            depth_conf=torch.ones_like(depth),
+            pose_enc=pose_enc,
+            intrinsics=K,
+            extrinsics=norm.extrinsics,
+            points=norm.world_points,
+            metric_depth=depth,
             metric_scale=norm.scale,
         )
 

@@ -42,8 +42,9 @@ def probe(container, where: str) -> tuple[int, float, Fraction, int]:
     return total, fps, tb, start
 
 
-def read_video_rate(src, *, fps: float = 2.0, min_frames: int = 4, max_frames: int = 32, seek: bool = True,
-                    where: str | None = None):
+def read_video_rate(
+    src, *, fps: float = 2.0, min_frames: int = 4, max_frames: int = 32, seek: bool = True, where: str | None = None
+):
     """Sample ``src`` at ``fps`` frames per second (``int(duration·fps)`` frames clamped to
     ``[min_frames, max_frames]``, spread uniformly) → ``(frames [S,3,H,W], indices [S], times [S])``.
 
@@ -65,17 +66,21 @@ def read_video_rate(src, *, fps: float = 2.0, min_frames: int = 4, max_frames: i
             stream = container.streams.video[0]
             keys: list[int] = []
             if seek:
-                keys = sorted(int(round(float((p.pts - start) * tb) * rate))
-                              for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
+                keys = sorted(
+                    int(round(float((p.pts - start) * tb) * rate))
+                    for p in container.demux(stream)
+                    if p.is_keyframe and p.pts is not None
+                )
                 container.seek(start, stream=stream, backward=True, any_frame=False)
             got: list[np.ndarray] = []
             times: list[float] = []
             frames_iter, current = container.decode(stream), -1
             for target in wanted.tolist():
                 k = bisect.bisect_right(keys, target) - 1
-                if k >= 0 and keys[k] > current + 1:   # a key frame past what is decoded: jump to it
-                    container.seek(start + int(round(keys[k] / rate / tb)), stream=stream, backward=True,
-                                   any_frame=False)
+                if k >= 0 and keys[k] > current + 1:  # a key frame past what is decoded: jump to it
+                    container.seek(
+                        start + int(round(keys[k] / rate / tb)), stream=stream, backward=True, any_frame=False
+                    )
                     frames_iter = container.decode(stream)
                 frame = got_frame = None
                 for frame in frames_iter:

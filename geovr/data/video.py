@@ -25,8 +25,9 @@ def uniform_indices(total: int, num: int) -> np.ndarray:
     return np.round(np.linspace(0, total - 1, num)).astype(np.int64)
 
 
-def fps_indices(total: int, source_fps: float, fps: float = 2.0, min_frames: int = 4,
-                max_frames: int = 32) -> np.ndarray:
+def fps_indices(
+    total: int, source_fps: float, fps: float = 2.0, min_frames: int = 4, max_frames: int = 32
+) -> np.ndarray:
     """Frame indices for sampling ``fps`` frames per second of a ``total``-frame video recorded at
     ``source_fps``, as Qwen's video processors do: ``int(duration · fps)`` frames clamped to
     ``[min_frames, max_frames]`` (and to ``total``), spread uniformly (:func:`uniform_indices`).
@@ -50,8 +51,9 @@ def _to_uint8(frames) -> np.ndarray:
     return np.ascontiguousarray((np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
-def write_video(path: str | os.PathLike, frames, fps: int = 10, crf: int = 16, preset: str = "medium",
-                threads: int = 0) -> None:
+def write_video(
+    path: str | os.PathLike, frames, fps: int = 10, crf: int = 16, preset: str = "medium", threads: int = 0
+) -> None:
     """Write ``frames`` (see :func:`_to_uint8`) to an H.264 mp4 at ``path`` (yuv420p, so H and W
     must be even). ``crf`` is the x264 quality (lower = better; 16 is visually lossless); ``preset``
     the x264 speed/size trade-off (``"veryfast"`` encodes several times faster at the same quality,

@@ -26,8 +26,15 @@ if TYPE_CHECKING:
 
 RECORD_KEYS = ("id", "scene_name", "question_type", "question", "ground_truth")
 #: Field rules of a record (:data:`geovr.data.jsonl.FIELD_RULES`).
-RECORD_FIELDS = {"id": "id", "scene_name": "id", "dataset": "str?", "question_type": "str", "question": "str",
-                 "options": "options", "ground_truth": "answer"}
+RECORD_FIELDS = {
+    "id": "id",
+    "scene_name": "id",
+    "dataset": "str?",
+    "question_type": "str",
+    "question": "str",
+    "options": "options",
+    "ground_truth": "answer",
+}
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -103,9 +110,14 @@ class VideoQADataset(torch.utils.data.Dataset):
         rec = self.records[index]
         path = self.video_path(rec).resolve()
         st = path.stat()
-        ident = {"video": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                 "num_frames": self.config.num_frames, "sampling": "uniform",
-                 "image_size": None if self.config.image_size is None else list(self.config.image_size)}
+        ident = {
+            "video": str(path),
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "num_frames": self.config.num_frames,
+            "sampling": "uniform",
+            "image_size": None if self.config.image_size is None else list(self.config.image_size),
+        }
         if self.config.geometry_root:
             geo = (Path(self.config.geometry_root) / f"{rec['scene_name']}.safetensors").resolve()
             if geo.is_file():
@@ -136,15 +148,23 @@ class VideoQADataset(torch.utils.data.Dataset):
         frames, idx, times = read_video_timed(self.video_path(rec), num_frames=self.config.num_frames)
         geo = self._geometry(rec, idx) if self.config.geometry_root else {}
         if self.config.image_size is not None:
-            frames, depth, K = resize_sample(frames, tuple(self.config.image_size), geo.get("depth"),
-                                             geo.get("intrinsics"))
+            frames, depth, K = resize_sample(
+                frames, tuple(self.config.image_size), geo.get("depth"), geo.get("intrinsics")
+            )
             if geo:
                 geo.update(depth=depth, intrinsics=K)
         return {
-            "frames": frames, "frame_indices": idx, "frame_times": times, "question": rec["question"], "options": rec.get("options"),
-            "answer": str(rec["ground_truth"]), "question_type": rec["question_type"],
-            "scene_id": str(rec["scene_name"]), "sample_id": f"{rec['scene_name']}:{rec['id']}",
-            "pixel_key": self.pixel_key(index), **geo,
+            "frames": frames,
+            "frame_indices": idx,
+            "frame_times": times,
+            "question": rec["question"],
+            "options": rec.get("options"),
+            "answer": str(rec["ground_truth"]),
+            "question_type": rec["question_type"],
+            "scene_id": str(rec["scene_name"]),
+            "sample_id": f"{rec['scene_name']}:{rec['id']}",
+            "pixel_key": self.pixel_key(index),
+            **geo,
         }
 
 

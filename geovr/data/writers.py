@@ -44,18 +44,32 @@ def conversation_records(vsi_records: list[dict], *, with_images: bool = True) -
         video = f"videos/{scene}.mp4"
         k = 0
         while k < len(recs):
-            group = recs[k:k + 2] if k % 3 == 2 else recs[k:k + 1]
+            group = recs[k : k + 2] if k % 3 == 2 else recs[k : k + 1]
             turns = []
             for n, r in enumerate(group):
                 turns.append({"from": "human", "value": _human(r["question"], r.get("options"), n == 0)})
                 turns.append({"from": "gpt", "value": str(r["ground_truth"])})
-            out.append({"id": f"{scene}-{len(out):06d}", "video": video, "question_type": group[0]["question_type"],
-                        "conversations": turns})
+            out.append(
+                {
+                    "id": f"{scene}-{len(out):06d}",
+                    "video": video,
+                    "question_type": group[0]["question_type"],
+                    "conversations": turns,
+                }
+            )
             k += len(group)
         if with_images:
-            out.append({"id": f"{scene}-image", "image": f"images/{scene}.jpg", "question_type": "image_caption",
-                        "conversations": [{"from": "human", "value": "<image>\nWhat kind of place is this?"},
-                                          {"from": "gpt", "value": "An indoor room."}]})
+            out.append(
+                {
+                    "id": f"{scene}-image",
+                    "image": f"images/{scene}.jpg",
+                    "question_type": "image_caption",
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nWhat kind of place is this?"},
+                        {"from": "gpt", "value": "An indoor room."},
+                    ],
+                }
+            )
     return out
 
 
@@ -98,8 +112,9 @@ def write_conversations(root: str | os.PathLike, *, array: bool = False, name: s
     return dest
 
 
-def write_shards(root: str | os.PathLike, *, shard_size: int = 8, out: str | os.PathLike | None = None,
-                 progress: bool = False) -> list[Path]:
+def write_shards(
+    root: str | os.PathLike, *, shard_size: int = 8, out: str | os.PathLike | None = None, progress: bool = False
+) -> list[Path]:
     """Pack ``root/conversations.jsonl`` and its media into tar shards of ``shard_size`` samples under
     ``out`` (default ``root/shards``) with :class:`webdataset.TarWriter`; returns the shard paths. Members are
     dated 0 (1970-01-01), so the same records give the same bytes. Lines are

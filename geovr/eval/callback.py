@@ -27,10 +27,11 @@ class EvaluateCallback:
 
     def _run(self, state, output_dir: Path) -> dict[str, float]:
         evaluators = list(self.context.evaluators)
-        names = [c.component for c in getattr(self.context.recipe, "evaluators", [])] or \
-            [getattr(e, "name", type(e).__name__) for e in evaluators]
+        names = [c.component for c in getattr(self.context.recipe, "evaluators", [])] or [
+            getattr(e, "name", type(e).__name__) for e in evaluators
+        ]
         row: dict[str, float] = {}
-        for name, evaluator in zip(names, evaluators):
+        for name, evaluator in zip(names, evaluators, strict=False):
             for key, value in evaluator.evaluate(self.context.backbone, output_dir).items():
                 row[f"{name}/{key}"] = value
         if state.accelerator is None or state.accelerator.is_main_process:

@@ -35,33 +35,52 @@ EXAMPLES = """\
 def add_parser(sub) -> None:
     """Register the ``eval`` verb on ``geovr``'s sub-parsers."""
     p = sub.add_parser(
-        "eval", help="evaluate a backbone (VSI-Bench, synthetic QA, geometry probes)",
+        "eval",
+        help="evaluate a backbone (VSI-Bench, synthetic QA, geometry probes)",
         description="Build a backbone and run evaluators. Give a RECIPE (its [backbone] and [[evaluators]]), a "
-                    "training run directory (its recipe and last checkpoint), or --model DIR (a plain "
-                    "transformers checkpoint such as a `geovr export` output) with --evaluator. Trailing "
-                    "key=value pairs override recipe keys, or with --model set evaluator options (key=value for "
-                    "every named evaluator, evaluators.N.key=value for the N-th). Reports go "
-                    "to OUTPUT/<evaluator>-<protocol>/ (predictions.jsonl, results.json/.md/.png); OUTPUT "
-                    "defaults to <output_dir>/eval for a recipe, RUN_DIR/eval/<checkpoint> for a run and "
-                    "runs/eval-<name> for --model.",
+        "training run directory (its recipe and last checkpoint), or --model DIR (a plain "
+        "transformers checkpoint such as a `geovr export` output) with --evaluator. Trailing "
+        "key=value pairs override recipe keys, or with --model set evaluator options (key=value for "
+        "every named evaluator, evaluators.N.key=value for the N-th). Reports go "
+        "to OUTPUT/<evaluator>-<protocol>/ (predictions.jsonl, results.json/.md/.png); OUTPUT "
+        "defaults to <output_dir>/eval for a recipe, RUN_DIR/eval/<checkpoint> for a run and "
+        "runs/eval-<name> for --model.",
         epilog=f"examples:\n{EXAMPLES}\nExit codes: 0 ok, 1 runtime failure, 2 usage or recipe error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("recipe", nargs="?", metavar="RECIPE|RUN_DIR", help="recipe TOML or training run directory")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--model", metavar="DIR", help="transformers checkpoint directory (model + processor): a plain one "
-                                                  "or a released GeoVR model (its extra modules are ignored)")
-    p.add_argument("--backbone", metavar="NAME",
-                   help="backbone component for --model (default: from config.json's model_type)")
-    p.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="backbone option for --model (repeatable), e.g. max_frames=128 or dtype=bfloat16")
-    p.add_argument("--evaluator", action="append", metavar="NAME",
-                   help="evaluator to run with --model or on a run instead of its recipe's (repeatable; default "
-                        "vsibench when --data is given, else synthetic_qa); key=value pairs then set its options")
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="transformers checkpoint directory (model + processor): a plain one "
+        "or a released GeoVR model (its extra modules are ignored)",
+    )
+    p.add_argument(
+        "--backbone", metavar="NAME", help="backbone component for --model (default: from config.json's model_type)"
+    )
+    p.add_argument(
+        "--backbone-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backbone option for --model (repeatable), e.g. max_frames=128 or dtype=bfloat16",
+    )
+    p.add_argument(
+        "--evaluator",
+        action="append",
+        metavar="NAME",
+        help="evaluator to run with --model or on a run instead of its recipe's (repeatable; default "
+        "vsibench when --data is given, else synthetic_qa); key=value pairs then set its options",
+    )
     p.add_argument("--data", metavar="DIR", help="VSI-Bench directory for --evaluator vsibench")
     p.add_argument("--only", action="append", metavar="NAME", help="with a recipe: run only these evaluators")
-    p.add_argument("--output", metavar="DIR", help="evaluation directory (default: <recipe output_dir>/eval, "
-                                                   "RUN_DIR/eval/<checkpoint>, or runs/eval-<model dir name>)")
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        help="evaluation directory (default: <recipe output_dir>/eval, "
+        "RUN_DIR/eval/<checkpoint>, or runs/eval-<model dir name>)",
+    )
     p.add_argument("--device", default=None, help="device (default: cuda if available, else cpu)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.set_defaults(func=run)
@@ -104,8 +123,10 @@ def backbone_for_checkpoint(model_dir: str, name: str | None = None) -> str:
     registry = get_registry()
     if ("backbone", model_type) in registry:
         return model_type
-    raise UsageError(f"{cfg}: no registered backbone for model_type {model_type!r}; pass --backbone NAME "
-                     f"(registered: {', '.join(registry.names('backbone')) or 'none'})")
+    raise UsageError(
+        f"{cfg}: no registered backbone for model_type {model_type!r}; pass --backbone NAME "
+        f"(registered: {', '.join(registry.names('backbone')) or 'none'})"
+    )
 
 
 def _model_mode(args) -> tuple[object, list[tuple[str, Evaluator]], str]:
@@ -122,7 +143,7 @@ def _model_mode(args) -> tuple[object, list[tuple[str, Evaluator]], str]:
     bb_options = {**_parse_options(args.backbone_option), "pretrained": str(args.model)}
     from geovr.train.released import is_released, quiet_unused_weights, unused_summary
 
-    if is_released(args.model):   # a released GeoVR directory: heads, tokens and teachers are not loaded
+    if is_released(args.model):  # a released GeoVR directory: heads, tokens and teachers are not loaded
         print(f"geovr: {unused_summary(args.model)}", file=sys.stderr)
         with quiet_unused_weights():
             ctx.backbone = registry.get("backbone", bb_name).build(bb_options, ctx)
@@ -157,11 +178,14 @@ def named_configs(args) -> list[tuple[str, object]]:
             continue
         index, _, option = rest.partition(".")
         if not index.isdigit() or not option or "." in option:
-            raise UsageError(f"option {key!r}: expected evaluators.N.OPTION=value (N = position among the "
-                             f"evaluators: {', '.join(f'{i}={n}' for i, n in enumerate(names))})")
+            raise UsageError(
+                f"option {key!r}: expected evaluators.N.OPTION=value (N = position among the "
+                f"evaluators: {', '.join(f'{i}={n}' for i, n in enumerate(names))})"
+            )
         if int(index) >= len(names):
-            raise UsageError(f"option {key!r}: there are {len(names)} evaluators ({', '.join(names)}); "
-                             f"indices start at 0")
+            raise UsageError(
+                f"option {key!r}: there are {len(names)} evaluators ({', '.join(names)}); indices start at 0"
+            )
         own[int(index)][option] = value
     out = []
     for name, options in zip(names, own, strict=True):
@@ -187,8 +211,10 @@ def _select(recipe, recipe_path, only) -> None:
         choices = [c for c in choices if c.component in set(only)]
     if not choices:
         have = ", ".join(c.component for c in recipe.evaluators) or "none"
-        raise UsageError(f"{recipe_path}: no evaluators to run (recipe [[evaluators]]: {have}"
-                         f"{'; --only ' + ', '.join(only) if only else ''})")
+        raise UsageError(
+            f"{recipe_path}: no evaluators to run (recipe [[evaluators]]: {have}"
+            f"{'; --only ' + ', '.join(only) if only else ''})"
+        )
     recipe.evaluators = choices
 
 
@@ -199,9 +225,13 @@ def _recipe_mode(args, recipe_path: str, overrides: list[str]) -> tuple[object, 
     _select(recipe, recipe_path, args.only)
     device = _device(args.device)
     print(f"geovr: building {recipe.name} on {device}", file=sys.stderr)
-    ctx = build(recipe, device=device, stages=("backbone", "evaluators"),
-                progress=lambda label: print(f"geovr:   {label}", file=sys.stderr))
-    evaluators = list(zip([c.component for c in recipe.evaluators], ctx.evaluators))
+    ctx = build(
+        recipe,
+        device=device,
+        stages=("backbone", "evaluators"),
+        progress=lambda label: print(f"geovr:   {label}", file=sys.stderr),
+    )
+    evaluators = list(zip([c.component for c in recipe.evaluators], ctx.evaluators, strict=False))
     return ctx.backbone, evaluators, args.output or str(Path(recipe.output_dir) / "eval")
 
 
@@ -226,7 +256,7 @@ def _run_dir_mode(args, run_dir: Path):
     if named:
         return backbone, _named_evaluators(args, ctx), output
     ctx = build(recipe, device=device, stages=("evaluators",), context=ctx)
-    return backbone, list(zip([c.component for c in recipe.evaluators], ctx.evaluators)), output
+    return backbone, list(zip([c.component for c in recipe.evaluators], ctx.evaluators, strict=False)), output
 
 
 def run(args) -> int:
@@ -246,8 +276,9 @@ def run(args) -> int:
         elif (d / "recipe.toml").is_file():
             backbone, evaluators, output = _run_dir_mode(args, d)
         else:
-            raise UsageError(f"{d}: neither a transformers checkpoint (config.json) nor a geovr run directory "
-                             f"(recipe.toml)")
+            raise UsageError(
+                f"{d}: neither a transformers checkpoint (config.json) nor a geovr run directory (recipe.toml)"
+            )
     else:
         backbone, evaluators, output = _recipe_mode(args, args.recipe, list(args.overrides))
 

@@ -120,10 +120,17 @@ def run_report(run_dir: str | Path) -> dict:
             metrics, chance = metrics_from_eval(cand)
         except DataError:
             continue
-        return {"arm": str(_recipe_value(d, "name") or d.name), "seed": _recipe_value(d, "seed"),
-                "run_dir": str(d), "metrics": metrics, "chance": chance}
-    raise DataError(f"{d}: not an evaluated run (no {RESULT_FILE} and no eval/*/results.json or probe.json; "
-                    f"run `geovr eval {d}` first)")
+        return {
+            "arm": str(_recipe_value(d, "name") or d.name),
+            "seed": _recipe_value(d, "seed"),
+            "run_dir": str(d),
+            "metrics": metrics,
+            "chance": chance,
+        }
+    raise DataError(
+        f"{d}: not an evaluated run (no {RESULT_FILE} and no eval/*/results.json or probe.json; "
+        f"run `geovr eval {d}` first)"
+    )
 
 
 def find_reports(paths: Iterable[str | Path]) -> list[dict]:
@@ -150,8 +157,10 @@ def group_reports(reports: Sequence[dict], by: str = "arm") -> dict[str, list[di
     for r in reports:
         value = r.get(by) if by in r else _recipe_value(Path(r["run_dir"]), by)
         if value is None:
-            raise UsageError(f"{r['run_dir']}: no value for --by {by!r} (a report field such as 'arm' or a "
-                             f"dotted recipe key such as 'trainer.lr')")
+            raise UsageError(
+                f"{r['run_dir']}: no value for --by {by!r} (a report field such as 'arm' or a "
+                f"dotted recipe key such as 'trainer.lr')"
+            )
         groups.setdefault(str(value), []).append(r)
     return groups
 
@@ -178,8 +187,9 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
     return {"mean": mean, "ci_low": float(lo), "ci_high": float(hi), "n": n}
 
 
-def compare(reports: Sequence[dict], *, by: str = "arm", baseline: str | None = None,
-            metrics: Sequence[str] | None = None) -> dict:
+def compare(
+    reports: Sequence[dict], *, by: str = "arm", baseline: str | None = None, metrics: Sequence[str] | None = None
+) -> dict:
     """The comparison document: ``{"baseline", "arms": {ARM: {METRIC: {mean, ci_low, ci_high, n}}},
     "diff": {ARM: {METRIC: {mean, ci_low, ci_high}}}}`` (differences arm − baseline, paired by seed,
     for every arm but the baseline). ``metrics``: which to include (default: every metric some run
@@ -192,8 +202,9 @@ def compare(reports: Sequence[dict], *, by: str = "arm", baseline: str | None = 
     if metrics is None:
         seen = dict.fromkeys(k for r in reports for k in r["metrics"])
         metrics = [m for m in HEADLINE if m in seen] + sorted(m for m in seen if m not in HEADLINE)
-    arms = {arm: {m: mean_ci([r["metrics"].get(m, math.nan) for r in rs]) for m in metrics}
-            for arm, rs in groups.items()}
+    arms = {
+        arm: {m: mean_ci([r["metrics"].get(m, math.nan) for r in rs]) for m in metrics} for arm, rs in groups.items()
+    }
     base = {r.get("seed"): r for r in groups[baseline]}
     diff: dict[str, dict] = {}
     for arm, rs in groups.items():
@@ -201,8 +212,11 @@ def compare(reports: Sequence[dict], *, by: str = "arm", baseline: str | None = 
             continue
         diff[arm] = {}
         for m in metrics:
-            d = [r["metrics"][m] - base[r.get("seed")]["metrics"][m] for r in rs
-                 if r.get("seed") in base and m in r["metrics"] and m in base[r.get("seed")]["metrics"]]
+            d = [
+                r["metrics"][m] - base[r.get("seed")]["metrics"][m]
+                for r in rs
+                if r.get("seed") in base and m in r["metrics"] and m in base[r.get("seed")]["metrics"]
+            ]
             s = mean_ci(d)
             diff[arm][m] = {"mean": s["mean"], "ci_low": s["ci_low"], "ci_high": s["ci_high"]}
     return {"baseline": baseline, "arms": arms, "diff": diff}
@@ -233,8 +247,13 @@ def _digits(metric: str) -> int:
     return 1 if metric.startswith("qa_") or metric.startswith("pose") else 3
 
 
-def markdown(doc: Mapping, *, metrics: Sequence[str] | None = None, chance: Mapping[str, float] | None = None,
-             extra_rows: Mapping[str, Mapping[str, float]] | None = None) -> str:
+def markdown(
+    doc: Mapping,
+    *,
+    metrics: Sequence[str] | None = None,
+    chance: Mapping[str, float] | None = None,
+    extra_rows: Mapping[str, Mapping[str, float]] | None = None,
+) -> str:
     """Two markdown tables: arms × metrics (mean ± half-width of the 95 % CI, n seeds) and the paired
     differences to the baseline with their intervals (``*`` = the interval excludes zero; ``better`` /
     ``worse`` read with each metric's direction). ``extra_rows``: reference rows such as the constant
@@ -248,14 +267,21 @@ def markdown(doc: Mapping, *, metrics: Sequence[str] | None = None, chance: Mapp
         mark = " (baseline)" if arm == doc["baseline"] else ""
         lines.append(f"| {arm}{mark} | {n} | " + " | ".join(_fmt(row.get(m, {}), _digits(m)) for m in metrics) + " |")
     for name, values in (extra_rows or {}).items():
-        lines.append(f"| *{name}* | | " + " | ".join(
-            "–" if values.get(m) is None else f"{values[m]:.{_digits(m)}f}" for m in metrics) + " |")
+        lines.append(
+            f"| *{name}* | | "
+            + " | ".join("–" if values.get(m) is None else f"{values[m]:.{_digits(m)}f}" for m in metrics)
+            + " |"
+        )
     if chance:
-        lines.append("| *chance* | | " + " | ".join(
-            f"{chance[m]:.1f}" if m in chance else "–" for m in metrics) + " |")
-    lines += ["", f"Paired difference to `{doc['baseline']}` (arm − baseline, mean [95 % CI] over seeds; "
-                  f"`*` = interval excludes zero):", "",
-              "| arm | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+        lines.append("| *chance* | | " + " | ".join(f"{chance[m]:.1f}" if m in chance else "–" for m in metrics) + " |")
+    lines += [
+        "",
+        f"Paired difference to `{doc['baseline']}` (arm − baseline, mean [95 % CI] over seeds; "
+        f"`*` = interval excludes zero):",
+        "",
+        "| arm | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
     for arm, row in doc["diff"].items():
         cells = []
         for m in metrics:
@@ -276,8 +302,13 @@ def markdown(doc: Mapping, *, metrics: Sequence[str] | None = None, chance: Mapp
     return "\n".join(lines) + "\n"
 
 
-def plot(doc: Mapping, path: str | Path, *, metrics: Sequence[str] | None = None,
-         extra_rows: Mapping[str, Mapping[str, float]] | None = None) -> Path | None:
+def plot(
+    doc: Mapping,
+    path: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    extra_rows: Mapping[str, Mapping[str, float]] | None = None,
+) -> Path | None:
     """One panel per metric: a bar per arm (mean) with its 95 % CI as an error bar; dashed lines for
     ``extra_rows`` (constant baseline, positive control). ``None`` (with a warning) without matplotlib."""
     try:
@@ -294,7 +325,7 @@ def plot(doc: Mapping, path: str | Path, *, metrics: Sequence[str] | None = None
     metrics = list(metrics or next(iter(doc["arms"].values())).keys())
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1, 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes[0], metrics, strict=False):
         means: list[float] = []
         errs: list[list[float]] = [[], []]
         for arm in arms:
@@ -326,8 +357,14 @@ def reference_rows(reports: Sequence[dict]) -> dict[str, dict[str, float]]:
     import numpy as np
 
     rows: dict[str, dict[str, float]] = {"constant baseline": {}, "positive control": {}}
-    for m in ("depth_absrel", "depth_delta1", "depth_aligned_absrel", "depth_aligned_delta1", "pose_error",
-              "translation_error"):
+    for m in (
+        "depth_absrel",
+        "depth_delta1",
+        "depth_aligned_absrel",
+        "depth_aligned_delta1",
+        "pose_error",
+        "translation_error",
+    ):
         for name, suffix in (("constant baseline", "_constant"), ("positive control", "_control")):
             vals = [r["metrics"][m + suffix] for r in reports if m + suffix in r["metrics"]]
             if vals:

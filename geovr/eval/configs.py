@@ -109,8 +109,10 @@ class VSIBenchConfig(_QAOptions):
     def check(self) -> list[str]:
         problems = _qa_problems(self)
         if not self.data_dir:
-            problems.append('data_dir must name the VSI-Bench directory (test.jsonl + {dataset}/{scene}.mp4), '
-                            'e.g. data_dir = "data/vsibench"')
+            problems.append(
+                "data_dir must name the VSI-Bench directory (test.jsonl + {dataset}/{scene}.mp4), "
+                'e.g. data_dir = "data/vsibench"'
+            )
         if self.num_frames is not None and self.num_frames < 1:  # None only before __attrs_post_init__
             problems.append(f"num_frames must be >= 1, got {self.num_frames}")
         return problems
@@ -173,8 +175,11 @@ class GeometryProbeConfig:
     def options(self) -> dict:
         """The dataset options actually used: for ``synthetic_rooms`` held-out scenes (seed 12345),
         ``num_samples`` videos and ground truth on, under ``dataset_options``."""
-        base = ({"num_samples": self.num_samples, "seed": 12345, "with_geometry": True}
-                if self.dataset == "synthetic_rooms" else {})
+        base = (
+            {"num_samples": self.num_samples, "seed": 12345, "with_geometry": True}
+            if self.dataset == "synthetic_rooms"
+            else {}
+        )
         return {**base, **self.dataset_options}
 
     def check(self) -> list[str]:

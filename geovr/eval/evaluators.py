@@ -36,8 +36,9 @@ class _QAEvaluator:
     def generation(self) -> dict:
         """The decoding options passed to ``backbone.generate``."""
         c = self.config
-        return generation_kwargs(c.protocol, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                                 top_p=c.top_p, top_k=c.top_k)
+        return generation_kwargs(
+            c.protocol, max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k
+        )
 
     def output_path(self, output_dir) -> Path:
         """Where this evaluator writes: ``output_dir / (output_subdir or <name>-<protocol>)``."""
@@ -69,10 +70,21 @@ class _QAEvaluator:
         c = self.config
         docs = self.docs()
         out = self.output_path(output_dir)
-        scores = run_qa(backbone, docs, self.load_frames, evaluator=self.name, protocol=c.protocol,
-                        output_dir=out, generation=self.generation, seed=self.seed,
-                        batch_size=c.batch_size, frame_size=c.frame_size, progress=c.progress, compare=c.compare,
-                        extra=self.info())
+        scores = run_qa(
+            backbone,
+            docs,
+            self.load_frames,
+            evaluator=self.name,
+            protocol=c.protocol,
+            output_dir=out,
+            generation=self.generation,
+            seed=self.seed,
+            batch_size=c.batch_size,
+            frame_size=c.frame_size,
+            progress=c.progress,
+            compare=c.compare,
+            extra=self.info(),
+        )
         from geovr.eval.probe import _is_main_process
         from geovr.eval.report import annotate_results
 
@@ -123,8 +135,12 @@ class VSIBenchEvaluator(_QAEvaluator):
         return self._cache[path]
 
     def info(self) -> dict:
-        return {"data_dir": str(self.config.data_dir), "records": self.config.records,
-                "video_dir": self.config.video_dir, "num_frames": self.config.num_frames}
+        return {
+            "data_dir": str(self.config.data_dir),
+            "records": self.config.records,
+            "video_dir": self.config.video_dir,
+            "num_frames": self.config.num_frames,
+        }
 
 
 class SyntheticQAEvaluator(_QAEvaluator):
@@ -166,11 +182,21 @@ class SyntheticQAEvaluator(_QAEvaluator):
             sid = str(s.get("sample_id", i))
             frames = torch.as_tensor(s["frames"]).float().mul(255).round().clamp(0, 255).to(torch.uint8)
             idx = s.get("frame_indices")
-            self._frames[sid] = (frames, torch.as_tensor(idx).long() if idx is not None
-                                 else torch.arange(frames.shape[0]))
-            docs.append({"id": sid, "dataset": self.config.dataset, "scene_name": str(s.get("scene_id", "")),
-                         "question_type": s["question_type"], "question": s["question"],
-                         "options": s.get("options"), "ground_truth": str(s["answer"])})
+            self._frames[sid] = (
+                frames,
+                torch.as_tensor(idx).long() if idx is not None else torch.arange(frames.shape[0]),
+            )
+            docs.append(
+                {
+                    "id": sid,
+                    "dataset": self.config.dataset,
+                    "scene_name": str(s.get("scene_id", "")),
+                    "question_type": s["question_type"],
+                    "question": s["question"],
+                    "options": s.get("options"),
+                    "ground_truth": str(s["answer"]),
+                }
+            )
         return docs
 
     def load_frames(self, doc: Mapping):

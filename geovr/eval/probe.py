@@ -65,7 +65,7 @@ def _ridge_path(Xs: np.ndarray, Yc: np.ndarray, ridges: Sequence[float]) -> list
         if math.isinf(lam):
             out.append(np.zeros((Xs.shape[1], Yc.shape[1])))
         else:
-            shrink = sv / (sv ** 2 + max(float(lam), 1e-10) * n)
+            shrink = sv / (sv**2 + max(float(lam), 1e-10) * n)
             out.append(Vt.T @ (shrink[:, None] * UtY))
     return out
 
@@ -81,8 +81,13 @@ def group_folds(groups: Sequence | np.ndarray, k: int) -> list[np.ndarray]:
     return [f == i for i in range(k)]
 
 
-def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence | np.ndarray, ridges: Sequence[float] = DEFAULT_RIDGES,
-                 folds: int = 5) -> tuple[float, np.ndarray]:
+def choose_ridge(
+    X: np.ndarray,
+    Y: np.ndarray,
+    groups: Sequence | np.ndarray,
+    ridges: Sequence[float] = DEFAULT_RIDGES,
+    folds: int = 5,
+) -> tuple[float, np.ndarray]:
     """Grouped K-fold cross-validation with the one-standard-error rule: the *largest* λ of ``ridges``
     whose mean validation MSE is within one standard error (over folds) of the lowest, and the mean
     validation MSE per λ. The rule prefers the constant (``inf``) unless the features beat it by more
@@ -107,8 +112,14 @@ def choose_ridge(X: np.ndarray, Y: np.ndarray, groups: Sequence | np.ndarray, ri
     return float(max(ridges[j] for j in ok)), mse
 
 
-def ridge_fit(X: np.ndarray, Y: np.ndarray, ridge: float | Sequence[float] = DEFAULT_RIDGES, *,
-              groups: Sequence | np.ndarray | None = None, folds: int = 5) -> dict:
+def ridge_fit(
+    X: np.ndarray,
+    Y: np.ndarray,
+    ridge: float | Sequence[float] = DEFAULT_RIDGES,
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    folds: int = 5,
+) -> dict:
     """Fit ``Y ≈ standardise(X) W + b`` (an intercept); X ``[N,D]``, Y ``[N,K]`` (or ``[N]``).
 
     ``ridge``: λ relative to N (``W = (XᵀX + λ·N·I)⁻¹ Xᵀy``; ``inf`` = constant), or a grid chosen from
@@ -126,8 +137,15 @@ def ridge_fit(X: np.ndarray, Y: np.ndarray, ridge: float | Sequence[float] = DEF
     Xs, mu, sd = _standardise(X)
     ym = Y.mean(0)
     (W,) = _ridge_path(Xs, Y - ym, [lam])
-    return {"W": W, "b": ym, "mu": mu, "sd": sd, "squeeze": squeeze, "ridge": lam,
-            "cv_mse": None if cv is None else cv.tolist()}
+    return {
+        "W": W,
+        "b": ym,
+        "mu": mu,
+        "sd": sd,
+        "squeeze": squeeze,
+        "ridge": lam,
+        "cv_mse": None if cv is None else cv.tolist(),
+    }
 
 
 def ridge_predict(probe: dict, X: np.ndarray) -> np.ndarray:
@@ -150,9 +168,17 @@ def _video_mean(values: np.ndarray, videos: Sequence | np.ndarray) -> np.ndarray
     return (sums / np.bincount(inv))[inv]
 
 
-def depth_probe(train_x: np.ndarray, train_depth: np.ndarray, test_x: np.ndarray, test_depth: np.ndarray,
-                ridge: float | Sequence[float] = DEFAULT_RIDGES, *, groups: Sequence | np.ndarray | None = None,
-                folds: int = 5, test_groups: Sequence | np.ndarray | None = None) -> dict[str, float]:
+def depth_probe(
+    train_x: np.ndarray,
+    train_depth: np.ndarray,
+    test_x: np.ndarray,
+    test_depth: np.ndarray,
+    ridge: float | Sequence[float] = DEFAULT_RIDGES,
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    folds: int = 5,
+    test_groups: Sequence | np.ndarray | None = None,
+) -> dict[str, float]:
     """Fit a log-depth probe on ``train_x [N,D]`` / ``train_depth [N]`` (metres, > 0; ``groups`` = scene
     of each row for the cross-validation) and score it on the test set. Returns ``absrel``, ``delta1``,
     ``ridge`` (chosen λ), ``cv_mse`` (best validation MSE of log depth) and the constant-prediction
@@ -168,16 +194,24 @@ def depth_probe(train_x: np.ndarray, train_depth: np.ndarray, test_x: np.ndarray
     pred = np.exp(np.clip(ridge_predict(probe, test_x), -10, 10))
     out = depth_metrics(pred, test_depth)
     const = depth_metrics(np.full_like(test_depth, math.exp(logd.mean()), dtype=np.float64), test_depth)
-    out.update(absrel_constant=const["absrel"], delta1_constant=const["delta1"], ridge=probe["ridge"],
-               cv_mse=min(probe["cv_mse"]) if probe["cv_mse"] else float("nan"))
+    out.update(
+        absrel_constant=const["absrel"],
+        delta1_constant=const["delta1"],
+        ridge=probe["ridge"],
+        cv_mse=min(probe["cv_mse"]) if probe["cv_mse"] else float("nan"),
+    )
     if groups is not None and test_groups is not None:
         rel = ridge_fit(train_x, logd - _video_mean(logd, groups), ridge, groups=groups, folds=folds)
         base = _video_mean(np.log(test_depth), test_groups)
         aligned = depth_metrics(np.exp(np.clip(ridge_predict(rel, test_x), -10, 10) + base), test_depth)
         flat = depth_metrics(np.exp(base), test_depth)
-        out.update(absrel_aligned=aligned["absrel"], delta1_aligned=aligned["delta1"],
-                   absrel_aligned_constant=flat["absrel"], delta1_aligned_constant=flat["delta1"],
-                   cv_mse_aligned=min(rel["cv_mse"]) if rel["cv_mse"] else float("nan"))
+        out.update(
+            absrel_aligned=aligned["absrel"],
+            delta1_aligned=aligned["delta1"],
+            absrel_aligned_constant=flat["absrel"],
+            delta1_aligned_constant=flat["delta1"],
+            cv_mse_aligned=min(rel["cv_mse"]) if rel["cv_mse"] else float("nan"),
+        )
     return out
 
 
@@ -196,10 +230,18 @@ def rotation_error_deg(R_pred: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip((tr - 1) / 2, -1.0, 1.0)))
 
 
-def rotation_probe(train_x: np.ndarray, train_R: np.ndarray, test_x: np.ndarray, test_R: np.ndarray,
-                   ridge: float | Sequence[float] = DEFAULT_RIDGES, *, groups: Sequence | None = None,
-                   folds: int = 5, train_t: np.ndarray | None = None,
-                   test_t: np.ndarray | None = None) -> dict[str, float]:
+def rotation_probe(
+    train_x: np.ndarray,
+    train_R: np.ndarray,
+    test_x: np.ndarray,
+    test_R: np.ndarray,
+    ridge: float | Sequence[float] = DEFAULT_RIDGES,
+    *,
+    groups: Sequence | None = None,
+    folds: int = 5,
+    train_t: np.ndarray | None = None,
+    test_t: np.ndarray | None = None,
+) -> dict[str, float]:
     """Fit relative rotations ``[N,3,3]`` (and, when given, relative camera centres ``[N,3]``, metres)
     from features ``[N,D]``. Returns the mean geodesic error (degrees) of the probe
     (``rotation_error_deg``), of the constant prediction (``rotation_error_constant_deg``: the training
@@ -212,16 +254,19 @@ def rotation_probe(train_x: np.ndarray, train_R: np.ndarray, test_x: np.ndarray,
     pred = project_so3(ridge_predict(probe, test_x).reshape(-1, 3, 3))
     ident = np.tile(np.eye(3), (len(test_R), 1, 1))
     mean_R = np.repeat(project_so3(train_R.mean(0, keepdims=True)), len(test_R), 0)
-    out = {"rotation_error_deg": float(rotation_error_deg(pred, test_R).mean()),
-           "rotation_error_constant_deg": float(rotation_error_deg(mean_R, test_R).mean()),
-           "rotation_error_identity_deg": float(rotation_error_deg(ident, test_R).mean()),
-           "ridge": probe["ridge"]}
+    out = {
+        "rotation_error_deg": float(rotation_error_deg(pred, test_R).mean()),
+        "rotation_error_constant_deg": float(rotation_error_deg(mean_R, test_R).mean()),
+        "rotation_error_identity_deg": float(rotation_error_deg(ident, test_R).mean()),
+        "ridge": probe["ridge"],
+    }
     if train_t is not None and test_t is not None:  # its own probe: its own λ
         probe_t = ridge_fit(train_x, train_t, ridge, groups=groups, folds=folds)
         test_t = np.asarray(test_t, dtype=np.float64)
         out["translation_error"] = float(np.linalg.norm(ridge_predict(probe_t, test_x) - test_t, axis=1).mean())
-        out["translation_error_constant"] = float(np.linalg.norm(
-            np.asarray(train_t, dtype=np.float64).mean(0) - test_t, axis=1).mean())
+        out["translation_error_constant"] = float(
+            np.linalg.norm(np.asarray(train_t, dtype=np.float64).mean(0) - test_t, axis=1).mean()
+        )
         out["translation_error_zero"] = float(np.linalg.norm(test_t, axis=1).mean())
         out["ridge_translation"] = probe_t["ridge"]
     return out
@@ -291,8 +336,14 @@ def default_layers(num_layers: int) -> list[int]:
 
 
 #: Direction of every headline metric: True = higher is better.
-HIGHER_IS_BETTER = {"depth_absrel": False, "depth_delta1": True, "depth_aligned_absrel": False,
-                    "depth_aligned_delta1": True, "pose_error": False, "translation_error": False}
+HIGHER_IS_BETTER = {
+    "depth_absrel": False,
+    "depth_delta1": True,
+    "depth_aligned_absrel": False,
+    "depth_aligned_delta1": True,
+    "pose_error": False,
+    "translation_error": False,
+}
 
 
 class GeometryProbe:
@@ -337,8 +388,9 @@ class GeometryProbe:
             samples = [ds[i] for i in range(start, min(n, start + bs))]
             batch = collate(samples)
             if batch.depth is None or batch.extrinsics is None:
-                raise DataError(f"geometry_probe: dataset {self.config.dataset!r} gives no ground-truth depth/"
-                                f"extrinsics")
+                raise DataError(
+                    f"geometry_probe: dataset {self.config.dataset!r} gives no ground-truth depth/extrinsics"
+                )
             with torch.no_grad():
                 out = backbone.forward(backbone.prepare(batch, with_answers=False), geometry=request)
             for b in range(batch.batch_size):
@@ -352,9 +404,17 @@ class GeometryProbe:
                 group = extr.shape[0] // grid[0]
                 used = extr[::group][: grid[0]]
                 scene = samples[b].get("scene_id", start + b)
-                videos.append({"scene": str(scene), "hidden": hidden, "camera": cam,
-                               "depth": patch_depth(batch.depth[b], grid), "rotations": relative_rotations(used),
-                               "centres": relative_centres(used), "pose_control": pose_control_features(used)})
+                videos.append(
+                    {
+                        "scene": str(scene),
+                        "hidden": hidden,
+                        "camera": cam,
+                        "depth": patch_depth(batch.depth[b], grid),
+                        "rotations": relative_rotations(used),
+                        "centres": relative_centres(used),
+                        "pose_control": pose_control_features(used),
+                    }
+                )
         return videos
 
     def split(self, videos: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -381,7 +441,7 @@ class GeometryProbe:
         try:
             videos = self.collect(backbone, layers)
         finally:
-            for p, f in zip(params, flags):
+            for p, f in zip(params, flags, strict=False):
                 p.requires_grad_(f)
             if was_training and hasattr(backbone, "train"):
                 backbone.train()
@@ -404,105 +464,175 @@ class GeometryProbe:
             per_layer[layer] = m
             results[f"depth_absrel_L{layer}"] = m["absrel"]
             results[f"depth_delta1_L{layer}"] = m["delta1"]
-        best = min(layers, key=lambda k: (per_layer[k]["cv_mse"] if math.isfinite(per_layer[k]["cv_mse"])
-                                          else math.inf, k))
+        best = min(
+            layers, key=lambda k: (per_layer[k]["cv_mse"] if math.isfinite(per_layer[k]["cv_mse"]) else math.inf, k)
+        )
         first = per_layer[layers[0]]
         ctl_tr = depth_rows(train, lambda v: depth_control_features(v["depth"]))
         ctl_te = depth_rows(test, lambda v: depth_control_features(v["depth"]))
-        ctl = depth_probe(ctl_tr[0], ctl_tr[1], ctl_te[0], ctl_te[1], self.ridges, groups=ctl_tr[2], folds=folds,
-                          test_groups=ctl_te[2])
-        best_al = min(layers, key=lambda k: (per_layer[k]["cv_mse_aligned"]
-                                             if math.isfinite(per_layer[k]["cv_mse_aligned"]) else math.inf, k))
-        results.update(depth_absrel=per_layer[best]["absrel"], depth_delta1=per_layer[best]["delta1"],
-                       depth_layer=float(best), depth_absrel_constant=first["absrel_constant"],
-                       depth_delta1_constant=first["delta1_constant"], depth_absrel_control=ctl["absrel"],
-                       depth_delta1_control=ctl["delta1"],
-                       depth_aligned_absrel=per_layer[best_al]["absrel_aligned"],
-                       depth_aligned_delta1=per_layer[best_al]["delta1_aligned"],
-                       depth_aligned_absrel_constant=first["absrel_aligned_constant"],
-                       depth_aligned_delta1_constant=first["delta1_aligned_constant"],
-                       depth_aligned_absrel_control=ctl["absrel_aligned"],
-                       depth_aligned_delta1_control=ctl["delta1_aligned"])
+        ctl = depth_probe(
+            ctl_tr[0],
+            ctl_tr[1],
+            ctl_te[0],
+            ctl_te[1],
+            self.ridges,
+            groups=ctl_tr[2],
+            folds=folds,
+            test_groups=ctl_te[2],
+        )
+        best_al = min(
+            layers,
+            key=lambda k: (
+                per_layer[k]["cv_mse_aligned"] if math.isfinite(per_layer[k]["cv_mse_aligned"]) else math.inf,
+                k,
+            ),
+        )
+        results.update(
+            depth_absrel=per_layer[best]["absrel"],
+            depth_delta1=per_layer[best]["delta1"],
+            depth_layer=float(best),
+            depth_absrel_constant=first["absrel_constant"],
+            depth_delta1_constant=first["delta1_constant"],
+            depth_absrel_control=ctl["absrel"],
+            depth_delta1_control=ctl["delta1"],
+            depth_aligned_absrel=per_layer[best_al]["absrel_aligned"],
+            depth_aligned_delta1=per_layer[best_al]["delta1_aligned"],
+            depth_aligned_absrel_constant=first["absrel_aligned_constant"],
+            depth_aligned_delta1_constant=first["delta1_aligned_constant"],
+            depth_aligned_absrel_control=ctl["absrel_aligned"],
+            depth_aligned_delta1_control=ctl["delta1_aligned"],
+        )
 
         def pairs(vs, key="camera"):
             x = np.concatenate([v[key][1:] if key == "camera" else v[key] for v in vs])
             g = np.concatenate([[v["scene"]] * len(v["rotations"]) for v in vs])
-            return (x, np.concatenate([v["rotations"] for v in vs]), g,
-                    np.concatenate([v["centres"] for v in vs]))
+            return (x, np.concatenate([v["rotations"] for v in vs]), g, np.concatenate([v["centres"] for v in vs]))
 
         pose = {}
         if all(len(v["camera"]) > 1 for v in videos):
             for key, tag in (("camera", ""), ("pose_control", "_control")):
                 xtr, rtr, gtr, ttr = pairs(train, key)
                 xte, rte, _, tte = pairs(test, key)
-                pose[tag] = rotation_probe(xtr, rtr, xte, rte, self.ridges, groups=gtr, folds=folds,
-                                           train_t=ttr, test_t=tte)
+                pose[tag] = rotation_probe(
+                    xtr, rtr, xte, rte, self.ridges, groups=gtr, folds=folds, train_t=ttr, test_t=tte
+                )
             m, ctl_p = pose[""], pose["_control"]
             # the constant baseline is the λ = ∞ probe (training mean), the prediction the probe falls back
             # to when its features hold nothing; identity / no motion are reported beside it
-            results.update(rotation_error_deg=m["rotation_error_deg"],
-                           rotation_error_identity_deg=m["rotation_error_identity_deg"],
-                           pose_error=m["rotation_error_deg"], pose_error_constant=m["rotation_error_constant_deg"],
-                           pose_error_identity=m["rotation_error_identity_deg"],
-                           pose_error_control=ctl_p["rotation_error_deg"], translation_error=m["translation_error"],
-                           translation_error_constant=m["translation_error_constant"],
-                           translation_error_zero=m["translation_error_zero"],
-                           translation_error_control=ctl_p["translation_error"])
+            results.update(
+                rotation_error_deg=m["rotation_error_deg"],
+                rotation_error_identity_deg=m["rotation_error_identity_deg"],
+                pose_error=m["rotation_error_deg"],
+                pose_error_constant=m["rotation_error_constant_deg"],
+                pose_error_identity=m["rotation_error_identity_deg"],
+                pose_error_control=ctl_p["rotation_error_deg"],
+                translation_error=m["translation_error"],
+                translation_error_constant=m["translation_error_constant"],
+                translation_error_zero=m["translation_error_zero"],
+                translation_error_control=ctl_p["translation_error"],
+            )
         if _is_main_process():
-            self.write(Path(output_dir or ".") / (c.output_subdir or "geometry_probe"), layers, per_layer,
-                       results, pose, n_train=len(train), n_test=len(test),
-                       scenes=(len({v["scene"] for v in train}), len({v["scene"] for v in test})))
+            self.write(
+                Path(output_dir or ".") / (c.output_subdir or "geometry_probe"),
+                layers,
+                per_layer,
+                results,
+                pose,
+                n_train=len(train),
+                n_test=len(test),
+                scenes=(len({v["scene"] for v in train}), len({v["scene"] for v in test})),
+            )
         return results
 
-    def write(self, out: Path, layers, per_layer, results, pose=None, *, n_train: int, n_test: int,
-              scenes: tuple[int, int] = (0, 0)) -> None:
+    def write(
+        self,
+        out: Path,
+        layers,
+        per_layer,
+        results,
+        pose=None,
+        *,
+        n_train: int,
+        n_test: int,
+        scenes: tuple[int, int] = (0, 0),
+    ) -> None:
         """``probe.json``, ``probe.md`` and ``probe.png`` (AbsRel and δ<1.25 per layer, baseline, control)."""
         out.mkdir(parents=True, exist_ok=True)
-        doc = {"evaluator": self.name, "layers": {str(k): v for k, v in per_layer.items()}, "results": results,
-               "pose": pose or {}, "videos": {"train": n_train, "test": n_test},
-               "scenes": {"train": scenes[0], "test": scenes[1]}, "ridge_grid": list(map(str, np.atleast_1d(
-                   np.asarray(self.ridges, dtype=float)))), "cv_folds": self.config.cv_folds,
-               "camera_tokens": self.config.camera_tokens, "higher_is_better": HIGHER_IS_BETTER}
+        doc = {
+            "evaluator": self.name,
+            "layers": {str(k): v for k, v in per_layer.items()},
+            "results": results,
+            "pose": pose or {},
+            "videos": {"train": n_train, "test": n_test},
+            "scenes": {"train": scenes[0], "test": scenes[1]},
+            "ridge_grid": list(map(str, np.atleast_1d(np.asarray(self.ridges, dtype=float)))),
+            "cv_folds": self.config.cv_folds,
+            "camera_tokens": self.config.camera_tokens,
+            "higher_is_better": HIGHER_IS_BETTER,
+        }
         (out / "probe.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         r = results
-        lines = ["## geometry_probe", "",
-                 f"videos: {n_train} fit / {n_test} held out ({scenes[0]} / {scenes[1]} scenes, split by scene); "
-                 f"ridge λ and the headline layer chosen by {self.config.cv_folds}-fold cross-validation over the "
-                 f"training scenes.", "",
-                 "| depth probe | AbsRel (lower is better) | δ<1.25 (higher is better) | λ |", "|---|---:|---:|---:|"]
-        lines += [f"| layer {k}{' (chosen)' if float(k) == r['depth_layer'] else ''} | {v['absrel']:.4f} | "
-                  f"{v['delta1']:.4f} | {v['ridge']:g} |" for k, v in per_layer.items()]
+        lines = [
+            "## geometry_probe",
+            "",
+            f"videos: {n_train} fit / {n_test} held out ({scenes[0]} / {scenes[1]} scenes, split by scene); "
+            f"ridge λ and the headline layer chosen by {self.config.cv_folds}-fold cross-validation over the "
+            f"training scenes.",
+            "",
+            "| depth probe | AbsRel (lower is better) | δ<1.25 (higher is better) | λ |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| layer {k}{' (chosen)' if float(k) == r['depth_layer'] else ''} | {v['absrel']:.4f} | "
+            f"{v['delta1']:.4f} | {v['ridge']:g} |"
+            for k, v in per_layer.items()
+        ]
         lines.append(f"| constant baseline | {r['depth_absrel_constant']:.4f} | {r['depth_delta1_constant']:.4f} | |")
-        lines.append(f"| positive control (GT-derived inputs) | {r['depth_absrel_control']:.4f} | "
-                     f"{r['depth_delta1_control']:.4f} | |")
-        lines += ["", "Scale-aligned depth (layout only: each held-out video's mean log depth added back):", "",
-                  "| depth probe, scale-aligned | AbsRel (lower is better) | δ<1.25 (higher is better) |",
-                  "|---|---:|---:|",
-                  f"| best layer by cross-validation | {r['depth_aligned_absrel']:.4f} | {r['depth_aligned_delta1']:.4f} |",
-                  f"| constant baseline (video mean) | {r['depth_aligned_absrel_constant']:.4f} | "
-                  f"{r['depth_aligned_delta1_constant']:.4f} |",
-                  f"| positive control | {r['depth_aligned_absrel_control']:.4f} | "
-                  f"{r['depth_aligned_delta1_control']:.4f} |"]
+        lines.append(
+            f"| positive control (GT-derived inputs) | {r['depth_absrel_control']:.4f} | "
+            f"{r['depth_delta1_control']:.4f} | |"
+        )
+        lines += [
+            "",
+            "Scale-aligned depth (layout only: each held-out video's mean log depth added back):",
+            "",
+            "| depth probe, scale-aligned | AbsRel (lower is better) | δ<1.25 (higher is better) |",
+            "|---|---:|---:|",
+            f"| best layer by cross-validation | {r['depth_aligned_absrel']:.4f} | {r['depth_aligned_delta1']:.4f} |",
+            f"| constant baseline (video mean) | {r['depth_aligned_absrel_constant']:.4f} | "
+            f"{r['depth_aligned_delta1_constant']:.4f} |",
+            f"| positive control | {r['depth_aligned_absrel_control']:.4f} | {r['depth_aligned_delta1_control']:.4f} |",
+        ]
         if "pose_error" in r:
-            lines += ["", "| relative pose probe | rotation error, deg (lower is better) | centre error, m (lower is "
-                      "better) |", "|---|---:|---:|",
-                      f"| camera states | {r['pose_error']:.3f} | {r['translation_error']:.3f} |",
-                      f"| constant baseline (training mean; the probe at λ = ∞) | {r['pose_error_constant']:.3f} | "
-                      f"{r['translation_error_constant']:.3f} |",
-                      f"| identity rotation, no motion | {r['pose_error_identity']:.3f} | "
-                      f"{r['translation_error_zero']:.3f} |",
-                      f"| positive control (GT-derived inputs) | {r['pose_error_control']:.3f} | "
-                      f"{r['translation_error_control']:.3f} |"]
+            lines += [
+                "",
+                "| relative pose probe | rotation error, deg (lower is better) | centre error, m (lower is better) |",
+                "|---|---:|---:|",
+                f"| camera states | {r['pose_error']:.3f} | {r['translation_error']:.3f} |",
+                f"| constant baseline (training mean; the probe at λ = ∞) | {r['pose_error_constant']:.3f} | "
+                f"{r['translation_error_constant']:.3f} |",
+                f"| identity rotation, no motion | {r['pose_error_identity']:.3f} | "
+                f"{r['translation_error_zero']:.3f} |",
+                f"| positive control (GT-derived inputs) | {r['pose_error_control']:.3f} | "
+                f"{r['translation_error_control']:.3f} |",
+            ]
         (out / "probe.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         from geovr.eval.report import bar_chart
 
-        series = {"AbsRel ↓": {f"L{k}": v["absrel"] for k, v in per_layer.items()},
-                  "δ<1.25 ↑": {f"L{k}": v["delta1"] for k, v in per_layer.items()}}
+        series = {
+            "AbsRel ↓": {f"L{k}": v["absrel"] for k, v in per_layer.items()},
+            "δ<1.25 ↑": {f"L{k}": v["delta1"] for k, v in per_layer.items()},
+        }
         for name, key in (("const", "constant"), ("control", "control")):
             series["AbsRel ↓"][name] = r[f"depth_absrel_{key}"]
             series["δ<1.25 ↑"][name] = r[f"depth_delta1_{key}"]
-        bar_chart(series, out / "probe.png", title="depth probes per layer (held-out scenes)",
-                  ylabel="AbsRel / δ<1.25", fmt="%.3f")
+        bar_chart(
+            series,
+            out / "probe.png",
+            title="depth probes per layer (held-out scenes)",
+            ylabel="AbsRel / δ<1.25",
+            fmt="%.3f",
+        )
 
 
 def _is_main_process() -> bool:

@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from geovr.eval.metrics import Protocol, check_protocol
-from geovr.eval.prompts import doc_prompt
 from geovr.data.jsonl import iter_jsonl
 from geovr.errors import DataError
+from geovr.eval.metrics import Protocol, check_protocol
+from geovr.eval.prompts import doc_prompt
 from geovr.eval.report import append_jsonl, write_results
 from geovr.eval.vsibench import aggregate, score_question, task_counts, task_of
 
@@ -34,15 +34,26 @@ PREDICTIONS = "predictions.jsonl"
 DEFAULT_MAX_NEW_TOKENS = 16
 
 
-def generation_kwargs(protocol: Protocol, *, max_new_tokens: int | None = None, temperature: float = 0.7,
-                      top_p: float = 0.8, top_k: int = 20) -> dict:
+def generation_kwargs(
+    protocol: Protocol,
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.7,
+    top_p: float = 0.8,
+    top_k: int = 20,
+) -> dict:
     """Decoding options of a protocol: greedy for ``lmms-eval``; sampling for ``geovr``."""
     check_protocol(protocol)
     n = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else int(max_new_tokens)
     if protocol == "lmms-eval":
         return {"max_new_tokens": n, "do_sample": False}
-    return {"max_new_tokens": n, "do_sample": True, "temperature": float(temperature), "top_p": float(top_p),
-            "top_k": int(top_k)}
+    return {
+        "max_new_tokens": n,
+        "do_sample": True,
+        "temperature": float(temperature),
+        "top_p": float(top_p),
+        "top_k": int(top_k),
+    }
 
 
 def batch_seed(seed: int, first_id: str) -> int:
@@ -58,8 +69,10 @@ def _answered(out: Path, prompts: Mapping[str, str]) -> dict[str, dict]:
             continue
         for where, row in iter_jsonl(path, truncated_tail_ok=True):
             if not isinstance(row.get("response"), str):
-                raise DataError(f"{where}: the prediction 'response' must be a string, got "
-                                f"{type(row.get('response')).__name__} {row.get('response')!r}")
+                raise DataError(
+                    f"{where}: the prediction 'response' must be a string, got "
+                    f"{type(row.get('response')).__name__} {row.get('response')!r}"
+                )
             rid = str(row.get("id"))
             if prompts.get(rid) == row.get("prompt"):
                 rows[rid] = row
@@ -87,15 +100,17 @@ def _check_settings(out: Path, settings: dict, *, write: bool) -> None:
             before = None
         if before != current:
             keys = sorted(k for k in set(current) | set(before or {}) if (before or {}).get(k) != current.get(k))
-            raise UsageError(f"{out} holds answers made with other settings ({', '.join(keys)} differ; see "
-                             f"{path}); evaluate into another directory (output_subdir / --output) or delete it")
+            raise UsageError(
+                f"{out} holds answers made with other settings ({', '.join(keys)} differ; see "
+                f"{path}); evaluate into another directory (output_subdir / --output) or delete it"
+            )
     if write:
         path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _batches(todo: Sequence[Mapping], size: int):
     for i in range(0, len(todo), size):
-        yield todo[i:i + size]
+        yield todo[i : i + size]
 
 
 def _make_batch(docs: Sequence[Mapping], loaded: Sequence[tuple], prompts: Mapping[str, str]):
@@ -146,20 +161,34 @@ def _answer(backbone, docs, load_frames, prompts, gen, seed, frame_size) -> list
             from geovr.errors import GeovrError
 
             raise GeovrError(f"backbone.generate returned {len(texts)} answers for {len(sub)} questions")
-        for d, t in zip(sub, texts):
+        for d, t in zip(sub, texts, strict=False):
             if not isinstance(t, str):
                 from geovr.errors import GeovrError
 
-                raise GeovrError(f"backbone.generate returned {type(t).__name__} {t!r} for question {d['id']!r}; "
-                                 f"a backbone must answer with strings")
-        out.update({d["id"]: t for d, t in zip(sub, texts)})
+                raise GeovrError(
+                    f"backbone.generate returned {type(t).__name__} {t!r} for question {d['id']!r}; "
+                    f"a backbone must answer with strings"
+                )
+        out.update({d["id"]: t for d, t in zip(sub, texts, strict=False)})
     return [out[d["id"]] for d in docs]
 
 
-def run_qa(backbone, docs: Sequence[Mapping], load_frames: FrameLoader, *, evaluator: str, protocol: Protocol,
-           output_dir: str | Path, generation: Mapping, seed: int = 0, batch_size: int = 1,
-           frame_size: Sequence[int] | None = None, progress: bool = True, compare: str | None = None,
-           extra: Mapping | None = None) -> dict[str, float]:
+def run_qa(
+    backbone,
+    docs: Sequence[Mapping],
+    load_frames: FrameLoader,
+    *,
+    evaluator: str,
+    protocol: Protocol,
+    output_dir: str | Path,
+    generation: Mapping,
+    seed: int = 0,
+    batch_size: int = 1,
+    frame_size: Sequence[int] | None = None,
+    progress: bool = True,
+    compare: str | None = None,
+    extra: Mapping | None = None,
+) -> dict[str, float]:
     """Answer, score and report ``docs`` (VSI-format records; see :mod:`geovr.eval.vsibench`).
 
     ``load_frames(doc)`` returns ``(frames [S,3,H,W] float in [0,1], frame_indices [S])`` and optionally a
@@ -179,9 +208,14 @@ def run_qa(backbone, docs: Sequence[Mapping], load_frames: FrameLoader, *, evalu
     prompts = {d["id"]: doc_prompt(d, protocol=protocol) for d in docs}
     state = _partial_state()
     multi = state is not None and state.num_processes > 1
-    settings = {"evaluator": evaluator, "protocol": protocol, "generation": dict(generation),
-                "seed": seed if generation.get("do_sample") else None,
-                "frame_size": list(frame_size) if frame_size is not None else None, **dict(extra or {})}
+    settings = {
+        "evaluator": evaluator,
+        "protocol": protocol,
+        "generation": dict(generation),
+        "seed": seed if generation.get("do_sample") else None,
+        "frame_size": list(frame_size) if frame_size is not None else None,
+        **dict(extra or {}),
+    }
     _check_settings(out, settings, write=not multi or state.is_main_process)
     done = _answered(out, prompts)
     todo = [d for d in docs if d["id"] not in done]
@@ -198,11 +232,20 @@ def run_qa(backbone, docs: Sequence[Mapping], load_frames: FrameLoader, *, evalu
         for chunk in _batches(mine, batch_size):
             texts = _answer(backbone, chunk, load_frames, prompts, dict(generation), seed, frame_size)
             rows = []
-            for d, text in zip(chunk, texts):
+            for d, text in zip(chunk, texts, strict=False):
                 parsed, s = score_question(d, text, protocol=protocol)
-                rows.append({"id": d["id"], "question_type": d["question_type"], "task": task_of(d["question_type"]),
-                             "prompt": prompts[d["id"]], "response": text, "parsed": parsed,
-                             "ground_truth": d["ground_truth"], "score": s})
+                rows.append(
+                    {
+                        "id": d["id"],
+                        "question_type": d["question_type"],
+                        "task": task_of(d["question_type"]),
+                        "prompt": prompts[d["id"]],
+                        "response": text,
+                        "parsed": parsed,
+                        "ground_truth": d["ground_truth"],
+                        "score": s,
+                    }
+                )
             append_jsonl(rank_file, rows)
             bar.update(len(chunk))
         bar.close()
@@ -228,8 +271,13 @@ def run_qa(backbone, docs: Sequence[Mapping], load_frames: FrameLoader, *, evalu
     qts = [d["question_type"] for d in scored]
     scores = aggregate(qts, per_q, protocol=protocol)
     if not multi or state.is_main_process:
-        info = {"protocol": protocol, "generation": dict(generation), "seed": seed, "num_questions": len(scored),
-                **dict(extra or {})}
+        info = {
+            "protocol": protocol,
+            "generation": dict(generation),
+            "seed": seed,
+            "num_questions": len(scored),
+            **dict(extra or {}),
+        }
         write_results(out, evaluator=evaluator, scores=scores, counts=task_counts(qts), extra=info, compare=compare)
     return scores
 

@@ -121,23 +121,33 @@ def annotate_results(output_dir: str | Path, docs: Sequence[Mapping], *, protoco
     mc = [(r, by_id[str(r["id"])]) for r in rows if is_multiple_choice(r["question_type"])]
     if mc:
         doc["multiple_choice"] = {
-            "n": len(mc), "score": 100.0 * sum(float(r["score"]) for r, _ in mc) / len(mc),
-            "chance": 100.0 * sum(1.0 / len(d["options"]) for _, d in mc if d.get("options")) / len(mc)}
+            "n": len(mc),
+            "score": 100.0 * sum(float(r["score"]) for r, _ in mc) / len(mc),
+            "chance": 100.0 * sum(1.0 / len(d["options"]) for _, d in mc if d.get("options")) / len(mc),
+        }
     doc["higher_is_better"] = True
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     title = f"{doc['evaluator']}" + (f" ({doc['protocol']} protocol)" if "protocol" in doc else "")
     text = markdown_table(doc["tasks"], title=title)
     if mc:
         m = doc["multiple_choice"]
-        text += (f"\nmultiple-choice questions: {m['n']}, accuracy {m['score']:.2f} (chance {m['chance']:.2f}); "
-                 f"numerical tasks are scored by mean relative accuracy (no chance level).\n")
+        text += (
+            f"\nmultiple-choice questions: {m['n']}, accuracy {m['score']:.2f} (chance {m['chance']:.2f}); "
+            f"numerical tasks are scored by mean relative accuracy (no chance level).\n"
+        )
     (out / "results.md").write_text(text, encoding="utf-8")
     return doc
 
 
-def write_results(output_dir: str | Path, *, evaluator: str, scores: Mapping[str, float],
-                  counts: Mapping[str, int], extra: Mapping | None = None,
-                  compare: str | Path | None = None) -> dict:
+def write_results(
+    output_dir: str | Path,
+    *,
+    evaluator: str,
+    scores: Mapping[str, float],
+    counts: Mapping[str, int],
+    extra: Mapping | None = None,
+    compare: str | Path | None = None,
+) -> dict:
     """Write ``results.json``, ``results.md`` and ``results.png`` (see the module docstring).
 
     ``compare``: another run's ``results.json`` (or its directory) drawn beside this one in the chart.
@@ -146,8 +156,12 @@ def write_results(output_dir: str | Path, *, evaluator: str, scores: Mapping[str
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = task_table(scores, counts)
-    doc = {"evaluator": evaluator, **dict(extra or {}), "scores": {k: _num(v) for k, v in scores.items()},
-           "tasks": rows}
+    doc = {
+        "evaluator": evaluator,
+        **dict(extra or {}),
+        "scores": {k: _num(v) for k, v in scores.items()},
+        "tasks": rows,
+    }
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     title = f"{evaluator}" + (f" ({extra['protocol']} protocol)" if extra and "protocol" in extra else "")
     (out / "results.md").write_text(markdown_table(rows, title=title), encoding="utf-8")
@@ -189,8 +203,14 @@ def _label(directory: Path, parts: int = 1) -> str:
     return "/".join(comps[-parts:]) if comps else str(directory)
 
 
-def bar_chart(series: Mapping[str, Mapping[str, float | None]], path: str | Path, *, title: str = "",
-              ylabel: str = "", fmt: str = "%.1f") -> Path | None:
+def bar_chart(
+    series: Mapping[str, Mapping[str, float | None]],
+    path: str | Path,
+    *,
+    title: str = "",
+    ylabel: str = "",
+    fmt: str = "%.1f",
+) -> Path | None:
     """Grouped bar chart: categories = keys of the first series, one bar per series (missing → no bar);
     ``fmt`` formats the value printed on each bar.
 
@@ -213,8 +233,12 @@ def bar_chart(series: Mapping[str, Mapping[str, float | None]], path: str | Path
     for j, name in enumerate(names):
         xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(cats))]
         ys = [series[name].get(c) for c in cats]
-        bars = ax.bar([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None], width,
-                      label=name)
+        bars = ax.bar(
+            [x for x, y in zip(xs, ys, strict=False) if y is not None],
+            [y for y in ys if y is not None],
+            width,
+            label=name,
+        )
         ax.bar_label(bars, fmt=fmt, fontsize=7)
     ax.set_xticks(range(len(cats)))
     ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=8)

@@ -23,18 +23,32 @@ from geovr.eval.metrics import Protocol, check_protocol, score_answer
 
 #: Report order of the 8 tasks (``overall`` = mean of these).
 TASKS: tuple[str, ...] = (
-    "object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation",
-    "object_rel_distance", "object_rel_direction", "route_planning", "obj_appearance_order",
+    "object_counting",
+    "object_abs_distance",
+    "object_size_estimation",
+    "room_size_estimation",
+    "object_rel_distance",
+    "object_rel_direction",
+    "route_planning",
+    "obj_appearance_order",
 )
-NUMERICAL_TASKS = frozenset({"object_counting", "object_abs_distance", "object_size_estimation",
-                             "room_size_estimation"})
+NUMERICAL_TASKS = frozenset(
+    {"object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation"}
+)
 CHOICE_TASKS = frozenset(TASKS) - NUMERICAL_TASKS
 DIRECTION_LEVELS = ("object_rel_direction_easy", "object_rel_direction_medium", "object_rel_direction_hard")
 QUESTION_TYPES = frozenset(TASKS) - {"object_rel_direction"} | set(DIRECTION_LEVELS)
 DOC_KEYS = ("id", "dataset", "scene_name", "question_type", "question", "options", "ground_truth")
 #: Field rules of a doc (:data:`geovr.data.jsonl.FIELD_RULES`).
-DOC_FIELDS = {"id": "id", "dataset": "str", "scene_name": "id", "question_type": "str", "question": "str",
-              "options": "options", "ground_truth": "answer"}
+DOC_FIELDS = {
+    "id": "id",
+    "dataset": "str",
+    "scene_name": "id",
+    "question_type": "str",
+    "question": "str",
+    "options": "options",
+    "ground_truth": "answer",
+}
 
 
 def task_of(question_type: str) -> str:
@@ -42,8 +56,9 @@ def task_of(question_type: str) -> str:
     if question_type in DIRECTION_LEVELS:
         return "object_rel_direction"
     if question_type not in QUESTION_TYPES:
-        raise DataError(f"unknown VSI-Bench question_type {question_type!r}; expected one of "
-                        f"{', '.join(sorted(QUESTION_TYPES))}")
+        raise DataError(
+            f"unknown VSI-Bench question_type {question_type!r}; expected one of {', '.join(sorted(QUESTION_TYPES))}"
+        )
     return question_type
 
 
@@ -54,8 +69,9 @@ def is_multiple_choice(question_type: str) -> bool:
 
 def score_question(doc: Mapping, response: str, *, protocol: Protocol) -> tuple[object, float]:
     """``(parsed answer, score in [0, 1])`` of one raw ``response`` to ``doc``."""
-    return score_answer(response, doc["ground_truth"], multiple_choice=is_multiple_choice(doc["question_type"]),
-                        protocol=protocol)
+    return score_answer(
+        response, doc["ground_truth"], multiple_choice=is_multiple_choice(doc["question_type"]), protocol=protocol
+    )
 
 
 def aggregate(question_types: Sequence[str], scores: Sequence[float], *, protocol: Protocol) -> dict[str, float]:
@@ -97,9 +113,10 @@ def score(docs: Sequence[Mapping], predictions: Sequence[str], *, protocol: Prot
         raise ValueError(f"score(): {len(docs)} docs but {len(predictions)} predictions")
     for i, p in enumerate(predictions):
         if not isinstance(p, str):
-            raise DataError(f"score(): prediction {i} (doc {docs[i].get('id')!r}) must be a string, got "
-                            f"{type(p).__name__} {p!r}")
-    per_question = [score_question(d, p, protocol=protocol)[1] for d, p in zip(docs, predictions)]
+            raise DataError(
+                f"score(): prediction {i} (doc {docs[i].get('id')!r}) must be a string, got {type(p).__name__} {p!r}"
+            )
+    per_question = [score_question(d, p, protocol=protocol)[1] for d, p in zip(docs, predictions, strict=False)]
     return aggregate([d["question_type"] for d in docs], per_question, protocol=protocol)
 
 
@@ -112,6 +129,7 @@ def task_counts(question_types: Sequence[str]) -> dict[str, int]:
 
 
 # -- loading --------------------------------------------------------------------------------------
+
 
 def _normalise(rec: Mapping, where: str) -> dict:
     """Check one record's fields and types (errors name ``where``) and return it as a doc."""
@@ -130,8 +148,10 @@ def _normalise(rec: Mapping, where: str) -> dict:
     if choice and not doc["options"]:
         raise DataError(f"{where}: multiple-choice question {doc['id']!r} ({doc['question_type']}) has no options")
     if choice and not isinstance(doc["ground_truth"], str):
-        raise DataError(f"{where}: 'ground_truth' of a multiple-choice question must be an option letter (a string), "
-                        f"got {doc['ground_truth']!r}")
+        raise DataError(
+            f"{where}: 'ground_truth' of a multiple-choice question must be an option letter (a string), "
+            f"got {doc['ground_truth']!r}"
+        )
     if not choice:
         positive_number(doc["ground_truth"], where)
     doc["id"] = str(doc["id"])
@@ -148,8 +168,9 @@ def _read_parquet(paths: Sequence[Path]) -> list[dict]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise DataError(f"{paths[0]}: reading parquet needs pyarrow (pip install pyarrow), or convert the "
-                        f"records to test.jsonl") from exc
+        raise DataError(
+            f"{paths[0]}: reading parquet needs pyarrow (pip install pyarrow), or convert the records to test.jsonl"
+        ) from exc
     docs = []
     for path in paths:
         for i, rec in enumerate(pq.read_table(path).to_pylist()):
@@ -167,8 +188,10 @@ def load_docs(data_dir: str | Path, records: str | None = None) -> list[dict]:
     """
     root = Path(data_dir)
     if not root.is_dir():
-        raise DataError(f"{root}: VSI-Bench data directory not found (expected test.jsonl or *.parquet and "
-                        f"{{dataset}}/{{scene_name}}.mp4 videos)")
+        raise DataError(
+            f"{root}: VSI-Bench data directory not found (expected test.jsonl or *.parquet and "
+            f"{{dataset}}/{{scene_name}}.mp4 videos)"
+        )
     if records is not None:
         path = Path(records) if Path(records).is_absolute() else root / records
         if not path.is_file():
@@ -181,8 +204,10 @@ def load_docs(data_dir: str | Path, records: str | None = None) -> list[dict]:
         raise DataError(f"{root}: neither test.jsonl nor any *.parquet file found")
     dirs = sorted({p.parent for p in parquets})
     if len(dirs) > 1:
-        raise DataError(f"{root}: parquet files in {len(dirs)} directories ({', '.join(str(d) for d in dirs[:4])}); "
-                        f"choose one with the evaluator option records = \"<file>\"")
+        raise DataError(
+            f"{root}: parquet files in {len(dirs)} directories ({', '.join(str(d) for d in dirs[:4])}); "
+            f'choose one with the evaluator option records = "<file>"'
+        )
     return _read_parquet(parquets)
 
 

@@ -17,8 +17,9 @@ from geovr.finite import nonfinite_options
 def _layer_problems(teacher_layers, student_layers, count: int | None) -> list[str]:
     problems = []
     if teacher_layers is not None and student_layers is not None and len(teacher_layers) != len(student_layers):
-        problems.append(f"teacher_layers {list(teacher_layers)} and student_layers {list(student_layers)} "
-                        f"must have the same length")
+        problems.append(
+            f"teacher_layers {list(teacher_layers)} and student_layers {list(student_layers)} must have the same length"
+        )
     if count is not None:
         for key, v in (("teacher_layers", teacher_layers), ("student_layers", student_layers)):
             if v is not None and len(v) != count:
@@ -51,7 +52,9 @@ class CameraPoseConfig:
         return frozenset({"pose_enc"})
 
     def check(self) -> list[str]:
-        return ([] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]) + nonfinite_options(self)
+        return ([] if self.hidden_dim > 0 else [f"hidden_dim must be > 0, got {self.hidden_dim}"]) + nonfinite_options(
+            self
+        )
 
 
 @attrs.define

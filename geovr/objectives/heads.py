@@ -25,8 +25,9 @@ class CameraHead(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 1536):
         super().__init__()
-        self.trunk = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(),
-                                   nn.Linear(hidden, hidden), nn.GELU())
+        self.trunk = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU()
+        )
         self.fc_T = nn.Linear(hidden, 3)
         self.fc_R = nn.Linear(hidden, 4)
         self.fc_FL = nn.Linear(hidden, 2)
@@ -78,8 +79,7 @@ def uv_grid(h: int, w: int, *, device=None, dtype=torch.float32) -> Tensor:
     return torch.stack([uu, vv], dim=-1)
 
 
-def uv_embedding(h: int, w: int, channels: int, *, omega0: float = 100.0, device=None,
-                 dtype=torch.float32) -> Tensor:
+def uv_embedding(h: int, w: int, channels: int, *, omega0: float = 100.0, device=None, dtype=torch.float32) -> Tensor:
     """Sin-cos embedding of :func:`uv_grid` → ``[channels,h,w]``: first half encodes u, second half v, each
     as ``[sin(p·ω_k), cos(p·ω_k)]`` with ``ω_k = omega0^(−k/K)``; computed for a multiple of 4 and cropped."""
     c4 = -(-channels // 4) * 4
@@ -134,8 +134,14 @@ class DPTHead(nn.Module):
     3×3 conv to 32, ReLU, 1×1 conv to ``out_channels``.
     """
 
-    def __init__(self, dim: int, channels: Sequence[int] = (256, 512, 1024, 1024), features: int = 256,
-                 out_channels: int = 1, pos_ratio: float = 0.1):
+    def __init__(
+        self,
+        dim: int,
+        channels: Sequence[int] = (256, 512, 1024, 1024),
+        features: int = 256,
+        out_channels: int = 1,
+        pos_ratio: float = 0.1,
+    ):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"DPTHead needs 4 level widths, got {list(channels)}")
@@ -143,8 +149,14 @@ class DPTHead(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in channels)
         self.projects = nn.ModuleList(nn.Conv2d(dim, c, 1) for c in channels)
         c0, c1, _, c3 = channels
-        self.resize = nn.ModuleList([nn.ConvTranspose2d(c0, c0, 4, stride=4), nn.ConvTranspose2d(c1, c1, 2, stride=2),
-                                     nn.Identity(), nn.Conv2d(c3, c3, 3, stride=2, padding=1)])
+        self.resize = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(c0, c0, 4, stride=4),
+                nn.ConvTranspose2d(c1, c1, 2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(c3, c3, 3, stride=2, padding=1),
+            ]
+        )
         self.layer_rn = nn.ModuleList(nn.Conv2d(c, features, 3, padding=1, bias=False) for c in channels)
         self.fusion = nn.ModuleList([FusionBlock(features) for _ in range(3)] + [FusionBlock(features, has_skip=False)])
         half = max(1, features // 2)
@@ -235,42 +247,61 @@ class DenseHead(nn.Module):
     Parameter names and shapes are the released head's, so its trained weights load with ``load_state_dict``.
     """
 
-    def __init__(self, dim_in: int, patch_size: int = 32, target_patch_size: int = 28, features: int = 256,
-                 out_channels: Sequence[int] = (256, 512, 1024, 1024), pos_ratio: float = 0.1):
+    def __init__(
+        self,
+        dim_in: int,
+        patch_size: int = 32,
+        target_patch_size: int = 28,
+        features: int = 256,
+        out_channels: Sequence[int] = (256, 512, 1024, 1024),
+        pos_ratio: float = 0.1,
+    ):
         super().__init__()
         out_channels = [int(c) for c in out_channels]
         if len(out_channels) != 4:
             raise ValueError(f"DenseHead needs 4 level widths, got {out_channels}")
         if patch_size % 4 or target_patch_size % 4:
-            raise ValueError(f"patch_size ({patch_size}) and target_patch_size ({target_patch_size}) must be "
-                             f"multiples of 4: the fused map is decoded from a quarter of a patch")
+            raise ValueError(
+                f"patch_size ({patch_size}) and target_patch_size ({target_patch_size}) must be "
+                f"multiples of 4: the fused map is decoded from a quarter of a patch"
+            )
         self.patch_size, self.target_patch_size = int(patch_size), int(target_patch_size)
         self.shuffle = self.target_patch_size // 4
         self.pos_ratio = pos_ratio
         self.norm = nn.LayerNorm(dim_in, eps=1e-5)
         self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, 1) for c in out_channels)
         c0, c1, _, c3 = out_channels
-        self.resize_layers = nn.ModuleList([nn.ConvTranspose2d(c0, c0, 4, stride=4),
-                                            nn.ConvTranspose2d(c1, c1, 2, stride=2), nn.Identity(),
-                                            nn.Conv2d(c3, c3, 3, stride=2, padding=1)])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(c0, c0, 4, stride=4),
+                nn.ConvTranspose2d(c1, c1, 2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(c3, c3, 3, stride=2, padding=1),
+            ]
+        )
         self.scratch = nn.Module()
         for i, c in enumerate(out_channels, start=1):
             setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
         for i in range(1, 5):
             setattr(self.scratch, f"refinenet{i}", _RefineBlock(features, has_skip=i < 4))
-        self.proj = nn.Conv2d(features, self.shuffle ** 2, 1)
+        self.proj = nn.Conv2d(features, self.shuffle**2, 1)
 
     def load_released(self, state_dict: dict[str, Tensor], prefix: str = "dpt_head.") -> None:
         """Load the head from a released checkpoint's state dict (keys ``<prefix><name>``; the released
         model stores it as ``dpt_head``). Raises ``ValueError`` naming missing / unexpected / mis-shaped keys."""
         own = self.state_dict()
-        sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        sub = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         missing, unexpected = sorted(set(own) - set(sub)), sorted(set(sub) - set(own))
-        shapes = [f"{k}: {tuple(sub[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(sub))
-                  if tuple(sub[k].shape) != tuple(own[k].shape)]
+        shapes = [
+            f"{k}: {tuple(sub[k].shape)} vs {tuple(own[k].shape)}"
+            for k in sorted(set(own) & set(sub))
+            if tuple(sub[k].shape) != tuple(own[k].shape)
+        ]
         if missing or unexpected or shapes:
-            raise ValueError(f"released dense head under {prefix!r} does not match: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}, shapes {shapes[:5]}")
+            raise ValueError(
+                f"released dense head under {prefix!r} does not match: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}, shapes {shapes[:5]}"
+            )
         self.load_state_dict(sub, strict=True)
 
     def _with_uv(self, x: Tensor, aspect: float) -> Tensor:
@@ -285,12 +316,15 @@ class DenseHead(nn.Module):
         h, w = H // self.patch_size, W // self.patch_size
         th, tw = TH // self.target_patch_size, TW // self.target_patch_size
         if th * self.target_patch_size != TH or tw * self.target_patch_size != TW or th < 1 or tw < 1:
-            raise ValueError(f"target_size {(TH, TW)} must be positive multiples of target_patch_size "
-                             f"{self.target_patch_size}")
+            raise ValueError(
+                f"target_size {(TH, TW)} must be positive multiples of target_patch_size {self.target_patch_size}"
+            )
         B, T, n, _ = hidden[0].shape
         if n != h * w:
-            raise ValueError(f"hidden states hold {n} tokens per frame but image_size {(H, W)} with patch_size "
-                             f"{self.patch_size} gives a {h}x{w} grid")
+            raise ValueError(
+                f"hidden states hold {n} tokens per frame but image_size {(H, W)} with patch_size "
+                f"{self.patch_size} gives a {h}x{w} grid"
+            )
         dtype = _dtype(self)
         levels = []
         for i, x in enumerate(hidden):

@@ -17,8 +17,9 @@ from torch import Tensor
 # -- camera -----------------------------------------------------------------------------------------
 
 
-def camera_pose_loss(pred: Tensor, target: Tensor, *, weights=(1.0, 1.0, 0.5), clamp: float = 100.0,
-                     quat_sign_invariant: bool = False) -> dict[str, Tensor]:
+def camera_pose_loss(
+    pred: Tensor, target: Tensor, *, weights=(1.0, 1.0, 0.5), clamp: float = 100.0, quat_sign_invariant: bool = False
+) -> dict[str, Tensor]:
     """L1 loss between pose encodings ``pred`` and ``target`` ``[B,S,9]`` (translation 3, quaternion 4,
     fov 2).
 
@@ -38,8 +39,12 @@ def camera_pose_loss(pred: Tensor, target: Tensor, *, weights=(1.0, 1.0, 0.5), c
         loss_R = (q - qt).abs().mean()
     loss_FL = (pred[..., 7:] - target[..., 7:]).abs().mean()
     w_T, w_R, w_FL = weights
-    return {"loss_T": loss_T, "loss_R": loss_R, "loss_FL": loss_FL,
-            "loss": w_T * loss_T + w_R * loss_R + w_FL * loss_FL}
+    return {
+        "loss_T": loss_T,
+        "loss_R": loss_R,
+        "loss_FL": loss_FL,
+        "loss": w_T * loss_T + w_R * loss_R + w_FL * loss_FL,
+    }
 
 
 def rotation_error_deg(q_pred: Tensor, q_target: Tensor) -> Tensor:
@@ -81,8 +86,9 @@ def quantile_filter(err: Tensor, keep: float = 0.98, *, min_elements: int = 1000
     return err[kept]
 
 
-def gradient_loss(diff: Tensor, mask: Tensor, scale: int, *, clamp: float = 100.0,
-                  min_valid: int = 10) -> Tensor | None:
+def gradient_loss(
+    diff: Tensor, mask: Tensor, scale: int, *, clamp: float = 100.0, min_valid: int = 10
+) -> Tensor | None:
     """One scale of the gradient-matching loss on one sample's ``diff = pred − target`` ``[S,H,W]``.
 
     The maps are subsampled with stride ``2**scale``; ``None`` (scale skipped) when fewer than
@@ -90,7 +96,7 @@ def gradient_loss(diff: Tensor, mask: Tensor, scale: int, *, clamp: float = 100.
     ``mean min(|∂x diff|, clamp) + mean min(|∂y diff|, clamp)``, each mean over the neighbour pairs whose
     two pixels are valid (a direction without pairs adds 0): the x and y terms are added, not averaged.
     """
-    step = 2 ** scale
+    step = 2**scale
     d, m = diff[..., ::step, ::step], mask[..., ::step, ::step]
     if int(m.sum()) < min_valid:
         return None
@@ -104,8 +110,9 @@ def gradient_loss(diff: Tensor, mask: Tensor, scale: int, *, clamp: float = 100.
     return out
 
 
-def multiscale_gradient_loss(pred: Tensor, target: Tensor, mask: Tensor, *, scales: int = 4,
-                             clamp: float = 100.0) -> Tensor:
+def multiscale_gradient_loss(
+    pred: Tensor, target: Tensor, mask: Tensor, *, scales: int = 4, clamp: float = 100.0
+) -> Tensor:
     """One sample's mean of :func:`gradient_loss` over the scales ``0..scales-1`` that are not skipped
     (0 when all are). ``pred``, ``target``, ``mask``: ``[S,H,W]``."""
     diff = torch.where(mask, pred - target, torch.zeros_like(pred))
@@ -113,10 +120,21 @@ def multiscale_gradient_loss(pred: Tensor, target: Tensor, mask: Tensor, *, scal
     return torch.stack(terms).mean() if terms else _zero(pred)
 
 
-def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, conf: Tensor | None = None, *,
-               keep_quantile: float = 0.98, min_elements: int = 1000, hard_max: float = 100.0,
-               grad_scales: int = 4, grad_weight: float = 1.0, clamp: float = 100.0, gamma: float = 1.0,
-               alpha: float = 0.2) -> dict[str, Tensor]:
+def depth_loss(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    conf: Tensor | None = None,
+    *,
+    keep_quantile: float = 0.98,
+    min_elements: int = 1000,
+    hard_max: float = 100.0,
+    grad_scales: int = 4,
+    grad_weight: float = 1.0,
+    clamp: float = 100.0,
+    gamma: float = 1.0,
+    alpha: float = 0.2,
+) -> dict[str, Tensor]:
     """The released depth loss between ``pred`` and ``target`` ``[B,S,H,W]``, computed per sample (one video)
     and averaged over the samples that have valid pixels.
 
@@ -136,6 +154,7 @@ def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, conf: T
         if not bool(v.any()):
             continue
         err = (pred[b] - target[b]).abs()[v]
+
         def filt(x: Tensor) -> Tensor:
             return quantile_filter(x, keep=keep_quantile, min_elements=min_elements, hard_max=hard_max)
 
@@ -152,8 +171,9 @@ def depth_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, conf: T
     return out
 
 
-def silog_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, lam: float = 0.85,
-               eps: float = 1e-6) -> dict[str, Tensor]:
+def silog_loss(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, *, lam: float = 0.85, eps: float = 1e-6
+) -> dict[str, Tensor]:
     """Scale-invariant log loss ``sqrt(mean(g²) − lam·mean(g)²)`` with ``g = log pred − log target`` over
     valid pixels (``[B,S,H,W]``; both clamped below at ``eps``). Returns ``loss_silog`` and ``loss``."""
     pred, target = pred.float(), target.detach().float()
@@ -166,8 +186,9 @@ def silog_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, lam:
     return {"loss_silog": loss, "loss": loss}
 
 
-def conf_depth_loss(pred: Tensor, conf: Tensor, target: Tensor, mask: Tensor | None = None, **options
-                    ) -> dict[str, Tensor]:
+def conf_depth_loss(
+    pred: Tensor, conf: Tensor, target: Tensor, mask: Tensor | None = None, **options
+) -> dict[str, Tensor]:
     """The released confidence variant: :func:`depth_loss` with the predicted confidence ``conf``
     ``[B,S,H,W]`` (> 0, e.g. ``1 + exp(·)``); returns ``loss_conf``, ``loss_reg``, ``loss_grad``, ``loss``."""
     return depth_loss(pred, target, mask, conf, **options)
@@ -181,8 +202,10 @@ def depth_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> d
     if not bool(valid.any()):
         return {"abs_rel": float("nan"), "delta1": float("nan")}
     p, t = pred[valid], target[valid]
-    return {"abs_rel": float(((p - t).abs() / t).mean()),
-            "delta1": float((torch.maximum(p / t, t / p) < 1.25).float().mean())}
+    return {
+        "abs_rel": float(((p - t).abs() / t).mean()),
+        "delta1": float((torch.maximum(p / t, t / p) < 1.25).float().mean()),
+    }
 
 
 # -- metric scale -----------------------------------------------------------------------------------
@@ -197,8 +220,9 @@ def median(values: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def focal_rescale(metric_depth: Tensor, intrinsics: Tensor, *, reference: float = 300.0,
-                  pixel_ratio: float = 1.0) -> Tensor:
+def focal_rescale(
+    metric_depth: Tensor, intrinsics: Tensor, *, reference: float = 300.0, pixel_ratio: float = 1.0
+) -> Tensor:
     """Depth of a model trained at a canonical focal length, turned into metres for the actual camera:
     ``metric_depth · f / reference`` with ``f = pixel_ratio · (fx + fy) / 2`` per frame from ``intrinsics``
     ``[B,S,3,3]`` (``pixel_ratio`` converts their pixels into the metric model's input pixels).
@@ -208,9 +232,16 @@ def focal_rescale(metric_depth: Tensor, intrinsics: Tensor, *, reference: float 
 
 
 @torch.no_grad()
-def scale_target(teacher_depth: Tensor, metric_depth: Tensor, teacher_conf: Tensor | None = None,
-                 valid: Tensor | None = None, *, min_metric: float = 0.01, min_teacher: float = 1e-3,
-                 sky_max_depth: float | None = None) -> Tensor:
+def scale_target(
+    teacher_depth: Tensor,
+    metric_depth: Tensor,
+    teacher_conf: Tensor | None = None,
+    valid: Tensor | None = None,
+    *,
+    min_metric: float = 0.01,
+    min_teacher: float = 1e-3,
+    sky_max_depth: float | None = None,
+) -> Tensor:
     """Per-video factor turning teacher depth into metres: least squares ``⟨m, d⟩ / ⟨d, d⟩`` → ``[B]``.
 
     ``teacher_depth`` d, ``metric_depth`` m, ``teacher_conf`` and ``valid`` (bool) are ``[B,S,H,W]``.

@@ -49,8 +49,10 @@ def per_sample(forward):
             n = len(student.camera)
         else:
             n = int(_need(student.scale, "student scale tokens", getattr(self, "name", "objective")).shape[0])
-        outs = [forward(self, student.sample(i), teacher.sample(i), batch.sample(i) if batch is not None else None)
-                for i in range(n)]
+        outs = [
+            forward(self, student.sample(i), teacher.sample(i), batch.sample(i) if batch is not None else None)
+            for i in range(n)
+        ]
         metrics = {k: sum(o.metrics[k] for o in outs) / n for k in outs[0].metrics if all(k in o.metrics for o in outs)}
         return ObjectiveOutput(torch.stack([o.loss for o in outs]).mean(), metrics)
 
@@ -70,8 +72,9 @@ def _backbone(context: BuildContext, name: str):
     return bb
 
 
-def resolve_layers(config, context: BuildContext, name: str, *,
-                   count: int | None = None) -> tuple[list[int] | None, list[int]]:
+def resolve_layers(
+    config, context: BuildContext, name: str, *, count: int | None = None
+) -> tuple[list[int] | None, list[int]]:
     """``(teacher_layers, student_layers)`` of an objective.
 
     Explicit ``config.student_layers`` win; otherwise teacher layers (``config.teacher_layers`` or the
@@ -87,8 +90,12 @@ def resolve_layers(config, context: BuildContext, name: str, *,
         s_layers = list(config.student_layers)
     elif t_layers:
         if teacher is None or not getattr(teacher, "num_layers", 0):
-            raise RecipeError([f"objective {name!r}: mapping teacher_layers needs a teacher with num_layers; "
-                               f"set student_layers instead"])
+            raise RecipeError(
+                [
+                    f"objective {name!r}: mapping teacher_layers needs a teacher with num_layers; "
+                    f"set student_layers instead"
+                ]
+            )
         problem = teacher_layers_problem(t_layers, teacher.num_layers)
         if problem:
             raise RecipeError([f"objective {name!r}: teacher_layers {problem}"])
@@ -124,8 +131,13 @@ class CameraPoseObjective(nn.Module):
         target = _need(teacher.pose_enc, "teacher pose_enc [B,S,9]", self.name)
         pred = self.head(cam)
         c = self.config
-        terms = L.camera_pose_loss(pred, target.to(pred.device), weights=(c.weight_T, c.weight_R, c.weight_FL),
-                                   clamp=c.clamp, quat_sign_invariant=c.quat_sign_invariant)
+        terms = L.camera_pose_loss(
+            pred,
+            target.to(pred.device),
+            weights=(c.weight_T, c.weight_R, c.weight_FL),
+            clamp=c.clamp,
+            quat_sign_invariant=c.quat_sign_invariant,
+        )
         metrics = {k: float(v.detach()) for k, v in terms.items()}
         metrics["rot_err_deg"] = float(L.rotation_error_deg(pred[..., 3:7], target[..., 3:7]))
         return ObjectiveOutput(terms["loss"], metrics)
@@ -146,19 +158,31 @@ class DepthObjective(nn.Module):
         self.student_needs = GeometryRequest(layers=self.layers)
         s = config.width_scale
         if config.head == "dense" and config.loss == "conf":
-            raise RecipeError(['objective \'depth\': loss = "conf" needs head = "dpt" (the dense head predicts '
-                               'no confidence)'])
+            raise RecipeError(
+                ['objective \'depth\': loss = "conf" needs head = "dpt" (the dense head predicts no confidence)']
+            )
         if config.head == "dense":
-            def width(c):   # the UV embedding needs multiples of 4
+
+            def width(c):  # the UV embedding needs multiples of 4
                 return max(4, 4 * round(c * s / 4))
 
-            self.head: DenseHead | DPTHead = DenseHead(hidden_size, config.patch_size, config.target_patch_size,
-                                  width(config.features), [width(c) for c in config.channels],
-                                  pos_ratio=config.pos_embed_ratio)
+            self.head: DenseHead | DPTHead = DenseHead(
+                hidden_size,
+                config.patch_size,
+                config.target_patch_size,
+                width(config.features),
+                [width(c) for c in config.channels],
+                pos_ratio=config.pos_embed_ratio,
+            )
         else:
             channels = [max(1, round(c * s)) for c in config.channels]
-            self.head = DPTHead(hidden_size, channels, max(2, round(config.features * s)),
-                                out_channels=2 if config.loss == "conf" else 1, pos_ratio=config.pos_embed_ratio)
+            self.head = DPTHead(
+                hidden_size,
+                channels,
+                max(2, round(config.features * s)),
+                out_channels=2 if config.loss == "conf" else 1,
+                pos_ratio=config.pos_embed_ratio,
+            )
 
     def predict(self, student: StudentOutput, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Depth ``[B,S,H,W]`` at ``size = (H, W)`` (> 0) and, for the ``conf`` loss, confidence ``1 + exp``
@@ -175,8 +199,9 @@ class DepthObjective(nn.Module):
             hidden = [g.reshape(B, S, h * w, g.shape[-1]) for g in grids]
             depth = self.head(hidden, image_size=(h * p, w * p), target_size=dec)
             if dec != (H, W):
-                depth = F.interpolate(depth.reshape(B * S, 1, *dec), size=(H, W), mode="bilinear",
-                                      align_corners=False).reshape(B, S, H, W)
+                depth = F.interpolate(
+                    depth.reshape(B * S, 1, *dec), size=(H, W), mode="bilinear", align_corners=False
+                ).reshape(B, S, H, W)
             return depth, None
         raw = self.head(grids, size)
         depth = torch.exp(raw[:, :, 0])
@@ -192,9 +217,19 @@ class DepthObjective(nn.Module):
         if c.loss == "silog":
             terms = L.silog_loss(pred, target, lam=c.silog_lambda)
         else:
-            terms = L.depth_loss(pred, target, conf=conf if c.loss == "conf" else None, keep_quantile=c.drop_quantile,
-                                 min_elements=c.min_elements, hard_max=c.hard_max, grad_scales=c.grad_scales,
-                                 grad_weight=c.grad_weight, clamp=c.clamp, gamma=c.conf_gamma, alpha=c.conf_alpha)
+            terms = L.depth_loss(
+                pred,
+                target,
+                conf=conf if c.loss == "conf" else None,
+                keep_quantile=c.drop_quantile,
+                min_elements=c.min_elements,
+                hard_max=c.hard_max,
+                grad_scales=c.grad_scales,
+                grad_weight=c.grad_weight,
+                clamp=c.clamp,
+                gamma=c.conf_gamma,
+                alpha=c.conf_alpha,
+            )
         metrics = {k: float(v.detach()) for k, v in terms.items()}
         metrics.update(L.depth_metrics(pred, target))
         return ObjectiveOutput(terms["loss"], metrics)
@@ -226,15 +261,22 @@ class MetricScaleObjective(nn.Module):
         size = tuple(depth.shape[-2:])
         if tuple(metric.shape[-2:]) != size:
             B, S = metric.shape[:2]
-            metric = F.interpolate(metric.reshape(B * S, 1, *metric.shape[-2:]).float(), size=size,
-                                   mode="nearest").reshape(B, S, *size)
+            metric = F.interpolate(
+                metric.reshape(B * S, 1, *metric.shape[-2:]).float(), size=size, mode="nearest"
+            ).reshape(B, S, *size)
         metric = metric.to(depth.device)
         if c.focal_rescale:
             K = _need(teacher.intrinsics, "teacher intrinsics [B,S,3,3] (focal_rescale)", self.name)
             ratio = 1.0 if c.metric_input_width is None else c.metric_input_width / size[1]
             metric = L.focal_rescale(metric, K, reference=c.focal_reference, pixel_ratio=ratio)
-        return L.scale_target(depth, metric, conf, min_metric=c.min_metric_depth, min_teacher=c.min_teacher_depth,
-                              sky_max_depth=c.sky_max_depth)
+        return L.scale_target(
+            depth,
+            metric,
+            conf,
+            min_metric=c.min_metric_depth,
+            min_teacher=c.min_teacher_depth,
+            sky_max_depth=c.sky_max_depth,
+        )
 
     @per_sample
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
@@ -247,10 +289,16 @@ class MetricScaleObjective(nn.Module):
             return ObjectiveOutput(loss, {"loss": 0.0, "valid_fraction": 0.0})
         loss = L.scale_loss(pred[ok], target[ok])
         ratio = pred.detach()[ok] / target[ok]
-        return ObjectiveOutput(loss, {"loss": float(loss.detach()), "scale_ratio_err": float((ratio - 1).abs().mean()),
-                                      "pred_scale": float(pred.detach()[ok].mean()),
-                                      "target_scale": float(target[ok].mean()),
-                                      "valid_fraction": float(ok.float().mean())})
+        return ObjectiveOutput(
+            loss,
+            {
+                "loss": float(loss.detach()),
+                "scale_ratio_err": float((ratio - 1).abs().mean()),
+                "pred_scale": float(pred.detach()[ok].mean()),
+                "target_scale": float(target[ok].mean()),
+                "valid_fraction": float(ok.float().mean()),
+            },
+        )
 
 
 class FeatureDistillObjective(nn.Module):
@@ -261,16 +309,26 @@ class FeatureDistillObjective(nn.Module):
 
     name = "feature_distill"
 
-    def __init__(self, config: FeatureDistillConfig, hidden_size: int, teacher_layers: list[int],
-                 student_layers: list[int], feature_dim: int):
+    def __init__(
+        self,
+        config: FeatureDistillConfig,
+        hidden_size: int,
+        teacher_layers: list[int],
+        student_layers: list[int],
+        feature_dim: int,
+    ):
         super().__init__()
         if len(teacher_layers) != len(student_layers):
-            raise RecipeError([f"feature_distill: teacher layers {teacher_layers} and student layers "
-                               f"{student_layers} differ in length"])
+            raise RecipeError(
+                [
+                    f"feature_distill: teacher layers {teacher_layers} and student layers "
+                    f"{student_layers} differ in length"
+                ]
+            )
         self.config = config
         self.weight = float(config.weight)
         self.requires = config.requires()
-        self.pairs = list(zip(teacher_layers, student_layers))
+        self.pairs = list(zip(teacher_layers, student_layers, strict=False))
         self.teacher_layers = tuple(teacher_layers)  # what the trainer must ask the teacher for
         self.student_needs = GeometryRequest(layers=student_layers)
         self.heads = nn.ModuleList(DistillHead(hidden_size, feature_dim, config.hidden_dim) for _ in self.pairs)
@@ -278,7 +336,7 @@ class FeatureDistillObjective(nn.Module):
     @per_sample
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch | None = None) -> ObjectiveOutput:
         losses, metrics = [], {}
-        for head, (t, s) in zip(self.heads, self.pairs):
+        for head, (t, s) in zip(self.heads, self.pairs, strict=False):
             feat = _need(teacher.features.get(t), f"teacher features of layer {t}", self.name)
             grid = _need(student.hidden.get(s), f"student hidden grid of layer {s}", self.name)
             pred = head(grid, tuple(feat.shape[2:4]))
@@ -322,5 +380,9 @@ def build_feature_distill(config: FeatureDistillConfig, context: BuildContext) -
     t_layers, s_layers = resolve_layers(config, context, "feature_distill")
     if not t_layers:
         raise RecipeError(["objective 'feature_distill': the teacher names no feature layers; set teacher_layers"])
-    return _to_device(FeatureDistillObjective(config, _backbone(context, "feature_distill").hidden_size,
-                                              t_layers, s_layers, teacher.feature_dim), context)
+    return _to_device(
+        FeatureDistillObjective(
+            config, _backbone(context, "feature_distill").hidden_size, t_layers, s_layers, teacher.feature_dim
+        ),
+        context,
+    )

@@ -8,8 +8,9 @@ from geovr.recipe.schema import Recipe
 STAGES = ("backbone", "teacher", "metric_teacher", "objectives", "data", "trainer", "evaluators", "callbacks")
 
 
-def build(recipe: Recipe, *, device: str = "cpu", stages=STAGES, context: BuildContext | None = None,
-          progress=None) -> BuildContext:
+def build(
+    recipe: Recipe, *, device: str = "cpu", stages=STAGES, context: BuildContext | None = None, progress=None
+) -> BuildContext:
     """Build the selected components; each factory sees what was built before it.
 
     First every selected component's ``preflight()`` (data files, checkpoint paths) runs; all problems

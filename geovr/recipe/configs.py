@@ -49,7 +49,7 @@ def check_type(value: Any, tp: Any) -> bool:
             return False
         args = [a for a in get_args(tp) if a is not Ellipsis]
         if origin is tuple and len(args) > 1 and Ellipsis not in get_args(tp):
-            return len(value) == len(args) and all(check_type(v, a) for v, a in zip(value, args))
+            return len(value) == len(args) and all(check_type(v, a) for v, a in zip(value, args, strict=False))
         return not args or all(check_type(v, args[0]) for v in value)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
@@ -94,8 +94,7 @@ def parse_component_config(spec, table: dict[str, Any], *, where: str | None = N
             problems.append(f"{where}: missing required option {key!r} for {spec.kind} {spec.name!r}")
         elif key in table and f.name in hints and not check_type(table[key], hints[f.name]):
             problems.append(
-                f"{where}.{key}: expected {_type_name(hints[f.name])}, got {table[key]!r} "
-                f"({type(table[key]).__name__})"
+                f"{where}.{key}: expected {_type_name(hints[f.name])}, got {table[key]!r} ({type(table[key]).__name__})"
             )
     if problems:
         raise RecipeError(problems)

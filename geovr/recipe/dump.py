@@ -38,8 +38,7 @@ def _is_table_array(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
 
 
-def to_toml(data: dict[str, Any], _prefix: str = "", *, notes: dict[str, str] | None = None,
-            _path: str = "") -> str:
+def to_toml(data: dict[str, Any], _prefix: str = "", *, notes: dict[str, str] | None = None, _path: str = "") -> str:
     """Render a TOML document from plain data (tables, arrays of tables, scalars; ``None`` is omitted).
 
     ``tomllib.loads(to_toml(d)) == d`` for any such ``d`` without ``None`` values. ``notes`` maps

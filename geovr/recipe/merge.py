@@ -102,8 +102,10 @@ def _merge_by_component(base: list[dict], over: list[dict], key: str) -> tuple[l
         name = _component(item)
         origin = next((v.origin for v in item.values() if isinstance(v, Leaf)), "the recipe")
         if name is None:
-            problems.append(f"{key}: entry {i} of {origin} has no component; in a recipe that extends another, "
-                            f"each [[{key}]] entry names the component it adds or updates")
+            problems.append(
+                f"{key}: entry {i} of {origin} has no component; in a recipe that extends another, "
+                f"each [[{key}]] entry names the component it adds or updates"
+            )
             continue
         n = seen.get(name, 0)
         seen[name] = n + 1
@@ -113,9 +115,11 @@ def _merge_by_component(base: list[dict], over: list[dict], key: str) -> tuple[l
             problems += more
         elif _enabled(item) is False:
             inherited = ", ".join(sorted({str(_component(b)) for b in base})) or "none"
-            problems.append(f"{key}: {origin} disables {name!r} (enabled = false), but the recipe it extends "
-                            f"has no{' further' if n else ''} [[{key}]] entry with that component "
-                            f"(inherited: {inherited})")
+            problems.append(
+                f"{key}: {origin} disables {name!r} (enabled = false), but the recipe it extends "
+                f"has no{' further' if n else ''} [[{key}]] entry with that component "
+                f"(inherited: {inherited})"
+            )
         else:
             out.append(copy.deepcopy(item))
     return out, problems

@@ -19,8 +19,11 @@ from pathlib import Path
 
 def looks_like_path(value: str) -> bool:
     """True for values that can only be a local path (``/x``, ``./x``, ``~/x``, ``a/b/c``, ``x.pt``)."""
-    return (value.startswith(("/", ".", "~")) or value.count("/") > 1
-            or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".json")))
+    return (
+        value.startswith(("/", ".", "~"))
+        or value.count("/") > 1
+        or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".json"))
+    )
 
 
 def missing_path(value: str | None, what: str, *, kind: str = "any") -> list[str]:
@@ -33,8 +36,13 @@ def missing_path(value: str | None, what: str, *, kind: str = "any") -> list[str
     return [] if ok else [f"{what}: {noun} not found: {p} (expected {what.split('.')[-1]} to name an existing {noun})"]
 
 
-def hf_cached(repo_id: str, filename: str | Sequence[str] | None = "config.json", *,
-              cache_dir: str | None = None, revision: str | None = None) -> bool:
+def hf_cached(
+    repo_id: str,
+    filename: str | Sequence[str] | None = "config.json",
+    *,
+    cache_dir: str | None = None,
+    revision: str | None = None,
+) -> bool:
     """True when the local Hugging Face cache holds ``repo_id`` (one of ``filename``, or any snapshot
     when ``filename`` is ``None``). Local look-up only: no network call, no retries.
 
@@ -54,14 +62,21 @@ def hf_cached(repo_id: str, filename: str | Sequence[str] | None = "config.json"
         from huggingface_hub import try_to_load_from_cache
 
         names = [filename] if isinstance(filename, str) else list(filename)
-        return any(isinstance(try_to_load_from_cache(repo_id, n, cache_dir=cache_dir, revision=revision), str)
-                   for n in names)
+        return any(
+            isinstance(try_to_load_from_cache(repo_id, n, cache_dir=cache_dir, revision=revision), str) for n in names
+        )
     except HFValidationError as exc:
         raise ValueError(str(exc)) from exc
 
 
-def checkpoint_source(value: str | None, what: str, *, filename: str | Sequence[str] | None = "config.json",
-                      cache_dir: str | None = None, revision: str | None = None) -> list[str]:
+def checkpoint_source(
+    value: str | None,
+    what: str,
+    *,
+    filename: str | Sequence[str] | None = "config.json",
+    cache_dir: str | None = None,
+    revision: str | None = None,
+) -> list[str]:
     """A checkpoint given as a local path or a Hugging Face id (``owner/name``).
 
     A path must exist. An id must be in the local Hugging Face cache (one of ``filename``; any
@@ -84,9 +99,11 @@ def checkpoint_source(value: str | None, what: str, *, filename: str | Sequence[
     except ValueError:
         return [f"{what}: {value!r} is neither an existing local path nor a Hugging Face id (owner/name)"]
     cache = cache_dir or constants.HF_HUB_CACHE
-    return [f"{what}: {value!r} is not a local path and the Hugging Face model {value!r} is not in the local "
-            f"cache ({cache}); download it first (`hf download {value}`{' --cache-dir ' + cache_dir if cache_dir else ''}) "
-            f"or name a local directory"]
+    return [
+        f"{what}: {value!r} is not a local path and the Hugging Face model {value!r} is not in the local "
+        f"cache ({cache}); download it first (`hf download {value}`{' --cache-dir ' + cache_dir if cache_dir else ''}) "
+        f"or name a local directory"
+    ]
 
 
 def run_preflight(choices) -> list[str]:

@@ -11,8 +11,20 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 TOP_LEVEL_KEYS = (
-    "schema", "name", "description", "seed", "output_dir", "extends",
-    "backbone", "teacher", "metric_teacher", "objectives", "data", "trainer", "evaluators", "callbacks",
+    "schema",
+    "name",
+    "description",
+    "seed",
+    "output_dir",
+    "extends",
+    "backbone",
+    "teacher",
+    "metric_teacher",
+    "objectives",
+    "data",
+    "trainer",
+    "evaluators",
+    "callbacks",
 )
 SINGLE_TABLES = {"backbone": "backbone", "teacher": "teacher", "metric_teacher": "teacher", "trainer": "trainer"}
 ARRAY_TABLES = {"objectives": "objective", "evaluators": "evaluator", "callbacks": "callback"}
@@ -24,12 +36,12 @@ DEFAULT_TRAINER = "accelerate"
 class ComponentChoice:
     """One component table of a recipe: where it sits, what it names, its validated config."""
 
-    where: str            # "backbone", "objectives.1", "data.train"
-    kind: str             # "backbone", "teacher", ...
-    component: str        # the name as written
+    where: str  # "backbone", "objectives.1", "data.train"
+    kind: str  # "backbone", "teacher", ...
+    component: str  # the name as written
     options: dict[str, Any]
-    spec: Any = None      # geovr.registry.ComponentSpec
-    config: Any = None    # the attrs config instance (or dict)
+    spec: Any = None  # geovr.registry.ComponentSpec
+    config: Any = None  # the attrs config instance (or dict)
 
     def build(self, context: BuildContext):
         """Call the registered factory with ``(config, context)``."""

@@ -16,19 +16,30 @@ from geovr.errors import GeovrError, RecipeError
 from geovr.recipe.configs import parse_component_config
 from geovr.recipe.load import apply_overrides_tree, load_tree
 from geovr.recipe.merge import drop_disabled, origins, plain
-from geovr.rules import requires_problem, teacher_layers_problem
 from geovr.recipe.schema import (
-    ARRAY_TABLES, DATA_SPLITS, DEFAULT_TRAINER, SCHEMA_VERSION, SINGLE_TABLES, TOP_LEVEL_KEYS,
-    ComponentChoice, Recipe,
+    ARRAY_TABLES,
+    DATA_SPLITS,
+    DEFAULT_TRAINER,
+    SCHEMA_VERSION,
+    SINGLE_TABLES,
+    TOP_LEVEL_KEYS,
+    ComponentChoice,
+    Recipe,
 )
+from geovr.rules import requires_problem, teacher_layers_problem
 
 if TYPE_CHECKING:
     from geovr.registry import Registry
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), *,
-                registry: Registry | None = None,
-                require_training: bool = False, preflight: bool = False) -> Recipe:
+def load_recipe(
+    path: str | os.PathLike,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    registry: Registry | None = None,
+    require_training: bool = False,
+    preflight: bool = False,
+) -> Recipe:
     """Read, override and validate a recipe file. Raises :class:`RecipeError` listing all problems.
 
     ``preflight=True`` also runs every component's machine checks (files, cached checkpoints; see
@@ -37,8 +48,14 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     problems += drop_disabled(tree)  # so override indices count the entries that remain
     tree, more = apply_overrides_tree(tree, list(overrides))
     problems += more + drop_disabled(tree)
-    recipe = validate(plain(tree), source=str(path), registry=registry, problems=problems,
-                      require_training=require_training, preflight=preflight)
+    recipe = validate(
+        plain(tree),
+        source=str(path),
+        registry=registry,
+        problems=problems,
+        require_training=require_training,
+        preflight=preflight,
+    )
     recipe.origins = origins(tree)
     return recipe
 
@@ -48,9 +65,15 @@ def _suggest(key: str, valid) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def validate(raw: dict[str, Any], *, source: str | None = None, registry: Registry | None = None,
-             problems: list[str] | None = None, require_training: bool = False,
-             preflight: bool = False) -> Recipe:
+def validate(
+    raw: dict[str, Any],
+    *,
+    source: str | None = None,
+    registry: Registry | None = None,
+    problems: list[str] | None = None,
+    require_training: bool = False,
+    preflight: bool = False,
+) -> Recipe:
     """Validate ``raw``; see the module docstring. ``require_training`` demands ``data.train``;
     ``preflight`` adds the machine checks of every component whose options parsed (the same checks
     :func:`geovr.recipe.build` runs before building)."""
@@ -94,8 +117,9 @@ def validate(raw: dict[str, Any], *, source: str | None = None, registry: Regist
 # -- structure -------------------------------------------------------------------------------------
 def structure_problems(raw: dict[str, Any]) -> list[str]:
     """Unknown top-level keys, the schema version and the types of the scalar keys."""
-    problems = [f"unknown top-level key {key!r}{_suggest(key, TOP_LEVEL_KEYS)}" for key in raw
-                if key not in TOP_LEVEL_KEYS]
+    problems = [
+        f"unknown top-level key {key!r}{_suggest(key, TOP_LEVEL_KEYS)}" for key in raw if key not in TOP_LEVEL_KEYS
+    ]
     schema = raw.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION:
         problems.append(f"schema: this geovr reads recipe schema {SCHEMA_VERSION}, got {schema!r}")
@@ -116,12 +140,12 @@ class _Chooser:
 
     def __call__(self, where: str, kind: str, table: Any) -> ComponentChoice | None:
         if not isinstance(table, dict):
-            self.problems.append(f"{where}: expected a table with component = \"<name>\", got {table!r}")
+            self.problems.append(f'{where}: expected a table with component = "<name>", got {table!r}')
             return None
         name = table.get("component")
         if not isinstance(name, str) or not name:
             known = ", ".join(self.registry.names(kind)) or "(none registered)"
-            self.problems.append(f"{where}: missing component = \"<name>\" (registered {kind}s: {known})")
+            self.problems.append(f'{where}: missing component = "<name>" (registered {kind}s: {known})')
             return None
         options = {k: v for k, v in table.items() if k != "component"}
         choice = ComponentChoice(where, kind, name, options)
@@ -144,7 +168,7 @@ def _choose_components(raw: dict[str, Any], choose: _Chooser, *, require_trainin
         if key in raw:
             choices[key] = choose(key, kind, raw[key])
     if "backbone" not in raw:
-        choose.problems.append("backbone: missing [backbone] table (e.g. component = \"qwen2_5_vl\")")
+        choose.problems.append('backbone: missing [backbone] table (e.g. component = "qwen2_5_vl")')
     if "trainer" not in raw and require_training:
         choices["trainer"] = choose("trainer", "trainer", {"component": DEFAULT_TRAINER})
     for key, kind in ARRAY_TABLES.items():
@@ -165,14 +189,13 @@ def _choose_data(raw: dict[str, Any], choose: _Chooser, *, require_training: boo
         data = {}
     for split, table in data.items():
         if split not in DATA_SPLITS:
-            choose.problems.append(f"data: unknown split {split!r}{_suggest(split, DATA_SPLITS)} "
-                                   f"(valid: train, eval)")
+            choose.problems.append(f"data: unknown split {split!r}{_suggest(split, DATA_SPLITS)} (valid: train, eval)")
             continue
         c = choose(f"data.{split}", "dataset", table)
         if c is not None:
             out[split] = c
     if require_training and "train" not in data:
-        choose.problems.append("data.train: missing [data.train] table (e.g. component = \"synthetic_rooms\")")
+        choose.problems.append('data.train: missing [data.train] table (e.g. component = "synthetic_rooms")')
     return out
 
 
@@ -195,8 +218,9 @@ def provides_problems(choices: dict[str, Any]) -> list[str]:
         fn = getattr(c.config, "requires", None)
         if c.config is None or not callable(fn):
             continue
-        problem = requires_problem(c.component, fn(), provided, teacher=teacher.component if teacher else None,
-                                   has_teacher=teacher is not None)
+        problem = requires_problem(
+            c.component, fn(), provided, teacher=teacher.component if teacher else None, has_teacher=teacher is not None
+        )
         if problem:
             problems.append(f"{c.where}: {problem}")
     return problems
@@ -212,8 +236,9 @@ def teacher_layer_problems(choices: dict[str, Any]) -> list[str]:
         return []
     problems = []
     for c in choices["objectives"]:
-        problem = teacher_layers_problem(getattr(c.config, "teacher_layers", None) or [], depth,
-                                         teacher=teacher.component)
+        problem = teacher_layers_problem(
+            getattr(c.config, "teacher_layers", None) or [], depth, teacher=teacher.component
+        )
         if problem:
             problems.append(f"{c.where}.teacher_layers: {problem}")
     return problems

@@ -58,7 +58,8 @@ class HFDepthTeacherConfig:
         """The depth model (and sky model, when set): a local directory, or an HF id in the local cache
         (no network)."""
         return checkpoint_source(self.model, "model", cache_dir=self.cache_dir) + (
-            checkpoint_source(self.sky_model, "sky_model", cache_dir=self.cache_dir) if self.sky_model else [])
+            checkpoint_source(self.sky_model, "sky_model", cache_dir=self.cache_dir) if self.sky_model else []
+        )
 
     def check(self) -> list[str]:
         problems = nonfinite_options(self)

@@ -39,9 +39,11 @@ def _resolve(name: str, cache_dir: str | None, what: str) -> str:
     try:  # resolve the cached snapshot first: loading by id may still probe the hub for optional files
         return snapshot_download(name, local_files_only=True, cache_dir=cache_dir)
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
-        raise GeovrError(f"hf_depth: {what} {name!r} is not in the local Hugging Face cache and downloads are "
-                         f"disabled; fetch it beforehand (huggingface-cli download {name}) or set it to "
-                         f"a local directory ({type(exc).__name__}: {exc})") from exc
+        raise GeovrError(
+            f"hf_depth: {what} {name!r} is not in the local Hugging Face cache and downloads are "
+            f"disabled; fetch it beforehand (huggingface-cli download {name}) or set it to "
+            f"a local directory ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def load_depth_model(name: str, *, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
@@ -58,13 +60,14 @@ def load_depth_model(name: str, *, dtype: torch.dtype = torch.float32, cache_dir
         model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True, dtype=dtype)
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"hf_depth: cannot load a depth model and image processor from {source!r} "
-                              f"(expected config.json, weights and preprocessor_config.json): {exc}") from exc
+        raise CheckpointError(
+            f"hf_depth: cannot load a depth model and image processor from {source!r} "
+            f"(expected config.json, weights and preprocessor_config.json): {exc}"
+        ) from exc
     return model, processor
 
 
-def load_sky_model(name: str, label: str = "sky", *, dtype: torch.dtype = torch.float32,
-                   cache_dir: str | None = None):
+def load_sky_model(name: str, label: str = "sky", *, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
     """``(model, image_processor, sky_ids)``: a transformers semantic-segmentation model
     (``AutoModelForSemanticSegmentation``, e.g. SegFormer on ADE20K) and the ids of its classes whose name
     contains ``label``. Raises :class:`CheckpointError` when it cannot be loaded or has no such class."""
@@ -75,13 +78,17 @@ def load_sky_model(name: str, label: str = "sky", *, dtype: torch.dtype = torch.
         model = AutoModelForSemanticSegmentation.from_pretrained(source, local_files_only=True, dtype=dtype)
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"hf_depth: cannot load a semantic-segmentation model and image processor from "
-                              f"{source!r} (sky_model): {exc}") from exc
+        raise CheckpointError(
+            f"hf_depth: cannot load a semantic-segmentation model and image processor from "
+            f"{source!r} (sky_model): {exc}"
+        ) from exc
     labels = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
     ids = sorted(k for k, v in labels.items() if label.lower() in v.lower())
     if not ids:
-        raise CheckpointError(f"hf_depth: sky_model {name!r} has no class named like {label!r} "
-                              f"(classes: {sorted(labels.values())[:20]}...)")
+        raise CheckpointError(
+            f"hf_depth: sky_model {name!r} has no class named like {label!r} "
+            f"(classes: {sorted(labels.values())[:20]}...)"
+        )
     return model, processor, ids
 
 
@@ -126,8 +133,10 @@ class HFDepthTeacher(nn.Module):
             return batch.intrinsics[..., 0, 0].to(device=device, dtype=torch.float32).reshape(B * S)
         if self.config.focal_px is not None:
             return torch.full((B * S,), float(self.config.focal_px), device=device)
-        raise GeovrError("hf_depth: reference_focal is set, so the frame focal length is needed: the batch has no "
-                         "intrinsics; set metric_teacher.focal_px (pixels at frame resolution)")
+        raise GeovrError(
+            "hf_depth: reference_focal is set, so the frame focal length is needed: the batch has no "
+            "intrinsics; set metric_teacher.focal_px (pixels at frame resolution)"
+        )
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor, layers=None, *, batch: Batch | None = None) -> TeacherOutput:
@@ -167,8 +176,9 @@ class HFDepthTeacher(nn.Module):
             if self.sky_model is not None:
                 states += [(f"sky.{k}", v) for k, v in self.sky_model.state_dict().items()]
             for name, t in sorted(states):
-                h.update(f"{name}{tuple(t.shape)}{float(t.double().sum()):.10e}{float(t.double().abs().sum()):.10e}"
-                         .encode())
+                h.update(
+                    f"{name}{tuple(t.shape)}{float(t.double().sum()):.10e}{float(t.double().abs().sum()):.10e}".encode()
+                )
             self._key = h.hexdigest()
         return self._key
 
@@ -186,7 +196,9 @@ def build(config: HFDepthTeacherConfig, context: BuildContext) -> HFDepthTeacher
 # --- sizing (geovr.sizing interface; called through HFDepthTeacherConfig) -----------------------------------
 
 #: model configs shipped with geovr: pretrained id (its last path part) → resource of geovr.teachers
-MODEL_CONFIGS = {"Depth-Anything-V2-Metric-Indoor-Large-hf": "model_configs/Depth-Anything-V2-Metric-Indoor-Large-hf.json"}
+MODEL_CONFIGS = {
+    "Depth-Anything-V2-Metric-Indoor-Large-hf": "model_configs/Depth-Anything-V2-Metric-Indoor-Large-hf.json"
+}
 
 
 def model_config_dict(model: str) -> dict:
@@ -194,9 +206,12 @@ def model_config_dict(model: str) -> dict:
     from geovr.sizing import model_config_json
 
     return model_config_json(
-        model, package="geovr.teachers", shipped=MODEL_CONFIGS,
+        model,
+        package="geovr.teachers",
+        shipped=MODEL_CONFIGS,
         missing=f"hf_depth: no shipped model config for model = {model!r} (shipped: {sorted(MODEL_CONFIGS)}); "
-                f"point model at a local checkpoint directory with a config.json")
+        f"point model at a local checkpoint directory with a config.json",
+    )
 
 
 def cache_layout(cfg, S: int, H: int, W: int, layers=()):
@@ -208,8 +223,11 @@ def cache_layout(cfg, S: int, H: int, W: int, layers=()):
     side, patch = int(bc.get("image_size", 518)), int(bc.get("patch_size", 14))
     dim, depth = int(bc.get("hidden_size", 1024)), int(bc.get("num_hidden_layers", 24))
     g = side // patch
-    return CacheLayout({"metric_depth": (S, H, W)}, vit_flops(g * g, S, dim, depth, mlp_ratio=float(bc.get("mlp_ratio", 4))),
-                       f"{bc.get('model_type', 'ViT')} backbone {dim}-d x {depth} @ {side} px")
+    return CacheLayout(
+        {"metric_depth": (S, H, W)},
+        vit_flops(g * g, S, dim, depth, mlp_ratio=float(bc.get("mlp_ratio", 4))),
+        f"{bc.get('model_type', 'ViT')} backbone {dim}-d x {depth} @ {side} px",
+    )
 
 
 def build_meta(cfg):

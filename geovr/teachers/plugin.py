@@ -9,5 +9,9 @@ from geovr.teachers.configs import HFDepthTeacherConfig
 
 @hookimpl
 def register_teachers(register):
-    register("hf_depth", "geovr.teachers.hf_depth:build", config=HFDepthTeacherConfig,
-             summary="metric depth from a transformers AutoModelForDepthEstimation checkpoint (local)")
+    register(
+        "hf_depth",
+        "geovr.teachers.hf_depth:build",
+        config=HFDepthTeacherConfig,
+        summary="metric depth from a transformers AutoModelForDepthEstimation checkpoint (local)",
+    )

@@ -15,8 +15,9 @@ from geovr.plugins import PluginHost, set_host
 
 
 @contextlib.contextmanager
-def registered(plugin: object, name: str | None = None, *, distribution: str | None = None,
-               isolated: bool = False) -> Iterator[PluginHost]:
+def registered(
+    plugin: object, name: str | None = None, *, distribution: str | None = None, isolated: bool = False
+) -> Iterator[PluginHost]:
     """Temporarily add ``plugin`` (a module or object with ``@hookimpl`` functions).
 
     With ``isolated=True`` the host contains only the built-ins and ``plugin`` (no entry points).
@@ -34,4 +35,3 @@ def registered(plugin: object, name: str | None = None, *, distribution: str | N
     finally:
         set_host(old)
         del old
-

@@ -7,7 +7,12 @@ the outputs it computed, so a test can make further assertions.
 from __future__ import annotations
 
 from geovr.protocols import (
-    TEACHER_OUTPUTS, Batch, GeometryRequest, ObjectiveOutput, StudentOutput, TeacherOutput,
+    TEACHER_OUTPUTS,
+    Batch,
+    GeometryRequest,
+    ObjectiveOutput,
+    StudentOutput,
+    TeacherOutput,
 )
 
 
@@ -40,13 +45,20 @@ def check_backbone(backbone, batch: Batch, *, layers=(1,), frozen_prefixes: tupl
     assert set(out.hidden) == set(req.layers), f"hidden layers {sorted(out.hidden)} != requested {req.layers}"
     for layer, grid in out.hidden.items():
         assert grid.ndim == 5 and grid.shape[:2] == (B, S) and grid.shape[-1] == D, (
-            f"hidden[{layer}] must be [B,S,h,w,D]=[{B},{S},h,w,{D}], got {tuple(grid.shape)}")
+            f"hidden[{layer}] must be [B,S,h,w,D]=[{B},{S},h,w,{D}], got {tuple(grid.shape)}"
+        )
     assert out.camera is not None and tuple(out.camera.shape) == (B, S, D), (
-        f"camera must be [B,S,D]=[{B},{S},{D}], got {None if out.camera is None else tuple(out.camera.shape)}")
+        f"camera must be [B,S,D]=[{B},{S},{D}], got {None if out.camera is None else tuple(out.camera.shape)}"
+    )
     assert out.scale is not None and tuple(out.scale.shape) == (B, D), (
-        f"scale must be [B,D]=[{B},{D}], got {None if out.scale is None else tuple(out.scale.shape)}")
-    loss = out.lm_loss + sum(g.float().mean() for g in out.hidden.values()) + out.camera.float().mean() \
+        f"scale must be [B,D]=[{B},{D}], got {None if out.scale is None else tuple(out.scale.shape)}"
+    )
+    loss = (
+        out.lm_loss
+        + sum(g.float().mean() for g in out.hidden.values())
+        + out.camera.float().mean()
         + out.scale.float().mean()
+    )
     loss.backward()
     groups = backbone.parameter_groups()
     assert set(groups) >= {"base", "new"}, f"parameter_groups() must have 'base' and 'new', got {sorted(groups)}"
@@ -63,8 +75,13 @@ def check_backbone(backbone, batch: Batch, *, layers=(1,), frozen_prefixes: tupl
             plain = backbone(inputs, geometry=GeometryRequest())
             hf_inputs = {k: v for k, v in inputs.items() if not k.startswith("_")}
             ref = model(**hf_inputs)
-        torch.testing.assert_close(plain.logits, ref.logits, rtol=0, atol=0,
-                                   msg="with no geometry requested the logits must equal the HF model's")
+        torch.testing.assert_close(
+            plain.logits,
+            ref.logits,
+            rtol=0,
+            atol=0,
+            msg="with no geometry requested the logits must equal the HF model's",
+        )
     return out
 
 
@@ -82,7 +99,9 @@ def check_teacher(teacher, frames, *, layers=None, batch: Batch | None = None) -
     assert isinstance(teacher.provides, frozenset), "provides must be a frozenset"
     assert teacher.provides <= TEACHER_OUTPUTS, f"unknown outputs {sorted(teacher.provides - TEACHER_OUTPUTS)}"
     layers = tuple(layers if layers is not None else teacher.layers)
-    assert all(0 <= layer < teacher.num_layers for layer in layers), f"layers {layers} outside 0..{teacher.num_layers - 1}"
+    assert all(0 <= layer < teacher.num_layers for layer in layers), (
+        f"layers {layers} outside 0..{teacher.num_layers - 1}"
+    )
     if hasattr(teacher, "parameters"):
         assert not any(p.requires_grad for p in teacher.parameters()), "teacher parameters must be frozen"
     out = teacher.encode(frames, layers) if batch is None else teacher.encode(frames, layers, batch=batch)
@@ -106,21 +125,24 @@ def check_teacher(teacher, frames, *, layers=None, batch: Batch | None = None) -
         assert set(out.features) == set(layers), f"features for {sorted(out.features)}, requested {layers}"
         for layer, f in out.features.items():
             assert f.ndim == 5 and f.shape[:2] == (B, S) and f.shape[-1] == teacher.feature_dim, (
-                f"features[{layer}] must be [B,S,h,w,{teacher.feature_dim}], got {tuple(f.shape)}")
+                f"features[{layer}] must be [B,S,h,w,{teacher.feature_dim}], got {tuple(f.shape)}"
+            )
     key = teacher.cache_key()
     assert isinstance(key, str) and key and key == teacher.cache_key(), "cache_key() must be a stable non-empty str"
     return out
 
 
-def check_objective(objective, student: StudentOutput, teacher: TeacherOutput, batch: Batch,
-                    *, provides: frozenset[str] | None = None) -> ObjectiveOutput:
+def check_objective(
+    objective, student: StudentOutput, teacher: TeacherOutput, batch: Batch, *, provides: frozenset[str] | None = None
+) -> ObjectiveOutput:
     """Check an objective: ``requires`` ⊆ TEACHER_OUTPUTS (and ⊆ ``provides`` if given); the
     GeometryRequest type; a finite differentiable scalar loss whose gradient reaches the objective's
     own parameters (its head) and never the teacher tensors; float metrics."""
     import torch
 
     assert isinstance(objective.requires, frozenset) and objective.requires <= TEACHER_OUTPUTS, (
-        f"requires must be a frozenset within {sorted(TEACHER_OUTPUTS)}")
+        f"requires must be a frozenset within {sorted(TEACHER_OUTPUTS)}"
+    )
     if provides is not None:
         assert objective.requires <= provides, f"requires {sorted(objective.requires - provides)} not provided"
     assert isinstance(objective.student_needs, GeometryRequest), "student_needs must be a GeometryRequest"

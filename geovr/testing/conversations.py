@@ -18,9 +18,14 @@ def tiny_conversation_batch(root: str | Path, *, image_size=(56, 56)):
     if not (root / "conversations.jsonl").is_file():
         synthesize(root, scenes=1, frames=8, size=(48, 64), seed=1, fps=4, progress=False)
         write_conversations(root)
-    ds = VideoConversationsDataset(VideoConversationsConfig(annotations=str(root / "conversations.jsonl"),
-                                                            video_root=str(root), image_size=list(image_size),
-                                                            max_frames=4))
+    ds = VideoConversationsDataset(
+        VideoConversationsConfig(
+            annotations=str(root / "conversations.jsonl"),
+            video_root=str(root),
+            image_size=list(image_size),
+            max_frames=4,
+        )
+    )
     samples = [ds[k] for k in range(len(ds))]
     multi = next(s for s in samples if len(s["conversations"]) == 4)
     single = next(s for s in samples if len(s["conversations"]) == 2)

@@ -9,8 +9,9 @@ import textwrap
 from pathlib import Path
 
 
-def make_distribution(root: Path, dist: str, module: str, source: str, *, ep_name: str | None = None,
-                      version: str = "1.0") -> Path:
+def make_distribution(
+    root: Path, dist: str, module: str, source: str, *, ep_name: str | None = None, version: str = "1.0"
+) -> Path:
     """Write an installed-looking distribution (``module.py`` + ``.dist-info`` with a ``geovr`` entry
     point) under ``root`` and return ``root`` (put it on ``sys.path``/``PYTHONPATH`` to "install" it)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -29,5 +30,6 @@ def run_cli(*args: str, env: dict | None = None, paths=(), cwd=None, timeout: fl
     full_env.update(env or {})
     if paths:
         full_env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), full_env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "geovr", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "geovr", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout
+    )

@@ -47,8 +47,11 @@ def golden_dir(name: str, where: str | Path | None = None, *, files: tuple[str, 
     path = resolve_golden(name, where, _depth=2)
     source = f"${ENV}={os.environ[ENV]!r}" if os.environ.get(ENV) else "the repository"
     if not path.is_dir():
-        pytest.fail(f"golden data {name!r} missing: {str(path)!r} is not a directory (looked in {source}; "
-                    f"the data is committed beside the tests that read it)", pytrace=False)
+        pytest.fail(
+            f"golden data {name!r} missing: {str(path)!r} is not a directory (looked in {source}; "
+            f"the data is committed beside the tests that read it)",
+            pytrace=False,
+        )
     missing = [f for f in files if not (path / f).is_file()]
     if missing:
         pytest.fail(f"golden data {name!r} in {str(path)!r} lacks {missing}", pytrace=False)

@@ -41,14 +41,19 @@ class TinyBackbone(nn.Module):
 
     Dropout makes training consume torch's RNG, so resume tests also cover RNG-state restoration."""
 
-    def __init__(self, hidden_size: int = 16, num_layers: int = 2, patch: int = 4, answer_len: int = 4,
-                 dropout: float = 0.1):
+    def __init__(
+        self, hidden_size: int = 16, num_layers: int = 2, patch: int = 4, answer_len: int = 4, dropout: float = 0.1
+    ):
         super().__init__()
         self.hidden_size, self.num_layers, self.patch, self.answer_len = hidden_size, num_layers, patch, answer_len
         self.embed = nn.Conv2d(3, hidden_size, patch, stride=patch)
         self.embed.requires_grad_(False)  # a frozen "vision tower"
-        self.layers = nn.ModuleList(nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, hidden_size),
-                                                  nn.GELU(), nn.Dropout(dropout)) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            nn.Sequential(
+                nn.LayerNorm(hidden_size), nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Dropout(dropout)
+            )
+            for _ in range(num_layers)
+        )
         self.lm_head = nn.Linear(hidden_size, VOCAB * answer_len)
         self.camera_token = nn.Parameter(torch.randn(hidden_size) * 0.02)
         self.scale_token = nn.Parameter(torch.randn(hidden_size) * 0.02)
@@ -62,9 +67,9 @@ class TinyBackbone(nn.Module):
         geometry = geometry if geometry is not None else GeometryRequest()
         frames, labels = inputs["frames"], inputs["labels"].to(inputs["frames"].device)
         B, S = frames.shape[:2]
-        x = self.embed(frames.flatten(0, 1))                         # [B*S,D,h,w]
+        x = self.embed(frames.flatten(0, 1))  # [B*S,D,h,w]
         h, w = x.shape[-2:]
-        x = x.flatten(2).transpose(1, 2)                             # [B*S,h*w,D]
+        x = x.flatten(2).transpose(1, 2)  # [B*S,h*w,D]
         states = [x]
         cam = self.camera_token.expand(B * S, 1, -1) if geometry.camera_tokens else None
         for layer in self.layers:
@@ -73,10 +78,13 @@ class TinyBackbone(nn.Module):
             x = x + layer(x)
             states.append(x)
         grids = {i: states[i].reshape(B, S, h, w, -1) for i in geometry.layers}
-        pooled = x.reshape(B, S * h * w, -1).mean(1)                 # [B,D]
+        pooled = x.reshape(B, S * h * w, -1).mean(1)  # [B,D]
         logits = self.lm_head(pooled).reshape(B, self.answer_len, VOCAB)
-        lm_loss = F.cross_entropy(logits.reshape(-1, VOCAB), labels.reshape(-1), ignore_index=-100) \
-            if bool((labels != -100).any()) else None
+        lm_loss = (
+            F.cross_entropy(logits.reshape(-1, VOCAB), labels.reshape(-1), ignore_index=-100)
+            if bool((labels != -100).any())
+            else None
+        )
         camera = cam.reshape(B, S, -1) if cam is not None else None
         scale = pooled + self.scale_token if geometry.scale_token else None
         return StudentOutput(lm_loss=lm_loss, logits=logits, hidden=grids, camera=camera, scale=scale)
@@ -96,8 +104,10 @@ class TinyBackbone(nn.Module):
         from safetensors.torch import save_file
 
         os.makedirs(path, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items() if not k.endswith("_token")},
-                  os.path.join(path, "model.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in self.state_dict().items() if not k.endswith("_token")},
+            os.path.join(path, "model.safetensors"),
+        )
 
 
 class TinyTeacher(nn.Module):
@@ -134,10 +144,10 @@ class TinyTeacher(nn.Module):
                 x = x + torch.tanh(block(x))
                 if i in layers:
                     feats[i] = x.permute(0, 2, 3, 1).reshape(B, S, x.shape[-2], x.shape[-1], -1)
-            small = F.avg_pool2d(frames.flatten(0, 1), 2)            # [B*S,3,H/2,W/2]
+            small = F.avg_pool2d(frames.flatten(0, 1), 2)  # [B*S,3,H/2,W/2]
             depth = (1.0 + small.mean(1) * 2).reshape(B, S, H // 2, W // 2)
             conf = (1.0 + small.std(1)).reshape(B, S, H // 2, W // 2)
-            m = frames.mean((3, 4))                                  # [B,S,3]
+            m = frames.mean((3, 4))  # [B,S,3]
             pose = torch.cat([m, m, m[..., :1], torch.ones(B, S, 2)], -1)  # [B,S,9]
         return TeacherOutput(features=feats, depth=depth, depth_conf=conf, pose_enc=pose)
 
@@ -176,15 +186,16 @@ class TinyFeatureObjective(_TinyObjective):
 
     requires = frozenset({"features"})
 
-    def __init__(self, hidden_size: int = 16, feature_dim: int = 8, layer: int = 1, teacher_layer: int = 2,
-                 weight: float = 1.0):
+    def __init__(
+        self, hidden_size: int = 16, feature_dim: int = 8, layer: int = 1, teacher_layer: int = 2, weight: float = 1.0
+    ):
         super().__init__("feature_distill", weight)
         self.layer, self.teacher_layers = layer, (teacher_layer,)
         self.student_needs = GeometryRequest(layers=(layer,))
         self.head = nn.Linear(hidden_size, feature_dim)
 
     def forward(self, student, teacher, batch) -> ObjectiveOutput:
-        pred = self.head(student.hidden[self.layer])                # [B,S,h,w,C]
+        pred = self.head(student.hidden[self.layer])  # [B,S,h,w,C]
         target = teacher.features[self.teacher_layers[0]]
         loss = F.mse_loss(pred, target)
         cos = F.cosine_similarity(pred.detach(), target, dim=-1).mean()
@@ -209,8 +220,10 @@ class TinyDepthObjective(_TinyObjective):
         pred = self.head(grid).reshape(B * S, 1, h, w)
         pred = F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
         loss = (pred.reshape_as(target) - target.log()).abs().mean()
-        return ObjectiveOutput(loss=loss, metrics={"abs_rel": float(((pred.detach().reshape_as(target).exp() - target).abs()
-                                                                   / target).mean())})
+        return ObjectiveOutput(
+            loss=loss,
+            metrics={"abs_rel": float(((pred.detach().reshape_as(target).exp() - target).abs() / target).mean())},
+        )
 
 
 class TinyCameraObjective(_TinyObjective):
@@ -241,32 +254,56 @@ class TinyVideos(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(self.seed * 100003 + i)
         low = torch.rand(self.frames, 3, 4, 4, generator=g)
         frames = F.interpolate(low, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return {"frames": frames.clamp(0, 1), "frame_indices": torch.arange(self.frames) * 3 + i % 3,
-                "question": f"how many objects in video {i}?", "options": None, "answer": str(i % 7),
-                "question_type": "object_counting", "scene_id": f"scene{i:03d}", "sample_id": f"tiny-{i:04d}"}
+        return {
+            "frames": frames.clamp(0, 1),
+            "frame_indices": torch.arange(self.frames) * 3 + i % 3,
+            "question": f"how many objects in video {i}?",
+            "options": None,
+            "answer": str(i % 7),
+            "question_type": "object_counting",
+            "scene_id": f"scene{i:03d}",
+            "sample_id": f"tiny-{i:04d}",
+        }
 
 
-def tiny_context(*, output_dir: str, n: int = 8, seed: int = 0, objectives=("feature", "depth", "camera"),
-                 teacher=None, metric_teacher=None):
+def tiny_context(
+    *,
+    output_dir: str,
+    n: int = 8,
+    seed: int = 0,
+    objectives=("feature", "depth", "camera"),
+    teacher=None,
+    metric_teacher=None,
+):
     """A :class:`geovr.protocols.BuildContext` with tiny backbone, teacher, objectives and data (seeded)."""
     from geovr.protocols import BuildContext
 
     torch.manual_seed(seed)
     backbone = TinyBackbone()
-    made = {"feature": lambda: TinyFeatureObjective(), "depth": lambda: TinyDepthObjective(),
-            "camera": lambda: TinyCameraObjective(),
-            "metric_depth": lambda: TinyDepthObjective(use_metric=True)}
+    made = {
+        "feature": lambda: TinyFeatureObjective(),
+        "depth": lambda: TinyDepthObjective(),
+        "camera": lambda: TinyCameraObjective(),
+        "metric_depth": lambda: TinyDepthObjective(use_metric=True),
+    }
     objs = [made[k]() for k in objectives]
-    for o, k in zip(objs, objectives):
+    for o, k in zip(objs, objectives, strict=False):
         if k == "metric_depth":
             o.name = "metric_depth"
-    return BuildContext(output_dir=output_dir, seed=seed, backbone=backbone,
-                        teacher=teacher if teacher is not None else TinyTeacher(),
-                        metric_teacher=metric_teacher, objectives=objs, datasets={"train": TinyVideos(n=n)})
+    return BuildContext(
+        output_dir=output_dir,
+        seed=seed,
+        backbone=backbone,
+        teacher=teacher if teacher is not None else TinyTeacher(),
+        metric_teacher=metric_teacher,
+        objectives=objs,
+        datasets={"train": TinyVideos(n=n)},
+    )
 
 
-def fixed_teacher_output(batch_size: int = 1, num_frames: int = 2, feature_dim: int = 8,
-                         layers: tuple[int, ...] = (3, 7, 11, 15)) -> TeacherOutput:
+def fixed_teacher_output(
+    batch_size: int = 1, num_frames: int = 2, feature_dim: int = 8, layers: tuple[int, ...] = (3, 7, 11, 15)
+) -> TeacherOutput:
     """A fixed teacher output to train objectives against (deterministic, seed 7): ``depth``
     ``[B,S,16,16]`` of a tilted plane (frame 1 is 1.5× farther), ``depth_conf`` ``[B,S,16,16]`` in [1, 2),
     ``pose_enc`` ``[B,S,9]`` (frame 0 identity, frame 1 translated and rotated, FoV 0.9 / 1.1),
@@ -281,6 +318,10 @@ def fixed_teacher_output(batch_size: int = 1, num_frames: int = 2, feature_dim: 
     pose[:, 1, :3] = torch.tensor([0.3, -0.2, 0.5])
     pose[:, 1, 3:7] = F.normalize(torch.tensor([0.1, 0.2, 0.0, 1.0]), dim=0)
     pose[..., 7:] = torch.tensor([0.9, 1.1])
-    return TeacherOutput(features={t: torch.randn(B, S, 2, 2, C, generator=g) for t in layers},
-                         depth=depth, depth_conf=torch.rand(B, S, 16, 16, generator=g) + 1.0, pose_enc=pose,
-                         metric_depth=depth * 2.7)
+    return TeacherOutput(
+        features={t: torch.randn(B, S, 2, 2, C, generator=g) for t in layers},
+        depth=depth,
+        depth_conf=torch.rand(B, S, 16, 16, generator=g) + 1.0,
+        pose_enc=pose,
+        metric_depth=depth * 2.7,
+    )

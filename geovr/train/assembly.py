@@ -136,17 +136,36 @@ def objective_problems(context: BuildContext) -> list[str]:
     depth = getattr(context.backbone, "num_layers", None)
     teacher_depth = getattr(context.teacher, "num_layers", None)
     problems = []
-    for i, (o, name) in enumerate(zip(context.objectives, objective_names(context.objectives))):
+    for i, (o, name) in enumerate(zip(context.objectives, objective_names(context.objectives), strict=False)):
         where = f"objectives.{i}"
-        problems += [f"{where} ({name}): missing attribute {attr!r} of the Objective protocol"
-                     for attr in ("weight", "student_needs", "requires") if not hasattr(o, attr)]
+        problems += [
+            f"{where} ({name}): missing attribute {attr!r} of the Objective protocol"
+            for attr in ("weight", "student_needs", "requires")
+            if not hasattr(o, attr)
+        ]
         found = [
-            (f"{where}.student_layers", depth is not None and student_layers_problem(
-                getattr(o, "student_needs", GeometryRequest()).layers, depth)),
-            (where, requires_problem(name, getattr(o, "requires", ()), provided, teacher=teacher_name,
-                                     has_teacher=context.teacher is not None)),
-            (f"{where}.teacher_layers", teacher_depth is not None and teacher_layers_problem(
-                getattr(o, "teacher_layers", None) or (), teacher_depth, teacher=teacher_name)),
+            (
+                f"{where}.student_layers",
+                depth is not None
+                and student_layers_problem(getattr(o, "student_needs", GeometryRequest()).layers, depth),
+            ),
+            (
+                where,
+                requires_problem(
+                    name,
+                    getattr(o, "requires", ()),
+                    provided,
+                    teacher=teacher_name,
+                    has_teacher=context.teacher is not None,
+                ),
+            ),
+            (
+                f"{where}.teacher_layers",
+                teacher_depth is not None
+                and teacher_layers_problem(
+                    getattr(o, "teacher_layers", None) or (), teacher_depth, teacher=teacher_name
+                ),
+            ),
         ]
         problems += [f"{place}: {problem}" for place, problem in found if problem]
     return problems

@@ -41,8 +41,9 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := STEP_DIR.match(p.name)) and (p / STATE_FILE).is_file()]
+    found = [
+        (int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and (p / STATE_FILE).is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -58,8 +59,10 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{p}: no such run or checkpoint directory")
     found = list_checkpoints(p)
     if not found:
-        raise CheckpointError(f"{p}: no complete checkpoint found (expected {checkpoint_root(p)}/step-*/"
-                              f"{STATE_FILE}); the run saved none yet, or this is not a run directory")
+        raise CheckpointError(
+            f"{p}: no complete checkpoint found (expected {checkpoint_root(p)}/step-*/"
+            f"{STATE_FILE}); the run saved none yet, or this is not a run directory"
+        )
     return found[-1]
 
 
@@ -99,9 +102,11 @@ def load_trainable(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *,
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
     if missing or unexpected:
-        raise CheckpointError(f"{where}: parameters do not match the model: missing {missing[:5]}"
-                              f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                              f"{'...' if len(unexpected) > 5 else ''} (was it trained with another recipe?)")
+        raise CheckpointError(
+            f"{where}: parameters do not match the model: missing {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''} (was it trained with another recipe?)"
+        )
     with torch.no_grad():
         for n, p in params.items():
             t = tensors[n]
@@ -120,9 +125,11 @@ def rng_state() -> dict:
     np_state = np.random.get_state(legacy=True)
     assert isinstance(np_state, tuple)  # the legacy (MT19937) form: (name, keys, pos, has_gauss, cached)
     py = random.getstate()
-    state = {"python": [py[0], list(py[1]), py[2]],
-             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-             "torch": torch.get_rng_state().tolist()}
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state().tolist(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
@@ -155,9 +162,18 @@ def _refuse_nonfinite(tensors: dict[str, torch.Tensor], where: str, action: str)
         raise CheckpointError(f"{where}: tensor {name!r} holds non-finite values (inf/nan); {action}")
 
 
-def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model: dict[str, torch.Tensor],
-                    objectives: dict[str, torch.Tensor], optimizer: dict, scheduler: dict, rng: list[dict],
-                    state: dict, keep_last: int = 0) -> Path:
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    *,
+    model: dict[str, torch.Tensor],
+    objectives: dict[str, torch.Tensor],
+    optimizer: dict,
+    scheduler: dict,
+    rng: list[dict],
+    state: dict,
+    keep_last: int = 0,
+) -> Path:
     """Write checkpoint ``step`` atomically, then delete all but the newest ``keep_last`` (0 = keep all).
 
     Files go to ``checkpoints/.tmp-step-…`` first; ``state.json`` is written last and the directory is
@@ -167,8 +183,11 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model: dict[str, t
     """
     root = checkpoint_root(run_dir)
     for tensors, fname in ((model, "model.safetensors"), (objectives, "objectives.safetensors")):
-        _refuse_nonfinite(tensors, f"{root}/step-{step:08d}/{fname}",
-                          "refusing to write a checkpoint with non-finite weights (the previous checkpoints are kept)")
+        _refuse_nonfinite(
+            tensors,
+            f"{root}/step-{step:08d}/{fname}",
+            "refusing to write a checkpoint with non-finite weights (the previous checkpoints are kept)",
+        )
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"

@@ -91,8 +91,11 @@ class AccelerateTrainerConfig:
     def preflight(self) -> list[str]:
         """An accelerate config file and an explicit resume directory must exist."""
         resume = self.resume if isinstance(self.resume, str) else None
-        return (missing_path(self.accelerate_config, "accelerate_config", kind="file")
-                + missing_path(resume, "resume", kind="dir") + missing_path(self.init_from, "init_from", kind="dir"))
+        return (
+            missing_path(self.accelerate_config, "accelerate_config", kind="file")
+            + missing_path(resume, "resume", kind="dir")
+            + missing_path(self.init_from, "init_from", kind="dir")
+        )
 
     def _global_batch_problems(self) -> list[str]:
         """``global_batch_size`` (0 = use ``grad_accum``) excludes ``grad_accum`` and divides by ``batch_size``."""
@@ -100,11 +103,14 @@ class AccelerateTrainerConfig:
             return [f"global_batch_size must be >= 0 (0 = use grad_accum), got {self.global_batch_size}"]
         problems = []
         if self.global_batch_size and self.grad_accum != 1:
-            problems.append(f"set either grad_accum ({self.grad_accum}) or global_batch_size "
-                            f"({self.global_batch_size}), not both: the accumulation follows from the global batch")
+            problems.append(
+                f"set either grad_accum ({self.grad_accum}) or global_batch_size "
+                f"({self.global_batch_size}), not both: the accumulation follows from the global batch"
+            )
         if self.global_batch_size and self.batch_size >= 1 and self.global_batch_size % self.batch_size:
-            problems.append(f"global_batch_size ({self.global_batch_size}) must be a multiple of batch_size "
-                            f"({self.batch_size})")
+            problems.append(
+                f"global_batch_size ({self.global_batch_size}) must be a multiple of batch_size ({self.batch_size})"
+            )
         return problems
 
     def check(self) -> list[str]:
@@ -114,8 +120,12 @@ class AccelerateTrainerConfig:
         for key, v in positive.items():
             if v < 1:
                 problems.append(f"{key} must be >= 1, got {v}")
-        for key, v in {"max_steps": self.max_steps, "save_every": self.save_every,
-                       "keep_last": self.keep_last, "num_workers": self.num_workers}.items():
+        for key, v in {
+            "max_steps": self.max_steps,
+            "save_every": self.save_every,
+            "keep_last": self.keep_last,
+            "num_workers": self.num_workers,
+        }.items():
             if v < 0:
                 problems.append(f"{key} must be >= 0, got {v}")
         problems += self._global_batch_problems()
@@ -150,9 +160,11 @@ class AccelerateTrainerConfig:
         if self.global_batch_size % per_step:
             from geovr.errors import GeovrError
 
-            raise GeovrError(f"trainer.global_batch_size = {self.global_batch_size} is not a multiple of batch_size "
-                             f"({self.batch_size}) × processes ({world_size}) = {per_step}; change batch_size or "
-                             f"the number of processes")
+            raise GeovrError(
+                f"trainer.global_batch_size = {self.global_batch_size} is not a multiple of batch_size "
+                f"({self.batch_size}) × processes ({world_size}) = {per_step}; change batch_size or "
+                f"the number of processes"
+            )
         return self.global_batch_size // per_step
 
     def for_world(self, world_size: int) -> AccelerateTrainerConfig:

@@ -20,8 +20,9 @@ from geovr.data.collate import collate
 class ShardedEpochSampler(Sampler[int]):
     """Indices of one epoch for one process, starting at sample ``start`` of this process's shard."""
 
-    def __init__(self, n: int, *, epoch: int, seed: int, shuffle: bool = True, world: int = 1, rank: int = 0,
-                 start: int = 0):
+    def __init__(
+        self, n: int, *, epoch: int, seed: int, shuffle: bool = True, world: int = 1, rank: int = 0, start: int = 0
+    ):
         self.n, self.epoch, self.seed, self.shuffle = n, epoch, seed, shuffle
         self.world, self.rank, self.start = world, rank, start
 
@@ -34,10 +35,10 @@ class ShardedEpochSampler(Sampler[int]):
             order = list(range(self.n))
         total = math.ceil(self.n / self.world) * self.world
         order = (order * math.ceil(total / self.n))[:total]
-        return order[self.rank::self.world]
+        return order[self.rank :: self.world]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.shard()[self.start:])
+        return iter(self.shard()[self.start :])
 
     def __len__(self) -> int:
         return max(0, math.ceil(self.n / self.world) - self.start)
@@ -48,8 +49,19 @@ def batches_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
     return math.ceil(math.ceil(n / world) / batch_size)
 
 
-def batch_stream(dataset, *, batch_size: int, seed: int, shuffle: bool, world: int, rank: int,
-                 num_workers: int = 0, epoch: int = 0, batch: int = 0, max_epochs: int | None = None):
+def batch_stream(
+    dataset,
+    *,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    world: int,
+    rank: int,
+    num_workers: int = 0,
+    epoch: int = 0,
+    batch: int = 0,
+    max_epochs: int | None = None,
+):
     """Yield ``(epoch, batch_index, Batch)`` from position ``(epoch, batch)`` on, epoch after epoch.
 
     A fresh DataLoader is made per epoch with a generator seeded from ``seed`` and the epoch, so worker
@@ -60,10 +72,17 @@ def batch_stream(dataset, *, batch_size: int, seed: int, shuffle: bool, world: i
     while max_epochs is None or epoch < max_epochs:
         if hasattr(dataset, "set_epoch"):  # mixtures draw epoch-dependent records (geovr.data.conversations)
             dataset.set_epoch(epoch)
-        sampler = ShardedEpochSampler(n, epoch=epoch, seed=seed, shuffle=shuffle, world=world, rank=rank,
-                                      start=batch * batch_size)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                            num_workers=num_workers, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        sampler = ShardedEpochSampler(
+            n, epoch=epoch, seed=seed, shuffle=shuffle, world=world, rank=rank, start=batch * batch_size
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=num_workers,
+            generator=torch.Generator().manual_seed(seed * 7919 + epoch),
+        )
         for i, b in enumerate(loader, start=batch):
             yield epoch, i, b
         epoch, batch = epoch + 1, 0

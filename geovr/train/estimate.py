@@ -49,7 +49,7 @@ def frame_shape(recipe, datasets=None) -> tuple[int, int, int, str]:
     in ``source``)."""
     data = recipe.data.get("train")
     cfg = data.config if data is not None else None
-    S = int(getattr(cfg, "num_frames", None) or getattr(cfg, "max_frames", None) or 8)   # rate-sampled data: its maximum
+    S = int(getattr(cfg, "num_frames", None) or getattr(cfg, "max_frames", None) or 8)  # rate-sampled data: its maximum
     size = getattr(cfg, "image_size", None)
     if size:
         return S, int(size[0]), int(size[1]), "data.train.image_size"
@@ -63,13 +63,26 @@ def frame_shape(recipe, datasets=None) -> tuple[int, int, int, str]:
                 return S, int(st.height), int(st.width), "first training video's header"
         except Exception:  # noqa: BLE001 (any unreadable video: fall back to the stated assumption)
             pass
-    return S, DEFAULT_FRAME_SIZE[0], DEFAULT_FRAME_SIZE[1], f"assumed {DEFAULT_FRAME_SIZE[0]}x{DEFAULT_FRAME_SIZE[1]} frames"
+    return (
+        S,
+        DEFAULT_FRAME_SIZE[0],
+        DEFAULT_FRAME_SIZE[1],
+        f"assumed {DEFAULT_FRAME_SIZE[0]}x{DEFAULT_FRAME_SIZE[1]} frames",
+    )
 
 
 def _header_bytes(names, pixel_key: str) -> int:
-    meta = {"format": "geovr-teacher-cache-2", "teacher_key": "0" * 64, "pixels": pixel_key,
-            "frame_indices": "[" + ", ".join(["000"] * 32) + "]", "frame_times": "[" + ", ".join(["00.000"] * 32) + "]",
-            "resolution": "0000x0000", "layers": "[0, 0, 0, 0]", "outputs": '["x", "x", "x", "x"]', "dtype": "float32"}
+    meta = {
+        "format": "geovr-teacher-cache-2",
+        "teacher_key": "0" * 64,
+        "pixels": pixel_key,
+        "frame_indices": "[" + ", ".join(["000"] * 32) + "]",
+        "frame_times": "[" + ", ".join(["00.000"] * 32) + "]",
+        "resolution": "0000x0000",
+        "layers": "[0, 0, 0, 0]",
+        "outputs": '["x", "x", "x", "x"]',
+        "dtype": "float32",
+    }
     per_tensor = 70
     return 8 + len(json.dumps({"__metadata__": meta})) + sum(per_tensor + len(n) for n in names)
 
@@ -93,12 +106,16 @@ def estimate_cache(recipe, *, datasets=None, entries: int | None = None, config=
     pixel_key = "x" * 200
     if entries is None:
         if ds is None:
-            raise DataError("cannot count cache entries: the training data is not available here; pass the number "
-                            "of distinct videos x frame choices (`geovr cache RECIPE --estimate --entries N`)")
+            raise DataError(
+                "cannot count cache entries: the training data is not available here; pass the number "
+                "of distinct videos x frame choices (`geovr cache RECIPE --estimate --entries N`)"
+            )
         groups = unique_groups(ds)
         entries = len(groups)
-        notes.append(f"{entries} distinct entries among {len(ds)} samples"
-                     + ("" if callable(getattr(ds, "pixel_key", None)) else " (no pixel_key: one per sample)"))
+        notes.append(
+            f"{entries} distinct entries among {len(ds)} samples"
+            + ("" if callable(getattr(ds, "pixel_key", None)) else " (no pixel_key: one per sample)")
+        )
         if groups and callable(getattr(ds, "pixel_key", None)):
             pixel_key = groups[0][0]
     else:
@@ -121,10 +138,19 @@ def estimate_cache(recipe, *, datasets=None, entries: int | None = None, config=
         notes.append(f"{role} {choice.component}: {note}")
     per_entry = sum(sum(g.values()) for g in per_teacher.values())
     seconds = flops * entries / (tflops * 1e12)
-    return {"entries": int(entries), "bytes_per_entry": int(per_entry), "bytes_by_output": per_teacher,
-            "total_bytes": int(per_entry * entries), "cache_outputs": sorted(outputs), "cache_dtype": dtype,
-            "teacher_flops_per_entry": flops, "teacher_tflops_assumed": tflops, "teacher_seconds": seconds,
-            "frames": [S, H, W], "notes": notes}
+    return {
+        "entries": int(entries),
+        "bytes_per_entry": int(per_entry),
+        "bytes_by_output": per_teacher,
+        "total_bytes": int(per_entry * entries),
+        "cache_outputs": sorted(outputs),
+        "cache_dtype": dtype,
+        "teacher_flops_per_entry": flops,
+        "teacher_tflops_assumed": tflops,
+        "teacher_seconds": seconds,
+        "frames": [S, H, W],
+        "notes": notes,
+    }
 
 
 def human_bytes(n: float) -> str:
@@ -162,12 +188,16 @@ def format_estimate(est: dict) -> str:
     for role, by in est["bytes_by_output"].items():
         parts = ", ".join(f"{g} {human_bytes(b)}" for g, b in by.items())
         lines.append(f"bytes/entry {role:<15}: {parts}")
-    lines.append(f"bytes per entry  : {human_bytes(est['bytes_per_entry'])} ({est['cache_dtype']}, outputs "
-                 f"{', '.join(est['cache_outputs'])})")
+    lines.append(
+        f"bytes per entry  : {human_bytes(est['bytes_per_entry'])} ({est['cache_dtype']}, outputs "
+        f"{', '.join(est['cache_outputs'])})"
+    )
     lines.append(f"total            : {human_bytes(est['total_bytes'])}")
     hours = est["teacher_seconds"] / 3600
-    lines.append(f"teacher time     : {est['teacher_flops_per_entry'] / 1e12:.2f} TFLOP per entry, about "
-                 f"{hours:.2f} GPU-hours at {est['teacher_tflops_assumed']:g} TFLOP/s sustained (forward, heads not counted)")
+    lines.append(
+        f"teacher time     : {est['teacher_flops_per_entry'] / 1e12:.2f} TFLOP per entry, about "
+        f"{hours:.2f} GPU-hours at {est['teacher_tflops_assumed']:g} TFLOP/s sustained (forward, heads not counted)"
+    )
     lines += [f"note             : {n}" for n in est["notes"]]
     return "\n".join(lines)
 
@@ -183,8 +213,10 @@ def check_cache_limit(context: BuildContext, config) -> dict | None:
     est = estimate_cache(context.recipe, datasets=context.datasets, config=config)
     if est["total_bytes"] > limit:
         tips = "\n  - ".join(shrink_options(est))
-        raise DataError(f"teacher cache would hold {est['entries']} entries x {human_bytes(est['bytes_per_entry'])} = "
-                        f"{human_bytes(est['total_bytes'])} ({est['total_bytes']} bytes), more than "
-                        f"trainer.cache_max_bytes = {limit} ({human_bytes(limit)}); the run stops before training. "
-                        f"Options that shrink it:\n  - {tips}")
+        raise DataError(
+            f"teacher cache would hold {est['entries']} entries x {human_bytes(est['bytes_per_entry'])} = "
+            f"{human_bytes(est['total_bytes'])} ({est['total_bytes']} bytes), more than "
+            f"trainer.cache_max_bytes = {limit} ({human_bytes(limit)}); the run stops before training. "
+            f"Options that shrink it:\n  - {tips}"
+        )
     return est

@@ -38,8 +38,10 @@ def load_student(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | 
     where = str(found["path"])
     expected = found["state"].get("frozen_fingerprint")
     if expected is not None and expected != ckpt_io.frozen_fingerprint(backbone):
-        raise CheckpointError(f"{where}: the rebuilt backbone's frozen weights differ from those the run trained "
-                              f"(its base model files changed?)")
+        raise CheckpointError(
+            f"{where}: the rebuilt backbone's frozen weights differ from those the run trained "
+            f"(its base model files changed?)"
+        )
     ckpt_io.load_trainable(backbone, found["model"], where=f"{where}/model.safetensors")
     return backbone, recipe, found["path"]
 
@@ -80,8 +82,9 @@ def evaluation_results(run_dir: str | os.PathLike) -> list[tuple[str, dict]]:
     return out
 
 
-def model_card(run_dir: str | os.PathLike, raw: dict, checkpoint: str | os.PathLike, *,
-               weights: list | None = None) -> str:
+def model_card(
+    run_dir: str | os.PathLike, raw: dict, checkpoint: str | os.PathLike, *, weights: list | None = None
+) -> str:
     """The ``README.md`` written beside exported weights (Hugging Face model card layout: YAML header,
     then markdown): what the student was trained from and with, its final losses and evaluations.
     ``weights``: the validated loss weight of each objective (defaults included)."""
@@ -99,20 +102,25 @@ def model_card(run_dir: str | os.PathLike, raw: dict, checkpoint: str | os.PathL
     lines += ["---", "", f"# {raw.get('name', run.name)}", ""]
     if raw.get("description"):
         lines += [str(raw["description"]), ""]
-    lines += [f"Exported by geovr {__version__} from run `{run.name}`, checkpoint `{Path(checkpoint).name}`. "
-              f"A plain transformers model (adapters merged, no geometry tokens or heads): load it with "
-              f"`from_pretrained`, ask it about a video with `geovr ask THIS_DIR VIDEO \"question\"`, or "
-              f"evaluate it with `geovr eval --model THIS_DIR`.", "",
-              "## Base model", "",
-              f"- backbone: `{bb.get('component', '?')}` from `{base}` ({_options(bb)})", "",
-              "## Geometry teacher", ""]
+    lines += [
+        f"Exported by geovr {__version__} from run `{run.name}`, checkpoint `{Path(checkpoint).name}`. "
+        f"A plain transformers model (adapters merged, no geometry tokens or heads): load it with "
+        f'`from_pretrained`, ask it about a video with `geovr ask THIS_DIR VIDEO "question"`, or '
+        f"evaluate it with `geovr eval --model THIS_DIR`.",
+        "",
+        "## Base model",
+        "",
+        f"- backbone: `{bb.get('component', '?')}` from `{base}` ({_options(bb)})",
+        "",
+        "## Geometry teacher",
+        "",
+    ]
     if teacher:
         lines.append(f"- `{teacher.get('component')}` ({_options(teacher)})")
     else:
         lines.append("- none (language-model loss only)")
     if raw.get("metric_teacher"):
-        lines.append(f"- metric depth: `{raw['metric_teacher'].get('component')}` "
-                     f"({_options(raw['metric_teacher'])})")
+        lines.append(f"- metric depth: `{raw['metric_teacher'].get('component')}` ({_options(raw['metric_teacher'])})")
     lines += ["", "## Objectives", "", "| objective | weight | options |", "|---|---|---|"]
     for i, o in enumerate(raw.get("objectives") or []):
         weight = weights[i] if weights and i < len(weights) and weights[i] is not None else o.get("weight", "default")
@@ -127,14 +135,18 @@ def model_card(run_dir: str | os.PathLike, raw: dict, checkpoint: str | os.PathL
         rows = []
     if rows:
         last = rows[-1]
-        losses = ", ".join(f"{k} {last[k]:.4g}" for k in sorted(last)
-                           if (k == "loss" or k.endswith("loss")) and isinstance(last[k], (int, float)))
+        losses = ", ".join(
+            f"{k} {last[k]:.4g}"
+            for k in sorted(last)
+            if (k == "loss" or k.endswith("loss")) and isinstance(last[k], (int, float))
+        )
         lines.append(f"- final losses (step {last.get('step')}): {losses}")
     lines += ["", "## Evaluation", ""]
     results = evaluation_results(run)
     if not results:
-        lines.append("No evaluation results in the run directory (run `geovr eval RUN_DIR` before exporting "
-                     "to include them).")
+        lines.append(
+            "No evaluation results in the run directory (run `geovr eval RUN_DIR` before exporting to include them)."
+        )
     for rel, doc in results:
         scores = doc.get("scores") or {}
         title = doc.get("evaluator", "?") + (f", {doc['protocol']} protocol" if doc.get("protocol") else "")

@@ -28,8 +28,16 @@ def launched(environ=None) -> bool:
 
 def launch_command(config_file: str, geovr_args: Sequence[str]) -> list[str]:
     """``python -m accelerate.commands.launch --config_file FILE -m geovr <geovr_args>``."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), "-m", "geovr",
-            *geovr_args]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config_file),
+        "-m",
+        "geovr",
+        *geovr_args,
+    ]
 
 
 def relaunch(config_file: str, geovr_args: Sequence[str]) -> int:

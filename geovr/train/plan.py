@@ -62,8 +62,17 @@ def _teacher_meta(choice, role: str) -> TeacherMeta:
     return require("teacher", choice.component, choice.config, "build_meta", "geovr plan", role)()
 
 
-def head_activation_bytes(recipe, objectives, hidden: int, grid: tuple[int, int], S: int, H: int, W: int,
-                          teacher_shapes: dict, student_layers: dict) -> dict[str, float]:
+def head_activation_bytes(
+    recipe,
+    objectives,
+    hidden: int,
+    grid: tuple[int, int],
+    S: int,
+    H: int,
+    W: int,
+    teacher_shapes: dict,
+    student_layers: dict,
+) -> dict[str, float]:
     """Measured saved bytes of each objective (head + loss) on one frame at the real sizes, × ``S`` frames."""
     import torch
 
@@ -74,8 +83,11 @@ def head_activation_bytes(recipe, objectives, hidden: int, grid: tuple[int, int]
     out = {}
     for name, obj in objectives:
         layers = student_layers.get(name, ())
-        student = StudentOutput(hidden={k: torch.randn(1, 1, h, w, hidden, generator=g) for k in layers},
-                                camera=torch.randn(1, 1, hidden, generator=g), scale=torch.randn(1, hidden, generator=g))
+        student = StudentOutput(
+            hidden={k: torch.randn(1, 1, h, w, hidden, generator=g) for k in layers},
+            camera=torch.randn(1, 1, hidden, generator=g),
+            scale=torch.randn(1, hidden, generator=g),
+        )
         flat = {}
         for k, shape in teacher_shapes.items():
             one = (1, 1, *shape[1:]) if shape else (1,)
@@ -152,12 +164,17 @@ def plan(recipe, *, datasets=None, entries=None, gpus=None, tokens=None, measure
         teachers[role] = {"component": choice.component, "params": n, "bytes": n * ITEM.get(tm.weight_dtype, 4)}
         if role == "teacher":
             layers = tuple(getattr(choice.config, "layers", ()) or tm.layers or ())
-            t_stub = SimpleNamespace(num_layers=tm.num_layers, layers=layers, feature_dim=tm.feature_dim,
-                                     provides=choice.config.provides() if hasattr(choice.config, "provides") else ())
+            t_stub = SimpleNamespace(
+                num_layers=tm.num_layers,
+                layers=layers,
+                feature_dim=tm.feature_dim,
+                provides=choice.config.provides() if hasattr(choice.config, "provides") else (),
+            )
 
     reg = get_registry()
-    ctx = BuildContext(backbone=SimpleNamespace(hidden_size=D, num_layers=L), teacher=t_stub, device="cpu",
-                       recipe=recipe)
+    ctx = BuildContext(
+        backbone=SimpleNamespace(hidden_size=D, num_layers=L), teacher=t_stub, device="cpu", recipe=recipe
+    )
     objectives, h_train = [], 0
     for c in recipe.objectives:
         obj = reg.get("objective", c.component).build(c.config, ctx)
@@ -175,14 +192,18 @@ def plan(recipe, *, datasets=None, entries=None, gpus=None, tokens=None, measure
     if measure_heads and objectives:
         tshapes = {}
         if recipe.teacher is not None:
-            tshapes = dict(layout_of(recipe.teacher.config, recipe.teacher.component, 1, H, W,
-                                     _feature_layers(recipe), where="teacher").shapes)
+            tshapes = dict(
+                layout_of(
+                    recipe.teacher.config, recipe.teacher.component, 1, H, W, _feature_layers(recipe), where="teacher"
+                ).shapes
+            )
         tshapes.setdefault("metric_depth", (1, *tshapes.get("depth", (1, H, W))[1:]))
         tshapes.setdefault("metric_scale", ())
         needed = {name: tuple(o.student_needs.layers) for name, o in objectives}
         with torch.random.fork_rng(devices=[]):
-            heads = head_activation_bytes(recipe, objectives, D, tuple(vt.grid), S, int(vt.frame_size[0]),
-                                          int(vt.frame_size[1]), tshapes, needed)
+            heads = head_activation_bytes(
+                recipe, objectives, D, tuple(vt.grid), S, int(vt.frame_size[0]), int(vt.frame_size[1]), tshapes, needed
+            )
     act = act_student + sum(heads.values())
     batch = int(getattr(trainer, "batch_size", 1) or 1)
 
@@ -203,21 +224,41 @@ def plan(recipe, *, datasets=None, entries=None, gpus=None, tokens=None, measure
     try:
         cache = estimate_cache(recipe, datasets=datasets, entries=entries)
     except SizingError:
-        raise   # a component that cannot describe its size stops the plan (exit 2, named in the message)
+        raise  # a component that cannot describe its size stops the plan (exit 2, named in the message)
     except GeovrError as exc:
         cache = {"error": str(exc)}
     params_frozen = s_frozen + sum(t["params"] for t in teachers.values())
     return {
-        "recipe": recipe.name, "params_trainable": int(s_train + h_train), "params_frozen": int(params_frozen),
-        "params": {"student_trainable": int(s_train), "student_frozen": int(s_frozen), "heads_trainable": int(h_train),
-                   **{f"{k}_frozen": int(v["params"]) for k, v in teachers.items()}},
-        "precision": {"weights": dtype, "mixed_precision": mixed, "activation_bytes_per_value": b_act,
-                      "gradient_checkpointing": ckpt},
+        "recipe": recipe.name,
+        "params_trainable": int(s_train + h_train),
+        "params_frozen": int(params_frozen),
+        "params": {
+            "student_trainable": int(s_train),
+            "student_frozen": int(s_frozen),
+            "heads_trainable": int(h_train),
+            **{f"{k}_frozen": int(v["params"]) for k, v in teachers.items()},
+        },
+        "precision": {
+            "weights": dtype,
+            "mixed_precision": mixed,
+            "activation_bytes_per_value": b_act,
+            "gradient_checkpointing": ckpt,
+        },
         "bytes": {"weights": weights, "gradients": grads, "optimizer": optim, "teachers": teacher_bytes},
-        "activations_per_sample": {"student": act_student, "heads": heads, "total": act, "tokens": T,
-                                   "visual_tokens": n_vis, "frames": [S, H, W], "frame_source": source},
-        "batch_size": batch, "gpus": world, "per_gpu_bytes": per_gpu,
-        "fits_gb": fits(per_gpu), "fits_gb_teacher_offloaded": fits({k: v - teacher_bytes for k, v in per_gpu.items()}),
+        "activations_per_sample": {
+            "student": act_student,
+            "heads": heads,
+            "total": act,
+            "tokens": T,
+            "visual_tokens": n_vis,
+            "frames": [S, H, W],
+            "frame_source": source,
+        },
+        "batch_size": batch,
+        "gpus": world,
+        "per_gpu_bytes": per_gpu,
+        "fits_gb": fits(per_gpu),
+        "fits_gb_teacher_offloaded": fits({k: v - teacher_bytes for k, v in per_gpu.items()}),
         "cache": cache,
     }
 
@@ -230,25 +271,31 @@ def format_plan(p: dict) -> str:
         return f"{x / GB:7.2f} GB"
 
     pr = p["params"]
-    lines = [f"plan of {p['recipe']}",
-             f"parameters      : trainable {p['params_trainable'] / 1e6:,.1f} M, frozen {p['params_frozen'] / 1e6:,.1f} M",
-             "                  " + ", ".join(f"{k} {v / 1e6:,.1f} M" for k, v in pr.items()),
-             f"precision       : weights {p['precision']['weights']}, mixed_precision {p['precision']['mixed_precision']}, "
-             f"gradient checkpointing {p['precision']['gradient_checkpointing']}",
-             f"weights         : {gb(p['bytes']['weights'])} (student + heads), teachers {gb(p['bytes']['teachers'])}",
-             f"gradients       : {gb(p['bytes']['gradients'])}",
-             f"optimizer state : {gb(p['bytes']['optimizer'])} (AdamW, 2 x trainable)"]
+    lines = [
+        f"plan of {p['recipe']}",
+        f"parameters      : trainable {p['params_trainable'] / 1e6:,.1f} M, frozen {p['params_frozen'] / 1e6:,.1f} M",
+        "                  " + ", ".join(f"{k} {v / 1e6:,.1f} M" for k, v in pr.items()),
+        f"precision       : weights {p['precision']['weights']}, mixed_precision {p['precision']['mixed_precision']}, "
+        f"gradient checkpointing {p['precision']['gradient_checkpointing']}",
+        f"weights         : {gb(p['bytes']['weights'])} (student + heads), teachers {gb(p['bytes']['teachers'])}",
+        f"gradients       : {gb(p['bytes']['gradients'])}",
+        f"optimizer state : {gb(p['bytes']['optimizer'])} (AdamW, 2 x trainable)",
+    ]
     a = p["activations_per_sample"]
     heads = ", ".join(f"{k} {human_bytes(v)}" for k, v in a["heads"].items())
-    lines.append(f"activations     : {gb(a['total'])} per sample ({a['tokens']} tokens, {a['visual_tokens']} visual, "
-                 f"{a['frames'][0]} frames of {a['frames'][1]}x{a['frames'][2]} [{a['frame_source']}]); student "
-                 f"{human_bytes(a['student'])}, heads: {heads or 'none'}")
+    lines.append(
+        f"activations     : {gb(a['total'])} per sample ({a['tokens']} tokens, {a['visual_tokens']} visual, "
+        f"{a['frames'][0]} frames of {a['frames'][1]}x{a['frames'][2]} [{a['frame_source']}]); student "
+        f"{human_bytes(a['student'])}, heads: {heads or 'none'}"
+    )
     lines.append(f"per GPU         : batch {p['batch_size']} per process, {p['gpus']} GPUs")
     for k, v in p["per_gpu_bytes"].items():
         f = p["fits_gb"][k]
         g = p["fits_gb_teacher_offloaded"][k]
-        lines.append(f"  {k:<6}        : {gb(v)}  fits {', '.join(f'{s} GB' for s in f) or 'none of 24/40/80 GB'}"
-                     f"  (teachers off the GPU, cache = \"only\": {', '.join(f'{s} GB' for s in g) or 'none'})")
+        lines.append(
+            f"  {k:<6}        : {gb(v)}  fits {', '.join(f'{s} GB' for s in f) or 'none of 24/40/80 GB'}"
+            f'  (teachers off the GPU, cache = "only": {", ".join(f"{s} GB" for s in g) or "none"})'
+        )
     c = p["cache"]
     if c and "error" not in c:
         lines.append("teacher cache:")

@@ -29,14 +29,29 @@ from geovr.errors import CheckpointError, UsageError
 #: released token tensors → attribute of geovr's Qwen-VL backbone
 TOKENS = {"model.camera_token.weight": "camera_tokens", "model.scale_token.weight": "scale_token"}
 #: released head prefixes → the geovr objective (component name) whose head they initialise
-HEADS = {"camera_head.": "camera_pose", "scale_head.": "metric_scale", "dpt_head.": "depth",
-         "distill_head_list.": "feature_distill"}
+HEADS = {
+    "camera_head.": "camera_pose",
+    "scale_head.": "metric_scale",
+    "dpt_head.": "depth",
+    "distill_head_list.": "feature_distill",
+}
 #: frozen teachers the released model may carry (never needed by geovr: its teachers load their own weights)
 TEACHERS = ("geometry_encoder.", "metric_encoder.")
 #: fields the released code adds to config.json
-CONFIG_FIELDS = ("add_camera", "add_depth", "add_scale", "distill_geometry_feature", "geo_total_layers",
-                 "geo_patch_size", "geo_hiddden_size", "geo_indexes", "distill_visual_indexes", "geo_type",
-                 "depth_loss_type", "geo_avg_2d")
+CONFIG_FIELDS = (
+    "add_camera",
+    "add_depth",
+    "add_scale",
+    "distill_geometry_feature",
+    "geo_total_layers",
+    "geo_patch_size",
+    "geo_hiddden_size",
+    "geo_indexes",
+    "distill_visual_indexes",
+    "geo_type",
+    "depth_loss_type",
+    "geo_avg_2d",
+)
 TOKENS_FILE = "geometry_tokens.safetensors"
 HEADS_FILE = "heads.safetensors"
 REPORT_FILE = "import.json"
@@ -101,8 +116,10 @@ def unused_summary(model_dir: str | os.PathLike) -> str:
     for n in g["tokens"] + g["heads"] + g["teachers"]:
         parts[n.split(".")[0] if not n.startswith("model.") else n.rsplit(".", 1)[0]] += 1
     listed = ", ".join(f"{k} ({v})" for k, v in sorted(parts.items()))
-    return (f"released GeoVR model: {len(g['tokens']) + len(g['heads']) + len(g['teachers'])} tensors not used at "
-            f"inference are ignored: {listed}")
+    return (
+        f"released GeoVR model: {len(g['tokens']) + len(g['heads']) + len(g['teachers'])} tensors not used at "
+        f"inference are ignored: {listed}"
+    )
 
 
 def read_extras(model_dir: str | os.PathLike) -> dict:
@@ -124,7 +141,7 @@ def read_extras(model_dir: str | os.PathLike) -> dict:
 
 
 def _sub(tensors: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _rename(src: dict, table: dict[str, str], where: str) -> dict:
@@ -151,9 +168,18 @@ def map_heads(extras: dict) -> dict[str, dict]:
     out: dict[str, dict] = {}
     cam = _sub(extras, "camera_head.")
     if cam:
-        out["camera_pose"] = _rename(cam, {"backbone.0": "head.trunk.0", "backbone.1": "head.trunk.1",
-                                           "backbone.3": "head.trunk.3", "fc_t": "head.fc_T", "fc_qvec": "head.fc_R",
-                                           "fc_fov.0": "head.fc_FL"}, "camera_head")
+        out["camera_pose"] = _rename(
+            cam,
+            {
+                "backbone.0": "head.trunk.0",
+                "backbone.1": "head.trunk.1",
+                "backbone.3": "head.trunk.3",
+                "fc_t": "head.fc_T",
+                "fc_qvec": "head.fc_R",
+                "fc_fov.0": "head.fc_FL",
+            },
+            "camera_head",
+        )
     scale = _sub(extras, "scale_head.")
     if scale:
         out["metric_scale"] = _rename(scale, {f"backbone.{i}": f"head.mlp.{i}" for i in (0, 1, 3)}, "scale_head")
@@ -212,8 +238,9 @@ def write_base(model_dir: str | os.PathLike, dest: str | os.PathLike, *, progres
     return dest
 
 
-def import_released(model_dir: str | os.PathLike, run_dir: str | os.PathLike, *, recipe: str | os.PathLike,
-                    overwrite: bool = False) -> dict:
+def import_released(
+    model_dir: str | os.PathLike, run_dir: str | os.PathLike, *, recipe: str | os.PathLike, overwrite: bool = False
+) -> dict:
     """Turn a released GeoVR model directory into a geovr run directory; returns the report (also in
     ``RUN_DIR/released/import.json``).
 
@@ -233,8 +260,10 @@ def import_released(model_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
     names = tensor_names(src)
     g = classify(names)
     if not (g["tokens"] or g["heads"]):
-        raise UsageError(f"{src}: no released GeoVR modules found (expected {', '.join(TOKENS)} or "
-                         f"{', '.join(HEADS)} tensors); a plain model needs no import: use it as backbone.pretrained")
+        raise UsageError(
+            f"{src}: no released GeoVR modules found (expected {', '.join(TOKENS)} or "
+            f"{', '.join(HEADS)} tensors); a plain model needs no import: use it as backbone.pretrained"
+        )
     out_dir = run / "released"
     if (run / "checkpoints").exists() and any((run / "checkpoints").iterdir()) and not overwrite:
         raise UsageError(f"{run} already holds training checkpoints; choose another RUN_DIR (or --overwrite)")
@@ -250,14 +279,22 @@ def import_released(model_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     write_base(src, run / "base")
     save_file(tokens, str(out_dir / TOKENS_FILE), metadata={"format": "pt", "source": str(src)})
-    save_file({f"{obj}.{k}": v.contiguous() for obj, sd in heads.items() for k, v in sd.items()},
-              str(out_dir / HEADS_FILE), metadata={"format": "pt", "source": str(src)})
+    save_file(
+        {f"{obj}.{k}": v.contiguous() for obj, sd in heads.items() for k, v in sd.items()},
+        str(out_dir / HEADS_FILE),
+        metadata={"format": "pt", "source": str(src)},
+    )
     (run / "recipe.toml").write_text(to_toml(raw), encoding="utf-8")
     report = {
-        "source": str(src), "run_dir": str(run), "recipe": str(run / "recipe.toml"),
-        "model_type": cfg.get("model_type"), "hidden_size": int(next(iter(tokens.values())).shape[-1]) if tokens else None,
-        "tokens": sorted(tokens), "heads": {k: len(v) for k, v in sorted(heads.items())},
-        "ignored_teacher_tensors": len(g["teachers"]), "base_tensors": len(g["base"]),
+        "source": str(src),
+        "run_dir": str(run),
+        "recipe": str(run / "recipe.toml"),
+        "model_type": cfg.get("model_type"),
+        "hidden_size": int(next(iter(tokens.values())).shape[-1]) if tokens else None,
+        "tokens": sorted(tokens),
+        "heads": {k: len(v) for k, v in sorted(heads.items())},
+        "ignored_teacher_tensors": len(g["teachers"]),
+        "base_tensors": len(g["base"]),
         "released_config": {k: cfg[k] for k in CONFIG_FIELDS if k in cfg},
     }
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
@@ -279,8 +316,10 @@ def load_init(path: str | os.PathLike, backbone, objectives) -> list[str]:
     for attr, t in tokens.items():
         emb = getattr(backbone, attr, None)
         if emb is None or tuple(emb.weight.shape) != tuple(t.shape):
-            raise CheckpointError(f"{d / TOKENS_FILE}: {attr} {tuple(t.shape)} does not fit the backbone "
-                                  f"({None if emb is None else tuple(emb.weight.shape)})")
+            raise CheckpointError(
+                f"{d / TOKENS_FILE}: {attr} {tuple(t.shape)} does not fit the backbone "
+                f"({None if emb is None else tuple(emb.weight.shape)})"
+            )
         with torch.no_grad():
             emb.weight.copy_(t.to(emb.weight.device, emb.weight.dtype))
         loaded.append(attr)
@@ -293,15 +332,20 @@ def load_init(path: str | os.PathLike, backbone, objectives) -> list[str]:
     for obj, sd in by_obj.items():
         o = names.get(obj)
         if o is None:
-            continue   # the recipe does not train this objective: its released head stays unused
+            continue  # the recipe does not train this objective: its released head stays unused
         own = o.state_dict()
         missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-        shapes = [f"{k}: released {tuple(sd[k].shape)} vs recipe {tuple(own[k].shape)}"
-                  for k in sorted(set(own) & set(sd)) if tuple(sd[k].shape) != tuple(own[k].shape)]
+        shapes = [
+            f"{k}: released {tuple(sd[k].shape)} vs recipe {tuple(own[k].shape)}"
+            for k in sorted(set(own) & set(sd))
+            if tuple(sd[k].shape) != tuple(own[k].shape)
+        ]
         if missing or unexpected or shapes:
-            raise CheckpointError(f"{d / HEADS_FILE}: the released {obj} head does not match the recipe's objective "
-                                  f"(missing {missing[:4]}, unexpected {unexpected[:4]}, shapes {shapes[:4]}); set "
-                                  f"its options to the released sizes (e.g. hidden_dim, channels, head = \"dense\")")
+            raise CheckpointError(
+                f"{d / HEADS_FILE}: the released {obj} head does not match the recipe's objective "
+                f"(missing {missing[:4]}, unexpected {unexpected[:4]}, shapes {shapes[:4]}); set "
+                f'its options to the released sizes (e.g. hidden_dim, channels, head = "dense")'
+            )
         o.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
         loaded.append(obj)
     return loaded
@@ -320,22 +364,29 @@ def add_parser(subparsers) -> None:
     import textwrap
 
     p = subparsers.add_parser(
-        "import", help="turn a released GeoVR model directory into a geovr run directory",
+        "import",
+        help="turn a released GeoVR model directory into a geovr run directory",
         description=textwrap.fill(
-                    "Read a released GeoVR model directory (Qwen3-VL weights with the method's camera/scale "
-                    "tokens, camera/scale/depth/distillation heads and possibly its teachers saved beside them). "
-                    "Write its tokens and heads under geovr's names to RUN_DIR/released/, the plain Qwen3-VL "
-                    "model to RUN_DIR/base/ and RUN_DIR/recipe.toml: RECIPE with backbone.pretrained = "
-                    "RUN_DIR/base and trainer.init_from = RUN_DIR/released, so "
-                    "`geovr run RUN_DIR/recipe.toml` trains on from the published model (teachers are never "
-                    "imported: the recipe's teachers load their own checkpoints). The recipe's objective options "
-                    "must give the released head sizes (the default recipe qwen_vggt does).", 100),
+            "Read a released GeoVR model directory (Qwen3-VL weights with the method's camera/scale "
+            "tokens, camera/scale/depth/distillation heads and possibly its teachers saved beside them). "
+            "Write its tokens and heads under geovr's names to RUN_DIR/released/, the plain Qwen3-VL "
+            "model to RUN_DIR/base/ and RUN_DIR/recipe.toml: RECIPE with backbone.pretrained = "
+            "RUN_DIR/base and trainer.init_from = RUN_DIR/released, so "
+            "`geovr run RUN_DIR/recipe.toml` trains on from the published model (teachers are never "
+            "imported: the recipe's teachers load their own checkpoints). The recipe's objective options "
+            "must give the released head sizes (the default recipe qwen_vggt does).",
+            100,
+        ),
         epilog=f"examples:\n{IMPORT_EXAMPLES}\nExit codes: 0 ok, 1 runtime failure, 2 usage error.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model_dir", metavar="MODEL_DIR", help="released model directory (config.json + *.safetensors)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory to create")
-    p.add_argument("--recipe", default="qwen_vggt",
-                   help="recipe file or shipped recipe name the run starts from (default: qwen_vggt)")
+    p.add_argument(
+        "--recipe",
+        default="qwen_vggt",
+        help="recipe file or shipped recipe name the run starts from (default: qwen_vggt)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier import in RUN_DIR")
     p.add_argument("--json", action="store_true", help="print the import report as JSON")
     p.set_defaults(func=run_import)
@@ -358,8 +409,11 @@ def run_import(args) -> int:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         heads = ", ".join(f"{k} ({v} tensors)" for k, v in report["heads"].items()) or "none"
-        print(f"geovr: imported {report['source']} into {report['run_dir']}: tokens {', '.join(report['tokens']) or 'none'}; "
-              f"heads {heads}; {report['ignored_teacher_tensors']} teacher tensors ignored", file=sys.stderr)
+        print(
+            f"geovr: imported {report['source']} into {report['run_dir']}: tokens {', '.join(report['tokens']) or 'none'}; "
+            f"heads {heads}; {report['ignored_teacher_tensors']} teacher tensors ignored",
+            file=sys.stderr,
+        )
         print(f"geovr: continue training with `geovr run {report['recipe']}`", file=sys.stderr)
     return 0
 

@@ -74,9 +74,11 @@ def live_holder(run_dir: str | os.PathLike) -> dict | None:
 
 
 def _refusal(run_dir, holder: dict) -> RunLockedError:
-    return RunLockedError(f"{run_dir} is in use by another run ({describe(holder) if holder else 'unreadable lock'}; "
-                          f"lock file {lock_path(run_dir)}); wait for it to finish, choose another output_dir, or "
-                          f"delete the lock file if that run is known to be gone")
+    return RunLockedError(
+        f"{run_dir} is in use by another run ({describe(holder) if holder else 'unreadable lock'}; "
+        f"lock file {lock_path(run_dir)}); wait for it to finish, choose another output_dir, or "
+        f"delete the lock file if that run is known to be gone"
+    )
 
 
 def check_free(run_dir: str | os.PathLike) -> None:
@@ -107,8 +109,10 @@ class RunLock:
                     continue  # released in between: try again
                 if live_holder(self.run_dir) is not None:
                     raise _refusal(self.run_dir, holder) from None
-                warnings.warn(f"{self.run_dir}: taking over the lock of a run that is no longer running "
-                              f"({describe(holder)})", stacklevel=2)
+                warnings.warn(
+                    f"{self.run_dir}: taking over the lock of a run that is no longer running ({describe(holder)})",
+                    stacklevel=2,
+                )
                 try:
                     os.unlink(self.path)
                 except FileNotFoundError:

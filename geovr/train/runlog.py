@@ -19,8 +19,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("geovr", "torch", "transformers", "accelerate", "peft", "timm", "safetensors", "numpy", "av",
-            "pluggy", "attrs", "tqdm")
+PACKAGES = (
+    "geovr",
+    "torch",
+    "transformers",
+    "accelerate",
+    "peft",
+    "timm",
+    "safetensors",
+    "numpy",
+    "av",
+    "pluggy",
+    "attrs",
+    "tqdm",
+)
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
@@ -48,8 +60,14 @@ def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         plugins = load_plugins().plugin_infos(True)
     except Exception as exc:  # noqa: BLE001 (environment.json must never stop a run)
         plugins = [{"error": f"{type(exc).__name__}: {exc}"}]
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "executable": sys.executable,
-            "packages": versions, "plugins": plugins, **(extra or {})}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "packages": versions,
+        "plugins": plugins,
+        **(extra or {}),
+    }
 
 
 class MetricsLog:

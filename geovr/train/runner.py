@@ -64,8 +64,9 @@ def check_output_dir(path) -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise UsageError(f"output_dir {p} is not writable ({reason}: {existing}); choose another output_dir or "
-                         f"fix its permissions") from exc
+        raise UsageError(
+            f"output_dir {p} is not writable ({reason}: {existing}); choose another output_dir or fix its permissions"
+        ) from exc
     rank = next((os.environ[k] for k in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK") if os.environ.get(k)), "0")
     if rank == "0":  # the other processes of a launch find the lock of their own main process
         check_free(p)

@@ -48,7 +48,7 @@ class FSDPSharding:
         from torch.distributed.fsdp import fully_shard
 
         if not dist.is_available() or not dist.is_initialized():
-            raise RuntimeError("trainer.sharding = \"fsdp\" needs several processes (torchrun / accelerate launch)")
+            raise RuntimeError('trainer.sharding = "fsdp" needs several processes (torchrun / accelerate launch)')
         device = torch.device(accelerator.device)
         self.mesh = init_device_mesh(device.type, (dist.get_world_size(),))
         self.module = module
@@ -84,9 +84,9 @@ class FSDPSharding:
                 raise TypeError(f"{k}: expected a tensor in the full model state dict, got {type(value).__name__}")
             v = value.detach().cpu().contiguous().clone()
             if k.startswith("backbone.") and k in train:
-                backbone[k[len("backbone."):]] = v
+                backbone[k[len("backbone.") :]] = v
             elif k.startswith("objectives."):
-                heads[k[len("objectives."):]] = v
+                heads[k[len("objectives.") :]] = v
         optim = get_optimizer_state_dict(self.module, self._raw(optimizer), options=self._options())
         return backbone, heads, _to_cpu(optim)
 

@@ -76,8 +76,9 @@ def cache_torch_dtype(name: str) -> torch.dtype:
     """``torch`` dtype of a ``cache_dtype`` name; :class:`DataError` when unknown or unsupported here."""
     if name not in CACHE_DTYPES or not isinstance(getattr(torch, name, None), torch.dtype):
         ok = [d for d in CACHE_DTYPES if isinstance(getattr(torch, d, None), torch.dtype)]
-        raise DataError(f"trainer.cache_dtype = {name!r} is not supported by this torch ({torch.__version__}); "
-                        f"choose one of {ok}")
+        raise DataError(
+            f"trainer.cache_dtype = {name!r} is not supported by this torch ({torch.__version__}); choose one of {ok}"
+        )
     return getattr(torch, name)
 
 
@@ -105,8 +106,16 @@ class TeacherCache:
     this instance wrote.
     """
 
-    def __init__(self, root: str | os.PathLike, teacher_key: str, layers=(), *, mode: str = "auto",
-                 outputs=tuple(OUTPUT_GROUPS), dtype: str = "float32"):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        teacher_key: str,
+        layers=(),
+        *,
+        mode: str = "auto",
+        outputs=tuple(OUTPUT_GROUPS),
+        dtype: str = "float32",
+    ):
         if mode not in ("auto", "off", "only"):
             raise ValueError(f"cache mode must be 'auto', 'off' or 'only', got {mode!r}")
         bad = [o for o in outputs if o not in OUTPUT_GROUPS]
@@ -122,10 +131,17 @@ class TeacherCache:
     def entry_meta(self, pixels: str, frame_indices, size, frame_times=None) -> dict[str, str]:
         """Metadata identifying one entry (everything its output depends on; see the module docstring)."""
         times = None if frame_times is None else [round(float(t), 6) for t in frame_times]
-        return {"format": FORMAT, "teacher_key": self.teacher_key, "pixels": str(pixels),
-                "frame_indices": json.dumps([int(i) for i in frame_indices]), "frame_times": json.dumps(times),
-                "resolution": f"{int(size[0])}x{int(size[1])}", "layers": json.dumps(list(self.layers)),
-                "outputs": json.dumps(list(self.outputs)), "dtype": self.dtype_name}
+        return {
+            "format": FORMAT,
+            "teacher_key": self.teacher_key,
+            "pixels": str(pixels),
+            "frame_indices": json.dumps([int(i) for i in frame_indices]),
+            "frame_times": json.dumps(times),
+            "resolution": f"{int(size[0])}x{int(size[1])}",
+            "layers": json.dumps(list(self.layers)),
+            "outputs": json.dumps(list(self.outputs)),
+            "dtype": self.dtype_name,
+        }
 
     def meta_for(self, batch: Batch, i: int = 0) -> dict[str, str]:
         """:meth:`entry_meta` of sample ``i`` of ``batch`` (its valid frames and size)."""
@@ -178,26 +194,37 @@ class TeacherCache:
                 found = {"error": "unreadable"}
             self.stale += 1
             if self.mode == "only":
-                raise DataError(f"teacher cache entry {path} is stale (written for {found}, expected {meta}); "
-                                f"run `geovr cache RECIPE` to recompute it, or set trainer.cache = \"auto\"")
+                raise DataError(
+                    f"teacher cache entry {path} is stale (written for {found}, expected {meta}); "
+                    f'run `geovr cache RECIPE` to recompute it, or set trainer.cache = "auto"'
+                )
             return None
         self.misses += 1
         if self.mode == "only":
             others = self.other_keys()
-            hint = (f"; the cache holds outputs of {len(others)} other teacher key(s), i.e. the teacher's weights or "
-                    f"options changed since it was filled (stale)" if others else "")
-            raise DataError(f"teacher cache miss (trainer.cache = \"only\"): sample {sample_id!r}, pixels "
-                            f"{meta['pixels']}, frames {meta['frame_indices']}, resolution {meta['resolution']}, "
-                            f"layers {meta['layers']}, outputs {meta['outputs']} ({meta['dtype']}) not in {self.dir}"
-                            f"{hint}. The entry is keyed by the frames' pixels: a dataset option that changes them "
-                            f"(trajectory, resize, another video file) needs its own entries. Fill the cache with "
-                            f"`geovr cache RECIPE` (with the same overrides) or set trainer.cache = \"auto\"")
+            hint = (
+                f"; the cache holds outputs of {len(others)} other teacher key(s), i.e. the teacher's weights or "
+                f"options changed since it was filled (stale)"
+                if others
+                else ""
+            )
+            raise DataError(
+                f'teacher cache miss (trainer.cache = "only"): sample {sample_id!r}, pixels '
+                f"{meta['pixels']}, frames {meta['frame_indices']}, resolution {meta['resolution']}, "
+                f"layers {meta['layers']}, outputs {meta['outputs']} ({meta['dtype']}) not in {self.dir}"
+                f"{hint}. The entry is keyed by the frames' pixels: a dataset option that changes them "
+                f"(trajectory, resize, another video file) needs its own entries. Fill the cache with "
+                f'`geovr cache RECIPE` (with the same overrides) or set trainer.cache = "auto"'
+            )
         return None
 
     def cast(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The cached groups of ``tensors`` (a flat per-sample dict), floating ones in the storage dtype."""
-        return {k: (v.detach().to(self.dtype) if v.is_floating_point() else v.detach())
-                for k, v in tensors.items() if group_of(k) in self.outputs}
+        return {
+            k: (v.detach().to(self.dtype) if v.is_floating_point() else v.detach())
+            for k, v in tensors.items()
+            if group_of(k) in self.outputs
+        }
 
     def store(self, meta: dict[str, str], tensors: dict[str, torch.Tensor]) -> Path:
         """Write one sample's tensors (already :meth:`cast`) atomically (temporary file + ``os.replace``)."""
@@ -259,8 +286,9 @@ class TeacherSource:
 
     def _run(self, batch: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            out = self.teacher.encode(batch.frames.to(self.teacher_device), self.layers,
-                                      batch=batch.to(self.teacher_device))
+            out = self.teacher.encode(
+                batch.frames.to(self.teacher_device), self.layers, batch=batch.to(self.teacher_device)
+            )
         return out.tensors()
 
     def encode(self, batch: Batch) -> TeacherOutput:
@@ -273,7 +301,7 @@ class TeacherSource:
             flat = self._run(batch)
         else:
             metas = [cache.meta_for(batch, i) for i in range(batch.batch_size)]
-            found = [cache.load(m, sample_id=sid) for m, sid in zip(metas, batch.sample_ids)]
+            found = [cache.load(m, sample_id=sid) for m, sid in zip(metas, batch.sample_ids, strict=False)]
             hits = [f for f in found if f is not None]
             complete = len(hits) == len(found)
             online = self._run(batch) if (not complete or self.online_groups) else {}
@@ -286,8 +314,10 @@ class TeacherSource:
                         cache.store(metas[i], rows[i])
                 flat = {k: torch.stack([r[k] for r in rows]) for k in rows[0]} if rows and rows[0] else {}
             flat.update({k: v for k, v in online.items() if group_of(k) not in cache.outputs})
-        flat = {k: (v.to(self.device, torch.float32) if v.is_floating_point() else v.to(self.device))
-                for k, v in flat.items()}
+        flat = {
+            k: (v.to(self.device, torch.float32) if v.is_floating_point() else v.to(self.device))
+            for k, v in flat.items()
+        }
         return TeacherOutput.from_tensors(flat)
 
     def fill(self, samples: list[dict]) -> tuple[int, int]:
@@ -312,7 +342,7 @@ class TeacherSource:
             for part in parts:
                 flat = self._run(part)
                 rows += [{k: v[i] for k, v in flat.items()} for i in range(part.batch_size)]
-            for (_, meta), row in zip(todo, rows):
+            for (_, meta), row in zip(todo, rows, strict=False):
                 cache.store(meta, cache.cast(row))
         return len(todo), len(samples) - len(todo)
 
@@ -330,7 +360,9 @@ def teacher_layers(teacher, objectives=(), configs=()) -> tuple[int, ...] | None
     return tuple(sorted(layers))
 
 
-def make_sources(context: BuildContext, *, mode: str, cache_dir: str, device, config=None) -> tuple[TeacherSource | None, TeacherSource | None]:
+def make_sources(
+    context: BuildContext, *, mode: str, cache_dir: str, device, config=None
+) -> tuple[TeacherSource | None, TeacherSource | None]:
     """Teacher and metric-teacher sources for ``context`` (``None`` where the recipe has none). ``config``
     (the trainer config) supplies ``cache_outputs`` / ``cache_dtype`` and, for ``mode = "auto"``, the
     ``cache_max_bytes`` limit checked here, before the first step (:class:`DataError` with the numbers)."""
@@ -352,8 +384,11 @@ def make_sources(context: BuildContext, *, mode: str, cache_dir: str, device, co
         if mode != "off":
             cache = TeacherCache(cache_dir, teacher.cache_key(), layers or (), mode=mode, outputs=outputs, dtype=dtype)
             if mode == "auto" and not cache.dir.is_dir() and cache.other_keys():
-                warnings.warn(f"teacher cache {cache_dir}: no entries for the current teacher key; entries of "
-                              f"{len(cache.other_keys())} other key(s) are stale and ignored", stacklevel=2)
+                warnings.warn(
+                    f"teacher cache {cache_dir}: no entries for the current teacher key; entries of "
+                    f"{len(cache.other_keys())} other key(s) are stale and ignored",
+                    stacklevel=2,
+                )
         out.append(TeacherSource(teacher, layers=layers, cache=cache, device=device))
     return out[0], out[1]
 
@@ -366,14 +401,19 @@ def merge_metric(out: TeacherOutput, metric: TeacherOutput | None) -> TeacherOut
     md = metric.metric_depth
     if isinstance(md, list) or isinstance(out.depth, list):  # ragged batch: per sample [S_i,H,W]
         n = len(md) if isinstance(md, list) else int(md.shape[0])
-        per = [merge_metric(out.sample(i), TeacherOutput(metric_depth=md[i][None] if isinstance(md, list)
-                                                         else md[i:i + 1])).metric_depth[0] for i in range(n)]
+        per = [
+            merge_metric(
+                out.sample(i), TeacherOutput(metric_depth=md[i][None] if isinstance(md, list) else md[i : i + 1])
+            ).metric_depth[0]
+            for i in range(n)
+        ]
         out.metric_depth = per
         return out
     if out.depth is not None and tuple(md.shape[-2:]) != tuple(out.depth.shape[-2:]):
         B, S = md.shape[:2]
-        md = torch.nn.functional.interpolate(md.reshape(B * S, 1, *md.shape[-2:]), size=out.depth.shape[-2:],
-                                             mode="bilinear", align_corners=False).reshape(B, S, *out.depth.shape[-2:])
+        md = torch.nn.functional.interpolate(
+            md.reshape(B * S, 1, *md.shape[-2:]), size=out.depth.shape[-2:], mode="bilinear", align_corners=False
+        ).reshape(B, S, *out.depth.shape[-2:])
     out.metric_depth = md
     return out
 
@@ -399,7 +439,9 @@ def unique_groups(dataset) -> list[tuple[str, int]]:
     return sorted(first.items())
 
 
-def precompute(context: BuildContext, *, progress: bool = True, split: str = "train", config=None, rank=None, world=None) -> dict:
+def precompute(
+    context: BuildContext, *, progress: bool = True, split: str = "train", config=None, rank=None, world=None
+) -> dict:
     """Fill the teacher cache for the ``split`` dataset of ``context`` (the ``geovr cache`` verb).
 
     ``config`` is the trainer's :class:`~geovr.train.configs.AccelerateTrainerConfig` (default: the
@@ -417,8 +459,11 @@ def precompute(context: BuildContext, *, progress: bool = True, split: str = "tr
 
     if config is None:
         trainer = getattr(context.recipe, "trainer", None) if context.recipe is not None else None
-        config = trainer.config if trainer is not None and isinstance(trainer.config, AccelerateTrainerConfig) \
+        config = (
+            trainer.config
+            if trainer is not None and isinstance(trainer.config, AccelerateTrainerConfig)
             else AccelerateTrainerConfig()
+        )
     if context.teacher is None and context.metric_teacher is None:
         raise DataError("nothing to cache: the recipe has no [teacher] or [metric_teacher]")
     dataset = context.datasets.get(split)
@@ -426,24 +471,44 @@ def precompute(context: BuildContext, *, progress: bool = True, split: str = "tr
         raise DataError(f"nothing to cache: the recipe has no [data.{split}] table")
     if rank is None or world is None:
         rank, world = distributed_rank()
-    sources = [s for s in make_sources(context, mode="auto", cache_dir=config.resolved_cache_dir(),
-                                       device=context.device, config=attrs_evolve_no_limit(config)) if s is not None]
+    sources = [
+        s
+        for s in make_sources(
+            context,
+            mode="auto",
+            cache_dir=config.resolved_cache_dir(),
+            device=context.device,
+            config=attrs_evolve_no_limit(config),
+        )
+        if s is not None
+    ]
     groups = unique_groups(dataset)
     mine = [index for _, index in groups[rank::world]]
     bs = max(1, int(config.batch_size))
-    bar = tqdm(total=len(mine), desc=f"geovr cache [{rank}/{world}]" if world > 1 else "geovr cache",
-               unit="entry", disable=not progress)
+    bar = tqdm(
+        total=len(mine),
+        desc=f"geovr cache [{rank}/{world}]" if world > 1 else "geovr cache",
+        unit="entry",
+        disable=not progress,
+    )
     for start in range(0, len(mine), bs):
-        samples = [dataset[i] for i in mine[start:start + bs]]
+        samples = [dataset[i] for i in mine[start : start + bs]]
         for src in sources:
             src.fill(samples)
         bar.update(len(samples))
     bar.close()
     caches = [s.cache for s in sources if s.cache is not None]
-    return {"samples": len(mine), "groups": len(groups), "hits": sum(c.hits for c in caches),
-            "written": sum(c.writes for c in caches), "stale": sum(c.stale for c in caches),
-            "cache_dir": str(config.resolved_cache_dir()), "rank": rank, "world": world,
-            "paths": [str(p) for c in caches for p in c.written]}
+    return {
+        "samples": len(mine),
+        "groups": len(groups),
+        "hits": sum(c.hits for c in caches),
+        "written": sum(c.writes for c in caches),
+        "stale": sum(c.stale for c in caches),
+        "cache_dir": str(config.resolved_cache_dir()),
+        "rank": rank,
+        "world": world,
+        "paths": [str(p) for c in caches for p in c.written],
+    }
 
 
 def attrs_evolve_no_limit(config):

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
+from geovr.data.counts import DataCounter
 from geovr.errors import CheckpointError, GeovrError
 from geovr.protocols import TeacherOutput
+from geovr.recipe.dump import to_toml
 from geovr.train import checkpoint as ckpt_io
 from geovr.train.assembly import (
     TrainModule,
@@ -33,21 +35,28 @@ from geovr.train.assembly import (
     objective_names,
     parameter_groups,
 )
-from geovr.train.teacher_cache import make_sources, merge_metric
 from geovr.train.configs import AccelerateTrainerConfig
-from geovr.data.counts import DataCounter
 from geovr.train.data import batch_stream, batches_per_epoch
-from geovr.recipe.dump import to_toml
 from geovr.train.runlog import MetricsLog, atomic_write, environment
 from geovr.train.schedule import cosine_with_warmup
+from geovr.train.teacher_cache import make_sources, merge_metric
 
 if TYPE_CHECKING:
     from geovr.protocols import BuildContext
 
 
 #: Trainer options that change the learning-rate schedule or the data order (compared on resume).
-SCHEDULE_KEYS = ("max_steps", "epochs", "lr", "head_lr", "warmup_ratio", "weight_decay", "batch_size", "grad_accum",
-                 "shuffle")
+SCHEDULE_KEYS = (
+    "max_steps",
+    "epochs",
+    "lr",
+    "head_lr",
+    "warmup_ratio",
+    "weight_decay",
+    "batch_size",
+    "grad_accum",
+    "shuffle",
+)
 
 
 class NonFiniteLossError(GeovrError):
@@ -153,8 +162,8 @@ class AccelerateTrainer:
 
     def __init__(self, config: AccelerateTrainerConfig, context: BuildContext | None = None):
         self.config = config
-        self._fsdp: Any = None          # the FSDP2 sharding of an ``sharding = "fsdp"`` run
-        self._data_counts: Any = None   # the data counters of the checkpoint being resumed
+        self._fsdp: Any = None  # the FSDP2 sharding of an ``sharding = "fsdp"`` run
+        self._data_counts: Any = None  # the data counters of the checkpoint being resumed
 
     # -- setup -----------------------------------------------------------------------------------
     def _accelerator(self, context: BuildContext, run_dir: str):
@@ -166,10 +175,17 @@ class AccelerateTrainer:
         AcceleratorState._reset_state()  # several runs in one process (tests, notebooks)
         kwargs = [DistributedDataParallelKwargs(find_unused_parameters=self.config.find_unused_parameters)]
         # tensorboard goes to RUN_DIR/tensorboard; every other tracker gets the recipe name as its project
-        trackers = [TensorBoardTracker("tensorboard", run_dir) if name == "tensorboard" else name
-                    for name in self.config.trackers()]
-        return Accelerator(mixed_precision=self.config.mixed_precision, cpu=str(context.device) == "cpu",
-                           kwargs_handlers=kwargs, log_with=trackers or None, project_dir=run_dir)
+        trackers = [
+            TensorBoardTracker("tensorboard", run_dir) if name == "tensorboard" else name
+            for name in self.config.trackers()
+        ]
+        return Accelerator(
+            mixed_precision=self.config.mixed_precision,
+            cpu=str(context.device) == "cpu",
+            kwargs_handlers=kwargs,
+            log_with=trackers or None,
+            project_dir=run_dir,
+        )
 
     def _lock(self, acc, run_dir: str):
         """Take ``run_dir``'s lock on the main process; every process raises when it is held elsewhere."""
@@ -213,9 +229,12 @@ class AccelerateTrainer:
             from geovr.train.launch import launched
 
             if not launched():
-                warnings.warn(f"trainer.accelerate_config = {cfg.accelerate_config!r} is applied by the launcher; this "
-                              f"process was not started by `accelerate launch` (use `geovr run RECIPE "
-                              f"--accelerate-config FILE`), so it trains in a single process", stacklevel=2)
+                warnings.warn(
+                    f"trainer.accelerate_config = {cfg.accelerate_config!r} is applied by the launcher; this "
+                    f"process was not started by `accelerate launch` (use `geovr run RECIPE "
+                    f"--accelerate-config FILE`), so it trains in a single process",
+                    stacklevel=2,
+                )
         acc = self._accelerator(context, run_dir)
         lock = self._lock(acc, run_dir)
         try:
@@ -232,9 +251,11 @@ class AccelerateTrainer:
             shutil.rmtree(ckpt_io.checkpoint_root(run_dir), ignore_errors=True)
         acc.wait_for_everyone()
         if fresh and ckpt_io.list_checkpoints(run_dir) and not self.config.overwrite:
-            raise CheckpointError(f"{run_dir} already holds checkpoints of an earlier run; continue it with "
-                                  f"`geovr run RECIPE --resume {run_dir}` (trainer.resume=true) or choose "
-                                  f"another output_dir (or trainer.overwrite=true)")
+            raise CheckpointError(
+                f"{run_dir} already holds checkpoints of an earlier run; continue it with "
+                f"`geovr run RECIPE --resume {run_dir}` (trainer.resume=true) or choose "
+                f"another output_dir (or trainer.overwrite=true)"
+            )
 
     def _run(self, context: BuildContext, acc, run_dir: str, start_ckpt) -> dict[str, float]:
         """Set up, restore, loop, save; returns the last step's numeric metrics and ``steps``."""
@@ -242,12 +263,24 @@ class AccelerateTrainer:
         torch.manual_seed(context.seed)
         run = self._setup(context, acc, run_dir)
         self._start(run, context, start_ckpt)
-        run.teacher, run.metric = make_sources(context, mode=self.config.cache, device=acc.device,
-                                               cache_dir=self.config.resolved_cache_dir(), config=self.config)
+        run.teacher, run.metric = make_sources(
+            context,
+            mode=self.config.cache,
+            device=acc.device,
+            cache_dir=self.config.resolved_cache_dir(),
+            config=self.config,
+        )
         self._open_logs(run, context, resumed=start_ckpt is not None)
         callbacks = list(context.callbacks)
-        state = TrainState(step=run.step, max_steps=run.total, epoch=run.epoch, metrics={}, run_dir=run_dir,
-                           accelerator=acc, model=run.model)
+        state = TrainState(
+            step=run.step,
+            max_steps=run.total,
+            epoch=run.epoch,
+            metrics={},
+            run_dir=run_dir,
+            accelerator=acc,
+            model=run.model,
+        )
         self._call(callbacks, "on_train_start", state)
         self._open_stream(run, context)
         try:
@@ -277,12 +310,14 @@ class AccelerateTrainer:
             from geovr.train.sharding import FSDPSharding
 
             self._fsdp = FSDPSharding(module, acc)
-        groups = parameter_groups(backbone, context.objectives, lr=cfg.lr, head_lr=cfg.head_lr,
-                                  weight_decay=cfg.weight_decay)
+        groups = parameter_groups(
+            backbone, context.objectives, lr=cfg.lr, head_lr=cfg.head_lr, weight_decay=cfg.weight_decay
+        )
         if not groups:
             raise GeovrError("nothing to train: the backbone and the objectives have no trainable parameters")
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps,
-                                      weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(
+            groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
         per_epoch = batches_per_epoch(len(context.datasets["train"]), cfg.batch_size, acc.num_processes)
         total = cfg.max_steps or max(1, cfg.epochs * per_epoch // cfg.grad_accum)
         scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
@@ -290,17 +325,36 @@ class AccelerateTrainer:
             model, optimizer = acc.prepare(module, optimizer)
         else:  # accelerate would wrap the sharded module in DDP on CPU
             model, optimizer = module, acc.prepare(optimizer)
-        return _Run(acc=acc, run_dir=run_dir, backbone=backbone, objectives=list(context.objectives), model=model,
-                    optimizer=optimizer, scheduler=scheduler, total=total, per_epoch=per_epoch,
-                    fingerprint=fingerprint, settings=settings, names=objective_names(context.objectives),
-                    counter=DataCounter(context.datasets["train"], acc.num_processes))
+        return _Run(
+            acc=acc,
+            run_dir=run_dir,
+            backbone=backbone,
+            objectives=list(context.objectives),
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            total=total,
+            per_epoch=per_epoch,
+            fingerprint=fingerprint,
+            settings=settings,
+            names=objective_names(context.objectives),
+            counter=DataCounter(context.datasets["train"], acc.num_processes),
+        )
 
     def _start(self, run: _Run, context: BuildContext, start_ckpt) -> None:
         """Restore ``start_ckpt`` (a resumed run) or load ``trainer.init_from`` (a fresh run from a released model)."""
         if start_ckpt is not None:
             run.step, run.epoch, run.position, run.skipped = self._restore(
-                start_ckpt, run.backbone, run.objectives, run.optimizer, run.scheduler, fingerprint=run.fingerprint,
-                world=run.acc.num_processes, rank=run.acc.process_index, settings=run.settings)
+                start_ckpt,
+                run.backbone,
+                run.objectives,
+                run.optimizer,
+                run.scheduler,
+                fingerprint=run.fingerprint,
+                world=run.acc.num_processes,
+                rank=run.acc.process_index,
+                settings=run.settings,
+            )
             run.counter.load(self._data_counts, run.acc.process_index)
             run.last_saved = run.step
         elif self.config.init_from:
@@ -315,9 +369,21 @@ class AccelerateTrainer:
             Path(run.run_dir).mkdir(parents=True, exist_ok=True)
             if context.recipe is not None:
                 atomic_write(Path(run.run_dir) / "recipe.toml", to_toml(context.recipe.raw))
-            atomic_write(Path(run.run_dir) / "environment.json", json.dumps(environment(
-                {"num_processes": acc.num_processes, "mixed_precision": cfg.mixed_precision,
-                 "device": str(acc.device)}), indent=2, sort_keys=True, default=str))
+            atomic_write(
+                Path(run.run_dir) / "environment.json",
+                json.dumps(
+                    environment(
+                        {
+                            "num_processes": acc.num_processes,
+                            "mixed_precision": cfg.mixed_precision,
+                            "device": str(acc.device),
+                        }
+                    ),
+                    indent=2,
+                    sort_keys=True,
+                    default=str,
+                ),
+            )
             run.log = MetricsLog(run.run_dir, resume_step=run.step if resumed else None)
         if cfg.trackers():
             project = context.recipe.name if context.recipe is not None else Path(run.run_dir).name
@@ -328,12 +394,26 @@ class AccelerateTrainer:
         from tqdm.auto import tqdm
 
         cfg, acc = self.config, run.acc
-        run.stream = batch_stream(context.datasets["train"], batch_size=cfg.batch_size, seed=context.seed,
-                                  shuffle=cfg.shuffle, world=acc.num_processes, rank=acc.process_index,
-                                  num_workers=cfg.num_workers, epoch=run.epoch, batch=run.position,
-                                  max_epochs=None if cfg.max_steps else cfg.epochs)
-        run.bar = tqdm(total=run.total, initial=run.step, desc="geovr train", unit="step", dynamic_ncols=True,
-                       disable=not (acc.is_main_process and cfg.progress))
+        run.stream = batch_stream(
+            context.datasets["train"],
+            batch_size=cfg.batch_size,
+            seed=context.seed,
+            shuffle=cfg.shuffle,
+            world=acc.num_processes,
+            rank=acc.process_index,
+            num_workers=cfg.num_workers,
+            epoch=run.epoch,
+            batch=run.position,
+            max_epochs=None if cfg.max_steps else cfg.epochs,
+        )
+        run.bar = tqdm(
+            total=run.total,
+            initial=run.step,
+            desc="geovr train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (acc.is_main_process and cfg.progress),
+        )
         run.trainable = [p for g in run.optimizer.param_groups for p in g["params"]]
         run.t_last = time.perf_counter()
 
@@ -376,8 +456,10 @@ class AccelerateTrainer:
             run.counter.update(batch)
             batch = batch.to(acc.device)
             teacher_out = self._teacher_outputs(run, batch)
-            inputs = {k: (v.to(acc.device) if isinstance(v, torch.Tensor) else v)
-                      for k, v in run.backbone.prepare(batch).items()}
+            inputs = {
+                k: (v.to(acc.device) if isinstance(v, torch.Tensor) else v)
+                for k, v in run.backbone.prepare(batch).items()
+            }
             with nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(run.model):
                 out = run.model(inputs, teacher_out, batch)
                 acc.backward(out["total"] / cfg.grad_accum)
@@ -423,15 +505,22 @@ class AccelerateTrainer:
             raise NonFiniteLossError(
                 f"step {run.step + 1} (epoch {run.epoch}): {what}; the run stopped before this optimizer step "
                 f"(nothing of it was applied or saved). Lower trainer.lr / trainer.head_lr or the "
-                f"objective weights, or set trainer.on_nonfinite = \"skip_step\" to skip such steps")
+                f'objective weights, or set trainer.on_nonfinite = "skip_step" to skip such steps'
+            )
         run.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # the schedule advances with the step count
             warnings.simplefilter("ignore", UserWarning)
             run.scheduler.step()
         run.step += 1
         run.skipped += 1
-        run.metrics = {"step": run.step, "epoch": run.epoch, "skipped": True, "skipped_steps": run.skipped,
-                       "nonfinite": what, "lr": run.optimizer.param_groups[0]["lr"]}
+        run.metrics = {
+            "step": run.step,
+            "epoch": run.epoch,
+            "skipped": True,
+            "skipped_steps": run.skipped,
+            "nonfinite": what,
+            "lr": run.optimizer.param_groups[0]["lr"],
+        }
         if run.log is not None:
             run.log.log(run.metrics)
         if run.acc.is_main_process and cfg.progress:
@@ -440,11 +529,16 @@ class AccelerateTrainer:
     def _step_metrics(self, run: _Run, sums: dict[str, float], grad_norm: float | None) -> dict[str, Any]:
         """Means over micro-batches and processes, plus step, epoch, learning rates, throughput, data counts."""
         acc, groups = run.acc, run.optimizer.param_groups
-        metrics: dict[str, Any] = self._reduce(acc, {k: v / max(1, sums.get("_count", 1)) for k, v in sums.items()
-                                                     if k != "_count"})
+        metrics: dict[str, Any] = self._reduce(
+            acc, {k: v / max(1, sums.get("_count", 1)) for k, v in sums.items() if k != "_count"}
+        )
         now = time.perf_counter()
-        metrics.update(step=run.step, epoch=run.epoch, lr=groups[0]["lr"],
-                       samples_per_s=run.samples * acc.num_processes / max(now - run.t_last, 1e-9))
+        metrics.update(
+            step=run.step,
+            epoch=run.epoch,
+            lr=groups[0]["lr"],
+            samples_per_s=run.samples * acc.num_processes / max(now - run.t_last, 1e-9),
+        )
         if len(groups) > 1:
             metrics["head_lr"] = groups[-1]["lr"]
         if grad_norm is not None:
@@ -471,7 +565,7 @@ class AccelerateTrainer:
         vals = {"loss": float(out["total"].detach())}
         if out["lm"] is not None:
             vals["lm_loss"] = float(out["lm"].detach())
-        for name, o in zip(names, out["objectives"]):
+        for name, o in zip(names, out["objectives"], strict=False):
             for k, v in o.metrics.items():
                 vals[f"{name}/{k}"] = float(v)
             vals[f"{name}/loss"] = float(o.loss.detach())
@@ -497,7 +591,7 @@ class AccelerateTrainer:
         keys = sorted(metrics)
         t = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=acc.device)
         t = acc.reduce(t, reduction="mean")
-        return {k: float(v) for k, v in zip(keys, t.tolist())}
+        return {k: float(v) for k, v in zip(keys, t.tolist(), strict=False)}
 
     def _save(self, run: _Run) -> None:
         """Checkpoint the step just done (collective: every process calls it)."""
@@ -512,17 +606,36 @@ class AccelerateTrainer:
         data_counts = run.counter.state()
         counts = gather_object([data_counts]) if acc.num_processes > 1 else [data_counts]
         if acc.is_main_process:
-            heads = full[1] if full else {f"{i}.{k}": v.detach().cpu().contiguous().clone()
-                                          for i, o in enumerate(run.objectives) for k, v in o.state_dict().items()}
+            heads = (
+                full[1]
+                if full
+                else {
+                    f"{i}.{k}": v.detach().cpu().contiguous().clone()
+                    for i, o in enumerate(run.objectives)
+                    for k, v in o.state_dict().items()
+                }
+            )
             ckpt_io.save_checkpoint(
-                run.run_dir, run.step, model=full[0] if full else ckpt_io.trainable_state(run.backbone),
-                objectives=heads, optimizer=full[2] if full else run.optimizer.state_dict(),
-                scheduler=run.scheduler.state_dict(), rng=rngs,
-                state={"epoch": epoch, "batch": position, "world_size": acc.num_processes,
-                       "frozen_fingerprint": run.fingerprint, "batch_size": cfg.batch_size,
-                       "grad_accum": cfg.grad_accum, "settings": run.settings, "skipped_steps": run.skipped,
-                       "data_counts": counts},
-                keep_last=cfg.keep_last)
+                run.run_dir,
+                run.step,
+                model=full[0] if full else ckpt_io.trainable_state(run.backbone),
+                objectives=heads,
+                optimizer=full[2] if full else run.optimizer.state_dict(),
+                scheduler=run.scheduler.state_dict(),
+                rng=rngs,
+                state={
+                    "epoch": epoch,
+                    "batch": position,
+                    "world_size": acc.num_processes,
+                    "frozen_fingerprint": run.fingerprint,
+                    "batch_size": cfg.batch_size,
+                    "grad_accum": cfg.grad_accum,
+                    "settings": run.settings,
+                    "skipped_steps": run.skipped,
+                    "data_counts": counts,
+                },
+                keep_last=cfg.keep_last,
+            )
         acc.wait_for_everyone()
         run.last_saved = run.step
 
@@ -532,18 +645,24 @@ class AccelerateTrainer:
         self._data_counts = st.get("data_counts")
         where = str(loaded["path"])
         if st.get("frozen_fingerprint") not in (None, fingerprint):
-            raise CheckpointError(f"{where}: the frozen weights of the backbone differ from those this checkpoint was "
-                                  f"trained with (another base model or initialisation seed?)")
+            raise CheckpointError(
+                f"{where}: the frozen weights of the backbone differ from those this checkpoint was "
+                f"trained with (another base model or initialisation seed?)"
+            )
         if st.get("world_size", world) != world:
-            raise CheckpointError(f"{where}: saved with {st['world_size']} processes, this run has {world}; the data "
-                                  f"order would differ, so the run cannot resume exactly")
+            raise CheckpointError(
+                f"{where}: saved with {st['world_size']} processes, this run has {world}; the data "
+                f"order would differ, so the run cannot resume exactly"
+            )
         diffs = settings_differences(st, settings)
         if diffs:
             listing = "\n".join(f"  - {d}" for d in diffs)
             if not self.config.resume_force:
-                raise CheckpointError(f"{where}: this run's settings change the schedule or the data order of the "
-                                      f"run being resumed:\n{listing}\nrestore them, or resume anyway with "
-                                      f"--resume-force (trainer.resume_force=true)")
+                raise CheckpointError(
+                    f"{where}: this run's settings change the schedule or the data order of the "
+                    f"run being resumed:\n{listing}\nrestore them, or resume anyway with "
+                    f"--resume-force (trainer.resume_force=true)"
+                )
             warnings.warn(f"resuming {where} despite changed settings (--resume-force):\n{listing}", stacklevel=2)
         rest = ckpt_io.load_training_state(loaded["path"])
         if self._fsdp is not None:
@@ -588,4 +707,12 @@ def build(config: AccelerateTrainerConfig, context: BuildContext) -> AccelerateT
     return AccelerateTrainer(config, context)
 
 
-__all__ = ["AccelerateTrainer", "NonFiniteLossError", "TrainModule", "TrainState", "build", "check_before_training", "parameter_groups"]
+__all__ = [
+    "AccelerateTrainer",
+    "NonFiniteLossError",
+    "TrainModule",
+    "TrainState",
+    "build",
+    "check_before_training",
+    "parameter_groups",
+]

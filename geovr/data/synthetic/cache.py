@@ -79,8 +79,12 @@ class SceneCache:
         p = self.path(options)
         p.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: entry[k].contiguous() for k in ("rgb", "depth", "ids", "intrinsics", "extrinsics")}
-        meta = {"options": json.dumps(options, sort_keys=True), "kind": str(entry["kind"]),
-                "records": json.dumps(entry["records"]), "version": VERSION}
+        meta = {
+            "options": json.dumps(options, sort_keys=True),
+            "kind": str(entry["kind"]),
+            "records": json.dumps(entry["records"]),
+            "version": VERSION,
+        }
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=p.parent)
         os.close(fd)
         try:

@@ -101,8 +101,13 @@ def _walk(scene, rng, free, S):
         cum = np.concatenate([[0], np.cumsum(seg)])
         tau = np.linspace(0, cum[-1], S)
         xy = np.stack([np.interp(tau, cum, path[:, 0]), np.interp(tau, cum, path[:, 1])], -1)
-        ahead = np.stack([np.interp(np.minimum(tau + 0.6, cum[-1]), cum, path[:, 0]),
-                          np.interp(np.minimum(tau + 0.6, cum[-1]), cum, path[:, 1])], -1)
+        ahead = np.stack(
+            [
+                np.interp(np.minimum(tau + 0.6, cum[-1]), cum, path[:, 0]),
+                np.interp(np.minimum(tau + 0.6, cum[-1]), cum, path[:, 1]),
+            ],
+            -1,
+        )
         heading = np.arctan2(ahead[:, 1] - xy[:, 1], ahead[:, 0] - xy[:, 0])
         heading[-1] = heading[-2] if S > 1 else heading[-1]
         heading = np.unwrap(heading)
@@ -144,8 +149,9 @@ def path_frames(num_frames: int, span: float = 1.0) -> int:
     return int(num_frames) if span == 1 else max(int(num_frames), round((int(num_frames) - 1) / span) + 1)
 
 
-def make_trajectory(scene: Scene, num_frames: int, image_size: tuple[int, int], seed: int,
-                    kind: str | None = None, span: float = 1.0) -> Trajectory:
+def make_trajectory(
+    scene: Scene, num_frames: int, image_size: tuple[int, int], seed: int, kind: str | None = None, span: float = 1.0
+) -> Trajectory:
     """Camera path of ``num_frames`` views of ``scene`` for images ``image_size = (H, W)``.
 
     ``kind`` is one of :data:`KINDS` (random when ``None``; an orbit falls back to a walk and a walk to
@@ -168,8 +174,9 @@ def make_trajectory(scene: Scene, num_frames: int, image_size: tuple[int, int], 
         kind, res = "pan", _pan(scene, rng, free, full)
     xy, yaw = res[0][:num_frames], res[1][:num_frames]
     eye = rng.uniform(1.35, 1.65)
-    pitch = (math.radians(rng.uniform(-25, -10))
-             + math.radians(5) * np.sin(np.linspace(0, 2 * math.pi, full)))[:num_frames]
+    pitch = (math.radians(rng.uniform(-25, -10)) + math.radians(5) * np.sin(np.linspace(0, 2 * math.pi, full)))[
+        :num_frames
+    ]
     fov_w = float(rng.uniform(60, 90))
     pos = np.concatenate([xy, np.full((num_frames, 1), eye)], axis=1)
     ext = np.stack([camera_extrinsics(pos[i], float(yaw[i]), float(pitch[i])) for i in range(num_frames)])

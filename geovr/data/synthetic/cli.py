@@ -51,35 +51,65 @@ EPILOG = """examples:
 
 def add_parser(subparsers) -> None:
     """Register ``geovr data synth`` on the ``geovr`` sub-parser action."""
-    data = subparsers.add_parser("data", help="data utilities (synthetic world)",
-                                 description="Data utilities.", epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = subparsers.add_parser(
+        "data",
+        help="data utilities (synthetic world)",
+        description="Data utilities.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = data.add_subparsers(dest="data_command", required=True)
-    p = sub.add_parser("synth", help="write a synthetic VSI-style dataset (videos, geometry, qa.jsonl)",
-                       description="Write a synthetic VSI-style dataset to disk: videos, geometry, scene "
-                                   "files and qa.jsonl (readable by the video_qa dataset).", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic VSI-style dataset (videos, geometry, qa.jsonl)",
+        description="Write a synthetic VSI-style dataset to disk: videos, geometry, scene "
+        "files and qa.jsonl (readable by the video_qa dataset).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", required=True, help="output directory (created; must be empty or a previous run)")
     p.add_argument("--scenes", type=int, default=10, help="number of scenes (default 10)")
     p.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
-    p.add_argument("--size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"),
-                   help="frame size, both even (default 224 224)")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=[224, 224],
+        metavar=("H", "W"),
+        help="frame size, both even (default 224 224)",
+    )
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--fps", type=int, default=10, help="video frame rate (default 10)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help=f"processes making scenes, one thread each (default: all cores, here {os.cpu_count()}); "
-                        "the output does not depend on it")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="render through torch.compile (~3x faster; compiles once, seconds with a warm cache, "
-                        "~30 s cold). Default: compile when the job renders at least 2000 frames of 224x224 "
-                        "(or as many pixels); falls back to eager rendering with a warning when compiling fails")
-    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
-                   help=f"x264 preset of the videos at crf 16 (default {DEFAULT_PRESET}; slower presets make "
-                        "smaller files at the same quality)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"processes making scenes, one thread each (default: all cores, here {os.cpu_count()}); "
+        "the output does not depend on it",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="render through torch.compile (~3x faster; compiles once, seconds with a warm cache, "
+        "~30 s cold). Default: compile when the job renders at least 2000 frames of 224x224 "
+        "(or as many pixels); falls back to eager rendering with a warning when compiling fails",
+    )
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default=DEFAULT_PRESET,
+        help=f"x264 preset of the videos at crf 16 (default {DEFAULT_PRESET}; slower presets make "
+        "smaller files at the same quality)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--format", choices=("vsi", "conversations", "wds"), default="vsi",
-                   help="also write LLaVA-style conversations.jsonl (conversations) and tar shards (wds); "
-                        "see geovr.data.writers")
+    p.add_argument(
+        "--format",
+        choices=("vsi", "conversations", "wds"),
+        default="vsi",
+        help="also write LLaVA-style conversations.jsonl (conversations) and tar shards (wds); see geovr.data.writers",
+    )
     p.add_argument("--shard-size", type=int, default=8, help="records per tar shard with --format wds (default 8)")
     p.set_defaults(func=run)
     from geovr.data.inspect import add_parser as add_inspect
@@ -89,10 +119,20 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Entry point of ``geovr data synth`` (returns the exit code); ends with a summary of what it wrote."""
-    summary = synthesize(args.out, scenes=args.scenes, frames=args.frames, size=tuple(args.size), seed=args.seed,
-                         fps=args.fps, progress=not args.no_progress, compiled=getattr(args, "compile", None),
-                         workers=getattr(args, "workers", None), preset=getattr(args, "preset", DEFAULT_PRESET),
-                         fmt=getattr(args, "format", "vsi"), shard_size=getattr(args, "shard_size", 8))
+    summary = synthesize(
+        args.out,
+        scenes=args.scenes,
+        frames=args.frames,
+        size=tuple(args.size),
+        seed=args.seed,
+        fps=args.fps,
+        progress=not args.no_progress,
+        compiled=getattr(args, "compile", None),
+        workers=getattr(args, "workers", None),
+        preset=getattr(args, "preset", DEFAULT_PRESET),
+        fmt=getattr(args, "format", "vsi"),
+        shard_size=getattr(args, "shard_size", 8),
+    )
     print(summary_text(summary), file=sys.stderr)
     return 0
 
@@ -100,14 +140,18 @@ def run(args) -> int:
 def summary_text(summary: dict) -> str:
     """Human summary of :func:`synthesize`'s result."""
     types = ", ".join(f"{k} {v}" for k, v in summary["question_types"].items())
-    how = (f"{summary.get('workers', 1)} worker(s), {'compiled' if summary.get('compiled') else 'eager'} "
-           f"renderer, x264 {summary.get('preset', DEFAULT_PRESET)}")
-    return (f"geovr data synth: {summary['out']}: {summary['scenes']} scenes ({summary['written']} rendered now, "
-            f"{summary['scenes'] - summary['written']} already there), {summary['frames']} frames of "
-            f"{summary['size'][0]}x{summary['size'][1]}, {summary['questions']} questions in qa.jsonl ({types}); "
-            f"{summary['seconds']:.1f} s, {summary['frames_per_second']:.0f} frames/s end to end ({how})\n"
-            f"  read it with: [data.train] component = \"video_qa\", annotations = \"{summary['out']}/qa.jsonl\", "
-            f"video_root = \"{summary['out']}/videos\", geometry_root = \"{summary['out']}/geometry\"")
+    how = (
+        f"{summary.get('workers', 1)} worker(s), {'compiled' if summary.get('compiled') else 'eager'} "
+        f"renderer, x264 {summary.get('preset', DEFAULT_PRESET)}"
+    )
+    return (
+        f"geovr data synth: {summary['out']}: {summary['scenes']} scenes ({summary['written']} rendered now, "
+        f"{summary['scenes'] - summary['written']} already there), {summary['frames']} frames of "
+        f"{summary['size'][0]}x{summary['size'][1]}, {summary['questions']} questions in qa.jsonl ({types}); "
+        f"{summary['seconds']:.1f} s, {summary['frames_per_second']:.0f} frames/s end to end ({how})\n"
+        f'  read it with: [data.train] component = "video_qa", annotations = "{summary["out"]}/qa.jsonl", '
+        f'video_root = "{summary["out"]}/videos", geometry_root = "{summary["out"]}/geometry"'
+    )
 
 
 def _check_dir(out: Path, options: dict) -> None:
@@ -115,11 +159,15 @@ def _check_dir(out: Path, options: dict) -> None:
     if marker.is_file():
         previous = json.loads(marker.read_text())
         if previous != options:
-            raise UsageError(f"{out} holds a synthetic dataset made with different options {previous}; "
-                             f"choose another --out or delete it")
+            raise UsageError(
+                f"{out} holds a synthetic dataset made with different options {previous}; "
+                f"choose another --out or delete it"
+            )
     elif out.exists() and any(out.iterdir()):
-        raise UsageError(f"refusing to write into non-empty directory {out} (not created by 'geovr data synth'); "
-                         f"choose an empty or new --out")
+        raise UsageError(
+            f"refusing to write into non-empty directory {out} (not created by 'geovr data synth'); "
+            f"choose an empty or new --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(options, sort_keys=True))
 
@@ -134,8 +182,9 @@ def _validate(scenes, frames, size, fps, workers, preset, fmt, shard_size) -> No
     if not (isinstance(frames, int) and frames >= 1):
         problems.append(f"--frames must be an integer >= 1, got {frames!r}")
     if len(size) != 2 or any(not isinstance(v, int) or v < 2 or v % 2 for v in size):
-        problems.append(f"--size must be two even numbers >= 2 (H.264 needs even sizes), got "
-                        f"{' '.join(map(str, size))}")
+        problems.append(
+            f"--size must be two even numbers >= 2 (H.264 needs even sizes), got {' '.join(map(str, size))}"
+        )
     if not (isinstance(fps, int) and fps >= 1):
         problems.append(f"--fps must be an integer >= 1, got {fps!r}")
     if workers is not None and not (isinstance(workers, int) and workers >= 1):
@@ -166,17 +215,31 @@ class _Job(NamedTuple):
 
 def _paths(out, index: int) -> dict:
     name = f"scene_{index:05d}"
-    return {k: Path(out) / k / f"{name}{ext}" for k, ext in
-            (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))}
+    return {
+        k: Path(out) / k / f"{name}{ext}"
+        for k, ext in (("videos", ".mp4"), ("geometry", ".safetensors"), ("scenes", ".json"))
+    }
 
 
 def _done(out, index: int) -> bool:
     return all(p.is_file() for p in _paths(out, index).values())
 
 
-def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: int, fps: int = 10,
-               progress: bool = True, compiled: bool | None = None, workers: int | None = None,
-               preset: str = DEFAULT_PRESET, fmt: str = "vsi", shard_size: int = 8) -> dict:
+def synthesize(
+    out,
+    *,
+    scenes: int,
+    frames: int,
+    size: tuple[int, int],
+    seed: int,
+    fps: int = 10,
+    progress: bool = True,
+    compiled: bool | None = None,
+    workers: int | None = None,
+    preset: str = DEFAULT_PRESET,
+    fmt: str = "vsi",
+    shard_size: int = 8,
+) -> dict:
     """Write ``scenes`` scenes to ``out`` (layout in the module docstring; ``fmt`` ``"conversations"`` /
     ``"wds"`` also writes those layouts, :func:`geovr.data.writers.convert`); skips scenes already written
     by a previous identical run.
@@ -234,10 +297,21 @@ def synthesize(out, *, scenes: int, frames: int, size: tuple[int, int], seed: in
     counts = collections.Counter(rec["question_type"] for rec in records)
     from geovr.data.configs import QUESTION_TYPES
 
-    return {"out": str(out), "scenes": scenes, "written": written, "frames": scenes * frames, "size": [H, W],
-            "questions": len(records), "question_types": {t: counts[t] for t in QUESTION_TYPES if counts[t]},
-            "seconds": seconds, "frames_per_second": written * frames / seconds if written else 0.0,
-            "workers": n_workers, "compiled": bool(compiled), "preset": preset, "format": fmt}
+    return {
+        "out": str(out),
+        "scenes": scenes,
+        "written": written,
+        "frames": scenes * frames,
+        "size": [H, W],
+        "questions": len(records),
+        "question_types": {t: counts[t] for t in QUESTION_TYPES if counts[t]},
+        "seconds": seconds,
+        "frames_per_second": written * frames / seconds if written else 0.0,
+        "workers": n_workers,
+        "compiled": bool(compiled),
+        "preset": preset,
+        "format": fmt,
+    }
 
 
 def _import_worker_modules() -> None:
@@ -285,8 +359,12 @@ def _warm_up(size: tuple[int, int], *, one_thread: bool) -> bool:
         return True
     except Exception as exc:  # noqa: BLE001 - any compiler/toolchain failure means: render eagerly
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        warnings.warn(f"geovr data synth: torch.compile does not work here ({type(exc).__name__}: {first}); "
-                      f"rendering eagerly (pass --no-compile to skip the attempt)", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"geovr data synth: torch.compile does not work here ({type(exc).__name__}: {first}); "
+            f"rendering eagerly (pass --no-compile to skip the attempt)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return False
     finally:
         torch.set_num_threads(threads)
@@ -397,11 +475,16 @@ def _render_scene(job: _Job) -> dict:
     scene = generate_scene(s, name=_paths(job.out, job.scene)["scenes"].stem)
     traj = make_trajectory(scene, job.frames, (H, W), s)
     r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=job.compiled)
-    meta = {**scene.to_dict(), "camera": {"kind": traj.kind, "fov_w": traj.fov_w,
-                                          "image_size": [H, W], "num_frames": job.frames}}
-    geometry = {"depth": r["depth"].contiguous(), "ids": r["ids"].contiguous(),
-                "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
-                "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32)}
+    meta = {
+        **scene.to_dict(),
+        "camera": {"kind": traj.kind, "fov_w": traj.fov_w, "image_size": [H, W], "num_frames": job.frames},
+    }
+    geometry = {
+        "depth": r["depth"].contiguous(),
+        "ids": r["ids"].contiguous(),
+        "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float32),
+        "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float32),
+    }
     return {"scene": scene, "seed": s, "rgb": r["rgb"], "geometry": geometry, "meta": meta}
 
 

@@ -12,9 +12,10 @@ metres, intrinsics ``[S,3,3]``, extrinsics ``[S,3,4]`` world-to-camera.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from typing import TYPE_CHECKING
 
 from geovr.data.configs import SyntheticRoomsConfig
 from geovr.data.synthetic.camera import make_trajectory
@@ -45,17 +46,32 @@ def pixel_key(seed: int, index: int, config: SyntheticRoomsConfig) -> str:
     import json
 
     q = max(1, int(getattr(config, "questions_per_scene", 1)))
-    opts = {"seed": int(seed), "scene": int(index) // q, "num_frames": config.num_frames,
-            "image_size": list(config.image_size), "num_objects": list(config.num_objects),
-            "trajectory": config.trajectory, "question_types": sorted(config.question_types)}
+    opts = {
+        "seed": int(seed),
+        "scene": int(index) // q,
+        "num_frames": config.num_frames,
+        "image_size": list(config.image_size),
+        "num_objects": list(config.num_objects),
+        "trajectory": config.trajectory,
+        "question_types": sorted(config.question_types),
+    }
     if getattr(config, "span", 1.0) != 1.0:  # the default keeps existing keys
         opts["span"] = float(config.span)
     return "synthetic_rooms:" + json.dumps(opts, sort_keys=True, separators=(",", ":"))
 
 
-def render_scene(seed: int, *, num_objects=(8, 24), num_frames: int = 8, image_size=(224, 224),
-                 trajectory: str | None = None, name: str | None = None, compiled: bool = False,
-                 cache=None, span: float = 1.0) -> tuple:
+def render_scene(
+    seed: int,
+    *,
+    num_objects=(8, 24),
+    num_frames: int = 8,
+    image_size=(224, 224),
+    trajectory: str | None = None,
+    name: str | None = None,
+    compiled: bool = False,
+    cache=None,
+    span: float = 1.0,
+) -> tuple:
     """Scene of ``seed`` rendered along its camera path, with all its questions.
 
     Returns ``(scene, entry)`` with ``entry = {"rgb": [S,H,W,3] uint8, "depth": [S,H,W] float32 m,
@@ -66,8 +82,13 @@ def render_scene(seed: int, *, num_objects=(8, 24), num_frames: int = 8, image_s
     """
     H, W = image_size
     scene = generate_scene(seed, tuple(num_objects), name=name)
-    options = {"seed": int(seed), "num_objects": [int(v) for v in num_objects], "num_frames": int(num_frames),
-               "image_size": [int(H), int(W)], "trajectory": trajectory}
+    options = {
+        "seed": int(seed),
+        "num_objects": [int(v) for v in num_objects],
+        "num_frames": int(num_frames),
+        "image_size": [int(H), int(W)],
+        "trajectory": trajectory,
+    }
     if span != 1.0:  # the default keeps existing cache keys
         options["span"] = float(span)
     entry = cache.get(options) if cache is not None else None
@@ -75,11 +96,15 @@ def render_scene(seed: int, *, num_objects=(8, 24), num_frames: int = 8, image_s
         traj = make_trajectory(scene, num_frames, (H, W), seed, kind=trajectory, span=span)
         out = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=compiled)
         ids = out["ids"].to(torch.uint8)  # at most 30 objects
-        entry = {"rgb": out["rgb"].permute(0, 2, 3, 1).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8),
-                 "depth": out["depth"].float(), "ids": ids,
-                 "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float64),
-                 "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float64), "kind": traj.kind,
-                 "records": generate_questions(scene, ids.numpy(), seed=seed)}
+        entry = {
+            "rgb": out["rgb"].permute(0, 2, 3, 1).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8),
+            "depth": out["depth"].float(),
+            "ids": ids,
+            "intrinsics": torch.as_tensor(traj.intrinsics, dtype=torch.float64),
+            "extrinsics": torch.as_tensor(traj.extrinsics, dtype=torch.float64),
+            "kind": traj.kind,
+            "records": generate_questions(scene, ids.numpy(), seed=seed),
+        }
         if cache is not None:
             cache.put(options, entry)
     for rec in entry["records"]:
@@ -96,10 +121,17 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
     keep = set(config.question_types)
     for attempt in range(8):
         s = scene_seed(seed, scene_index, attempt)
-        scene, entry = render_scene(s, num_objects=config.num_objects, num_frames=config.num_frames,
-                                    image_size=config.image_size, trajectory=config.trajectory,
-                                    name=f"synth_s{seed}_i{scene_index}", compiled=config.compile_renderer,
-                                    cache=cache, span=getattr(config, "span", 1.0))
+        scene, entry = render_scene(
+            s,
+            num_objects=config.num_objects,
+            num_frames=config.num_frames,
+            image_size=config.image_size,
+            trajectory=config.trajectory,
+            name=f"synth_s{seed}_i{scene_index}",
+            compiled=config.compile_renderer,
+            cache=cache,
+            span=getattr(config, "span", 1.0),
+        )
         records = [r for r in entry["records"] if r["question_type"] in keep]
         if records:
             break
@@ -117,15 +149,19 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
         "frames": entry["rgb"].permute(0, 3, 1, 2).float().div_(255.0),
         "frame_indices": torch.arange(config.num_frames, dtype=torch.long),
         "frame_times": torch.arange(config.num_frames, dtype=torch.float32) / SYNTHETIC_FPS,
-        "question": question, "options": options, "answer": rec["ground_truth"],
-        "question_type": rec["question_type"], "scene_id": scene.name,
+        "question": question,
+        "options": options,
+        "answer": rec["ground_truth"],
+        "question_type": rec["question_type"],
+        "scene_id": scene.name,
         # a scene with fewer matching questions than questions_per_scene repeats one: keep ids unique
         "sample_id": f"{scene.name}:{rec['id']}" + (f"#{slot}" if slot >= len(records) else ""),
         "pixel_key": pixel_key(seed, index, config),
     }
     if config.with_geometry:
-        sample.update(depth=entry["depth"], intrinsics=entry["intrinsics"].float(),
-                      extrinsics=entry["extrinsics"].float())
+        sample.update(
+            depth=entry["depth"], intrinsics=entry["intrinsics"].float(), extrinsics=entry["extrinsics"].float()
+        )
     return sample
 
 

@@ -54,8 +54,9 @@ def longest_dimension(obj: SceneObject) -> float:
 def signed_angle(forward: np.ndarray, target: np.ndarray) -> float:
     """Angle in degrees from 2-D ``forward`` to ``target`` seen from above: positive = to the left
     (counter-clockwise in the z-up world), in (-180, 180]."""
-    return math.degrees(math.atan2(forward[0] * target[1] - forward[1] * target[0],
-                                   forward[0] * target[0] + forward[1] * target[1]))
+    return math.degrees(
+        math.atan2(forward[0] * target[1] - forward[1] * target[0], forward[0] * target[0] + forward[1] * target[1])
+    )
 
 
 def pixel_counts(ids) -> np.ndarray:

@@ -34,8 +34,9 @@ from geovr.data.synthetic.measure import (
 from geovr.data.synthetic.scene import Scene, SceneObject
 
 __all__ = ["QUESTION_TYPES", "NUMERICAL_TYPES", "generate_questions", "lettered"]
-NUMERICAL_TYPES = frozenset({"object_counting", "object_abs_distance", "object_size_estimation",
-                             "room_size_estimation"})
+NUMERICAL_TYPES = frozenset(
+    {"object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation"}
+)
 DATASET = "synthetic_rooms"
 LETTERS = "ABCDEFGH"
 DIST_TOL = 0.15  # m: closest vs. second closest in object_rel_distance
@@ -96,8 +97,12 @@ def _abs_distance(ctx):
     if pair is None or ctx.dist(*pair) < 0.3:
         return None
     a, b = pair
-    return (f"What is the distance in metres between the {a.category} and the {b.category}, measured between "
-            f"their closest points?", None, f"{ctx.dist(a, b):.1f}")
+    return (
+        f"What is the distance in metres between the {a.category} and the {b.category}, measured between "
+        f"their closest points?",
+        None,
+        f"{ctx.dist(a, b):.1f}",
+    )
 
 
 def _size(ctx):
@@ -105,8 +110,11 @@ def _size(ctx):
     if one is None:
         return None
     o = one[0]
-    return (f"How long is the longest side (length, width or height) of the {o.category}, in centimetres?",
-            None, str(int(round(longest_dimension(o) * 100))))
+    return (
+        f"How long is the longest side (length, width or height) of the {o.category}, in centimetres?",
+        None,
+        str(int(round(longest_dimension(o) * 100))),
+    )
 
 
 def _room_size(ctx):
@@ -146,15 +154,19 @@ def _direction(ctx, level):
         if a < ANGLE_TOL or abs(a - 135) < ANGLE_TOL:
             return None
         options, answer = ["left", "right", "back"], ("back" if a > 135 else "left" if ang > 0 else "right")
-        q = stem + (f"is the {qry.category} on my left, on my right, or behind me? Behind means I would "
-                    f"have to turn more than 135 degrees to face it.")
+        q = stem + (
+            f"is the {qry.category} on my left, on my right, or behind me? Behind means I would "
+            f"have to turn more than 135 degrees to face it."
+        )
     else:
         if min(a, abs(a - 90), 180 - a) < ANGLE_TOL:
             return None
         options = ["front-left", "front-right", "back-left", "back-right"]
         answer = ("front" if a < 90 else "back") + ("-left" if ang > 0 else "-right")
-        q = stem + (f"in which quadrant is the {qry.category}: front-left, front-right, back-left or "
-                    f"back-right? Quadrants are those of a plane with me at the origin facing along +y.")
+        q = stem + (
+            f"in which quadrant is the {qry.category}: front-left, front-right, back-left or "
+            f"back-right? Quadrants are those of a plane with me at the origin facing along +y."
+        )
     return q, lettered(options), LETTERS[options.index(answer)]
 
 
@@ -182,9 +194,11 @@ def _route(ctx):
     for i in range(n_turns):
         steps += [f"{k}. [please fill in]", f"{k + 1}. Go forward until the {objs[i + 2].category}."]
         k += 2
-    q = (f"You are a robot starting at the {objs[0].category} and facing the {objs[1].category}, and you "
-         f"want to reach the {objs[-1].category}. Fill in each [please fill in] with 'Turn Left', 'Turn "
-         f"Right' or 'Turn Back': " + " ".join(steps) + " You have arrived.")
+    q = (
+        f"You are a robot starting at the {objs[0].category} and facing the {objs[1].category}, and you "
+        f"want to reach the {objs[-1].category}. Fill in each [please fill in] with 'Turn Left', 'Turn "
+        f"Right' or 'Turn Back': " + " ".join(steps) + " You have arrived."
+    )
     correct = ", ".join(turns)
     combos = [", ".join(c) for c in itertools.product(("Turn Left", "Turn Right", "Turn Back"), repeat=n_turns)]
     others = [c for c in combos if c != correct]
@@ -223,9 +237,17 @@ def seen_objects(ids, object_ids, min_pixels: int = 4, min_fraction: float = 0.0
     return set(first_appearance(ids, object_ids, need, counts=counts))
 
 
-def generate_questions(scene: Scene, ids=None, *, seed: int = 0, question_types=QUESTION_TYPES,
-                       per_type: int = 1, attempts: int = 20, min_pixels: int = 4,
-                       min_fraction: float = 0.001) -> list[dict]:
+def generate_questions(
+    scene: Scene,
+    ids=None,
+    *,
+    seed: int = 0,
+    question_types=QUESTION_TYPES,
+    per_type: int = 1,
+    attempts: int = 20,
+    min_pixels: int = 4,
+    min_fraction: float = 0.001,
+) -> list[dict]:
     """Questions about ``scene`` (up to ``per_type`` of each type, deterministic in ``seed``).
 
     ``ids``: instance-id video ``[S,H,W]`` of the frames the record uses: only objects seen in them
@@ -256,14 +278,27 @@ def generate_questions(scene: Scene, ids=None, *, seed: int = 0, question_types=
             elif qtype == "obj_appearance_order":
                 res = _appearance(ctx, ids, min_pixels)
             else:
-                res = {"object_counting": _counting, "object_abs_distance": _abs_distance,
-                       "object_size_estimation": _size, "room_size_estimation": _room_size,
-                       "object_rel_distance": _rel_distance, "route_planning": _route}[qtype](ctx)
+                res = {
+                    "object_counting": _counting,
+                    "object_abs_distance": _abs_distance,
+                    "object_size_estimation": _size,
+                    "room_size_estimation": _room_size,
+                    "object_rel_distance": _rel_distance,
+                    "route_planning": _route,
+                }[qtype](ctx)
             if res is None or res[0] in asked:
                 continue
             asked.add(res[0])
             question, options, answer = res
-            records.append({"id": len(records), "dataset": DATASET, "scene_name": scene.name,
-                            "question_type": qtype, "question": question, "options": options,
-                            "ground_truth": answer})
+            records.append(
+                {
+                    "id": len(records),
+                    "dataset": DATASET,
+                    "scene_name": scene.name,
+                    "question_type": qtype,
+                    "question": question,
+                    "options": options,
+                    "ground_truth": answer,
+                }
+            )
     return records

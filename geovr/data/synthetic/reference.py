@@ -33,7 +33,7 @@ def render_reference(scene: Scene | SceneTensors, intrinsics, extrinsics, image_
     prim = torch.full_like(plane, -1)
     M, o = _local(st, A, C)
     for n in range(st.center.shape[0]):
-        d = (M[:, n].float() @ pix.float())  # [S,3,HW]
+        d = M[:, n].float() @ pix.float()  # [S,3,HW]
         on, hn = o[:, n].float()[..., None], st.half[n].float()[None, :, None]
         code = int(st.shape[n])
         if code == 0:

@@ -59,25 +59,42 @@ class SceneTensors:
 
 def scene_tensors(scene: Scene) -> SceneTensors:
     """Pack ``scene`` for rendering (the L-notch becomes a wall-textured box with id 0)."""
-    rows = [(o.center, [s / 2 for s in o.size], o.yaw, SHAPE_CODES[o.shape], o.color, o.pattern, o.id)
-            for o in scene.objects]
+    rows = [
+        (o.center, [s / 2 for s in o.size], o.yaw, SHAPE_CODES[o.shape], o.color, o.pattern, o.id)
+        for o in scene.objects
+    ]
     r = scene.room
     if r.notch is not None:
         x0, y0, x1, y1 = r.notch
-        rows.append((((x0 + x1) / 2, (y0 + y1) / 2, r.height / 2), [(x1 - x0) / 2, (y1 - y0) / 2, r.height / 2 + 0.01],
-                     0.0, 0, r.wall_color, -1, 0))
+        rows.append(
+            (
+                ((x0 + x1) / 2, (y0 + y1) / 2, r.height / 2),
+                [(x1 - x0) / 2, (y1 - y0) / 2, r.height / 2 + 0.01],
+                0.0,
+                0,
+                r.wall_color,
+                -1,
+                0,
+            )
+        )
     f64 = torch.float64
     if rows:
-        center, half, yaw, shape, color, pattern, ids = zip(*rows)
+        center, half, yaw, shape, color, pattern, ids = zip(*rows, strict=False)
     else:
         center = half = yaw = shape = color = pattern = ids = ()
     yaw_t = torch.tensor(yaw, dtype=f64)
     return SceneTensors(
-        center=torch.tensor(center, dtype=f64).reshape(-1, 3), half=torch.tensor(half, dtype=f64).reshape(-1, 3),
-        cos=torch.cos(yaw_t), sin=torch.sin(yaw_t), shape=torch.tensor(shape, dtype=torch.long),
-        color=torch.tensor(color, dtype=torch.float32).reshape(-1, 3), pattern=torch.tensor(pattern, dtype=torch.long),
-        ids=torch.tensor(ids, dtype=torch.int32), bounds=(r.length, r.width, r.height),
-        room_colors=torch.tensor([r.wall_color, r.floor_color, r.ceiling_color], dtype=torch.float32))
+        center=torch.tensor(center, dtype=f64).reshape(-1, 3),
+        half=torch.tensor(half, dtype=f64).reshape(-1, 3),
+        cos=torch.cos(yaw_t),
+        sin=torch.sin(yaw_t),
+        shape=torch.tensor(shape, dtype=torch.long),
+        color=torch.tensor(color, dtype=torch.float32).reshape(-1, 3),
+        pattern=torch.tensor(pattern, dtype=torch.long),
+        ids=torch.tensor(ids, dtype=torch.int32),
+        bounds=(r.length, r.width, r.height),
+        room_colors=torch.tensor([r.wall_color, r.floor_color, r.ceiling_color], dtype=torch.float32),
+    )
 
 
 def _cameras(intrinsics, extrinsics):
@@ -93,8 +110,14 @@ def _local(st: SceneTensors, A: Tensor, C: Tensor):
     """Per (frame, primitive): M ``[S,N,3,3]`` pixel→local direction, o ``[S,N,3]`` local origin."""
     c, s = st.cos[None, :, None], st.sin[None, :, None]
     rel = C[:, None, :] - st.center[None]  # [S,N,3]
-    o = torch.stack([c[..., 0] * rel[..., 0] + s[..., 0] * rel[..., 1],
-                     -s[..., 0] * rel[..., 0] + c[..., 0] * rel[..., 1], rel[..., 2]], -1)
+    o = torch.stack(
+        [
+            c[..., 0] * rel[..., 0] + s[..., 0] * rel[..., 1],
+            -s[..., 0] * rel[..., 0] + c[..., 0] * rel[..., 1],
+            rel[..., 2],
+        ],
+        -1,
+    )
     Ax, Ay, Az = A[:, None, 0, :], A[:, None, 1, :], A[:, None, 2, :]  # rows [S,1,3]
     M = torch.stack([c * Ax + s * Ay, -s * Ax + c * Ay, Az.expand(-1, st.center.shape[0], -1)], -2)
     return M, o
@@ -108,8 +131,12 @@ def _screen_boxes(st, intrinsics, extrinsics):
     signs = torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=torch.float64)
     corners = signs[None] * st.half[:, None]  # [N,8,3]
     c, s = st.cos[:, None], st.sin[:, None]
-    world = torch.stack([c * corners[..., 0] - s * corners[..., 1], s * corners[..., 0] + c * corners[..., 1],
-                         corners[..., 2]], -1) + st.center[:, None]
+    world = (
+        torch.stack(
+            [c * corners[..., 0] - s * corners[..., 1], s * corners[..., 0] + c * corners[..., 1], corners[..., 2]], -1
+        )
+        + st.center[:, None]
+    )
     cam = torch.einsum("sij,nkj->snki", E[:, :, :3], world) + E[:, None, None, :, 3]  # [S,N,8,3]
     z = cam[..., 2]
     front_all, front_any = (z > NEAR).all(-1), (z > NEAR).any(-1)
@@ -209,8 +236,13 @@ MAX_PRIMITIVES = 32  # tables are padded to this size for compiled kernels (30 o
 
 
 def _kernel(name: str, compiled: bool):
-    kernels: dict[str, Callable[..., Any]] = {"box": _box_w, "cylinder": _cylinder_w, "sphere": _sphere_w,
-                                              "room": _room_w, "shade": shade}
+    kernels: dict[str, Callable[..., Any]] = {
+        "box": _box_w,
+        "cylinder": _cylinder_w,
+        "sphere": _sphere_w,
+        "room": _room_w,
+        "shade": shade,
+    }
     fn = kernels[name]
     if not compiled:
         return fn
@@ -234,8 +266,8 @@ def _intersect_tiles(st, A, C, intrinsics, extrinsics, H, W, tile, block=None, c
     g = torch.arange(tile, dtype=torch.float64)
     grid = torch.stack([g.repeat(tile), g.repeat_interleave(tile), torch.ones(tile * tile, dtype=torch.float64)])
     grid32 = grid.float()
-    u0 = (torch.arange(nx, dtype=torch.float64) * tile)
-    v0 = (torch.arange(ny, dtype=torch.float64) * tile)
+    u0 = torch.arange(nx, dtype=torch.float64) * tile
+    v0 = torch.arange(ny, dtype=torch.float64) * tile
     # room: per frame and tile
     rc = _room_coeffs(A, C, bounds=st.bounds)  # [S,6,3]
     rc_t = rc[:, None, None].expand(S, ny, nx, 6, 3).clone()
@@ -263,14 +295,18 @@ def _intersect_tiles(st, A, C, intrinsics, extrinsics, H, W, tile, block=None, c
                     keep = ~_box_tile_missed(coeffs, tile)
                     sel, coeffs = sel[keep], coeffs[keep].float()
                 for a in range(0, sel.numel(), block):  # blocks of pairs stay cache-sized
-                    part = sel[a:a + block]
+                    part = sel[a : a + block]
                     n = part.numel()
                     size = block if compiled else n
                     if code == 0:
-                        w = fn(_pad(coeffs[a:a + block], size), grid32)
+                        w = fn(_pad(coeffs[a : a + block], size), grid32)
                     else:  # padding rows (zero origin, unit size) never hit
-                        w = fn(_pad(Mp[part].float(), size), _pad(op[part].float(), size),
-                               _pad(hp[part].float(), size, 1.0), grid32)
+                        w = fn(
+                            _pad(Mp[part].float(), size),
+                            _pad(op[part].float(), size),
+                            _pad(hp[part].float(), size, 1.0),
+                            grid32,
+                        )
                     ws.append(w[:n])
                     lins.append(lin[part])
                     prims.append(n_i[part])
@@ -283,12 +319,22 @@ def _intersect_tiles(st, A, C, intrinsics, extrinsics, H, W, tile, block=None, c
 
     def untile(x):
         return x.reshape(S, ny, nx, tile, tile).permute(0, 1, 3, 2, 4).reshape(S, ny * tile, nx * tile)[:, :H, :W]
+
     return untile(zbuf), untile(prim), untile(plane)
 
 
-def render(scene: Scene | SceneTensors, intrinsics, extrinsics, image_size: tuple[int, int], *,
-           rgb: bool = True, normals: bool = False, tile: int = 16, chunk: int | None = None,
-           compiled: bool | None = None) -> dict[str, Tensor]:
+def render(
+    scene: Scene | SceneTensors,
+    intrinsics,
+    extrinsics,
+    image_size: tuple[int, int],
+    *,
+    rgb: bool = True,
+    normals: bool = False,
+    tile: int = 16,
+    chunk: int | None = None,
+    compiled: bool | None = None,
+) -> dict[str, Tensor]:
     """Render ``S`` views of ``scene``.
 
     intrinsics ``[S,3,3]`` (pixels), extrinsics ``[S,3,4]`` world-to-camera (OpenCV), image_size
@@ -314,7 +360,7 @@ def render(scene: Scene | SceneTensors, intrinsics, extrinsics, image_size: tupl
     if compiled and st.center.shape[0] > MAX_PRIMITIVES:
         raise ValueError(f"compiled rendering supports up to {MAX_PRIMITIVES} primitives, got {st.center.shape[0]}")
     for a in range(0, K.shape[0], chunk):
-        Kc, Ec = K[a:a + chunk], E[a:a + chunk]
+        Kc, Ec = K[a : a + chunk], E[a : a + chunk]
         n = Kc.shape[0]
         if compiled and n < chunk:  # keep shapes static: repeat the last view, drop it afterwards
             Kc, Ec = _pad(Kc, chunk), _pad(Ec, chunk)
@@ -329,9 +375,17 @@ def render(scene: Scene | SceneTensors, intrinsics, extrinsics, image_size: tupl
 
 def _padded_tables(st: SceneTensors, n: int = MAX_PRIMITIVES) -> SceneTensors:
     """``st`` with every table padded to ``n`` primitives (static shapes for compiled shading)."""
-    return attrs.evolve(st, center=_pad(st.center, n), half=_pad(st.half, n, 1.0), cos=_pad(st.cos, n, 1.0),
-                        sin=_pad(st.sin, n), shape=_pad(st.shape, n), color=_pad(st.color, n),
-                        pattern=_pad(st.pattern, n), ids=_pad(st.ids, n))
+    return attrs.evolve(
+        st,
+        center=_pad(st.center, n),
+        half=_pad(st.half, n, 1.0),
+        cos=_pad(st.cos, n, 1.0),
+        sin=_pad(st.sin, n),
+        shape=_pad(st.shape, n),
+        color=_pad(st.color, n),
+        pattern=_pad(st.pattern, n),
+        ids=_pad(st.ids, n),
+    )
 
 
 def _finish(st, A, C, winv, prim, plane, H, W, rgb, normals, compiled=False):
@@ -364,9 +418,11 @@ def warm_up(image_size: tuple[int, int], chunk: int | None = None) -> None:
 
     H, W = image_size
     chunk = chunk or 4
-    objects = [SceneObject(1, "table", "box", (2.6, 1.2, 0.4), (0.6, 0.5, 0.8), 0.3, pattern=1),
-               SceneObject(2, "trash can", "cylinder", (2.6, 2.0, 0.4), (0.5, 0.5, 0.8), pattern=2),
-               SceneObject(3, "ball", "sphere", (2.6, 2.8, 0.4), (0.6, 0.6, 0.6), pattern=3)]
+    objects = [
+        SceneObject(1, "table", "box", (2.6, 1.2, 0.4), (0.6, 0.5, 0.8), 0.3, pattern=1),
+        SceneObject(2, "trash can", "cylinder", (2.6, 2.0, 0.4), (0.5, 0.5, 0.8), pattern=2),
+        SceneObject(3, "ball", "sphere", (2.6, 2.8, 0.4), (0.6, 0.6, 0.6), pattern=3),
+    ]
     scene = Scene("warm-up", Room(4.0, 4.0, 2.6, notch=(3.0, 3.0, 4.0, 4.0)), objects)
     K = intrinsics_from_fov(80.0, H, W)
     E = camera_extrinsics((0.4, 2.0, 1.4), 0.0, -0.35)

@@ -99,8 +99,10 @@ class Scene:
     def from_dict(cls, d: dict) -> Scene:
         room = d["room"]
         room = Room(**{**room, "notch": tuple(room["notch"]) if room.get("notch") else None})
-        objs = [SceneObject(**{**o, "center": tuple(o["center"]), "size": tuple(o["size"]),
-                               "color": tuple(o["color"])}) for o in d["objects"]]
+        objs = [
+            SceneObject(**{**o, "center": tuple(o["center"]), "size": tuple(o["size"]), "color": tuple(o["color"])})
+            for o in d["objects"]
+        ]
         return cls(name=d["name"], room=room, objects=objs, seed=d.get("seed", 0))
 
     def by_category(self) -> dict[str, list[SceneObject]]:
@@ -152,15 +154,21 @@ def _sample_room(rng: np.random.Generator) -> Room:
             x0 = 0.0 if corner in (0, 3) else length - nx
             y0 = 0.0 if corner in (0, 1) else width - ny
             notch = (round(x0, 4), round(y0, 4), round(x0 + nx, 4), round(y0 + ny, 4))
-        room = Room(round(float(length), 4), round(float(width), 4), round(float(rng.uniform(2.5, 3.0)), 4),
-                    notch, WALL_COLORS[int(rng.integers(len(WALL_COLORS)))],
-                    FLOOR_COLORS[int(rng.integers(len(FLOOR_COLORS)))])
+        room = Room(
+            round(float(length), 4),
+            round(float(width), 4),
+            round(float(rng.uniform(2.5, 3.0)), 4),
+            notch,
+            WALL_COLORS[int(rng.integers(len(WALL_COLORS)))],
+            FLOOR_COLORS[int(rng.integers(len(FLOOR_COLORS)))],
+        )
         if 10.0 <= room.area <= 60.0:
             return room
 
 
-def generate_scene(seed: int, num_objects: tuple[int, int] = (8, 24), name: str | None = None,
-                   max_tries: int = 60) -> Scene:
+def generate_scene(
+    seed: int, num_objects: tuple[int, int] = (8, 24), name: str | None = None, max_tries: int = 60
+) -> Scene:
     """A random room with ``num_objects`` (inclusive range, within 5–30 recommended) objects.
 
     Deterministic in ``seed``. Floor objects do not overlap (10 cm gap) and stay inside the walls;
@@ -190,15 +198,29 @@ def generate_scene(seed: int, num_objects: tuple[int, int] = (8, 24), name: str 
                 sup = supports[int(rng.integers(len(supports)))]
                 yaw = sup.yaw + (math.pi / 2) * int(rng.integers(2))
                 half = np.array(sup.size[:2]) / 2 - np.abs(
-                    np.array([[math.cos(yaw - sup.yaw), math.sin(yaw - sup.yaw)],
-                              [math.sin(yaw - sup.yaw), math.cos(yaw - sup.yaw)]])) @ (np.array(size[:2]) / 2)
+                    np.array(
+                        [
+                            [math.cos(yaw - sup.yaw), math.sin(yaw - sup.yaw)],
+                            [math.sin(yaw - sup.yaw), math.cos(yaw - sup.yaw)],
+                        ]
+                    )
+                ) @ (np.array(size[:2]) / 2)
                 if (half < 0.02).any():
                     continue
                 local = rng.uniform(-half, half)
                 c, s = math.cos(sup.yaw), math.sin(sup.yaw)
                 xy = np.array(sup.center[:2]) + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1]])
-                cand = SceneObject(len(objects) + 1, cat.name, cat.shape, (float(xy[0]), float(xy[1]),
-                                   sup.top + size[2] / 2), size, yaw, color, pattern, sup.id)
+                cand = SceneObject(
+                    len(objects) + 1,
+                    cat.name,
+                    cat.shape,
+                    (float(xy[0]), float(xy[1]), sup.top + size[2] / 2),
+                    size,
+                    yaw,
+                    color,
+                    pattern,
+                    sup.id,
+                )
                 quad = cand.footprint()
                 if any(rects_overlap(quad, q, 0.03) for q in on_top.get(sup.id, [])):
                     continue
@@ -207,8 +229,17 @@ def generate_scene(seed: int, num_objects: tuple[int, int] = (8, 24), name: str 
                 break
             yaw = (math.pi / 2) * int(rng.integers(4)) if rng.random() < 0.7 else float(rng.uniform(-math.pi, math.pi))
             xy = rng.uniform([0.0, 0.0], [room.length, room.width])
-            cand = SceneObject(len(objects) + 1, cat.name, cat.shape, (float(xy[0]), float(xy[1]), size[2] / 2),
-                               size, float(yaw), color, pattern, 0)
+            cand = SceneObject(
+                len(objects) + 1,
+                cat.name,
+                cat.shape,
+                (float(xy[0]), float(xy[1]), size[2] / 2),
+                size,
+                float(yaw),
+                color,
+                pattern,
+                0,
+            )
             quad = cand.footprint()
             if not _quad_inside(room, quad, 0.05) or any(rects_overlap(quad, q, 0.1) for q in floor_quads):
                 continue

@@ -34,9 +34,10 @@ def shade(st, A, C, depth, prim, plane, H, W, want_rgb=True):
     u = torch.arange(W, dtype=torch.float32).repeat(H)
     v = torch.arange(H, dtype=torch.float32).repeat_interleave(W)
     d = depth.reshape(S, n)
-    D = [torch.addcmul(torch.addcmul(A32[:, i, 2:3], A32[:, i, 0:1], u), A32[:, i, 1:2], v).reshape(-1)
-         for i in range(3)]
-    X = [torch.addcmul(C32[:, i:i + 1], D[i].view(S, n), d).reshape(-1) for i in range(3)]
+    D = [
+        torch.addcmul(torch.addcmul(A32[:, i, 2:3], A32[:, i, 0:1], u), A32[:, i, 1:2], v).reshape(-1) for i in range(3)
+    ]
+    X = [torch.addcmul(C32[:, i : i + 1], D[i].view(S, n), d).reshape(-1) for i in range(3)]
     pl = plane.reshape(-1)
     k = prim.reshape(-1)
     is_obj = k >= 0
@@ -47,8 +48,18 @@ def shade(st, A, C, depth, prim, plane, H, W, want_rgb=True):
     color = [torch.take(st.room_colors[:, i].contiguous(), rk) for i in range(3)]
     tex = room_tex
     if st.center.shape[0]:
-        tab = torch.cat([st.center.float(), st.half.float(), st.cos.float()[:, None], st.sin.float()[:, None],
-                         st.shape.float()[:, None], st.pattern.float()[:, None], st.color], 1).T.contiguous()
+        tab = torch.cat(
+            [
+                st.center.float(),
+                st.half.float(),
+                st.cos.float()[:, None],
+                st.sin.float()[:, None],
+                st.shape.float()[:, None],
+                st.pattern.float()[:, None],
+                st.color,
+            ],
+            1,
+        ).T.contiguous()
         g = tab.index_select(1, k.clamp(min=0))  # [13,P]
         cx, cy, cz, hx, hy, hz, cs, sn, shp, pat = g[:10]
         rx, ry, pz = X[0] - cx, X[1] - cy, X[2] - cz
@@ -65,13 +76,19 @@ def shade(st, A, C, depth, prim, plane, H, W, want_rgb=True):
         inv_r = torch.where(cyl, torch.where(cap, 0.0, 1.0 / radial), 1.0 / norm)
         nlx = torch.where(box, torch.where(ax, torch.sign(px), 0.0), px * inv_r)
         nly = torch.where(box, torch.where(ay, torch.sign(py), 0.0), py * inv_r)
-        nlz = torch.where(box, torch.where(az, torch.sign(pz), 0.0),
-                          torch.where(cyl, torch.where(cap, torch.sign(pz), 0.0), pz * inv_r))
+        nlz = torch.where(
+            box,
+            torch.where(az, torch.sign(pz), 0.0),
+            torch.where(cyl, torch.where(cap, torch.sign(pz), 0.0), pz * inv_r),
+        )
         stripes = 0.8 + 0.2 * _parity(px * 12.5)
         checker = 0.8 + 0.2 * _parity(torch.floor(px * 8.0) + torch.floor(py * 8.0) + torch.floor(pz * 8.0))
         bands = 0.85 + 0.15 * _parity(pz * 16.0)
-        obj_tex = torch.where(pat == 1, stripes, torch.where(pat == 2, checker, torch.where(
-            pat == 3, bands, torch.where(pat < 0, wall_tex, one))))
+        obj_tex = torch.where(
+            pat == 1,
+            stripes,
+            torch.where(pat == 2, checker, torch.where(pat == 3, bands, torch.where(pat < 0, wall_tex, one))),
+        )
         n_obj = (cs * nlx - sn * nly, sn * nlx + cs * nly, nlz)
         normal = [torch.where(is_obj, n_obj[i], normal[i]) for i in range(3)]
         color = [torch.where(is_obj, g[10 + i], color[i]) for i in range(3)]

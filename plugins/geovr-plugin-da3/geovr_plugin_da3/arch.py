@@ -14,8 +14,11 @@ from pathlib import Path
 
 NAMED = ("giant", "large", "metric_large", "tiny", "tiny_metric")
 #: official Hugging Face ids of the checkpoints, by configuration name
-OFFICIAL_IDS = {"giant": "depth-anything/DA3-GIANT-1.1", "large": "depth-anything/DA3-LARGE",
-                "metric_large": "depth-anything/DA3METRIC-LARGE"}
+OFFICIAL_IDS = {
+    "giant": "depth-anything/DA3-GIANT-1.1",
+    "large": "depth-anything/DA3-LARGE",
+    "metric_large": "depth-anything/DA3METRIC-LARGE",
+}
 _REQUIRED = {"backbone": ("embed_dim", "depth", "num_heads", "out_layers"), "head": ("type",)}
 
 
@@ -28,14 +31,22 @@ def load_arch(model_config: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"model_config {model_config!r} is not one of {list(NAMED)} nor a readable JSON file "
-                         f"({type(exc).__name__}: {exc})") from exc
-    problems = [f"{section}.{key}" for section, keys in _REQUIRED.items() for key in keys
-                if not isinstance(data.get(section), dict) or key not in data[section]]
+        raise ValueError(
+            f"model_config {model_config!r} is not one of {list(NAMED)} nor a readable JSON file "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    problems = [
+        f"{section}.{key}"
+        for section, keys in _REQUIRED.items()
+        for key in keys
+        if not isinstance(data.get(section), dict) or key not in data[section]
+    ]
     if problems:
         raise ValueError(f"model_config {str(path)!r} lacks {', '.join(problems)}")
     if data["head"]["type"] not in ("dualdpt", "dpt"):
-        raise ValueError(f"model_config {str(path)!r}: head.type must be 'dualdpt' or 'dpt', got {data['head']['type']!r}")
+        raise ValueError(
+            f"model_config {str(path)!r}: head.type must be 'dualdpt' or 'dpt', got {data['head']['type']!r}"
+        )
     return data
 
 

@@ -38,8 +38,9 @@ def resolve(source: str | os.PathLike) -> Path:
                 return path / name
         if any(path.glob("*.safetensors")):
             return path
-        raise CheckpointError(f"DA3 checkpoint directory {str(path)!r} holds none of {', '.join(CANDIDATES)} "
-                              f"or *.safetensors shards")
+        raise CheckpointError(
+            f"DA3 checkpoint directory {str(path)!r} holds none of {', '.join(CANDIDATES)} or *.safetensors shards"
+        )
     text = str(source)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith((".", "/")):
         from huggingface_hub import snapshot_download
@@ -47,9 +48,11 @@ def resolve(source: str | os.PathLike) -> Path:
         try:
             snap = Path(snapshot_download(text, local_files_only=True))
         except Exception as exc:  # noqa: BLE001 - not cached
-            raise CheckpointError(f"DA3 checkpoint {text!r} is not in the local Hugging Face cache (downloads are "
-                                  f"disabled at run time); fetch it once with `hf download {text}` or pass a "
-                                  f"local path") from exc
+            raise CheckpointError(
+                f"DA3 checkpoint {text!r} is not in the local Hugging Face cache (downloads are "
+                f"disabled at run time); fetch it once with `hf download {text}` or pass a "
+                f"local path"
+            ) from exc
         return resolve(snap)
     raise CheckpointError(f"DA3 checkpoint {text!r} not found: not a file, a directory or an HF id ('owner/name')")
 
@@ -69,7 +72,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         raise CheckpointError(f"DA3 checkpoint {str(path)!r} is not a state dict of tensors")
     for prefix in ("model.", "module."):
         if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -77,11 +80,18 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str) ->
     """Drop the unused Gaussian-head tensors, then compare names and shapes with ``model`` strictly."""
     unused = [k for k in state if k.startswith(UNUSED_PREFIXES)]
     if unused:
-        log.info("DA3 checkpoint %s: %d tensors of the 3-D Gaussian head are not used by geovr and were skipped",
-                 source, len(unused))
+        log.info(
+            "DA3 checkpoint %s: %d tensors of the 3-D Gaussian head are not used by geovr and were skipped",
+            source,
+            len(unused),
+        )
         state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
-    require_exact_match(model, state, what=f"DA3 checkpoint {source!r}",
-                        hint="check model_config ('giant', 'large', 'metric_large', 'tiny', 'tiny_metric' or a JSON file)")
+    require_exact_match(
+        model,
+        state,
+        what=f"DA3 checkpoint {source!r}",
+        hint="check model_config ('giant', 'large', 'metric_large', 'tiny', 'tiny_metric' or a JSON file)",
+    )
     return state
 
 
@@ -130,8 +140,11 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model_
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
-                  metadata={"format": "pt", "source": path.name, "model": f"da3:{model_config}"})
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            str(tmp),
+            metadata={"format": "pt", "source": path.name, "model": f"da3:{model_config}"},
+        )
         os.replace(tmp, dst)
     finally:
         if tmp.exists():

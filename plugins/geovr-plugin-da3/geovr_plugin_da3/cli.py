@@ -19,19 +19,30 @@ def _convert(args) -> int:
 
 def add_commands(subparsers) -> argparse.ArgumentParser:
     """Register the ``da3`` verb and its ``convert`` sub-command on ``subparsers``."""
-    parser = subparsers.add_parser("da3", help="Depth Anything 3 teacher utilities (checkpoint conversion)",
-                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    parser = subparsers.add_parser(
+        "da3",
+        help="Depth Anything 3 teacher utilities (checkpoint conversion)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
     sub = parser.add_subparsers(dest="da3_command", metavar="COMMAND")
     sub.required = True
-    conv = sub.add_parser("convert", help="check an official DA3 checkpoint and write the tensors geovr uses",
-                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                          description="Read an official DA3 checkpoint (safetensors, weights-only pickle, directory "
-                                      "or cached HF id), check every tensor against the model configuration by "
-                                      "name and shape, leave out the unused 3-D Gaussian head and write one "
-                                      "safetensors file (temporary name, then rename).")
+    conv = sub.add_parser(
+        "convert",
+        help="check an official DA3 checkpoint and write the tensors geovr uses",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description="Read an official DA3 checkpoint (safetensors, weights-only pickle, directory "
+        "or cached HF id), check every tensor against the model configuration by "
+        "name and shape, leave out the unused 3-D Gaussian head and write one "
+        "safetensors file (temporary name, then rename).",
+    )
     conv.add_argument("src", help="checkpoint file, directory, or HF id in the local cache")
     conv.add_argument("dst", help="output .safetensors path")
-    conv.add_argument("--model-config", default="giant",
-                      help="'giant' (default), 'large', 'metric_large', 'tiny', 'tiny_metric' or a JSON path")
+    conv.add_argument(
+        "--model-config",
+        default="giant",
+        help="'giant' (default), 'large', 'metric_large', 'tiny', 'tiny_metric' or a JSON path",
+    )
     conv.set_defaults(func=_convert)
     return parser

@@ -93,8 +93,11 @@ class DA3TeacherConfig:
         """Cross-field problems (empty when valid)."""
         try:
             arch = self.arch()
-            arch_problem = None if not is_metric(arch) else (
-                f"model_config {self.model_config!r} is a metric model; use component 'da3_metric' for it")
+            arch_problem = (
+                None
+                if not is_metric(arch)
+                else (f"model_config {self.model_config!r} is a metric model; use component 'da3_metric' for it")
+            )
         except ValueError as exc:
             arch, arch_problem = None, str(exc)
         problems = _common_problems(self.image_size, self.multiple, arch_problem)
@@ -102,8 +105,10 @@ class DA3TeacherConfig:
             depth = arch_depth(arch)
             bad = [v for v in self.layers if not 0 <= v < depth]
             if bad:
-                problems.append(f"layers {bad} outside the {depth} blocks of model_config {self.model_config!r} "
-                                f"(valid 0..{depth - 1})")
+                problems.append(
+                    f"layers {bad} outside the {depth} blocks of model_config {self.model_config!r} "
+                    f"(valid 0..{depth - 1})"
+                )
             if not self.layers:
                 problems.append("layers must not be empty (omit it for the default)")
             if len(set(self.layers)) != len(self.layers):
@@ -155,8 +160,11 @@ class DA3MetricTeacherConfig:
 
     def check(self) -> list[str]:
         try:
-            arch_problem = None if is_metric(self.arch()) else (
-                f"model_config {self.model_config!r} is not a metric model (head.type 'dpt'); use 'metric_large'")
+            arch_problem = (
+                None
+                if is_metric(self.arch())
+                else (f"model_config {self.model_config!r} is not a metric model (head.type 'dpt'); use 'metric_large'")
+            )
         except ValueError as exc:
             arch_problem = str(exc)
         problems = _common_problems(self.image_size, self.multiple, arch_problem)

@@ -28,8 +28,7 @@ def _flops(arch: dict, S: int, gh: int, gw: int) -> float:
     if alt < 0:
         return vit_flops(P, S, dim, depth, mlp_ratio=ratio)
     glob = (depth - alt) // 2
-    return (vit_flops(P, S, dim, depth - glob, mlp_ratio=ratio)
-            + vit_flops(P, S, dim, glob, span=S * P, mlp_ratio=ratio))
+    return vit_flops(P, S, dim, depth - glob, mlp_ratio=ratio) + vit_flops(P, S, dim, glob, span=S * P, mlp_ratio=ratio)
 
 
 def cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int]) -> CacheLayout:
@@ -40,18 +39,30 @@ def cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int]) -> CacheLay
     ph, pw = (gh // 2, gw // 2) if cfg.pool == 2 else (gh, gw)
     c = int(arch["backbone"]["embed_dim"])
     shapes = {f"features.{layer}": (S, ph, pw, c) for layer in sorted({*layers, *cfg.feature_layers()})}
-    shapes.update(depth=(S, h, w), depth_conf=(S, h, w), points=(S, h, w, 3), pose_enc=(S, 9),
-                  intrinsics=(S, 3, 3), extrinsics=(S, 3, 4))
-    return CacheLayout(shapes, _flops(arch, S, gh, gw),
-                       f"DA3 {cfg.model_config} {h}x{w} input, {gh}x{gw} patches, features {ph}x{pw}x{c}")
+    shapes.update(
+        depth=(S, h, w),
+        depth_conf=(S, h, w),
+        points=(S, h, w, 3),
+        pose_enc=(S, 9),
+        intrinsics=(S, 3, 3),
+        extrinsics=(S, 3, 4),
+    )
+    return CacheLayout(
+        shapes,
+        _flops(arch, S, gh, gw),
+        f"DA3 {cfg.model_config} {h}x{w} input, {gh}x{gw} patches, features {ph}x{pw}x{c}",
+    )
 
 
 def metric_cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int] = ()) -> CacheLayout:
     """``da3_metric``: ``metric_depth [S, h, w]`` at the working resolution."""
     arch = cfg.arch()
     h, w, gh, gw, _ = _grid(cfg, arch, H, W)
-    return CacheLayout({"metric_depth": (S, h, w)}, _flops(arch, S, gh, gw),
-                       f"DA3 metric {cfg.model_config} {h}x{w} input, {gh}x{gw} patches")
+    return CacheLayout(
+        {"metric_depth": (S, h, w)},
+        _flops(arch, S, gh, gw),
+        f"DA3 metric {cfg.model_config} {h}x{w} input, {gh}x{gw} patches",
+    )
 
 
 def build_meta(cfg) -> TeacherMeta:
@@ -66,5 +77,9 @@ def build_meta(cfg) -> TeacherMeta:
         net = DA3Net(arch)
     if is_metric(arch):
         return TeacherMeta(module=net)
-    return TeacherMeta(module=net, num_layers=arch_depth(arch), feature_dim=int(arch["backbone"]["embed_dim"]),
-                       layers=tuple(cfg.feature_layers()))
+    return TeacherMeta(
+        module=net,
+        num_layers=arch_depth(arch),
+        feature_dim=int(arch["backbone"]["embed_dim"]),
+        layers=tuple(cfg.feature_layers()),
+    )

@@ -129,15 +129,22 @@ class DA3Teacher(nn.Module):
         images = preprocess_frames(frames.to(self.device), self.config.image_size, self.config.multiple)
         H, W = images.shape[-2:]
         out = self.model(images, export_layers=layers, autocast_dtype=_DTYPES[self.config.dtype])
-        if self.config.cameras == "released":   # DA3's own camera-to-world encoding, as the released code uses it
+        if self.config.cameras == "released":  # DA3's own camera-to-world encoding, as the released code uses it
             _, w2c, intrinsics = decode_c2w(out["pose_enc_c2w"], (H, W))
             extrinsics, pose_enc = w2c[..., :3, :].contiguous(), out["pose_enc_c2w"].float()
         else:
             extrinsics, intrinsics, pose_enc = cameras_from_c2w(out["pose_enc_c2w"], (H, W))
         features = {k: self._pool(out["features"][k]) for k in layers}
         points = geometry.unproject_depth(out["depth"], extrinsics, intrinsics)
-        return TeacherOutput(features=features, depth=out["depth"], depth_conf=out["depth_conf"], pose_enc=pose_enc,
-                             intrinsics=intrinsics, extrinsics=extrinsics, points=points)
+        return TeacherOutput(
+            features=features,
+            depth=out["depth"],
+            depth_conf=out["depth_conf"],
+            pose_enc=pose_enc,
+            intrinsics=intrinsics,
+            extrinsics=extrinsics,
+            points=points,
+        )
 
     def _pool(self, x: Tensor) -> Tensor:
         """``[B,S,h,w,C]`` → 2×2 average-pooled (floor) when ``pool = 2``."""
@@ -151,10 +158,22 @@ class DA3Teacher(nn.Module):
         """sha256 over weights digest, model configuration, pre-processing and output options."""
         if self._key is None:
             c = self.config
-            blob = json.dumps({"teacher": "da3", "version": TEACHER_VERSION, "weights": self.weights_digest,
-                               "arch": self.arch, "image_size": c.image_size, "multiple": c.multiple,
-                               "layers": list(self.layers), "pool": c.pool, "dtype": c.dtype, "cameras": c.cameras},
-                              sort_keys=True, default=str).encode()
+            blob = json.dumps(
+                {
+                    "teacher": "da3",
+                    "version": TEACHER_VERSION,
+                    "weights": self.weights_digest,
+                    "arch": self.arch,
+                    "image_size": c.image_size,
+                    "multiple": c.multiple,
+                    "layers": list(self.layers),
+                    "pool": c.pool,
+                    "dtype": c.dtype,
+                    "cameras": c.cameras,
+                },
+                sort_keys=True,
+                default=str,
+            ).encode()
             self._key = hashlib.sha256(blob).hexdigest()
         return self._key
 
@@ -184,9 +203,19 @@ class DA3MetricTeacher(nn.Module):
     def cache_key(self) -> str:
         if self._key is None:
             c = self.config
-            blob = json.dumps({"teacher": "da3_metric", "version": TEACHER_VERSION, "weights": self.weights_digest,
-                               "arch": self.arch, "image_size": c.image_size, "multiple": c.multiple,
-                               "sky_threshold": c.sky_threshold, "dtype": c.dtype}, sort_keys=True).encode()
+            blob = json.dumps(
+                {
+                    "teacher": "da3_metric",
+                    "version": TEACHER_VERSION,
+                    "weights": self.weights_digest,
+                    "arch": self.arch,
+                    "image_size": c.image_size,
+                    "multiple": c.multiple,
+                    "sky_threshold": c.sky_threshold,
+                    "dtype": c.dtype,
+                },
+                sort_keys=True,
+            ).encode()
             self._key = hashlib.sha256(blob).hexdigest()
         return self._key
 

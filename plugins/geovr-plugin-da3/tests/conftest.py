@@ -1,5 +1,4 @@
-"""Fixtures of the DA3 plugin tests: golden data (committed beside the tests) and plugin registration.
-"""
+"""Fixtures of the DA3 plugin tests: golden data (committed beside the tests) and plugin registration."""
 
 from __future__ import annotations
 

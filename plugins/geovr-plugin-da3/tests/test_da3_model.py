@@ -16,9 +16,8 @@ from geovr_plugin_da3.checkpoint import check_state_dict, convert_checkpoint, lo
 from geovr_plugin_da3.model import DA3Net
 from geovr_plugin_da3.teacher import decode_c2w
 
-
 GOLDEN = Path(__file__).resolve().parent / "golden"
-ATOL, RTOL = 1e-5, 1e-4      # float32 on CPU; measured max |Δ| 0 (any-view) and 1.2e-7 (metric)
+ATOL, RTOL = 1e-5, 1e-4  # float32 on CPU; measured max |Δ| 0 (any-view) and 1.2e-7 (metric)
 FEATURE_LAYERS = (2, 4, 5, 7)
 
 
@@ -46,9 +45,14 @@ def test_any_view_model_matches_the_official_package(tiny, io, case):
         out = tiny(images, export_layers=FEATURE_LAYERS)
     H, W = images.shape[-2:]
     _, w2c, K = decode_c2w(out["pose_enc_c2w"], (H, W))
-    got = {"depth": out["depth"], "depth_conf": out["depth_conf"], "pose_enc_c2w": out["pose_enc_c2w"],
-           "extrinsics_w2c": w2c[..., :3, :], "intrinsics": K,
-           **{f"feat_layer_{k}": out["features"][k] for k in FEATURE_LAYERS}}
+    got = {
+        "depth": out["depth"],
+        "depth_conf": out["depth_conf"],
+        "pose_enc_c2w": out["pose_enc_c2w"],
+        "extrinsics_w2c": w2c[..., :3, :],
+        "intrinsics": K,
+        **{f"feat_layer_{k}": out["features"][k] for k in FEATURE_LAYERS},
+    }
     for name, value in got.items():
         ref = io[f"{case}.{name}"]
         assert value.shape == ref.shape, name
@@ -75,7 +79,7 @@ def test_a_changed_weight_breaks_parity(io):
     with torch.no_grad():
         out = net(io["a.images"])
     assert not torch.allclose(out["pose_enc_c2w"], io["a.pose_enc_c2w"], atol=ATOL, rtol=RTOL)
-    torch.testing.assert_close(out["depth"], io["a.depth"], atol=ATOL, rtol=RTOL)   # the head is untouched
+    torch.testing.assert_close(out["depth"], io["a.depth"], atol=ATOL, rtol=RTOL)  # the head is untouched
 
 
 @pytest.mark.parametrize("name,official", [("giant", "da3-giant"), ("metric_large", "da3metric-large")])
@@ -102,7 +106,7 @@ def test_hub_prefix_and_unused_gaussian_head_are_handled(tmp_path, caplog):
     save_file(hub, str(tmp_path / "model.safetensors"))
     net = DA3Net(load_arch("tiny")).eval()
     with caplog.at_level("INFO"):
-        load_weights(net, tmp_path)                      # a directory holding model.safetensors
+        load_weights(net, tmp_path)  # a directory holding model.safetensors
     assert "3-D Gaussian head are not used" in caplog.text
     torch.testing.assert_close(net.state_dict()["cam_dec.fc_t.bias"], state["cam_dec.fc_t.bias"])
     out = convert_checkpoint(tmp_path, tmp_path / "converted.safetensors", model_config="tiny")
@@ -119,8 +123,12 @@ def test_mismatches_name_the_keys():
     with pytest.raises(CheckpointError) as info:
         check_state_dict(net, broken, "broken.safetensors")
     text = str(info.value)
-    for needle in ("broken.safetensors", "missing keys (1): cam_dec.fc_t.weight", "unexpected keys (1): head.extra.weight",
-                   "head.norm.weight: checkpoint (3,) vs model (64,)"):
+    for needle in (
+        "broken.safetensors",
+        "missing keys (1): cam_dec.fc_t.weight",
+        "unexpected keys (1): head.extra.weight",
+        "head.norm.weight: checkpoint (3,) vs model (64,)",
+    ):
         assert needle in text
     with pytest.raises(CheckpointError, match="does not match"):
         load_weights(DA3Net(load_arch("tiny_metric")), GOLDEN / "da3_tiny_weights.safetensors")

@@ -19,8 +19,12 @@ PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train(recipe_name, overrides, tmp_path, steps):
-    base = [f'output_dir="{tmp_path / "run"}"', f"trainer.max_steps={steps}", "trainer.save_every=0",
-            "trainer.progress=false"]
+    base = [
+        f'output_dir="{tmp_path / "run"}"',
+        f"trainer.max_steps={steps}",
+        "trainer.save_every=0",
+        "trainer.progress=false",
+    ]
     recipe = load_recipe(find_shipped(recipe_name), [*overrides, *base], require_training=True)
     ctx = build_seeded(recipe)
     assert ctx.trainer.fit(ctx)["steps"] == steps

@@ -22,8 +22,14 @@ TOL = dict(atol=1e-5, rtol=1e-4)
 
 
 def tiny_cfg(**kw) -> DA3TeacherConfig:
-    opts = dict(pretrained=str(GOLDEN / "da3_tiny_weights.safetensors"), model_config="tiny", image_size=56,
-                multiple=14, layers=[2, 4, 5, 7], pool=1)
+    opts = dict(
+        pretrained=str(GOLDEN / "da3_tiny_weights.safetensors"),
+        model_config="tiny",
+        image_size=56,
+        multiple=14,
+        layers=[2, 4, 5, 7],
+        pool=1,
+    )
     return DA3TeacherConfig(**{**opts, **kw})
 
 
@@ -46,7 +52,12 @@ def test_registered_through_the_plugin_hook(da3_registered):
 def test_defaults_follow_the_released_dispatch():
     cfg = DA3TeacherConfig()
     assert (cfg.pretrained, cfg.model_config, cfg.image_size, cfg.multiple, cfg.pool) == (
-        "depth-anything/DA3-GIANT-1.1", "giant", 504, 28, 2)
+        "depth-anything/DA3-GIANT-1.1",
+        "giant",
+        504,
+        28,
+        2,
+    )
     assert cfg.check() == [] and cfg.feature_layers() == RELEASED_FEATURE_LAYERS == (18, 26, 32, 38)
     m = DA3MetricTeacherConfig()
     assert (m.pretrained, m.model_config, m.sky_threshold) == ("depth-anything/DA3METRIC-LARGE", "metric_large", 0.3)
@@ -61,7 +72,7 @@ def test_defaults_follow_the_released_dispatch():
 def test_contract_and_official_numbers(teacher, io):
     assert isinstance(teacher, Teacher)
     assert teacher.num_layers == 8 and teacher.feature_dim == 32 and teacher.layers == (2, 4, 5, 7)
-    images = io["a.images"]                       # [1,3,3,42,56]: already at the working size
+    images = io["a.images"]  # [1,3,3,42,56]: already at the working size
     out = check_teacher(teacher, images)
     torch.testing.assert_close(out.depth, io["a.depth"], **TOL)
     torch.testing.assert_close(out.depth_conf, io["a.depth_conf"], **TOL)
@@ -99,8 +110,8 @@ def test_cameras_are_camera_from_world_with_the_first_frame_identity(teacher, io
 def test_points_lie_on_the_depth_rays(teacher, io):
     """points are depth unprojected with the returned cameras: mapped back into camera i their z is depth."""
     out = teacher.encode(io["b.images"])
-    E = out.extrinsics[:, 1]                                   # camera 1 of each video
-    pts = out.points[:, 1]                                     # [B,H,W,3] in camera 0's frame
+    E = out.extrinsics[:, 1]  # camera 1 of each video
+    pts = out.points[:, 1]  # [B,H,W,3] in camera 0's frame
     cam = torch.einsum("bij,bhwj->bhwi", E[..., :3], pts) + E[:, None, None, :, 3]
     torch.testing.assert_close(cam[..., 2], out.depth[:, 1], atol=1e-3, rtol=1e-3)
 
@@ -108,7 +119,7 @@ def test_points_lie_on_the_depth_rays(teacher, io):
 def test_features_pool_and_default_layers():
     t = build(tiny_cfg(layers=None, pool=2), BuildContext())
     assert t.layers == (0, 2, 4, 6)
-    out = t.encode(torch.rand(1, 2, 3, 42, 70))               # grid 3×5 → pooled 1×2 (floor)
+    out = t.encode(torch.rand(1, 2, 3, 42, 70))  # grid 3×5 → pooled 1×2 (floor)
     assert {k: tuple(v.shape) for k, v in out.features.items()} == {k: (1, 2, 1, 2, 32) for k in t.layers}
     with pytest.raises(ValueError, match=r"layers \[9\] outside 0..7"):
         t.encode(torch.rand(1, 2, 3, 42, 56), layers=[9])
@@ -117,7 +128,7 @@ def test_features_pool_and_default_layers():
 def test_preprocessing_long_side_and_multiple():
     assert target_size(480, 640, 504, 28) == (392, 504)
     assert target_size(640, 480, 504, 28) == (504, 392)
-    assert target_size(100, 1000, 504, 28) == (56, 504)       # at least 2 cells of 28
+    assert target_size(100, 1000, 504, 28) == (56, 504)  # at least 2 cells of 28
     x = torch.rand(1, 2, 3, 480, 640)
     y = preprocess_frames(x, 504, 28)
     assert y.shape == (1, 2, 3, 392, 504) and 0 <= float(y.min()) and float(y.max()) <= 1
@@ -143,8 +154,12 @@ def test_invalid_options_raise_at_build():
 
 
 def test_metric_teacher_sky_is_nan_and_depth_is_the_official(metric_io):
-    cfg = DA3MetricTeacherConfig(pretrained=str(GOLDEN / "metric_tiny_weights.safetensors"),
-                                 model_config="tiny_metric", image_size=56, multiple=14)
+    cfg = DA3MetricTeacherConfig(
+        pretrained=str(GOLDEN / "metric_tiny_weights.safetensors"),
+        model_config="tiny_metric",
+        image_size=56,
+        multiple=14,
+    )
     t = build_metric(cfg, BuildContext())
     assert isinstance(t, DA3MetricTeacher) and t.provides == frozenset({"metric_depth"})
     out = t.encode(metric_io["a.images"])

@@ -59,18 +59,26 @@ def main(argv=None) -> dict:
             for k in METRICS:
                 sums[name]["near"][k] += err[k][near][1:].tolist()  # frame 0 is the reference
                 sums[name]["far"][k] += err[k][~near].tolist()
-    res = {m: {g: {k: sum(v) / max(1, len(v)) for k, v in d.items()} for g, d in groups.items()}
-           for m, groups in sums.items()}
-    print(f"{args.scenes} scenes x {S} frames {args.size[0]}x{args.size[1]}, noise {args.noise}, pair error "
-          f"{args.pair_error_deg} deg, overlap {args.overlap}, niter {args.niter}\n")
+    res = {
+        m: {g: {k: sum(v) / max(1, len(v)) for k, v in d.items()} for g, d in groups.items()}
+        for m, groups in sums.items()
+    }
+    print(
+        f"{args.scenes} scenes x {S} frames {args.size[0]}x{args.size[1]}, noise {args.noise}, pair error "
+        f"{args.pair_error_deg} deg, overlap {args.overlap}, niter {args.niter}\n"
+    )
     print("| method | rot near (deg) | rot far (deg) | centre near | centre far | depth AbsRel | focal rel | s/video |")
     print("|---|---|---|---|---|---|---|---|")
     for m, r in res.items():
-        allfr = {k: (sum(sums[m]["near"][k]) + sum(sums[m]["far"][k])) /
-                 (len(sums[m]["near"][k]) + len(sums[m]["far"][k])) for k in METRICS}
-        print(f"| {m} | {r['near']['rot_deg']:.2f} | {r['far']['rot_deg']:.2f} | {r['near']['trans']:.3f} | "
-              f"{r['far']['trans']:.3f} | {allfr['depth_absrel']:.4f} | {allfr['focal_rel']:.4f} | "
-              f"{seconds[m] / args.scenes:.2f} |")
+        allfr = {
+            k: (sum(sums[m]["near"][k]) + sum(sums[m]["far"][k])) / (len(sums[m]["near"][k]) + len(sums[m]["far"][k]))
+            for k in METRICS
+        }
+        print(
+            f"| {m} | {r['near']['rot_deg']:.2f} | {r['far']['rot_deg']:.2f} | {r['near']['trans']:.3f} | "
+            f"{r['far']['trans']:.3f} | {allfr['depth_absrel']:.4f} | {allfr['focal_rel']:.4f} | "
+            f"{seconds[m] / args.scenes:.2f} |"
+        )
     if args.json:
         print(json.dumps(res, indent=1))
     return res

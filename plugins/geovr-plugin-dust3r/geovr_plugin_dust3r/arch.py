@@ -15,9 +15,20 @@ from typing import Any
 import attrs
 
 #: keys of a config dict that describe rather than configure (ignored by ``from_dict``).
-INFO_KEYS = frozenset({"description", "note", "param_count_unique", "state_dict_entries",
-                       "official_for_comparison", "patch_embed_cls", "landscape_only", "head_type",
-                       "output_mode", "img_size"})
+INFO_KEYS = frozenset(
+    {
+        "description",
+        "note",
+        "param_count_unique",
+        "state_dict_entries",
+        "official_for_comparison",
+        "patch_embed_cls",
+        "landscape_only",
+        "head_type",
+        "output_mode",
+        "img_size",
+    }
+)
 
 
 def _mode(value) -> tuple[str, float, float]:
@@ -63,7 +74,7 @@ class DUSt3RArch:
     @property
     def rope_base(self) -> float:
         """Frequency base of the 2D RoPE (``"RoPE100"`` → 100)."""
-        return float(self.pos_embed[len("RoPE"):])
+        return float(self.pos_embed[len("RoPE") :])
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | None = None) -> DUSt3RArch:
@@ -104,8 +115,10 @@ class DUSt3RArch:
         out = []
         if self.enc_embed_dim % self.enc_num_heads or self.dec_embed_dim % self.dec_num_heads:
             out.append("embedding dims must be divisible by the number of heads")
-        for name, dim, heads in (("encoder", self.enc_embed_dim, self.enc_num_heads),
-                                 ("decoder", self.dec_embed_dim, self.dec_num_heads)):
+        for name, dim, heads in (
+            ("encoder", self.enc_embed_dim, self.enc_num_heads),
+            ("decoder", self.dec_embed_dim, self.dec_num_heads),
+        ):
             if (dim // heads) % 4:
                 out.append(f"{name} head dim {dim // heads} must be a multiple of 4 for 2D RoPE")
         if self.dpt.patch_size != 16 or self.patch_size != 16:
@@ -123,9 +136,15 @@ OFFICIAL = DUSt3RArch()
 
 #: The tiny test architecture of the reference data (365,688 parameters).
 TINY = DUSt3RArch(
-    enc_embed_dim=48, enc_depth=2, enc_num_heads=3, dec_embed_dim=32, dec_depth=4, dec_num_heads=2,
-    dpt=DPTArch(hooks=(0, 2, 3, 4), dim_tokens=(48, 32, 32, 32), layer_dims=(8, 16, 32, 32),
-                feature_dim=16, last_dim=8),
+    enc_embed_dim=48,
+    enc_depth=2,
+    enc_num_heads=3,
+    dec_embed_dim=32,
+    dec_depth=4,
+    dec_num_heads=2,
+    dpt=DPTArch(
+        hooks=(0, 2, 3, 4), dim_tokens=(48, 32, 32, 32), layer_dims=(8, 16, 32, 32), feature_dim=16, last_dim=8
+    ),
 )
 
 PRESETS = {"official": OFFICIAL, "vitl_512_dpt": OFFICIAL, "tiny": TINY}

@@ -36,12 +36,15 @@ _MAX_LISTED = 12
 
 def _looks_like_hf_id(source: str) -> bool:
     parts = source.split("/")
-    return (len(parts) == 2 and all(parts) and not source.startswith((".", "~"))
-            and Path(source).suffix not in {".pth", ".pt", ".bin", ".safetensors"})
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not source.startswith((".", "~"))
+        and Path(source).suffix not in {".pth", ".pt", ".bin", ".safetensors"}
+    )
 
 
-def resolve_checkpoint(source: str | os.PathLike, *, revision: str | None = None,
-                       cache_dir: str | None = None) -> Path:
+def resolve_checkpoint(source: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None) -> Path:
     """Turn a path or a Hugging Face id into the path of one weights file (see module docstring).
 
     Hugging Face ids are looked up with ``local_files_only=True``; a missing entry raises
@@ -52,19 +55,23 @@ def resolve_checkpoint(source: str | os.PathLike, *, revision: str | None = None
         try:
             from huggingface_hub import snapshot_download
         except ImportError as exc:  # pragma: no cover - huggingface_hub ships with transformers
-            raise CheckpointError(f"{source!r} looks like a Hugging Face id but huggingface_hub is not "
-                                  "installed (pip install huggingface_hub)") from exc
+            raise CheckpointError(
+                f"{source!r} looks like a Hugging Face id but huggingface_hub is not "
+                "installed (pip install huggingface_hub)"
+            ) from exc
         try:
-            path = Path(snapshot_download(str(source), revision=revision, cache_dir=cache_dir,
-                                          local_files_only=True))
+            path = Path(snapshot_download(str(source), revision=revision, cache_dir=cache_dir, local_files_only=True))
         except Exception as exc:
             raise CheckpointError(
                 f"DUSt3R checkpoint {source!r} is not in the local Hugging Face cache "
                 f"({type(exc).__name__}); download it first, e.g. `huggingface-cli download {source}`, "
-                "or pass a local file path") from exc
+                "or pass a local file path"
+            ) from exc
     if not path.exists():
-        raise CheckpointError(f"DUSt3R checkpoint path {str(source)!r} does not exist (expected a .pth/"
-                              ".safetensors file, a directory holding one, or a Hugging Face id 'org/name')")
+        raise CheckpointError(
+            f"DUSt3R checkpoint path {str(source)!r} does not exist (expected a .pth/"
+            ".safetensors file, a directory holding one, or a Hugging Face id 'org/name')"
+        )
     if path.is_dir():
         for name in _DIR_CANDIDATES:
             if (path / name).is_file():
@@ -72,9 +79,11 @@ def resolve_checkpoint(source: str | os.PathLike, *, revision: str | None = None
         files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.pth"))
         if len(files) == 1:
             return files[0]
-        raise CheckpointError(f"cannot choose a DUSt3R weights file in directory {str(path)!r}: expected "
-                              f"one of {list(_DIR_CANDIDATES)} or exactly one *.safetensors/*.pth, found "
-                              f"{[f.name for f in files] or 'none'}")
+        raise CheckpointError(
+            f"cannot choose a DUSt3R weights file in directory {str(path)!r}: expected "
+            f"one of {list(_DIR_CANDIDATES)} or exactly one *.safetensors/*.pth, found "
+            f"{[f.name for f in files] or 'none'}"
+        )
     return path
 
 
@@ -99,7 +108,8 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
             if not allow_pickle or isinstance(exc, (FileNotFoundError, IsADirectoryError)):
                 raise CheckpointError(
                     f"cannot read DUSt3R checkpoint {str(path)!r} with weights_only=True ({exc}); convert it to "
-                    f"safetensors or, {HOW_TO_OPT_IN}") from exc
+                    f"safetensors or, {HOW_TO_OPT_IN}"
+                ) from exc
             obj = torch.load(str(path), map_location="cpu", weights_only=False, mmap=mmap)
     except CheckpointError:
         raise
@@ -108,8 +118,10 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError(f"DUSt3R checkpoint {str(path)!r} holds no state dict (expected a dict of tensors "
-                              "or a dict with a 'model' state dict)")
+        raise CheckpointError(
+            f"DUSt3R checkpoint {str(path)!r} holds no state dict (expected a dict of tensors "
+            "or a dict with a 'model' state dict)"
+        )
     return dict(obj)
 
 
@@ -117,7 +129,7 @@ def normalize_state_dict(state: dict[str, Tensor], expected: dict[str, Tensor]) 
     """Apply the key normalisation of the module docstring, aiming at the key set of ``expected``
     (the model's own ``state_dict()``). Returns a new dict; raises :class:`CheckpointError` when
     the two names of an aliased DPT projection hold different values."""
-    out = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    out = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
     for head in ("downstream_head1", "downstream_head2"):
         for i in range(4):
             a = f"{head}.dpt.scratch.layer_rn.{i}.weight"
@@ -134,7 +146,7 @@ def normalize_state_dict(state: dict[str, Tensor], expected: dict[str, Tensor]) 
     if not any(k.startswith("dec_blocks2.") for k in out):
         for k in list(out):
             if k.startswith("dec_blocks."):
-                out["dec_blocks2." + k[len("dec_blocks."):]] = out[k]
+                out["dec_blocks2." + k[len("dec_blocks.") :]] = out[k]
     if "mask_token" not in out and "mask_token" in expected:
         out["mask_token"] = torch.zeros(expected["mask_token"].shape, dtype=expected["mask_token"].dtype)  # unused
     return out
@@ -146,8 +158,15 @@ def _listing(keys) -> str:
     return ", ".join(keys[:_MAX_LISTED]) + more
 
 
-def load_weights(model: nn.Module, source: str | os.PathLike | dict, *, revision: str | None = None,
-                 cache_dir: str | None = None, allow_pickle: bool = False, assign: bool = False) -> str:
+def load_weights(
+    model: nn.Module,
+    source: str | os.PathLike | dict,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    allow_pickle: bool = False,
+    assign: bool = False,
+) -> str:
     """Load ``source`` (path, Hugging Face id, or an in-memory state dict) into ``model`` strictly
     after :func:`normalize_state_dict`. Returns a description of the source (the resolved path).
 
@@ -166,16 +185,20 @@ def load_weights(model: nn.Module, source: str | os.PathLike | dict, *, revision
     unexpected = set(state) - set(expected)
     wrong = {k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape)}
     if missing or unexpected or wrong:
-        lines = [f"DUSt3R checkpoint {where!r} does not match the model "
-                 f"(enc {model.arch.enc_embed_dim}x{model.arch.enc_depth}, dec {model.arch.dec_embed_dim}x"
-                 f"{model.arch.dec_depth}):"]
+        lines = [
+            f"DUSt3R checkpoint {where!r} does not match the model "
+            f"(enc {model.arch.enc_embed_dim}x{model.arch.enc_depth}, dec {model.arch.dec_embed_dim}x"
+            f"{model.arch.dec_depth}):"
+        ]
         if missing:
             lines.append(f"  missing {len(missing)}: {_listing(missing)}")
         if unexpected:
             lines.append(f"  unexpected {len(unexpected)}: {_listing(unexpected)}")
         if wrong:
-            lines.append("  wrong shape: " + _listing(
-                f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong))
+            lines.append(
+                "  wrong shape: "
+                + _listing(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong)
+            )
         raise CheckpointError("\n".join(lines))
     model.load_state_dict(state, strict=True, assign=assign)
     return where

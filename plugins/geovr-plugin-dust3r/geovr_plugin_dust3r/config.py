@@ -14,7 +14,6 @@ from typing import Literal
 import attrs
 
 from geovr.recipe.preflight import checkpoint_source
-
 from geovr_plugin_dust3r.arch import PRESETS, DUSt3RArch
 
 #: Hugging Face id of the official checkpoint.
@@ -46,8 +45,10 @@ def load_arch(model_config: str) -> DUSt3RArch:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"model_config {model_config!r} is not one of {sorted(PRESETS)} nor a readable "
-                         f"JSON file ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(
+            f"model_config {model_config!r} is not one of {sorted(PRESETS)} nor a readable "
+            f"JSON file ({type(exc).__name__}: {exc})"
+        ) from exc
     return DUSt3RArch.from_dict(data)
 
 
@@ -134,8 +135,9 @@ class DUSt3RTeacherConfig:
 
     def preflight(self) -> list[str]:
         """A checkpoint path must exist, or an HF id be in the local cache (checked without network)."""
-        return checkpoint_source(self.pretrained, "pretrained", filename=None, cache_dir=self.cache_dir,
-                                 revision=self.revision)
+        return checkpoint_source(
+            self.pretrained, "pretrained", filename=None, cache_dir=self.cache_dir, revision=self.revision
+        )
 
     def check(self) -> list[str]:
         """Cross-field rules; each string is reported as a recipe problem."""
@@ -163,8 +165,10 @@ class DUSt3RTeacherConfig:
         if self.layers is not None:
             bad = [layer for layer in self.layers if not 0 <= layer < depth]
             if bad:
-                problems.append(f"layers {bad} outside the decoder depth of model_config {self.model_config!r} "
-                                f"(valid: 0..{depth - 1})")
+                problems.append(
+                    f"layers {bad} outside the decoder depth of model_config {self.model_config!r} "
+                    f"(valid: 0..{depth - 1})"
+                )
             if not self.layers:
                 problems.append("layers must not be empty (omit it for the default)")
             if len(set(self.layers)) != len(self.layers):

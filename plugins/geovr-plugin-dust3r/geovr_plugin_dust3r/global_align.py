@@ -108,8 +108,9 @@ def _weights(conf: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def init_spanning_tree(edges, pts_i: Tensor, pts_j: Tensor, conf_i: Tensor, conf_j: Tensor, num_frames: int,
-                       *, focal_iters: int = 10) -> dict[str, Tensor]:
+def init_spanning_tree(
+    edges, pts_i: Tensor, pts_j: Tensor, conf_i: Tensor, conf_j: Tensor, num_frames: int, *, focal_iters: int = 10
+) -> dict[str, Tensor]:
     """Spanning-tree initialisation of one video (step 1 of the module docstring).
 
     ``pts_i``, ``pts_j`` ``[E,H,W,3]``, ``conf_i``, ``conf_j`` ``[E,H,W]`` for ``edges`` (E ordered
@@ -162,8 +163,14 @@ def init_spanning_tree(edges, pts_i: Tensor, pts_j: Tensor, conf_i: Tensor, conf
     ps, pR, pt = umeyama(pts_i.reshape(E, -1, 3), world[[a for a, _ in edges]].reshape(E, -1, 3), wi.reshape(E, -1))
     g = torch.exp(torch.log(ps.clamp(min=1e-12)).mean())  # gauge: geometric mean of edge scales = 1
     c2w[:, :3, 3] /= g
-    return {"cam_to_world": c2w.to(dt), "focal": focal.to(dt), "depth": depth / g.to(dt), "pw_scale": (ps / g).to(dt),
-            "pw_R": pR.to(dt), "pw_t": (pt / g).to(dt)}
+    return {
+        "cam_to_world": c2w.to(dt),
+        "focal": focal.to(dt),
+        "depth": depth / g.to(dt),
+        "pw_scale": (ps / g).to(dt),
+        "pw_R": pR.to(dt),
+        "pw_t": (pt / g).to(dt),
+    }
 
 
 def _lr_at(step: int, niter: int, lr: float, lr_min: float, schedule: str) -> float:
@@ -182,9 +189,20 @@ def _unproject(depth: Tensor, focal: Tensor, c2w_R: Tensor, c2w_t: Tensor, u: Te
     return torch.einsum("bsij,bshwj->bshwi", c2w_R, cam) + c2w_t[:, :, None, None]
 
 
-def global_align(edges, pts_i: Tensor, pts_j: Tensor, conf_i: Tensor, conf_j: Tensor, num_frames: int, *,
-                 niter: int = 300, lr: float = 0.01, lr_min: float = 1e-6, schedule: str = "cosine",
-                 focal_iters: int = 10) -> dict[str, Tensor]:
+def global_align(
+    edges,
+    pts_i: Tensor,
+    pts_j: Tensor,
+    conf_i: Tensor,
+    conf_j: Tensor,
+    num_frames: int,
+    *,
+    niter: int = 300,
+    lr: float = 0.01,
+    lr_min: float = 1e-6,
+    schedule: str = "cosine",
+    focal_iters: int = 10,
+) -> dict[str, Tensor]:
     """Align the pair predictions of a batch of videos (module docstring).
 
     ``pts_i``, ``pts_j`` ``[B,E,H,W,3]`` and ``conf_i``, ``conf_j`` ``[B,E,H,W]`` for the ordered pairs
@@ -203,8 +221,10 @@ def global_align(edges, pts_i: Tensor, pts_j: Tensor, conf_i: Tensor, conf_j: Te
     with torch.inference_mode(False), torch.enable_grad():
         pts_i, pts_j, conf_i, conf_j = (x.detach().clone() for x in (pts_i, pts_j, conf_i, conf_j))
         dt, dev = pts_i.dtype, pts_i.device
-        inits = [init_spanning_tree(edges, pts_i[b], pts_j[b], conf_i[b], conf_j[b], S, focal_iters=focal_iters)
-                 for b in range(B)]
+        inits = [
+            init_spanning_tree(edges, pts_i[b], pts_j[b], conf_i[b], conf_j[b], S, focal_iters=focal_iters)
+            for b in range(B)
+        ]
 
         def stack(key):
             return torch.stack([d[key] for d in inits])
@@ -258,6 +278,12 @@ def global_align(edges, pts_i: Tensor, pts_j: Tensor, conf_i: Tensor, conf_j: Te
             for n, (a, b_) in enumerate(edges):
                 conf[:, a] = torch.maximum(conf[:, a], conf_i[:, n])
                 conf[:, b_] = torch.maximum(conf[:, b_], conf_j[:, n])
-    return {"depth": depth.detach(), "depth_conf": conf, "focal": focal.detach(), "cam_to_ref": cam_to_ref.detach(),
-            "extrinsics": closed_form_inverse_se3(cam_to_ref.detach())[..., :3, :], "points": points.detach(),
-            "loss": loss.detach()}
+    return {
+        "depth": depth.detach(),
+        "depth_conf": conf,
+        "focal": focal.detach(),
+        "cam_to_ref": cam_to_ref.detach(),
+        "extrinsics": closed_form_inverse_se3(cam_to_ref.detach())[..., :3, :],
+        "points": points.detach(),
+        "loss": loss.detach(),
+    }

@@ -58,6 +58,10 @@ def conf_loss(pred1: dict, pred2: dict, gt1: dict, gt2: dict, alpha: float = 0.2
     c1, c2 = pred1["conf"][v1], pred2["conf"][v2]
     t1 = (l1 * c1 - alpha * torch.log(c1)).mean()
     t2 = (l2 * c2 - alpha * torch.log(c2)).mean()
-    details = {"conf_loss_1": float(t1), "conf_loss2": float(t2),
-               "Regr3D_pts3d_1": float(l1.mean()), "Regr3D_pts3d_2": float(l2.mean())}
+    details = {
+        "conf_loss_1": float(t1),
+        "conf_loss2": float(t2),
+        "Regr3D_pts3d_1": float(l1.mean()),
+        "Regr3D_pts3d_2": float(l2.mean()),
+    }
     return t1 + t2, details

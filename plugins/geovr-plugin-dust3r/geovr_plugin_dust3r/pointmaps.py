@@ -46,8 +46,9 @@ def anchors(num_frames: int, strategy: str = "first", keyframe_interval: int = 8
 def pixel_grid(H: int, W: int, *, dtype=torch.float64, device=None) -> tuple[Tensor, Tensor]:
     """``(u, v)`` pixel coordinates ``[H,W]`` each (u = column, v = row), centred on the principal
     point ``(W/2, H/2)``."""
-    v, u = torch.meshgrid(torch.arange(H, dtype=dtype, device=device), torch.arange(W, dtype=dtype, device=device),
-                          indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(H, dtype=dtype, device=device), torch.arange(W, dtype=dtype, device=device), indexing="ij"
+    )
     return u - W / 2, v - H / 2
 
 
@@ -116,8 +117,9 @@ def _weight(conf: Tensor) -> Tensor:
     return torch.log(conf.double().clamp(min=1.0 + 1e-6))
 
 
-def frames_from_pairs(fwd: dict[str, Tensor], bwd: dict[str, Tensor], anchor: list[int], *,
-                      focal_iters: int = 10) -> dict[str, Tensor]:
+def frames_from_pairs(
+    fwd: dict[str, Tensor], bwd: dict[str, Tensor], anchor: list[int], *, focal_iters: int = 10
+) -> dict[str, Tensor]:
     """Per-frame geometry from the two pair directions of every frame (see module docstring).
 
     ``fwd`` = predictions of the pairs ``(a(i), i)``: ``pts1 [B,S,H,W,3]`` (anchor, own frame),

@@ -18,8 +18,9 @@ result is mapped from [0,1] to [-1,1].
 from __future__ import annotations
 
 
-def plan(H: int, W: int, size: int = 512, square_ok: bool = False,
-         crop: bool = True) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+def plan(
+    H: int, W: int, size: int = 512, square_ok: bool = False, crop: bool = True
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """Resize target ``(H', W')`` and crop box ``(top, left, height, width)`` for an ``H×W`` image
     (with ``crop=False`` the box is the whole resized image)."""
     if not crop:
@@ -50,5 +51,5 @@ def preprocess(frames, size: int = 512, square_ok: bool = False, crop: bool = Tr
     x = frames.float()
     if (rh, rw) != (H, W):
         x = F.interpolate(x, size=(rh, rw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    x = x[..., top:top + ch, left:left + cw]
+    x = x[..., top : top + ch, left : left + cw]
     return x * 2 - 1

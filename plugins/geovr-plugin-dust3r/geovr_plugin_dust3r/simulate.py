@@ -28,16 +28,29 @@ from geovr.geometry import closed_form_inverse_se3, quat_to_mat
 F64 = torch.float64
 
 
-def synthetic_scene(num_frames: int = 8, image_size=(24, 32), seed: int = 0, trajectory: str = "walk",
-                    index: int = 0) -> dict[str, Tensor]:
+def synthetic_scene(
+    num_frames: int = 8, image_size=(24, 32), seed: int = 0, trajectory: str = "walk", index: int = 0
+) -> dict[str, Tensor]:
     """Exact geometry of sample ``index`` of ``synthetic_rooms`` (rotations re-orthonormalised in float64)."""
     from geovr.geometry import unproject_depth
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
 
-    data = get_registry().get("dataset", "synthetic_rooms").build(
-        {"num_samples": index + 1, "num_frames": num_frames, "image_size": list(image_size), "seed": seed,
-         "num_objects": [3, 6], "trajectory": trajectory}, BuildContext())
+    data = (
+        get_registry()
+        .get("dataset", "synthetic_rooms")
+        .build(
+            {
+                "num_samples": index + 1,
+                "num_frames": num_frames,
+                "image_size": list(image_size),
+                "seed": seed,
+                "num_objects": [3, 6],
+                "trajectory": trajectory,
+            },
+            BuildContext(),
+        )
+    )
     sample = data[index]
     depth, K, ext = sample["depth"].double(), sample["intrinsics"].double(), sample["extrinsics"].double()
     U, _, Vh = torch.linalg.svd(ext[:, :, :3])
@@ -59,9 +72,19 @@ def _random_rotation(deg: float, g: torch.Generator) -> Tensor:
     return quat_to_mat(q)
 
 
-def pair_predictions(scene: dict, edges, *, noise: float = 0.0, pair_error_deg: float = 0.0,
-                     overlap: int | None = None, bad_error_deg: float = 20.0, bad_shift: float = 0.3,
-                     bad_conf: float = -3.0, seed: int = 0, dtype=F64) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def pair_predictions(
+    scene: dict,
+    edges,
+    *,
+    noise: float = 0.0,
+    pair_error_deg: float = 0.0,
+    overlap: int | None = None,
+    bad_error_deg: float = 20.0,
+    bad_shift: float = 0.3,
+    bad_conf: float = -3.0,
+    seed: int = 0,
+    dtype=F64,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(pts_i, pts_j [E,H,W,3], conf_i, conf_j [E,H,W])`` for the ordered pairs ``edges`` (module
     docstring). A pair ``(i, i)`` is a frame with itself (no pose error, no overlap loss). Each pair's
     randomness is seeded from ``(seed, i, j)``, so a pair gets the same prediction in any edge list."""
@@ -121,7 +144,9 @@ def pose_depth_errors(out: dict, scene: dict) -> dict[str, Tensor]:
     s = float(scene["depth"].median() / depth.median())
     R_err = pred_rel[:, :3, :3] @ gt_rel[:, :3, :3].transpose(1, 2)
     cos = ((R_err.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    return {"rot_deg": torch.rad2deg(torch.arccos(cos)),
-            "trans": (s * pred_rel[:, :3, 3] - gt_rel[:, :3, 3]).norm(dim=-1),
-            "depth_absrel": ((s * depth - scene["depth"]).abs() / scene["depth"]).mean((1, 2)),
-            "focal_rel": (out["focal"][0].double() - scene["focal"]).abs() / scene["focal"]}
+    return {
+        "rot_deg": torch.rad2deg(torch.arccos(cos)),
+        "trans": (s * pred_rel[:, :3, 3] - gt_rel[:, :3, 3]).norm(dim=-1),
+        "depth_absrel": ((s * depth - scene["depth"]).abs() / scene["depth"]).mean((1, 2)),
+        "focal_rel": (out["focal"][0].double() - scene["focal"]).abs() / scene["focal"],
+    }

@@ -30,15 +30,24 @@ def cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int]) -> CacheLay
     gh, gw = h // p, w // p
     c = arch.dec_embed_dim
     shapes = {f"features.{layer}": (S, gh, gw, c) for layer in sorted({*layers, *cfg.feature_layers()})}
-    shapes.update(depth=(S, h, w), depth_conf=(S, h, w), points=(S, h, w, 3), pose_enc=(S, 9),
-                  intrinsics=(S, 3, 3), extrinsics=(S, 3, 4))
+    shapes.update(
+        depth=(S, h, w),
+        depth_conf=(S, h, w),
+        points=(S, h, w, 3),
+        pose_enc=(S, 9),
+        intrinsics=(S, 3, 3),
+        extrinsics=(S, 3, 4),
+    )
     N, d, r = gh * gw, arch.dec_embed_dim, arch.mlp_ratio
-    per_pair = vit_flops(N, 2, arch.enc_embed_dim, arch.enc_depth, mlp_ratio=r)      # encoder, both images
-    per_pair += vit_flops(N, 2, d, arch.dec_depth, mlp_ratio=r)                      # decoder self-attn + MLP
-    per_pair += 2 * arch.dec_depth * N * (8.0 * d * d + 4.0 * N * d)                  # decoder cross-attention
+    per_pair = vit_flops(N, 2, arch.enc_embed_dim, arch.enc_depth, mlp_ratio=r)  # encoder, both images
+    per_pair += vit_flops(N, 2, d, arch.dec_depth, mlp_ratio=r)  # decoder self-attn + MLP
+    per_pair += 2 * arch.dec_depth * N * (8.0 * d * d + 4.0 * N * d)  # decoder cross-attention
     pairs = network_pairs(cfg, S)
-    return CacheLayout(shapes, pairs * per_pair,
-                       f"DUSt3R {h}x{w} input, {gh}x{gw} patches, {pairs} image pairs, features {gh}x{gw}x{c}")
+    return CacheLayout(
+        shapes,
+        pairs * per_pair,
+        f"DUSt3R {h}x{w} input, {gh}x{gw} patches, {pairs} image pairs, features {gh}x{gw}x{c}",
+    )
 
 
 def build_meta(cfg) -> TeacherMeta:
@@ -50,5 +59,6 @@ def build_meta(cfg) -> TeacherMeta:
     arch = cfg.arch()
     with torch.device("meta"):
         model = AsymmetricCroCo3DStereo(arch)
-    return TeacherMeta(module=model, num_layers=arch.dec_depth, feature_dim=arch.dec_embed_dim,
-                       layers=tuple(cfg.feature_layers()))
+    return TeacherMeta(
+        module=model, num_layers=arch.dec_depth, feature_dim=arch.dec_embed_dim, layers=tuple(cfg.feature_layers())
+    )

@@ -66,8 +66,11 @@ class DUSt3RTeacher(nn.Module):
         opts = attrs.asdict(self.config)
         for k in ("pair_batch_size", "cache_dir", "revision", "pretrained", "model_config"):
             opts.pop(k, None)
-        payload = json.dumps({"v": CACHE_VERSION, "weights": self._weights_id, "arch": repr(self.model.arch),
-                              "opts": opts}, sort_keys=True, default=str)
+        payload = json.dumps(
+            {"v": CACHE_VERSION, "weights": self._weights_id, "arch": repr(self.model.arch), "opts": opts},
+            sort_keys=True,
+            default=str,
+        )
         return "dust3r-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def _run_pairs(self, img: Tensor, first: list[int], second: list[int], layers: tuple[int, ...]) -> dict:
@@ -85,14 +88,14 @@ class DUSt3RTeacher(nn.Module):
         autocast = torch.autocast(device_type=img.device.type, dtype=dtype, enabled=dtype != torch.float32)
         flat = img.reshape(B * S, 3, H, W)
         with autocast:
-            encoded = [self.model.encode(flat[i:i + chunk]) for i in range(0, B * S, chunk)]
+            encoded = [self.model.encode(flat[i : i + chunk]) for i in range(0, B * S, chunk)]
         enc = torch.cat([e for e, _ in encoded]).reshape(B, S, h * w, -1)
         pos = encoded[0][1][:1]  # [1,N,2], the same for every frame
         enc1 = enc[:, first].reshape(B * len(first), h * w, -1)
         enc2 = enc[:, second].reshape(B * len(second), h * w, -1)
         out = {"pts1": [], "conf1": [], "pts2": [], "conf2": [], "feats": {layer: [] for layer in layers}}
         for i in range(0, enc1.shape[0], chunk):
-            e1, e2 = enc1[i:i + chunk], enc2[i:i + chunk]
+            e1, e2 = enc1[i : i + chunk], enc2[i : i + chunk]
             p = pos.expand(e1.shape[0], -1, -1)
             with autocast:
                 tokens1, tokens2 = self.model.decode(e1, p, e2, p)
@@ -127,8 +130,12 @@ class DUSt3RTeacher(nn.Module):
         conf1_f, conf1_b = split(res["conf1"])
         pts2_f, _ = split(res["pts2"])
         conf2_f, _ = split(res["conf2"])
-        geo = frames_from_pairs({"pts1": pts1_f, "conf1": conf1_f, "pts2": pts2_f, "conf2": conf2_f},
-                                {"pts1": pts1_b, "conf1": conf1_b}, anchor, focal_iters=self.config.focal_iters)
+        geo = frames_from_pairs(
+            {"pts1": pts1_f, "conf1": conf1_f, "pts2": pts2_f, "conf2": conf2_f},
+            {"pts1": pts1_b, "conf1": conf1_b},
+            anchor,
+            focal_iters=self.config.focal_iters,
+        )
         return geo, {layer: split(f)[1].contiguous() for layer, f in res["feats"].items()}
 
     def _global(self, img: Tensor, layers: tuple[int, ...]) -> tuple[dict, dict]:
@@ -144,9 +151,19 @@ class DUSt3RTeacher(nn.Module):
             return t.reshape(B, E, *t.shape[1:])
 
         conf1 = per_video(res["conf1"]).float()
-        geo = global_align(edges, per_video(res["pts1"]).float(), per_video(res["pts2"]).float(), conf1,
-                           per_video(res["conf2"]).float(), S, niter=c.niter, lr=c.lr, lr_min=c.lr_min,
-                           schedule=c.schedule, focal_iters=c.focal_iters)
+        geo = global_align(
+            edges,
+            per_video(res["pts1"]).float(),
+            per_video(res["pts2"]).float(),
+            conf1,
+            per_video(res["conf2"]).float(),
+            S,
+            niter=c.niter,
+            lr=c.lr,
+            lr_min=c.lr_min,
+            schedule=c.schedule,
+            focal_iters=c.focal_iters,
+        )
         first = torch.tensor([i for i, _ in edges], device=conf1.device)
         score = conf1.mean((2, 3))  # [B,E]
         own = torch.stack([score.masked_fill(first[None] != k, -torch.inf).argmax(1) for k in range(S)], 1)  # [B,S]
@@ -165,8 +182,12 @@ class DUSt3RTeacher(nn.Module):
             raise ValueError(f"feature layers {bad} outside 0..{self.num_layers - 1}")
         B, S = frames.shape[:2]
         device = next(self.model.parameters()).device
-        img = preprocess(frames.reshape(B * S, *frames.shape[2:]).to(device), self.config.image_size,
-                         self.config.square_ok, self.config.crop)
+        img = preprocess(
+            frames.reshape(B * S, *frames.shape[2:]).to(device),
+            self.config.image_size,
+            self.config.square_ok,
+            self.config.crop,
+        )
         H, W = img.shape[-2:]
         img = img.reshape(B, S, 3, H, W)
         if self.config.alignment == "global" and S > 2:  # 1-2 frames: the pair itself, as DUSt3R's demo

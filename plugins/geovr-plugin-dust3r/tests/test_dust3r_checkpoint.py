@@ -45,8 +45,11 @@ def test_safetensors_with_one_alias_and_no_dec_blocks2(tmp_path, tiny_sd):
     sd = {k: v.clone() for k, v in tiny_sd.items() if not k.startswith("dec_blocks2.")}
     for h in (1, 2):  # keep layer_rn.* for head 1, layerN_rn for head 2
         for i in range(4):
-            drop = (f"downstream_head{h}.dpt.scratch.layer{i + 1}_rn.weight" if h == 1
-                    else f"downstream_head{h}.dpt.scratch.layer_rn.{i}.weight")
+            drop = (
+                f"downstream_head{h}.dpt.scratch.layer{i + 1}_rn.weight"
+                if h == 1
+                else f"downstream_head{h}.dpt.scratch.layer_rn.{i}.weight"
+            )
             del sd[drop]
     del sd["mask_token"]
     save_file(sd, str(tmp_path / "model.safetensors"))
@@ -55,7 +58,7 @@ def test_safetensors_with_one_alias_and_no_dec_blocks2(tmp_path, tiny_sd):
     own = model.state_dict()
     for k, v in tiny_sd.items():
         if k.startswith("dec_blocks2."):
-            assert torch.equal(own[k], tiny_sd["dec_blocks." + k[len("dec_blocks2."):]]), k
+            assert torch.equal(own[k], tiny_sd["dec_blocks." + k[len("dec_blocks2.") :]]), k
         elif k != "mask_token":
             assert torch.equal(own[k], v), k
     assert not torch.equal(own["dec_blocks2.0.attn.qkv.weight"], tiny_sd["dec_blocks2.0.attn.qkv.weight"])

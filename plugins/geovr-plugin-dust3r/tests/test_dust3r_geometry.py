@@ -51,9 +51,12 @@ def gt_pairs(c2w, world, anchor, seed=1, scale00=1.0):
     sigma[0] = scale00
     tau = torch.rand(S, generator=g, dtype=F64) * 3 + 0.2
     conf = lambda: 1 + 5 * torch.rand(1, S, H, W, generator=g, dtype=F64)  # noqa: E731
-    fwd = {"pts1": torch.stack([sigma[i] * in_camera(c2w[anchor[i]], world[anchor[i]]) for i in range(S)])[None],
-           "pts2": torch.stack([sigma[i] * in_camera(c2w[anchor[i]], world[i]) for i in range(S)])[None],
-           "conf1": conf(), "conf2": conf()}
+    fwd = {
+        "pts1": torch.stack([sigma[i] * in_camera(c2w[anchor[i]], world[anchor[i]]) for i in range(S)])[None],
+        "pts2": torch.stack([sigma[i] * in_camera(c2w[anchor[i]], world[i]) for i in range(S)])[None],
+        "conf1": conf(),
+        "conf2": conf(),
+    }
     bwd = {"pts1": torch.stack([tau[i] * in_camera(c2w[i], world[i]) for i in range(S)])[None], "conf1": conf()}
     bwd["pts1"][:, 0], bwd["conf1"][:, 0] = fwd["pts1"][:, 0], fwd["conf1"][:, 0]
     return fwd, bwd
@@ -122,8 +125,17 @@ def test_teacher_wiring_with_ground_truth_pairs(monkeypatch):
     replaced by an oracle that returns ground-truth pointmaps for whatever pair it is given."""
     S = 5
     c2w, depth, world, f = box_room(S=S, H=16, W=32)
-    teacher = load_teacher(DUSt3RTeacherConfig(pretrained="", model_config="tiny", image_size=32, pairing="keyframes",
-                                               keyframe_interval=2, crop=True, alignment="oneref"))  # reference crop path
+    teacher = load_teacher(
+        DUSt3RTeacherConfig(
+            pretrained="",
+            model_config="tiny",
+            image_size=32,
+            pairing="keyframes",
+            keyframe_interval=2,
+            crop=True,
+            alignment="oneref",
+        )
+    )  # reference crop path
     levels = torch.arange(S, dtype=torch.float32) / (S + 2) + 0.1  # frame i = constant image of level i
 
     def frame_index(img):  # [P,3,H,W] in [-1,1] → [P]
@@ -135,7 +147,9 @@ def test_teacher_wiring_with_ground_truth_pairs(monkeypatch):
         assert i1.tolist() == first and i2.tolist() == second
         P = len(i1)
         pts1 = torch.stack([in_camera(c2w[a], world[a]) for a in i1.tolist()]).float()
-        pts2 = torch.stack([in_camera(c2w[a], world[b]) for a, b in zip(i1.tolist(), i2.tolist())]).float()
+        pts2 = torch.stack(
+            [in_camera(c2w[a], world[b]) for a, b in zip(i1.tolist(), i2.tolist(), strict=False)]
+        ).float()
         scale = torch.linspace(0.5, 2.0, P)[:, None, None, None] if P > 1 else torch.ones(1, 1, 1, 1)
         scale[(i1 == 0) & (i2 == 0)] = 1.0  # pair (0, 0) sets the global scale
         conf = torch.ones(P, 16, 32) * 2
@@ -167,8 +181,11 @@ def test_synthetic_world_scene_recovered_from_its_pointmaps(strategy):
     from geovr.plugins import get_registry
     from geovr.protocols import BuildContext
 
-    data = get_registry().get("dataset", "synthetic_rooms").build(
-        {"num_samples": 1, "num_frames": 4, "image_size": [48, 64], "num_objects": [3, 6]}, BuildContext())
+    data = (
+        get_registry()
+        .get("dataset", "synthetic_rooms")
+        .build({"num_samples": 1, "num_frames": 4, "image_size": [48, 64], "num_objects": [3, 6]}, BuildContext())
+    )
     sample = data[0]
     depth, K, ext = sample["depth"].double(), sample["intrinsics"].double(), sample["extrinsics"].double()
     U, _, Vh = torch.linalg.svd(ext[:, :, :3])  # float32-stored rotations, made exactly orthonormal

@@ -63,9 +63,13 @@ def test_exact_pointmaps_are_recovered(scene):
     gt = _gt_relative(scene)
     torch.testing.assert_close(out["cam_to_ref"][0, :, :3, :3], gt[:, :3, :3], atol=1e-9, rtol=0)
     torch.testing.assert_close(s * out["cam_to_ref"][0, :, :3, 3], gt[:, :3, 3], atol=1e-9, rtol=0)
-    torch.testing.assert_close(s * out["points"][0], scene["world"] @ closed_form_inverse_se3(
-        scene["cam_to_world"][0])[:3, :3].T + closed_form_inverse_se3(scene["cam_to_world"][0])[:3, 3],
-        atol=1e-8, rtol=0)
+    torch.testing.assert_close(
+        s * out["points"][0],
+        scene["world"] @ closed_form_inverse_se3(scene["cam_to_world"][0])[:3, :3].T
+        + closed_form_inverse_se3(scene["cam_to_world"][0])[:3, 3],
+        atol=1e-8,
+        rtol=0,
+    )
     assert out["extrinsics"].shape == (1, S, 3, 4) and torch.equal(out["cam_to_ref"][0, 0], torch.eye(4, dtype=F64))
 
     out = global_align(edges, *(x[None].float() for x in (pi, pj, ci, cj)), S, niter=100)
@@ -83,10 +87,15 @@ def test_noisy_far_frames_beat_one_reference():
     S, kw = 7, {"noise": 0.02, "pair_error_deg": 1.0, "overlap": 2}
     edges, seeds = make_edges(S, "complete"), (0, 1)
     scenes = [synthetic_scene(S, (16, 24), seed=seed, trajectory="walk") for seed in seeds]
-    one = [pose_depth_errors(frames_from_pairs(*oneref_pairs(sc, seed=seed, **kw)), sc) for sc, seed in zip(scenes, seeds)]
-    preds = [pair_predictions(sc, edges, seed=seed, **kw) for sc, seed in zip(scenes, seeds)]
-    out = global_align(edges, *(torch.stack(x).float() for x in zip(*preds)), S)  # both videos in one batch
-    glob = [pose_depth_errors({k: v[b:b + 1] for k, v in out.items()}, sc) for b, sc in enumerate(scenes)]
+    one = [
+        pose_depth_errors(frames_from_pairs(*oneref_pairs(sc, seed=seed, **kw)), sc)
+        for sc, seed in zip(scenes, seeds, strict=False)
+    ]
+    preds = [pair_predictions(sc, edges, seed=seed, **kw) for sc, seed in zip(scenes, seeds, strict=False)]
+    out = global_align(
+        edges, *(torch.stack(x).float() for x in zip(*preds, strict=False)), S
+    )  # both videos in one batch
+    glob = [pose_depth_errors({k: v[b : b + 1] for k, v in out.items()}, sc) for b, sc in enumerate(scenes)]
 
     def mean(errs, key, frames):
         return float(torch.stack([e[key][frames] for e in errs]).mean())
@@ -117,12 +126,14 @@ def test_teacher_global_alignment_wiring(monkeypatch):
     def oracle(img, first, second, layers):
         i1, i2 = frame_index(img[0, first]), frame_index(img[0, second])
         assert i1.tolist() == first and i2.tolist() == second
-        asked.extend(zip(first, second))
-        pi, pj, ci, cj = pair_predictions(scene, list(zip(first, second)), seed=1, dtype=torch.float32)
+        asked.extend(zip(first, second, strict=False))
+        pi, pj, ci, cj = pair_predictions(scene, list(zip(first, second, strict=False)), seed=1, dtype=torch.float32)
         # view-1 confidence ranks pairs; frame k's features must come from its best pair (k, m)
         ci = ci * (1 + (i1 + 2 * i2).float())[:, None, None]
-        feats = {layer: (i1 * 10 + i2 + 1000 * layer).float()[:, None, None, None].expand(len(first), 1, 2, 4)
-                 for layer in layers}
+        feats = {
+            layer: (i1 * 10 + i2 + 1000 * layer).float()[:, None, None, None].expand(len(first), 1, 2, 4)
+            for layer in layers
+        }
         return {"pts1": pi, "conf1": ci, "pts2": pj, "conf2": cj, "feats": feats}
 
     monkeypatch.setattr(teacher, "_run_pairs", oracle)

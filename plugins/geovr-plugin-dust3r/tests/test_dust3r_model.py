@@ -49,8 +49,11 @@ def _views(io, case):
     p = f"case_{case}."
     B = io[p + "view1.img"].shape[0]
     v1 = {"img": io[p + "view1.img"], "true_shape": io[p + "view1.true_shape"], "instance": [str(i) for i in range(B)]}
-    v2 = {"img": io[p + "view2.img"], "true_shape": io[p + "view2.true_shape"],
-          "instance": [str(B + i) for i in range(B)]}
+    v2 = {
+        "img": io[p + "view2.img"],
+        "true_shape": io[p + "view2.true_shape"],
+        "instance": [str(B + i) for i in range(B)],
+    }
     return v1, v2
 
 

@@ -40,8 +40,13 @@ def test_only_renaming_the_component_reports_the_oracle_options(tiny_raw):
 @pytest.mark.parametrize("teacher", ["vggt", "dust3r"])
 def test_switching_the_teacher_component_is_the_only_change(teacher, tmp_path):
     """recipes/tiny_vggt.toml names teacher "vggt"; "dust3r" drops in with no other change."""
-    overrides = [f'teacher.component="{teacher}"', f'output_dir="{tmp_path / "run"}"',
-                 "trainer.max_steps=12", "trainer.save_every=0", "trainer.progress=false"]
+    overrides = [
+        f'teacher.component="{teacher}"',
+        f'output_dir="{tmp_path / "run"}"',
+        "trainer.max_steps=12",
+        "trainer.save_every=0",
+        "trainer.progress=false",
+    ]
     recipe = load_recipe(find_shipped("tiny_vggt"), overrides, require_training=True)
     ctx = build_seeded(recipe)
     assert type(ctx.teacher).__name__ == {"vggt": "VGGTTeacher", "dust3r": "DUSt3RTeacher"}[teacher]

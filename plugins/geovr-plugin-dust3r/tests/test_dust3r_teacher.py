@@ -57,8 +57,9 @@ def test_registered_with_torch_free_config():
     assert spec.distribution == "geovr-plugin-dust3r"
     assert spec.factory == "geovr_plugin_dust3r.teacher:build"
     cfg = spec.parse_config({})
-    assert cfg.provides() == frozenset({"features", "depth", "depth_conf", "pose_enc", "intrinsics",
-                                        "extrinsics", "points"})
+    assert cfg.provides() == frozenset(
+        {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"}
+    )
     assert cfg.feature_layers() == (2, 5, 8, 11)
     assert spec.parse_config({"model_config": "tiny"}).feature_layers() == (0, 1, 2, 3)
 
@@ -80,8 +81,12 @@ def test_config_problems_are_reported():
     with pytest.raises(RecipeError) as info:
         spec.parse_config({"graph": "swin-0", "niter": -1, "lr": 0.0, "lr_min": 0.5})
     text = str(info.value)
-    for needle in ("graph window K must be >= 1, got 'swin-0'", "niter must be >= 0", "lr must be > 0",
-                   "lr_min must be in [0, lr]"):
+    for needle in (
+        "graph window K must be >= 1, got 'swin-0'",
+        "niter must be >= 0",
+        "lr must be > 0",
+        "lr_min must be in [0, lr]",
+    ):
         assert needle in text
     with pytest.raises(RecipeError, match="graph must be 'complete', 'oneref', 'swin-K'"):
         spec.parse_config({"graph": "ring"})
@@ -98,9 +103,12 @@ class _BackbonePlugin:
 
 
 def test_recipe_with_dust3r_teacher_validates():
-    raw = {"name": "t", "backbone": {"component": "dust3r_test_backbone"},
-           "teacher": {"component": "dust3r", **TINY},
-           "objectives": [{"component": "camera_pose"}, {"component": "depth"}, {"component": "feature_distill"}]}
+    raw = {
+        "name": "t",
+        "backbone": {"component": "dust3r_test_backbone"},
+        "teacher": {"component": "dust3r", **TINY},
+        "objectives": [{"component": "camera_pose"}, {"component": "depth"}, {"component": "feature_distill"}],
+    }
     with registered(_BackbonePlugin(), "dust3r-test-backbone"):
         recipe = validate(raw)
         assert recipe.teacher.config.model_config == "tiny"
@@ -117,8 +125,9 @@ def test_check_teacher_with_tiny_network(tiny_teacher):
     assert out.depth.shape == (2, 3, 32, 48) and out.points.shape == (2, 3, 32, 48, 3)
     assert out.features[3].shape == (2, 3, 2, 3, 32)
     torch.testing.assert_close(out.extrinsics[:, 0], torch.eye(3, 4).expand(2, 3, 4), atol=0, rtol=0)
-    torch.testing.assert_close(out.pose_enc[:, 0, :7], torch.tensor([0, 0, 0, 0, 0, 0, 1.0]).expand(2, 7),
-                               atol=0, rtol=0)
+    torch.testing.assert_close(
+        out.pose_enc[:, 0, :7], torch.tensor([0, 0, 0, 0, 0, 0, 1.0]).expand(2, 7), atol=0, rtol=0
+    )
     for t in (out.pose_enc, out.intrinsics, out.depth_conf, out.points):
         assert torch.isfinite(t).all()
     assert (out.depth_conf > 1).all()
@@ -159,27 +168,33 @@ def test_frozen_and_eval(tiny_teacher):
 
 
 def test_pretrained_file_cache_key_and_bfloat16(tmp_path):
-    weights = load_file(str(golden_dir("dust3r", Path(__file__).resolve().parent / "golden") / "tiny_weights.safetensors"))
+    weights = load_file(
+        str(golden_dir("dust3r", Path(__file__).resolve().parent / "golden") / "tiny_weights.safetensors")
+    )
     path = tmp_path / "tiny.safetensors"
     save_file(weights, str(path))
     teacher = load_teacher(DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path)}))
     for k, v in weights.items():
         assert torch.equal(teacher.model.state_dict()[k], v), k
     random = load_teacher(DUSt3RTeacherConfig(**TINY))
-    keys = {teacher.cache_key(), random.cache_key(),
-            load_teacher(DUSt3RTeacherConfig(**{**TINY, "seed": 1})).cache_key(),
-            load_teacher(DUSt3RTeacherConfig(**{**TINY, "image_size": 64})).cache_key(),
-            load_teacher(DUSt3RTeacherConfig(**{**TINY, "pairing": "keyframes"})).cache_key(),
-            load_teacher(DUSt3RTeacherConfig(**{**TINY, "alignment": "oneref"})).cache_key(),
-            load_teacher(DUSt3RTeacherConfig(**{**TINY, "graph": "swin-2"})).cache_key(),
-            load_teacher(DUSt3RTeacherConfig(**{**TINY, "niter": 21})).cache_key()}
+    keys = {
+        teacher.cache_key(),
+        random.cache_key(),
+        load_teacher(DUSt3RTeacherConfig(**{**TINY, "seed": 1})).cache_key(),
+        load_teacher(DUSt3RTeacherConfig(**{**TINY, "image_size": 64})).cache_key(),
+        load_teacher(DUSt3RTeacherConfig(**{**TINY, "pairing": "keyframes"})).cache_key(),
+        load_teacher(DUSt3RTeacherConfig(**{**TINY, "alignment": "oneref"})).cache_key(),
+        load_teacher(DUSt3RTeacherConfig(**{**TINY, "graph": "swin-2"})).cache_key(),
+        load_teacher(DUSt3RTeacherConfig(**{**TINY, "niter": 21})).cache_key(),
+    }
     assert len(keys) == 8
     assert random.cache_key() == load_teacher(DUSt3RTeacherConfig(**TINY, pair_batch_size=2)).cache_key()
     frames = _frames(S=2)
     # one reference: the network's own change (global alignment of random-weight pointmaps amplifies it)
     f32 = load_teacher(DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path), "alignment": "oneref"})).encode(frames)
-    bf16 = load_teacher(DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path), "dtype": "bfloat16",
-                                               "alignment": "oneref"})).encode(frames)
+    bf16 = load_teacher(
+        DUSt3RTeacherConfig(**{**TINY, "pretrained": str(path), "dtype": "bfloat16", "alignment": "oneref"})
+    ).encode(frames)
     assert bf16.points.dtype == torch.float32
     rel = ((bf16.points - f32.points).norm(dim=-1) / f32.points.norm(dim=-1)).median()
     assert 0 < rel < 0.1  # bfloat16 autocast changes the numbers, slightly
@@ -195,12 +210,15 @@ def test_pair_batching_does_not_change_outputs():
         torch.testing.assert_close(v, b.tensors()[k], atol=1e-4, rtol=1e-4, msg=k)
 
 
-@pytest.mark.parametrize("name, options", [
-    ("camera_pose", {"hidden_dim": 16}),
-    ("depth", {"channels": [8, 8, 8, 8], "features": 8}),
-    ("depth", {"channels": [8, 8, 8, 8], "features": 8, "head": "dpt", "loss": "conf"}),
-    ("feature_distill", {}),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("camera_pose", {"hidden_dim": 16}),
+        ("depth", {"channels": [8, 8, 8, 8], "features": 8}),
+        ("depth", {"channels": [8, 8, 8, 8], "features": 8, "head": "dpt", "loss": "conf"}),
+        ("feature_distill", {}),
+    ],
+)
 def test_builtin_objectives_consume_the_outputs(tiny_teacher, name, options):
     """Objectives built against this teacher (default layer mapping) train on its outputs."""
     ctx = BuildContext(teacher=tiny_teacher, backbone=SimpleNamespace(hidden_size=16, num_layers=4))
@@ -212,7 +230,8 @@ def test_builtin_objectives_consume_the_outputs(tiny_teacher, name, options):
     student = StudentOutput(
         lm_loss=torch.tensor(0.0),
         hidden={layer: torch.randn(1, 3, 4, 6, 16, generator=g).requires_grad_() for layer in need.layers},
-        camera=torch.randn(1, 3, 16, generator=g).requires_grad_() if need.camera_tokens else None)
+        camera=torch.randn(1, 3, 16, generator=g).requires_grad_() if need.camera_tokens else None,
+    )
     batch = Batch(frames=frames, sample_ids=["s"], questions=["q"], answers=["a"])
     out = check_objective(objective, student, teacher_out, batch, provides=tiny_teacher.provides)
     assert torch.isfinite(out.loss)

@@ -39,12 +39,20 @@ class LlavaOneVisionBackbone(nn.Module):
     ``scale_embed``: ``Embedding(1, D)``. ``grid``: ``(h, w)`` visual tokens per frame.
     """
 
-    def __init__(self, model, processor, *, peft_model=None, system_prompt: str | None = None,
-                 max_new_tokens: int = 16, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        peft_model=None,
+        system_prompt: str | None = None,
+        max_new_tokens: int = 16,
+        seed: int = 0,
+    ):
         super().__init__()
         self.model = model
         self.processor = processor
-        self.__dict__["_peft"] = peft_model            # not a submodule: it wraps self.model
+        self.__dict__["_peft"] = peft_model  # not a submodule: it wraps self.model
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
         text, vision = model.config.text_config, model.config.vision_config
@@ -75,8 +83,7 @@ class LlavaOneVisionBackbone(nn.Module):
         tokens; only with answers) and the private ``_num_frames`` (S)."""
         if batch.ragged:  # per-sample inputs (see the module docstring)
             return {"_samples": [self.prepare(one, with_answers=with_answers) for one in batch.split()]}
-        inputs = prompts.encode(self.processor, batch, system_prompt=self.system_prompt,
-                                 with_answers=with_answers)
+        inputs = prompts.encode(self.processor, batch, system_prompt=self.system_prompt, with_answers=with_answers)
         inputs["_num_frames"] = batch.num_frames
         return inputs
 
@@ -109,8 +116,14 @@ class LlavaOneVisionBackbone(nn.Module):
             raise GeovrError(f"llava_onevision: requested layers {bad} outside 0..{self.num_layers}")
         S = hf["pixel_values_videos"].shape[1]
         tokens = geometry.camera_tokens or geometry.scale_token
-        layout = build_layout(hf["input_ids"], self.video_token_id, S, self.grid,
-                              camera=geometry.camera_tokens, scale=geometry.scale_token)
+        layout = build_layout(
+            hf["input_ids"],
+            self.video_token_id,
+            S,
+            self.grid,
+            camera=geometry.camera_tokens,
+            scale=geometry.scale_token,
+        )
         if not tokens:
             out = self.model(**hf, output_hidden_states=True, use_cache=False)
         else:
@@ -128,11 +141,11 @@ class LlavaOneVisionBackbone(nn.Module):
             rest = {k: v for k, v in hf.items() if k not in _NOT_FOR_SPLICED}
             out = self.model(**spliced, **rest, output_hidden_states=True, use_cache=False)
         states = out.hidden_states
-        last = states[-1]                                      # [B,T',D] after the final norm
+        last = states[-1]  # [B,T',D] after the final norm
         D = last.shape[-1]
         camera = scale = None
         if layout.camera is not None:
-            camera = last.gather(1, layout.camera[..., None].expand(-1, -1, D))        # [B,S,D]
+            camera = last.gather(1, layout.camera[..., None].expand(-1, -1, D))  # [B,S,D]
         if layout.scale is not None:
             scale = last.gather(1, layout.scale[:, None, None].expand(-1, 1, D))[:, 0]  # [B,D]
         return StudentOutput(
@@ -173,7 +186,7 @@ class LlavaOneVisionBackbone(nn.Module):
             out = self.model.generate(**hf, **generation_kwargs)
         finally:
             self.train(was_training)
-        new = out[:, hf["input_ids"].shape[1]:]
+        new = out[:, hf["input_ids"].shape[1] :]
         return [s.strip() for s in tok.batch_decode(new, skip_special_tokens=True)]
 
     def parameter_groups(self) -> dict[str, list]:
@@ -195,12 +208,19 @@ class LlavaOneVisionBackbone(nn.Module):
 
 def build(config, context: BuildContext) -> LlavaOneVisionBackbone:
     """Factory: :class:`~geovr_plugin_llava.config.LlavaOneVisionConfig` + BuildContext → backbone."""
-    model, processor = loading.load(config.pretrained, dtype=config.dtype,
-                                    attn_implementation=config.attn_implementation)
+    model, processor = loading.load(
+        config.pretrained, dtype=config.dtype, attn_implementation=config.attn_implementation
+    )
     loading.freeze(model, list(config.freeze))
     if config.gradient_checkpointing:
         loading.enable_checkpointing(model)
     peft_model = loading.add_lora(model, config.lora_options()) if config.lora is not None else None
-    backbone = LlavaOneVisionBackbone(model, processor, peft_model=peft_model, system_prompt=config.system_prompt,
-                                      max_new_tokens=config.max_new_tokens, seed=int(getattr(context, "seed", 0)))
+    backbone = LlavaOneVisionBackbone(
+        model,
+        processor,
+        peft_model=peft_model,
+        system_prompt=config.system_prompt,
+        max_new_tokens=config.max_new_tokens,
+        seed=int(getattr(context, "seed", 0)),
+    )
     return backbone.to(getattr(context, "device", "cpu") or "cpu")

@@ -49,8 +49,11 @@ class LlavaOneVisionConfig:
 
     def check(self) -> list[str]:
         """Cross-field rules; each string is reported as a recipe problem."""
-        problems = [f"freeze: unknown part {p!r} (valid: {', '.join(sorted(FREEZE_PARTS))})"
-                    for p in self.freeze if p not in FREEZE_PARTS]
+        problems = [
+            f"freeze: unknown part {p!r} (valid: {', '.join(sorted(FREEZE_PARTS))})"
+            for p in self.freeze
+            if p not in FREEZE_PARTS
+        ]
         if not self.pretrained:
             problems.append("pretrained: must be an HF id or a local directory")
         if self.max_new_tokens < 1:

@@ -40,15 +40,20 @@ def resolve_pretrained(pretrained: str) -> str:
             raise CheckpointError(
                 f"llava_onevision: {pretrained!r} is not in the local HF cache and the hub is offline "
                 f"(HF_HUB_OFFLINE); download it first (`hf download {pretrained}`) or set "
-                f"backbone.pretrained to a local model directory") from exc
+                f"backbone.pretrained to a local model directory"
+            ) from exc
         return pretrained
 
 
 def attention_kernel(requested: str) -> str:
     """``requested`` when usable; ``flash_attention_2`` without flash-attn falls back to ``sdpa`` loudly."""
     if requested == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        warnings.warn("llava_onevision: attn_implementation='flash_attention_2' requested but flash-attn is "
-                      "not installed; falling back to 'sdpa'", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "llava_onevision: attn_implementation='flash_attention_2' requested but flash-attn is "
+            "not installed; falling back to 'sdpa'",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return "sdpa"
     return requested
 
@@ -65,15 +70,18 @@ def load(pretrained: str, *, dtype: str, attn_implementation: str):
         # filled with LLaVA-OneVision-7B defaults)
         model_type = getattr(AutoConfig.from_pretrained(path), "model_type", None)
         if model_type != "llava_onevision":
-            raise CheckpointError(f"llava_onevision: {pretrained!r} holds a {model_type!r} model, "
-                                  f"expected a 'llava_onevision' checkpoint")
+            raise CheckpointError(
+                f"llava_onevision: {pretrained!r} holds a {model_type!r} model, expected a 'llava_onevision' checkpoint"
+            )
         model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-            path, dtype=torch_dtype, attn_implementation=attention_kernel(attn_implementation))
+            path, dtype=torch_dtype, attn_implementation=attention_kernel(attn_implementation)
+        )
         processor = AutoProcessor.from_pretrained(path)
     except OSError as exc:
         raise CheckpointError(
             f"llava_onevision: cannot load {pretrained!r}: it is not a local directory, not in the local "
-            f"HF cache, and could not be downloaded ({type(exc).__name__}: {exc})") from exc
+            f"HF cache, and could not be downloaded ({type(exc).__name__}: {exc})"
+        ) from exc
     return model, processor
 
 
@@ -88,7 +96,7 @@ def enable_checkpointing(model) -> None:
 
 def freeze(model, parts: list[str]) -> None:
     """Set ``requires_grad=False`` on the named parts (see :data:`FREEZE_PARTS`) of an HF model."""
-    named = list(model.named_parameters())          # tied weights (lm_head = embed_tokens) appear once
+    named = list(model.named_parameters())  # tied weights (lm_head = embed_tokens) appear once
     for part in parts:
         fulls = [f"model.{prefix}" if prefix != "lm_head" else prefix for prefix in FREEZE_PARTS[part]]
         hits = [p for n, p in named if any(n == f or n.startswith(f + ".") for f in fulls)]
@@ -104,6 +112,11 @@ def add_lora(model, options: dict):
     from peft import LoraConfig, get_peft_model
 
     names = "|".join(options["target_modules"])
-    config = LoraConfig(r=options["rank"], lora_alpha=options["alpha"], lora_dropout=options["dropout"],
-                        target_modules=rf".*language_model\..*\.({names})", bias="none")
+    config = LoraConfig(
+        r=options["rank"],
+        lora_alpha=options["alpha"],
+        lora_dropout=options["dropout"],
+        target_modules=rf".*language_model\..*\.({names})",
+        bias="none",
+    )
     return get_peft_model(model, config)

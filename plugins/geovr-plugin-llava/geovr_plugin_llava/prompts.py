@@ -16,8 +16,9 @@ import torch
 IGNORE = -100
 
 
-def messages(question: str, options: list[str] | None, system_prompt: str | None,
-             answer: str | None = None) -> list[dict]:
+def messages(
+    question: str, options: list[str] | None, system_prompt: str | None, answer: str | None = None
+) -> list[dict]:
     """HF chat messages (structured content) for one sample; the answer turn only when given."""
     text = "\n".join([question, *options]) if options else question
     out = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
@@ -44,9 +45,10 @@ def _later_turns(processor, turns: list[dict], system_prompt: str | None, prompt
     for k in range(1, len(turns)):
         msgs = conversation_messages(turns[: k + 1], system_prompt)
         assistant = turns[k]["role"] == "assistant"
-        text = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not assistant
-                                             and k + 1 < len(turns))
-        tail = text[len(done):] if text.startswith(done) else turns[k]["text"] + (tok.eos_token or "")
+        text = processor.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=not assistant and k + 1 < len(turns)
+        )
+        tail = text[len(done) :] if text.startswith(done) else turns[k]["text"] + (tok.eos_token or "")
         piece = tok(tail, add_special_tokens=False)["input_ids"]
         ids += piece
         labels += piece if assistant else [IGNORE] * len(piece)
@@ -57,7 +59,7 @@ def _later_turns(processor, turns: list[dict], system_prompt: str | None, prompt
 def _answer_ids(processor, prompt: str, msgs: list[dict], answer: str) -> list[int]:
     """Token ids the template emits for the assistant turn after ``prompt`` (answer + end of turn)."""
     full = processor.apply_chat_template(msgs, tokenize=False)
-    tail = full[len(prompt):] if full.startswith(prompt) else answer + (processor.tokenizer.eos_token or "")
+    tail = full[len(prompt) :] if full.startswith(prompt) else answer + (processor.tokenizer.eos_token or "")
     return processor.tokenizer(tail, add_special_tokens=False)["input_ids"]
 
 
@@ -95,8 +97,9 @@ def encode(processor, batch, *, system_prompt: str | None = None, with_answers: 
         elif with_answers:
             opts, msgs = convs[b]
             answer = batch.answers[b]
-            ans = _answer_ids(processor, prompts[b],
-                              messages(batch.questions[b], opts, system_prompt, answer=answer), answer)
+            ans = _answer_ids(
+                processor, prompts[b], messages(batch.questions[b], opts, system_prompt, answer=answer), answer
+            )
             ids, lab = ids + ans, lab + ans
         rows.append(ids)
         labels.append(lab)
@@ -107,7 +110,7 @@ def encode(processor, batch, *, system_prompt: str | None = None, with_answers: 
     input_ids = torch.full((B, T), pad, dtype=torch.long)
     attention = torch.zeros((B, T), dtype=torch.long)
     label_t = torch.full((B, T), IGNORE, dtype=torch.long)
-    for b, (ids, lab) in enumerate(zip(rows, labels)):
+    for b, (ids, lab) in enumerate(zip(rows, labels, strict=False)):
         sl = slice(0, len(ids)) if with_answers else slice(T - len(ids), T)
         input_ids[b, sl] = torch.tensor(ids)
         attention[b, sl] = 1

@@ -15,10 +15,12 @@ from geovr.sizing import SizingError, VisualTokens, decoder_activation_bytes, mo
 def model_config_dict(pretrained: str) -> dict:
     """``config.json`` of ``pretrained`` from a local directory or the local HF cache."""
     return model_config_json(
-        pretrained, hf_cache=True,
+        pretrained,
+        hf_cache=True,
         missing=f"llava_onevision: geovr plan needs the config.json of backbone pretrained = {pretrained!r}: "
-                f"not a local directory and not in the local Hugging Face cache; download it "
-                f"(`hf download {pretrained} config.json`) or point pretrained at a local checkpoint directory")
+        f"not a local directory and not in the local Hugging Face cache; download it "
+        f"(`hf download {pretrained} config.json`) or point pretrained at a local checkpoint directory",
+    )
 
 
 class LlavaOneVisionMeta:
@@ -29,7 +31,7 @@ class LlavaOneVisionMeta:
         tc, vc = hf_config.text_config, hf_config.vision_config
         self.hidden_size = int(tc.hidden_size)
         self.num_layers = int(tc.num_hidden_layers)
-        self.extra_trainable = 3 * self.hidden_size   # camera (2) + scale (1) embeddings
+        self.extra_trainable = 3 * self.hidden_size  # camera (2) + scale (1) embeddings
         self.patches = int(vc.image_size) // int(vc.patch_size)
         self.image_size = int(vc.image_size)
 
@@ -44,16 +46,23 @@ class LlavaOneVisionMeta:
         trained (its input, linear and GELU outputs per SigLIP patch, before the pooling)."""
         tc, b = self.hf_config.text_config, bytes_per_value
         D, H = int(tc.hidden_size), int(tc.num_attention_heads)
-        total = decoder_activation_bytes(hidden=D, intermediate=int(tc.intermediate_size),
-                                         layers=int(tc.num_hidden_layers), heads=H,
-                                         kv_heads=int(getattr(tc, "num_key_value_heads", None) or H),
-                                         head_dim=int(getattr(tc, "head_dim", None) or D // H),
-                                         vocab=int(tc.vocab_size), tokens=tokens, b=b, checkpointing=checkpointing)
+        total = decoder_activation_bytes(
+            hidden=D,
+            intermediate=int(tc.intermediate_size),
+            layers=int(tc.num_hidden_layers),
+            heads=H,
+            kv_heads=int(getattr(tc, "num_key_value_heads", None) or H),
+            head_dim=int(getattr(tc, "head_dim", None) or D // H),
+            vocab=int(tc.vocab_size),
+            tokens=tokens,
+            b=b,
+            checkpointing=checkpointing,
+        )
         if "projector" not in self.cfg.freeze and self.cfg.lora is None:
             side = math.ceil(self.patches / 2)
             frames = max(0, (visual_tokens - 1) // (side * side))
             dv = int(self.hf_config.vision_config.hidden_size)
-            total += frames * self.patches ** 2 * b * (dv + 2 * D)
+            total += frames * self.patches**2 * b * (dv + 2 * D)
         return total
 
 
@@ -66,8 +75,10 @@ def build_meta(cfg) -> LlavaOneVisionMeta:
 
     data = model_config_dict(cfg.pretrained)
     if data.get("model_type") != "llava_onevision":
-        raise SizingError(f"llava_onevision: {cfg.pretrained!r} holds a {data.get('model_type')!r} model, "
-                          f"expected a 'llava_onevision' checkpoint")
+        raise SizingError(
+            f"llava_onevision: {cfg.pretrained!r} holds a {data.get('model_type')!r} model, "
+            f"expected a 'llava_onevision' checkpoint"
+        )
     hf_config = AutoConfig.for_model(**data)
     with torch.device("meta"):
         model = LlavaOnevisionForConditionalGeneration._from_config(hf_config)

@@ -41,8 +41,9 @@ def tiny_tokenizer():
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   padding_side="left")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    )
 
 
 def tiny_processor():
@@ -64,19 +65,40 @@ def tiny_model(tokenizer, seed: int = 0):
     """Random-init tiny ``LlavaOnevisionForConditionalGeneration`` matching ``tokenizer``'s ids."""
     import torch
     from transformers import (
-        LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config, SiglipVisionConfig,
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        Qwen2Config,
+        SiglipVisionConfig,
     )
 
-    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, vision_use_head=False)
-    text = Qwen2Config(vocab_size=len(tokenizer) + 3, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        vision_use_head=False,
+    )
+    text = Qwen2Config(
+        vocab_size=len(tokenizer) + 3,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     config = LlavaOnevisionConfig(
-        vision_config=vision.to_dict(), text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        text_config=text.to_dict(),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        image_grid_pinpoints=PINPOINTS, vision_feature_select_strategy="full", vision_feature_layer=-1,
+        image_grid_pinpoints=PINPOINTS,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
     )
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config)
@@ -120,8 +142,9 @@ def tiny_batch(batch_size: int = 2, num_frames: int = 2, size: tuple[int, int] =
     return Batch(
         frames=torch.rand(B, num_frames, 3, *size, generator=g),
         sample_ids=[f"s{i}" for i in range(B)],
-        questions=["Which object is closest?" if i == 0 else f"How many chairs are there{'?' * (i + 1)}"
-                   for i in range(B)],
+        questions=[
+            "Which object is closest?" if i == 0 else f"How many chairs are there{'?' * (i + 1)}" for i in range(B)
+        ],
         answers=["B" if i == 0 else str(i + 2) for i in range(B)],
         options=[["A. chair", "B. table", "C. lamp"] if i == 0 else None for i in range(B)],
         question_types=["object_rel_distance" if i == 0 else "object_counting" for i in range(B)],

@@ -57,38 +57,45 @@ def video_starts(input_ids: torch.Tensor, video_token_id: int, num_frames: int, 
     T = input_ids.shape[1]
     run = (starts[:, None] + torch.arange(expected, device=input_ids.device)).clamp(max=T - 1)
     ok = (counts == expected) & (starts + expected <= T) & is_video.gather(1, run).all(1)
-    if not bool(ok.all()):                                   # one host sync in the common case
+    if not bool(ok.all()):  # one host sync in the common case
         b = int((~ok).nonzero()[0])
         raise DataError(
             f"sample {b}: expected one run of {expected} <video> tokens ({num_frames} frames × "
             f"{tokens_per_frame} + 1 newline), found {int(counts[b])}; the processor and the model "
-            f"config disagree on the video grid")
+            f"config disagree on the video grid"
+        )
     return starts
 
 
-def build_layout(input_ids: torch.Tensor, video_token_id: int, num_frames: int, grid: tuple[int, int],
-                 *, camera: bool, scale: bool) -> TokenLayout:
+def build_layout(
+    input_ids: torch.Tensor, video_token_id: int, num_frames: int, grid: tuple[int, int], *, camera: bool, scale: bool
+) -> TokenLayout:
     """Compute the token layout of ``input_ids`` ``[B,T]`` with optional camera/scale insertion."""
     B, T = input_ids.shape
     S, hw = num_frames, grid[0] * grid[1]
     device = input_ids.device
-    start = video_starts(input_ids, video_token_id, S, hw)                      # [B]
+    start = video_starts(input_ids, video_token_id, S, hw)  # [B]
     frame_offsets = torch.arange(S, device=device) * hw
     visual_orig = start[:, None, None] + frame_offsets[None, :, None] + torch.arange(hw, device=device)
-    after = []                                                                   # insert after these
+    after = []  # insert after these
     if camera:
-        after.append(start[:, None] + frame_offsets[None] + hw - 1)              # [B,S] last token of frame
+        after.append(start[:, None] + frame_offsets[None] + hw - 1)  # [B,S] last token of frame
     if scale:
-        after.append((start + S * hw)[:, None])                                  # [B,1] the newline token
+        after.append((start + S * hw)[:, None])  # [B,1] the newline token
     if not after:
-        return TokenLayout(source=torch.arange(T, device=device).expand(B, T), input_ids=input_ids,
-                           visual=visual_orig, camera=None, scale=None)
-    after = torch.cat(after, 1)                                                  # [B,K] increasing
+        return TokenLayout(
+            source=torch.arange(T, device=device).expand(B, T),
+            input_ids=input_ids,
+            visual=visual_orig,
+            camera=None,
+            scale=None,
+        )
+    after = torch.cat(after, 1)  # [B,K] increasing
     K = after.shape[1]
     arange = torch.arange(T, device=device)
-    shift = (after[:, None, :] < arange[None, :, None]).sum(-1)                  # [B,T] inserts before i
+    shift = (after[:, None, :] < arange[None, :, None]).sum(-1)  # [B,T] inserts before i
     new_pos = arange[None] + shift
-    inserted = after + torch.arange(K, device=device)[None] + 1                  # [B,K]
+    inserted = after + torch.arange(K, device=device)[None] + 1  # [B,K]
     source = torch.full((B, T + K), -1, dtype=torch.long, device=device)
     source.scatter_(1, new_pos, arange.expand(B, T))
     ids = input_ids.gather(1, source.clamp(min=0))
@@ -102,8 +109,14 @@ def build_layout(input_ids: torch.Tensor, video_token_id: int, num_frames: int, 
     return TokenLayout(source=source, input_ids=ids, visual=visual, camera=cam_pos, scale=scale_pos)
 
 
-def splice(values: torch.Tensor, layout: TokenLayout, fill, *, camera: torch.Tensor | None = None,
-           scale: torch.Tensor | None = None) -> torch.Tensor:
+def splice(
+    values: torch.Tensor,
+    layout: TokenLayout,
+    fill,
+    *,
+    camera: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Re-order ``values`` ``[B,T,...]`` into the layout ``[B,T',...]``.
 
     Inserted positions get ``fill`` (a scalar), or the rows of ``camera`` ``[B,S,...]`` / ``scale``
@@ -113,8 +126,11 @@ def splice(values: torch.Tensor, layout: TokenLayout, fill, *, camera: torch.Ten
     extra = values.shape[2:]
     idx = layout.source.clamp(min=0).view(B, Tn, *([1] * len(extra))).expand(B, Tn, *extra)
     out = values.gather(1, idx)
-    out = torch.where((layout.source < 0).view(B, Tn, *([1] * len(extra))), torch.as_tensor(fill, dtype=out.dtype,
-                      device=out.device), out)
+    out = torch.where(
+        (layout.source < 0).view(B, Tn, *([1] * len(extra))),
+        torch.as_tensor(fill, dtype=out.dtype, device=out.device),
+        out,
+    )
     if camera is not None and layout.camera is not None:
         pos = layout.camera.view(B, -1, *([1] * len(extra))).expand(B, layout.camera.shape[1], *extra)
         out = out.scatter(1, pos, camera.to(out.dtype))

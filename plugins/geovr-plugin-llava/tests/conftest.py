@@ -33,5 +33,3 @@ def llava_backbone(llava_config):
     from geovr_plugin_llava.backbone import build
 
     return build(llava_config(), BuildContext(seed=0))
-
-

@@ -44,8 +44,12 @@ def test_check_backbone_contract(llava_backbone):
 
 def test_check_backbone_with_projector_frozen(llava_config):
     backbone = build(llava_config(freeze=["vision", "projector"]), BuildContext())
-    check_backbone(backbone, tiny_batch(2, 2), layers=(2,),
-                   frozen_prefixes=("vision_tower", "multi_modal_projector", "image_newline"))
+    check_backbone(
+        backbone,
+        tiny_batch(2, 2),
+        layers=(2,),
+        frozen_prefixes=("vision_tower", "multi_modal_projector", "image_newline"),
+    )
     names = {n for n, p in backbone.named_parameters() if p.requires_grad}
     assert not any("vision_tower" in n or "multi_modal_projector" in n for n in names)
     assert "model.model.language_model.layers.0.self_attn.q_proj.weight" in names
@@ -71,13 +75,13 @@ def test_labels_cover_only_the_answer(llava_backbone):
         assert text.startswith("<|im_start|>user\n" + "<video>" * (2 * HW + 1) + "\n" + batch.questions[b])
         assert text.endswith("<|im_start|>assistant\n" + batch.answers[b] + "<|im_end|>\n")
         user = batch.questions[b] + "".join("\n" + o for o in (batch.options[b] or []))
-        assert text.count(user + "<|im_end|>") == 1          # question verbatim, options one per line
+        assert text.count(user + "<|im_end|>") == 1  # question verbatim, options one per line
     prompt = llava_backbone.prepare(batch, with_answers=False)
     assert "labels" not in prompt
     lengths = prompt["attention_mask"].sum(1)
     assert bool((prompt["attention_mask"][:, -1] == 1).all()) and int(lengths.min()) < prompt["input_ids"].shape[1]
     for b in range(2):
-        assert tok.decode(prompt["input_ids"][b, -int(lengths[b]):]).endswith("<|im_start|>assistant\n")
+        assert tok.decode(prompt["input_ids"][b, -int(lengths[b]) :]).endswith("<|im_start|>assistant\n")
 
 
 def test_frames_in_unit_range_are_normalised_once(llava_backbone):
@@ -147,8 +151,10 @@ def test_camera_and_scale_tokens_positions_and_states(llava_backbone, S):
         # decode the original ids with the inserted tokens written as text
         inserted = set(cam_pos) | set(scale_pos)
         original = iter(ids[b].tolist())
-        pieces = ["<camera>" if t in cam_pos else "<scale>" if t in scale_pos else tok.decode([next(original)])
-                  for t in range(embeds.shape[1])]
+        pieces = [
+            "<camera>" if t in cam_pos else "<scale>" if t in scale_pos else tok.decode([next(original)])
+            for t in range(embeds.shape[1])
+        ]
         text = "".join(pieces)
         video = ("<video>" * HW + "<camera>") * S + "<video><scale>\n"
         assert text.startswith("<|im_start|>user\n" + video + batch.questions[b])
@@ -180,10 +186,10 @@ def test_tokens_before_the_first_camera_token_are_unchanged(llava_backbone):
         ref = bb.model(**hf, output_hidden_states=True)
     for b in range(2):
         start = _video_start(hf["input_ids"][b], bb.video_token_id)
-        frame0 = ref.hidden_states[2][b, start:start + HW].view(*GRID, -1)
+        frame0 = ref.hidden_states[2][b, start : start + HW].view(*GRID, -1)
         torch.testing.assert_close(out.hidden[2][b, 0], frame0, rtol=0, atol=1e-6)
-        frame1 = ref.hidden_states[2][b, start + HW:start + 2 * HW].view(*GRID, -1)
-        assert not torch.allclose(out.hidden[2][b, 1], frame1)          # frame 1 sees the camera token
+        frame1 = ref.hidden_states[2][b, start + HW : start + 2 * HW].view(*GRID, -1)
+        assert not torch.allclose(out.hidden[2][b, 1], frame1)  # frame 1 sees the camera token
 
 
 def test_geometry_tokens_do_not_change_labels_or_loss_terms(llava_backbone):
@@ -212,15 +218,15 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(llava_config):
     grads = []
     for gc in (False, True):
         bb = build(llava_config(gradient_checkpointing=gc), BuildContext(seed=0)).train()
-        calls = []
+        calls: list[int] = []
         mlp = bb.model.model.language_model.layers[0].mlp
-        handle = mlp.register_forward_pre_hook(lambda *a: calls.append(1))
+        handle = mlp.register_forward_pre_hook(lambda *a, calls=calls: calls.append(1))
         out = bb(bb.prepare(batch), geometry=req)
         (out.lm_loss + out.camera.mean() + out.scale.mean()).backward()
         handle.remove()
-        assert len(calls) == (2 if gc else 1)            # checkpointing recomputes the layer in backward
+        assert len(calls) == (2 if gc else 1)  # checkpointing recomputes the layer in backward
         grads.append([p.grad.clone() for p in (*bb.parameter_groups()["base"], *bb.parameter_groups()["new"])])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=False):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
@@ -234,8 +240,9 @@ def test_generate_is_greedy_decoding_of_the_hf_model(llava_backbone):
     prompt = bb.prepare(single, with_answers=False)
     with torch.no_grad():
         logits = bb(prompt, geometry=GeometryRequest()).logits
-        ids = bb.model.generate(**{k: v for k, v in prompt.items() if not k.startswith("_")},
-                                max_new_tokens=1, do_sample=False)
+        ids = bb.model.generate(
+            **{k: v for k, v in prompt.items() if not k.startswith("_")}, max_new_tokens=1, do_sample=False
+        )
     assert int(ids[0, -1]) == int(logits[0, -1].argmax())
     bb.train()
     bb.generate(single, max_new_tokens=1)

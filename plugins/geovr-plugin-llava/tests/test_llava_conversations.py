@@ -24,5 +24,5 @@ def test_labels_on_every_assistant_turn_and_nowhere_else(llava_backbone, tmp_pat
             assert t["text"] in text
     prompt = llava_backbone.prepare(batch, with_answers=False)
     lengths = prompt["attention_mask"].sum(1)
-    last = tok.decode(prompt["input_ids"][0, -int(lengths[0]):])
+    last = tok.decode(prompt["input_ids"][0, -int(lengths[0]) :])
     assert last.endswith("<|im_start|>assistant\n") and batch.conversations[0][2]["text"] in last

@@ -13,8 +13,10 @@ from geovr_plugin_llava.testing import tiny_batch
 def test_lora_trains_only_adapters_and_geometry_tokens(llava_config, tmp_path):
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    bb = build(llava_config(lora={"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}),
-               BuildContext(seed=0))
+    bb = build(
+        llava_config(lora={"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}),
+        BuildContext(seed=0),
+    )
     trainable = {n for n, p in bb.named_parameters() if p.requires_grad}
     assert trainable == {n for n in trainable if "lora_" in n} | {"camera_embed.weight", "scale_embed.weight"}
     assert all(".language_model." in n for n in trainable if "lora_" in n)

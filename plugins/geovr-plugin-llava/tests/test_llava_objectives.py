@@ -23,8 +23,11 @@ TEACHER_LAYERS = (3, 7, 11, 15)
 def test_four_objectives_losses_decrease_through_llava(llava_config):
     torch.manual_seed(0)
     backbone = build(llava_config(), BuildContext(seed=0))
-    ctx = types.SimpleNamespace(backbone=backbone, device="cpu",
-                                teacher=types.SimpleNamespace(num_layers=16, layers=TEACHER_LAYERS, feature_dim=C))
+    ctx = types.SimpleNamespace(
+        backbone=backbone,
+        device="cpu",
+        teacher=types.SimpleNamespace(num_layers=16, layers=TEACHER_LAYERS, feature_dim=C),
+    )
     objectives = [
         build_camera_pose(CameraPoseConfig(hidden_dim=32), ctx),
         build_depth(DepthConfig(width_scale=1 / 32, student_layers=[0, 1, 2, 2]), ctx),
@@ -37,8 +40,7 @@ def test_four_objectives_losses_decrease_through_llava(llava_config):
     batch = tiny_batch(batch_size=B, num_frames=S)
     inputs = backbone.prepare(batch)
     groups = backbone.parameter_groups()
-    opt = torch.optim.Adam([*groups["base"], *groups["new"], *(p for o in objectives for p in o.parameters())],
-                           lr=3e-3)
+    opt = torch.optim.Adam([*groups["base"], *groups["new"], *(p for o in objectives for p in o.parameters())], lr=3e-3)
 
     def losses():
         out = module(inputs, teacher, batch)
@@ -54,7 +56,7 @@ def test_four_objectives_losses_decrease_through_llava(llava_config):
     with torch.no_grad():
         _, last = losses()
     names = ["lm"] + [o.name for o in objectives]
-    for name, a, b in zip(names, first, last):
+    for name, a, b in zip(names, first, last, strict=False):
         assert b < 0.5 * a, f"{name}: loss {a:.4f} → {b:.4f} after 30 steps (needed < 0.5×)"
 
 
@@ -68,8 +70,13 @@ def test_accelerate_trainer_runs_llava_with_the_four_objectives(llava_config, tm
     from geovr.train.trainer import build as build_trainer
 
     torch.manual_seed(0)
-    ctx = BuildContext(output_dir=str(tmp_path / "run"), seed=0, teacher=tiny.TinyTeacher(),
-                       metric_teacher=tiny.TinyMetricTeacher(), datasets={"train": tiny.TinyVideos(n=4)})
+    ctx = BuildContext(
+        output_dir=str(tmp_path / "run"),
+        seed=0,
+        teacher=tiny.TinyTeacher(),
+        metric_teacher=tiny.TinyMetricTeacher(),
+        datasets={"train": tiny.TinyVideos(n=4)},
+    )
     ctx.backbone = build(llava_config(), ctx)
     ctx.objectives = [
         build_camera_pose(CameraPoseConfig(hidden_dim=32), ctx),
@@ -77,8 +84,9 @@ def test_accelerate_trainer_runs_llava_with_the_four_objectives(llava_config, tm
         build_metric_scale(MetricScaleConfig(hidden_dim=16, use_teacher_conf=False), ctx),
         build_feature_distill(FeatureDistillConfig(), ctx),
     ]
-    cfg = AccelerateTrainerConfig(batch_size=2, lr=3e-3, head_lr=3e-3, warmup_ratio=0.0, progress=False,
-                                  max_steps=24, save_every=24)
+    cfg = AccelerateTrainerConfig(
+        batch_size=2, lr=3e-3, head_lr=3e-3, warmup_ratio=0.0, progress=False, max_steps=24, save_every=24
+    )
     result = build_trainer(cfg, ctx).fit(ctx)
     assert result["steps"] == 24
     rows = read_metrics(tmp_path / "run")

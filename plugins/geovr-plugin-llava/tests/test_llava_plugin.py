@@ -27,14 +27,17 @@ def _spec():
     return PluginHost().load().registry.get("backbone", "llava_onevision")
 
 
-@pytest.mark.parametrize("table,needle", [
-    ({"pretrianed": "x"}, "did you mean 'pretrained'"),
-    ({"freeze": ["vision", "eyes"]}, "freeze: unknown part 'eyes'"),
-    ({"lora": {"rank": 4, "alpah": 8}}, "lora.alpah: unknown key"),
-    ({"lora": {"rank": "4"}}, "lora.rank: wrong type str"),
-    ({"dtype": "float64"}, "dtype"),
-    ({"max_new_tokens": 0}, "max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "table,needle",
+    [
+        ({"pretrianed": "x"}, "did you mean 'pretrained'"),
+        ({"freeze": ["vision", "eyes"]}, "freeze: unknown part 'eyes'"),
+        ({"lora": {"rank": 4, "alpah": 8}}, "lora.alpah: unknown key"),
+        ({"lora": {"rank": "4"}}, "lora.rank: wrong type str"),
+        ({"dtype": "float64"}, "dtype"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+    ],
+)
 def test_bad_options_are_recipe_errors(table, needle):
     with pytest.raises(RecipeError) as err:
         _spec().parse_config(table)
@@ -43,8 +46,12 @@ def test_bad_options_are_recipe_errors(table, needle):
 
 def test_lora_defaults():
     cfg = _spec().parse_config({"lora": {"rank": 2}})
-    assert cfg.lora_options() == {"rank": 2, "alpha": 16.0, "dropout": 0.0, "target_modules": [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    assert cfg.lora_options() == {
+        "rank": 2,
+        "alpha": 16.0,
+        "dropout": 0.0,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    }
 
 
 def test_offline_missing_hub_id_names_the_id(monkeypatch):
@@ -67,8 +74,16 @@ def test_wrong_model_type_is_a_checkpoint_error(tmp_path):
 
     from geovr_plugin_llava.loading import load
 
-    Qwen2ForCausalLM(Qwen2Config(vocab_size=16, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(str(tmp_path))
+    Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=16,
+            hidden_size=8,
+            intermediate_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    ).save_pretrained(str(tmp_path))
     with pytest.raises(CheckpointError, match="holds a 'qwen2' model"):
         load(str(tmp_path), dtype="float32", attn_implementation="sdpa")
 

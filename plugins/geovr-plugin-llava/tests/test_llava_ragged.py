@@ -21,9 +21,17 @@ def _sample(i: int, S: int, H: int, W: int) -> dict:
     E = torch.zeros(S, 3, 4)
     E[:, :3, :3] = torch.eye(3)
     E[:, 0, 3] = torch.linspace(0, 0.5, S)
-    return {"frames": torch.rand(S, 3, H, W, generator=g), "frame_times": torch.arange(S) * 0.5,
-            "question": f"how far {i}?", "options": None, "answer": "2", "sample_id": f"s{i}",
-            "depth": 1.5 + torch.rand(S, H, W, generator=g), "intrinsics": K, "extrinsics": E}
+    return {
+        "frames": torch.rand(S, 3, H, W, generator=g),
+        "frame_times": torch.arange(S) * 0.5,
+        "question": f"how far {i}?",
+        "options": None,
+        "answer": "2",
+        "sample_id": f"s{i}",
+        "depth": 1.5 + torch.rand(S, H, W, generator=g),
+        "intrinsics": K,
+        "extrinsics": E,
+    }
 
 
 def test_ragged_batch_through_llava_and_all_objectives(llava_config):
@@ -34,10 +42,12 @@ def test_ragged_batch_through_llava_and_all_objectives(llava_config):
     teacher = OracleTeacher()
     ctx = types.SimpleNamespace(backbone=bb, teacher=teacher, device="cpu")
     L = bb.num_layers
-    objectives = [build_camera_pose(CameraPoseConfig(hidden_dim=16), ctx),
-                  build_depth(DepthConfig(width_scale=1 / 32, student_layers=[0, 1, L, L]), ctx),
-                  build_metric_scale(MetricScaleConfig(hidden_dim=16), ctx),
-                  build_feature_distill(FeatureDistillConfig(teacher_layers=[23], student_layers=[L]), ctx)]
+    objectives = [
+        build_camera_pose(CameraPoseConfig(hidden_dim=16), ctx),
+        build_depth(DepthConfig(width_scale=1 / 32, student_layers=[0, 1, L, L]), ctx),
+        build_metric_scale(MetricScaleConfig(hidden_dim=16), ctx),
+        build_feature_distill(FeatureDistillConfig(teacher_layers=[23], student_layers=[L]), ctx),
+    ]
     request = GeometryRequest.union(o.student_needs for o in objectives)
     student = bb(bb.prepare(batch), geometry=request)
     assert student.ragged and [c.shape[0] for c in student.camera] == [2, 3]
@@ -49,7 +59,11 @@ def test_ragged_batch_through_llava_and_all_objectives(llava_config):
         assert torch.isfinite(out.loss), obj.name
         total = total + out.loss
     total.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all()
-               for o in objectives for p in o.parameters() if p.requires_grad)
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all()
+        for o in objectives
+        for p in o.parameters()
+        if p.requires_grad
+    )
     assert bb.camera_embed.weight.grad is not None and bb.camera_embed.weight.grad.abs().sum() > 0
     assert len(bb.generate(batch, max_new_tokens=2)) == 2

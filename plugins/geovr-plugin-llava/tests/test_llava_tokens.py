@@ -21,7 +21,7 @@ def _ids(prefixes, S, hw, suffix=(5, 6)):
 @pytest.mark.parametrize("camera,scale", [(True, True), (True, False), (False, True), (False, False)])
 def test_layout_positions_by_hand(camera, scale):
     S, grid = 3, (2, 2)
-    ids = _ids([(1, 2), (1, 2, 3, 4)], S, 4)        # different video starts per row (left padding)
+    ids = _ids([(1, 2), (1, 2, 3, 4)], S, 4)  # different video starts per row (left padding)
     lay = build_layout(ids, V, S, grid, camera=camera, scale=scale)
     K = S * camera + scale
     assert lay.input_ids.shape == (2, ids.shape[1] + K)
@@ -57,7 +57,7 @@ def test_splice_and_gather_move_values_and_gradients():
         assert torch.equal(out[b, lay.camera[b]], cam[b])
         assert torch.equal(out[b, lay.scale[b]], scale[b])
         assert torch.equal(out[b][lay.source[b] >= 0], values[b])
-    grid_vals = gather_grid(out, lay, grid)                      # [B,S,h,w,D]
+    grid_vals = gather_grid(out, lay, grid)  # [B,S,h,w,D]
     plain = build_layout(ids, V, S, grid, camera=False, scale=False)
     assert torch.equal(grid_vals, gather_grid(values, plain, grid))
     (out.sum() + grid_vals.sum()).backward()
@@ -71,6 +71,6 @@ def test_wrong_video_token_count_is_a_data_error():
     with pytest.raises(DataError, match="expected one run of 7 <video> tokens"):
         build_layout(ids, V, 2, (1, 3), camera=True, scale=False)
     broken = ids.clone()
-    broken[0, 4] = 3                                             # split the run in two
+    broken[0, 4] = 3  # split the run in two
     with pytest.raises(DataError, match="sample 0"):
         build_layout(broken, V, 2, (2, 2), camera=True, scale=False)

@@ -47,20 +47,46 @@ from geovr.protocols import Batch, GeometryRequest, StudentOutput
 from geovr_plugin_qwen_vl.config import QwenVLBackboneConfig
 from geovr_plugin_qwen_vl.layout import CAMERA_ID, SCALE_ID, geometry_layout
 from geovr_plugin_qwen_vl.loading import (
-    MODEL_TYPES, apply_freeze, load_model_and_processor, model_class, plain_state_dict, resolve_attn_implementation,
+    MODEL_TYPES,
+    apply_freeze,
+    load_model_and_processor,
+    model_class,
+    plain_state_dict,
+    resolve_attn_implementation,
     wrap_lora,
 )
 
 if TYPE_CHECKING:
     from geovr.protocols import BuildContext
 
-__all__ = ["QwenVLBackbone", "build", "build_qwen3_vl", "build_qwen2_5_vl", "target_frame_size",
-           "CAMERA_ID", "SCALE_ID", "MODEL_TYPES", "model_class", "resolve_attn_implementation"]
+__all__ = [
+    "QwenVLBackbone",
+    "build",
+    "build_qwen3_vl",
+    "build_qwen2_5_vl",
+    "target_frame_size",
+    "CAMERA_ID",
+    "SCALE_ID",
+    "MODEL_TYPES",
+    "model_class",
+    "resolve_attn_implementation",
+]
 _GEOMETRY_FILE = "geometry_tokens.safetensors"
 
+#: The empty geometry request (the plain HF forward).
+NO_GEOMETRY = GeometryRequest()
 
-def target_frame_size(height: int, width: int, factor: int, cfg: QwenVLBackboneConfig, *, num_frames: int = 1,
-                      kind: str = "qwen2_5_vl", inference: bool = False) -> tuple[int, int]:
+
+def target_frame_size(
+    height: int,
+    width: int,
+    factor: int,
+    cfg: QwenVLBackboneConfig,
+    *,
+    num_frames: int = 1,
+    kind: str = "qwen2_5_vl",
+    inference: bool = False,
+) -> tuple[int, int]:
     """Pixel size ``(h_px, w_px)`` the ``num_frames`` frames of one ``height×width`` video are resized to:
     multiples of ``factor`` (= patch size × spatial merge), aspect ratio kept as far as rounding allows.
 
@@ -77,8 +103,13 @@ def target_frame_size(height: int, width: int, factor: int, cfg: QwenVLBackboneC
         return max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
     n = max(int(num_frames), 1)
     if inference and cfg.inference_max_pixels is not None:  # per-frame bounds, no shared video budget
-        cfg = attrs.evolve(cfg, min_pixels=cfg.inference_min_pixels or cfg.min_pixels,
-                           max_pixels=cfg.inference_max_pixels, video_min_pixels=None, video_max_pixels=None)
+        cfg = attrs.evolve(
+            cfg,
+            min_pixels=cfg.inference_min_pixels or cfg.min_pixels,
+            max_pixels=cfg.inference_max_pixels,
+            video_min_pixels=None,
+            video_max_pixels=None,
+        )
     if kind == "qwen3_vl":
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as video_resize
 
@@ -152,7 +183,7 @@ class QwenVLBackbone(nn.Module):
         msgs = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
         with_prompt = self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         without = self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
-        header = with_prompt[len(without):] if with_prompt.startswith(without) else "<|im_start|>assistant\n"
+        header = with_prompt[len(without) :] if with_prompt.startswith(without) else "<|im_start|>assistant\n"
         return self.processor.tokenizer(header, add_special_tokens=False)["input_ids"]
 
     def messages(self, question: str, options, answer: str | None, turns: list[dict] | None = None) -> list[dict]:
@@ -168,8 +199,10 @@ class QwenVLBackbone(nn.Module):
                 msgs.append({"role": t["role"], "content": [{"type": "video"}, *content] if n == 0 else content})
             return msgs
         text = question if not options else question + "\n" + "\n".join(options)
-        msgs = [{"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]},
-                {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+        msgs = [
+            {"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]},
+            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]},
+        ]
         if answer is not None:
             msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return msgs
@@ -234,13 +267,16 @@ class QwenVLBackbone(nn.Module):
             opts = batch.options[i] if i < len(batch.options) else None
             turns = batch.conversations[i] if batch.conversations is not None else None
             msgs = self.messages(batch.questions[i], opts, batch.answers[i] if with_answers else None, turns)
-            texts.append(self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answers))
+            texts.append(
+                self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=not with_answers)
+            )
         kw = dict(do_resize=False, do_rescale=False, do_sample_frames=False, cap_pixels_per_frame=False)
         if self.kind == "qwen3_vl":
             # the processor prints <(t_a + t_b)/2 seconds> per temporal patch with t = index / fps: give it the
             # frames' times in seconds as "indices" at 1 fps
-            kw["video_metadata"] = [{"fps": 1.0, "frames_indices": t.tolist(), "total_num_frames": len(t)}
-                                    for t in times]
+            kw["video_metadata"] = [
+                {"fps": 1.0, "frames_indices": t.tolist(), "total_num_frames": len(t)} for t in times
+            ]
         tok = self.processor.tokenizer
         side = tok.padding_side
         tok.padding_side = "right" if with_answers else "left"
@@ -292,8 +328,11 @@ class QwenVLBackbone(nn.Module):
 
     def _rope_index(self, inputs: dict) -> torch.Tensor:
         """HF multimodal RoPE positions ``[3,B,L]`` of the original sequence."""
-        kw = dict(mm_token_type_ids=inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
-                  attention_mask=inputs["attention_mask"])
+        kw = dict(
+            mm_token_type_ids=inputs["mm_token_type_ids"],
+            video_grid_thw=inputs["video_grid_thw"],
+            attention_mask=inputs["attention_mask"],
+        )
         if self.kind == "qwen2_5_vl":
             kw["second_per_grid_ts"] = inputs.get("second_per_grid_ts")
         pos, _ = self.hf.model.get_rope_index(inputs["input_ids"], **kw)
@@ -305,7 +344,7 @@ class QwenVLBackbone(nn.Module):
         return geometry_layout(inputs["input_ids"], self._rope_index(inputs), self.video_token_id, grid, geometry)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, inputs: dict, *, geometry: GeometryRequest = GeometryRequest()) -> StudentOutput:
+    def forward(self, inputs: dict, *, geometry: GeometryRequest = NO_GEOMETRY) -> StudentOutput:
         """Run the student on :meth:`prepare` output.
 
         Empty request → exactly ``self.model(**inputs)``. Layers only → the same HF forward with
@@ -318,8 +357,10 @@ class QwenVLBackbone(nn.Module):
         if bad:
             raise GeovrError(f"requested hidden-state layers {bad} outside 0..{self.num_layers} of {self.kind}")
         if inputs.get("_native") and not geometry.empty:
-            raise GeovrError("geometry outputs need one temporal token group per frame: prepare the batch with "
-                             "native=False (frames duplicated), not the native inference layout")
+            raise GeovrError(
+                "geometry outputs need one temporal token group per frame: prepare the batch with "
+                "native=False (frames duplicated), not the native inference layout"
+            )
         hf_inputs = self._hf_inputs(inputs)
         if geometry.empty:
             out = self.model(**hf_inputs)
@@ -327,8 +368,11 @@ class QwenVLBackbone(nn.Module):
         if not (geometry.camera_tokens or geometry.scale_token):
             out = self.model(**hf_inputs, output_hidden_states=True)
             vmask = inputs["input_ids"] == self.video_token_id
-            return StudentOutput(lm_loss=out.loss, logits=out.logits,
-                                 hidden=self._grids(out.hidden_states, vmask, geometry.layers, inputs))
+            return StudentOutput(
+                lm_loss=out.loss,
+                logits=out.logits,
+                hidden=self._grids(out.hidden_states, vmask, geometry.layers, inputs),
+            )
         return self._forward_with_tokens(inputs, geometry)
 
     def _grids(self, hidden_states, vmask: torch.Tensor, layers, inputs: dict) -> dict:
@@ -339,10 +383,14 @@ class QwenVLBackbone(nn.Module):
             B = vmask.shape[0]
             return {layer: hidden_states[layer][vmask].view(B, S, h, w, -1) for layer in layers}
         grids = inputs["_grids"]
-        return {layer: [hidden_states[layer][b][vmask[b]].view(*grids[b], -1) for b in range(len(grids))]
-                for layer in layers}
+        return {
+            layer: [hidden_states[layer][b][vmask[b]].view(*grids[b], -1) for b in range(len(grids))]
+            for layer in layers
+        }
 
-    def _forward_with_tokens(self, inputs: dict, geometry: GeometryRequest, layout: dict | None = None) -> StudentOutput:
+    def _forward_with_tokens(
+        self, inputs: dict, geometry: GeometryRequest, layout: dict | None = None
+    ) -> StudentOutput:
         hf = self.hf
         core = hf.model
         ids = inputs["input_ids"]
@@ -363,8 +411,15 @@ class QwenVLBackbone(nn.Module):
         if getattr(vis, "deepstack_features", None) is not None:
             kw["visual_pos_masks"] = new_vmask
             kw["deepstack_visual_embeds"] = [torch.cat(f, 0).to(new.device, new.dtype) for f in vis.deepstack_features]
-        out = core.language_model(input_ids=None, inputs_embeds=new, attention_mask=attn,
-                                  position_ids=layout["position_ids"], use_cache=False, output_hidden_states=True, **kw)
+        out = core.language_model(
+            input_ids=None,
+            inputs_embeds=new,
+            attention_mask=attn,
+            position_ids=layout["position_ids"],
+            use_cache=False,
+            output_hidden_states=True,
+            **kw,
+        )
         logits = hf.lm_head(out.last_hidden_state)
         loss = None
         if "labels" in inputs:
@@ -387,13 +442,17 @@ class QwenVLBackbone(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, **generation_kwargs) -> list[str]:
         """Greedy-decode (unless overridden) one answer per sample, without geometry tokens."""
-        inputs = self._hf_inputs(self.prepare(batch, with_answers=False,
-                                              native=self.config.inference_frames == "native"))
-        kw = {"max_new_tokens": self.config.max_new_tokens, "do_sample": False,
-              "pad_token_id": self.processor.tokenizer.pad_token_id}
+        inputs = self._hf_inputs(
+            self.prepare(batch, with_answers=False, native=self.config.inference_frames == "native")
+        )
+        kw = {
+            "max_new_tokens": self.config.max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": self.processor.tokenizer.pad_token_id,
+        }
         kw.update(generation_kwargs)
         out = self.model.generate(**inputs, **kw)
-        new = out[:, inputs["input_ids"].shape[1]:]
+        new = out[:, inputs["input_ids"].shape[1] :]
         return [s.strip() for s in self.processor.batch_decode(new, skip_special_tokens=True)]
 
     def parameter_groups(self) -> dict[str, list]:
@@ -419,22 +478,29 @@ class QwenVLBackbone(nn.Module):
         os.makedirs(path, exist_ok=True)
         if self.model is not self.hf:
             self.model.save_pretrained(path)
-        save_file({"camera_tokens": self.camera_tokens.weight.detach().cpu().contiguous(),
-                   "scale_token": self.scale_token.weight.detach().cpu().contiguous()},
-                  os.path.join(path, _GEOMETRY_FILE))
+        save_file(
+            {
+                "camera_tokens": self.camera_tokens.weight.detach().cpu().contiguous(),
+                "scale_token": self.scale_token.weight.detach().cpu().contiguous(),
+            },
+            os.path.join(path, _GEOMETRY_FILE),
+        )
 
     def _load_geometry_tokens(self, path: str) -> None:
         from safetensors.torch import load_file
 
         f = os.path.join(path, _GEOMETRY_FILE)
         if not os.path.isfile(f):
-            raise CheckpointError(f"adapter={path!r}: missing {_GEOMETRY_FILE} (expected a directory written "
-                                  "by save_adapter)")
+            raise CheckpointError(
+                f"adapter={path!r}: missing {_GEOMETRY_FILE} (expected a directory written by save_adapter)"
+            )
         t = load_file(f)
         for key, emb in (("camera_tokens", self.camera_tokens), ("scale_token", self.scale_token)):
             if key not in t or t[key].shape != emb.weight.shape:
-                raise CheckpointError(f"{f}: {key} must have shape {tuple(emb.weight.shape)}, "
-                                      f"got {None if key not in t else tuple(t[key].shape)}")
+                raise CheckpointError(
+                    f"{f}: {key} must have shape {tuple(emb.weight.shape)}, "
+                    f"got {None if key not in t else tuple(t[key].shape)}"
+                )
             with torch.no_grad():
                 emb.weight.copy_(t[key])
 

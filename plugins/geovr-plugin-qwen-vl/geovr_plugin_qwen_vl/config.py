@@ -111,11 +111,14 @@ class QwenVLBackboneConfig:
             if v is not None and v <= 0:
                 problems.append(f"{key}: expected a positive int or unset, got {v}")
         if (self.video_min_pixels or 0) > (self.video_max_pixels or float("inf")):
-            problems.append(f"video_min_pixels/video_max_pixels: need min <= max, got "
-                            f"{self.video_min_pixels}/{self.video_max_pixels}")
+            problems.append(
+                f"video_min_pixels/video_max_pixels: need min <= max, got "
+                f"{self.video_min_pixels}/{self.video_max_pixels}"
+            )
         if not 0 < self.min_pixels <= self.max_pixels:
-            problems.append(f"min_pixels/max_pixels: need 0 < min_pixels <= max_pixels, got "
-                            f"{self.min_pixels}/{self.max_pixels}")
+            problems.append(
+                f"min_pixels/max_pixels: need 0 < min_pixels <= max_pixels, got {self.min_pixels}/{self.max_pixels}"
+            )
         if self.video_fps <= 0:
             problems.append(f"video_fps: expected > 0, got {self.video_fps}")
         return problems

@@ -32,8 +32,9 @@ from geovr.protocols import GeometryRequest
 CAMERA_ID, SCALE_ID = -1, -2
 
 
-def geometry_layout(input_ids: torch.Tensor, position_ids: torch.Tensor, video_token_id: int,
-                    grid, geometry: GeometryRequest) -> dict:
+def geometry_layout(
+    input_ids: torch.Tensor, position_ids: torch.Tensor, video_token_id: int, grid, geometry: GeometryRequest
+) -> dict:
     """Where geometry tokens go in a sequence.
 
     ``input_ids`` ``[B,L]`` holds ``S_b·h_b·w_b`` ``video_token_id`` tokens per sample (frame-major);
@@ -95,8 +96,8 @@ def geometry_layout(input_ids: torch.Tensor, position_ids: torch.Tensor, video_t
         new_pos[:, b, new_orig] = p + shift
         new_pos[:, b, new_ins] = kpos
         if Kb < K:
-            kind[b, L + Kb:] = 4
-            new_pos[:, b, L + Kb:] = new_pos[:, b, L + Kb - 1:L + Kb] + 1
+            kind[b, L + Kb :] = 4
+            new_pos[:, b, L + Kb :] = new_pos[:, b, L + Kb - 1 : L + Kb] + 1
         if geometry.camera_tokens:
             cam_rows.append(((kind[b] == 1) | (kind[b] == 2)).nonzero().flatten())
     gathered = ids.gather(1, src.clamp(min=0))
@@ -106,7 +107,9 @@ def geometry_layout(input_ids: torch.Tensor, position_ids: torch.Tensor, video_t
         same = len({int(r.numel()) for r in cam_rows}) == 1
         camera_index = torch.stack(cam_rows) if same else cam_rows
     return {
-        "src": src.masked_fill(kind > 0, -1), "kind": kind, "input_ids": new_ids,
+        "src": src.masked_fill(kind > 0, -1),
+        "kind": kind,
+        "input_ids": new_ids,
         "position_ids": new_pos,
         "camera_index": camera_index,
         "scale_index": (kind == 3).nonzero()[:, 1] if geometry.scale_token else None,

@@ -37,8 +37,10 @@ def resolve_attn_implementation(requested: str) -> str:
     if not torch.cuda.is_available():
         missing.append("no CUDA device is available")
     if missing:
-        msg = (f"attn_implementation='flash_attention_2' requested but {' and '.join(missing)}; "
-               "FALLING BACK to 'sdpa' (slower, more memory)")
+        msg = (
+            f"attn_implementation='flash_attention_2' requested but {' and '.join(missing)}; "
+            "FALLING BACK to 'sdpa' (slower, more memory)"
+        )
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         log.warning(msg)
         return "sdpa"
@@ -63,10 +65,12 @@ def not_cached_message(pretrained: str) -> str:
     """The error text for a hub id that is not in the local cache while offline."""
     from huggingface_hub import constants
 
-    return (f"pretrained={pretrained!r} is not a local directory and the Hugging Face model {pretrained!r} "
-            f"is not in the local HF cache ({constants.HF_HUB_CACHE}) and cannot be downloaded here "
-            f"(offline). Download it where the hub is reachable (`hf download {pretrained}`) into that "
-            f"cache, or set `pretrained` to a local model directory.")
+    return (
+        f"pretrained={pretrained!r} is not a local directory and the Hugging Face model {pretrained!r} "
+        f"is not in the local HF cache ({constants.HF_HUB_CACHE}) and cannot be downloaded here "
+        f"(offline). Download it where the hub is reachable (`hf download {pretrained}`) into that "
+        f"cache, or set `pretrained` to a local model directory."
+    )
 
 
 #: ``pretrained`` value naming the tiny random-initialised model of :mod:`geovr_plugin_qwen_vl.tiny_models`
@@ -81,8 +85,8 @@ def tiny_size(pretrained: str) -> str | None:
 
     if pretrained == TINY_ID:
         return "tiny"
-    if pretrained.startswith(TINY_ID + "-") and pretrained[len(TINY_ID) + 1:] in SIZES:
-        return pretrained[len(TINY_ID) + 1:]
+    if pretrained.startswith(TINY_ID + "-") and pretrained[len(TINY_ID) + 1 :] in SIZES:
+        return pretrained[len(TINY_ID) + 1 :]
     return None
 
 
@@ -128,8 +132,10 @@ def load_model_and_processor(kind: str, config: QwenVLBackboneConfig):
             raise CheckpointError(f"pretrained={config.pretrained!r}: cannot read config.json: {exc}") from exc
         raise CheckpointError(not_cached_message(config.pretrained) + f" ({type(exc).__name__}: {exc})") from exc
     if hf_config.model_type != MODEL_TYPES[kind]:
-        raise CheckpointError(f"pretrained={config.pretrained!r} is a {hf_config.model_type!r} checkpoint, but "
-                              f"backbone {kind!r} needs model_type {MODEL_TYPES[kind]!r}")
+        raise CheckpointError(
+            f"pretrained={config.pretrained!r} is a {hf_config.model_type!r} checkpoint, but "
+            f"backbone {kind!r} needs model_type {MODEL_TYPES[kind]!r}"
+        )
     dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
     attn = resolve_attn_implementation(config.attn_implementation)
     try:
@@ -166,8 +172,12 @@ def wrap_lora(hf, config: QwenVLBackboneConfig):
     lora = config.lora
     names = "|".join(lora.get("target_modules", list(DEFAULT_LORA_TARGETS)))
     target = rf".*language_model\.layers\.\d+\..*\.({names})"
-    peft_cfg = LoraConfig(r=int(lora.get("rank", 8)), lora_alpha=float(lora.get("alpha", 16)),
-                          lora_dropout=float(lora.get("dropout", 0.0)), target_modules=target)
+    peft_cfg = LoraConfig(
+        r=int(lora.get("rank", 8)),
+        lora_alpha=float(lora.get("alpha", 16)),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=target,
+    )
     return get_peft_model(hf, peft_cfg)
 
 

@@ -8,7 +8,6 @@ applied by the same functions the real build uses.
 
 from __future__ import annotations
 
-
 from geovr.sizing import VisualTokens, decoder_activation_bytes, model_config_json
 
 #: shipped model configs: pretrained id (its last path part) → resource of this package
@@ -21,9 +20,12 @@ MODEL_CONFIGS = {
 def model_config_dict(pretrained: str) -> dict:
     """``config.json`` of ``pretrained``: a local directory's own, else the shipped copy (:data:`MODEL_CONFIGS`)."""
     return model_config_json(
-        pretrained, package="geovr_plugin_qwen_vl", shipped=MODEL_CONFIGS,
+        pretrained,
+        package="geovr_plugin_qwen_vl",
+        shipped=MODEL_CONFIGS,
         missing=f"geovr plan: no shipped model config for backbone pretrained = {pretrained!r} (shipped: "
-                f"{sorted(MODEL_CONFIGS)}); point pretrained at a local checkpoint directory with a config.json")
+        f"{sorted(MODEL_CONFIGS)}); point pretrained at a local checkpoint directory with a config.json",
+    )
 
 
 class QwenVLMeta:
@@ -34,7 +36,7 @@ class QwenVLMeta:
         tc = hf_config.text_config
         self.hidden_size = int(tc.hidden_size)
         self.num_layers = int(tc.num_hidden_layers)
-        self.extra_trainable = 3 * self.hidden_size   # geometry tokens: camera (2) + scale (1) embeddings
+        self.extra_trainable = 3 * self.hidden_size  # geometry tokens: camera (2) + scale (1) embeddings
 
     def visual_tokens(self, frames: int, height: int, width: int) -> VisualTokens:
         """Frames duplicated (one temporal group per frame): ``S · (h/f) · (w/f)`` tokens, f = patch × merge."""
@@ -52,12 +54,19 @@ class QwenVLMeta:
         and the vision blocks when the tower is trained (``"vision"`` not in ``freeze``)."""
         tc, b = self.hf_config.text_config, bytes_per_value
         D, H = int(tc.hidden_size), int(tc.num_attention_heads)
-        total = decoder_activation_bytes(hidden=D, intermediate=int(tc.intermediate_size),
-                                         layers=int(tc.num_hidden_layers), heads=H,
-                                         kv_heads=int(tc.num_key_value_heads),
-                                         head_dim=int(getattr(tc, "head_dim", None) or D // H),
-                                         vocab=int(tc.vocab_size), tokens=tokens, b=b, checkpointing=checkpointing,
-                                         qk_norm=self.hf_config.model_type == "qwen3_vl")
+        total = decoder_activation_bytes(
+            hidden=D,
+            intermediate=int(tc.intermediate_size),
+            layers=int(tc.num_hidden_layers),
+            heads=H,
+            kv_heads=int(tc.num_key_value_heads),
+            head_dim=int(getattr(tc, "head_dim", None) or D // H),
+            vocab=int(tc.vocab_size),
+            tokens=tokens,
+            b=b,
+            checkpointing=checkpointing,
+            qk_norm=self.hf_config.model_type == "qwen3_vl",
+        )
         vis = self.hf_config.vision_config
         if "merger" not in self.cfg.freeze and self.cfg.lora is None:
             dv = int(vis.hidden_size) * int(vis.spatial_merge_size) ** 2
@@ -66,11 +75,18 @@ class QwenVLMeta:
             # a trained vision tower keeps its blocks' activations too: one patch token per
             # spatial_merge_size² of every visual token, through `depth` transformer blocks (no LM head)
             dvis, heads = int(vis.hidden_size), int(getattr(vis, "num_heads", 1))
-            total += decoder_activation_bytes(hidden=dvis, intermediate=int(vis.intermediate_size),
-                                              layers=int(vis.depth), heads=heads, kv_heads=heads,
-                                              head_dim=dvis // heads, vocab=0,
-                                              tokens=visual_tokens * int(vis.spatial_merge_size) ** 2, b=b,
-                                              checkpointing=checkpointing)
+            total += decoder_activation_bytes(
+                hidden=dvis,
+                intermediate=int(vis.intermediate_size),
+                layers=int(vis.depth),
+                heads=heads,
+                kv_heads=heads,
+                head_dim=dvis // heads,
+                vocab=0,
+                tokens=visual_tokens * int(vis.spatial_merge_size) ** 2,
+                b=b,
+                checkpointing=checkpointing,
+            )
         return total
 
 

@@ -43,10 +43,16 @@ def tiny_batch(batch_size: int = 1, num_frames: int = 2, size: int = 56, *, seed
             questions.append(f"How many chairs are in the room? ({i})")
             options.append(None)
             answers.append(str(2 + i))
-    return Batch(frames=frames, sample_ids=[f"s{i}" for i in range(batch_size)], questions=questions,
-                 answers=answers, options=options, question_types=["qa"] * batch_size,
-                 scene_ids=[f"scene{i}" for i in range(batch_size)],
-                 frame_indices=torch.arange(num_frames).expand(batch_size, num_frames).clone())
+    return Batch(
+        frames=frames,
+        sample_ids=[f"s{i}" for i in range(batch_size)],
+        questions=questions,
+        answers=answers,
+        options=options,
+        question_types=["qa"] * batch_size,
+        scene_ids=[f"scene{i}" for i in range(batch_size)],
+        frame_indices=torch.arange(num_frames).expand(batch_size, num_frames).clone(),
+    )
 
 
 _CACHE: dict[tuple[str, int], str] = {}

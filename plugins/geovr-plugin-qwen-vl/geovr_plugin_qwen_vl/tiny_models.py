@@ -29,8 +29,13 @@ KINDS = ("qwen2_5_vl", "qwen3_vl")
 
 #: Special tokens of the Qwen chat/vision format, in id order after the 256 byte tokens.
 SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
 
 #: ChatML template with the Qwen-VL vision placeholders (``<|vision_start|><|video_pad|><|vision_end|>``).
@@ -67,8 +72,11 @@ def tiny_tokenizer():
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        model_max_length=32768, padding_side="right",
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
+        padding_side="right",
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -81,8 +89,13 @@ def _question_corpus(scenes: int = 300) -> list[str]:
     from geovr.data.synthetic.scene import generate_scene
     from geovr.eval.prompts import build_prompt
 
-    texts = ["You are a helpful assistant.", "system\n", "user\n", "assistant\n",
-             "In which order do these categories first appear in the video: chair, bed, tv, sofa?"]
+    texts = [
+        "You are a helpful assistant.",
+        "system\n",
+        "user\n",
+        "assistant\n",
+        "In which order do these categories first appear in the video: chair, bed, tv, sofa?",
+    ]
     for i in range(scenes):
         for rec in generate_questions(generate_scene(10_000 + i), seed=i):
             for protocol in ("lmms-eval", "geovr"):
@@ -99,16 +112,24 @@ def trained_tokenizer(vocab_size: int = 1024):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     tok.train_from_iterator(_question_corpus(), trainer)
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        model_max_length=32768, padding_side="right",
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
+        padding_side="right",
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -117,8 +138,10 @@ def trained_tokenizer(vocab_size: int = 1024):
 def _token_ids(tokenizer) -> dict[str, int]:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     return {
-        "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
-        "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
     }
 
 
@@ -126,10 +149,24 @@ def _token_ids(tokenizer) -> dict[str, int]:
 #: LLM hidden/layers/heads and vision hidden/depth. ``tiny`` exercises code paths; ``small`` is big
 #: enough to learn the synthetic world's questions on a CPU in minutes.
 SIZES = {
-    "tiny": {"hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2, "vision_hidden": 32, "vision_depth": None,
-             "bpe": False},
-    "small": {"hidden": 128, "layers": 4, "heads": 4, "kv_heads": 2, "vision_hidden": 64, "vision_depth": 2,
-              "bpe": True},
+    "tiny": {
+        "hidden": 32,
+        "layers": 2,
+        "heads": 4,
+        "kv_heads": 2,
+        "vision_hidden": 32,
+        "vision_depth": None,
+        "bpe": False,
+    },
+    "small": {
+        "hidden": 128,
+        "layers": 4,
+        "heads": 4,
+        "kv_heads": 2,
+        "vision_hidden": 64,
+        "vision_depth": 2,
+        "bpe": True,
+    },
 }
 
 
@@ -148,26 +185,61 @@ def tiny_model_config(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None, s
     eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
     D, head = z["hidden"], z["hidden"] // z["heads"]
     section = [head // 4, head // 8, head // 8]  # M-RoPE (t, h, w) halves of the rotary dims
-    text = dict(vocab_size=vocab, hidden_size=D, intermediate_size=2 * D, num_hidden_layers=z["layers"],
-                num_attention_heads=z["heads"], num_key_value_heads=z["kv_heads"], max_position_embeddings=4096,
-                eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
+    text = dict(
+        vocab_size=vocab,
+        hidden_size=D,
+        intermediate_size=2 * D,
+        num_hidden_layers=z["layers"],
+        num_attention_heads=z["heads"],
+        num_key_value_heads=z["kv_heads"],
+        max_position_embeddings=4096,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        bos_token_id=None,
+    )
     V = z["vision_hidden"]
     if kind == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
 
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
-        vision = dict(depth=z["vision_depth"] or 1, hidden_size=V, intermediate_size=2 * V, num_heads=2,
-                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=D,
-                      tokens_per_second=2, window_size=56, fullatt_block_indexes=[0])
+        vision = dict(
+            depth=z["vision_depth"] or 1,
+            hidden_size=V,
+            intermediate_size=2 * V,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=D,
+            tokens_per_second=2,
+            window_size=56,
+            fullatt_block_indexes=[0],
+        )
         cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
     else:
         from transformers import Qwen3VLConfig
 
-        text.update(head_dim=head, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                    "mrope_section": section, "mrope_interleaved": True})
-        vision = dict(depth=z["vision_depth"] or 2, hidden_size=V, intermediate_size=2 * V, num_heads=2,
-                      patch_size=16, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=D,
-                      num_position_embeddings=64, deepstack_visual_indexes=[0])
+        text.update(
+            head_dim=head,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": section,
+                "mrope_interleaved": True,
+            },
+        )
+        vision = dict(
+            depth=z["vision_depth"] or 2,
+            hidden_size=V,
+            intermediate_size=2 * V,
+            num_heads=2,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=D,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0],
+        )
         cfg = Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
     cfg.eos_token_id = eos
     cfg.pad_token_id = pad
@@ -183,13 +255,21 @@ def tiny_processor(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None):
         from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
         kw = dict(patch_size=14, merge_size=2, temporal_patch_size=2, size=size)
-        return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**kw), tokenizer=tokenizer,
-                                   video_processor=Qwen2VLVideoProcessor(**kw), chat_template=CHAT_TEMPLATE)
+        return Qwen2_5_VLProcessor(
+            image_processor=Qwen2VLImageProcessor(**kw),
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(**kw),
+            chat_template=CHAT_TEMPLATE,
+        )
     from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     kw = dict(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
-    return Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(**kw), tokenizer=tokenizer,
-                            video_processor=Qwen3VLVideoProcessor(**kw), chat_template=CHAT_TEMPLATE)
+    return Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**kw),
+        tokenizer=tokenizer,
+        video_processor=Qwen3VLVideoProcessor(**kw),
+        chat_template=CHAT_TEMPLATE,
+    )
 
 
 def tiny_model(kind: Literal["qwen2_5_vl", "qwen3_vl"], *, seed: int = 0, tokenizer=None, size: str = "tiny"):
@@ -203,8 +283,9 @@ def tiny_model(kind: Literal["qwen2_5_vl", "qwen3_vl"], *, seed: int = 0, tokeni
     return cls(cfg).eval()
 
 
-def save_tiny_checkpoint(kind: Literal["qwen2_5_vl", "qwen3_vl"], path: str | os.PathLike, *, seed: int = 0,
-                         size: str = "tiny") -> str:
+def save_tiny_checkpoint(
+    kind: Literal["qwen2_5_vl", "qwen3_vl"], path: str | os.PathLike, *, seed: int = 0, size: str = "tiny"
+) -> str:
     """Write a tiny random-init model (``size`` from :data:`SIZES`) and its processor to ``path`` with
     ``save_pretrained``; return ``str(path)``, usable as the backbone option ``pretrained``."""
     tokenizer = trained_tokenizer() if SIZES[size]["bpe"] else tiny_tokenizer()

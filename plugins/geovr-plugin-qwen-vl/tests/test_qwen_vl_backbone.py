@@ -48,13 +48,14 @@ def test_camera_tokens_one_per_frame(backbone, S):
     tok = backbone.processor.tokenizer
     for b in range(2):
         ids = layout["input_ids"][b].tolist()
-        names = ["<CAM>" if i == CAMERA_ID else "<SCALE>" if i == SCALE_ID else tok.convert_ids_to_tokens(i)
-                 for i in ids]
+        names = [
+            "<CAM>" if i == CAMERA_ID else "<SCALE>" if i == SCALE_ID else tok.convert_ids_to_tokens(i) for i in ids
+        ]
         cams = [i for i, n in enumerate(names) if n == "<CAM>"]
         assert len(cams) == S and names.count("<SCALE>") == 1
         assert layout["camera_index"][b].tolist() == cams
         for c in cams:  # exactly one frame (h*w video tokens) right before each camera token
-            assert names[c - h * w:c] == ["<|video_pad|>"] * (h * w)
+            assert names[c - h * w : c] == ["<|video_pad|>"] * (h * w)
             assert names[c - h * w - 1] != "<|video_pad|>"
         n_video = names.count("<|video_pad|>")
         assert n_video == S * h * w
@@ -73,9 +74,12 @@ def test_rope_positions_of_inserted_tokens(backbone):
     _, h, w = inputs["_grid"]
     layout = backbone.geometry_layout(inputs, FULL)
     hf_pos, _ = backbone.hf.model.get_rope_index(
-        inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
-        video_grid_thw=inputs["video_grid_thw"], attention_mask=inputs["attention_mask"],
-        **({"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}))
+        inputs["input_ids"],
+        mm_token_type_ids=inputs["mm_token_type_ids"],
+        video_grid_thw=inputs["video_grid_thw"],
+        attention_mask=inputs["attention_mask"],
+        **({"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}),
+    )
     pos, src = layout["position_ids"][:, 0], layout["src"][0]
     scale_at = int(layout["scale_index"][0])
     orig = src >= 0
@@ -123,8 +127,9 @@ def test_grids_equal_hf_hidden_states(backbone):
     torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=0)
     for layer in (0, 1, 2):
         for b in range(2):
-            expect = _independent_grid(ref.hidden_states[layer][b], inputs["input_ids"][b],
-                                       backbone.video_token_id, S, h, w)
+            expect = _independent_grid(
+                ref.hidden_states[layer][b], inputs["input_ids"][b], backbone.video_token_id, S, h, w
+            )
             torch.testing.assert_close(out.hidden[layer][b], expect, rtol=0, atol=0)
 
 
@@ -198,8 +203,9 @@ def test_qwen3_deepstack_zero_at_inserted_tokens(monkeypatch):
     monkeypatch.setattr(lm, "_deepstack_process", recording)
     with torch.no_grad():
         bb(inputs, geometry=FULL)
-        feats = bb.hf.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"],
-                                               return_dict=True).deepstack_features
+        feats = bb.hf.model.get_video_features(
+            inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True
+        ).deepstack_features
     layout = bb.geometry_layout(inputs, FULL)
     assert len(deltas) == len(feats) == 1
     inserted = layout["kind"] > 0
@@ -219,7 +225,7 @@ def test_grid_layout_is_frame_row_column_major(backbone):
     for s in range(S):
         for i in range(h):
             for j in range(w):
-                frames[0, s, :, i * f:(i + 1) * f, j * f:(j + 1) * f] = (s * h * w + i * w + j + 1) / 20
+                frames[0, s, :, i * f : (i + 1) * f, j * f : (j + 1) * f] = (s * h * w + i * w + j + 1) / 20
     batch = tiny_batch(1, S)
     batch.frames = frames
     inputs = backbone.prepare(batch)
@@ -240,16 +246,22 @@ def test_geometry_layout_by_hand():
     from geovr_plugin_qwen_vl.layout import geometry_layout
 
     ids = torch.tensor([[10, 5, 5, 5, 5, 11, 12]])
-    pos = torch.tensor([[0, 1, 1, 2, 2, 3, 4],   # t
-                        [0, 1, 1, 1, 1, 3, 4],   # h
-                        [0, 1, 2, 1, 2, 3, 4]]).unsqueeze(1)  # w
+    pos = torch.tensor(
+        [
+            [0, 1, 1, 2, 2, 3, 4],  # t
+            [0, 1, 1, 1, 1, 3, 4],  # h
+            [0, 1, 2, 1, 2, 3, 4],
+        ]
+    ).unsqueeze(1)  # w
     lay = geometry_layout(ids, pos, 5, (2, 1, 2), FULL)
     assert lay["input_ids"][0].tolist() == [10, 5, 5, CAMERA_ID, 5, 5, CAMERA_ID, SCALE_ID, 11, 12]
     assert lay["kind"][0].tolist() == [0, 0, 0, 1, 0, 0, 2, 3, 0, 0]
     assert lay["src"][0].tolist() == [0, 1, 2, -1, 3, 4, -1, -1, 5, 6]
-    assert lay["position_ids"][:, 0].tolist() == [[0, 1, 1, 1, 2, 2, 2, 3, 4, 5],
-                                                  [0, 1, 1, 2, 1, 1, 2, 3, 4, 5],
-                                                  [0, 1, 2, 3, 1, 2, 3, 3, 4, 5]]
+    assert lay["position_ids"][:, 0].tolist() == [
+        [0, 1, 1, 1, 2, 2, 2, 3, 4, 5],
+        [0, 1, 1, 2, 1, 1, 2, 3, 4, 5],
+        [0, 1, 2, 3, 1, 2, 3, 3, 4, 5],
+    ]
     assert lay["camera_index"].tolist() == [[3, 6]] and lay["scale_index"].tolist() == [7]
     cam_only = geometry_layout(ids, pos, 5, (2, 1, 2), GeometryRequest(camera_tokens=True))
     assert cam_only["input_ids"][0].tolist() == [10, 5, 5, CAMERA_ID, 5, 5, CAMERA_ID, 11, 12]

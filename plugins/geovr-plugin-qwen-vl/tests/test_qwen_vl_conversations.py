@@ -20,10 +20,10 @@ def test_labels_on_every_assistant_turn_and_nowhere_else(backbone, tmp_path_fact
         answers = [t["text"] for t in turns if t["role"] == "assistant"]
         assert [tok.decode(r) for r in labelled_runs(lab)] == [a + "<|im_end|>" for a in answers]
         text = tok.decode(ids[inputs["attention_mask"][b].bool()])
-        for t in turns:                                        # every turn rendered, in order
+        for t in turns:  # every turn rendered, in order
             assert text.count(t["text"]) >= 1
         assert text.count("<|im_start|>user") == len(turns) // 2
-        assert text.rfind("<|vision_end|>") < text.find("<|im_start|>assistant")   # video: first user turn only
+        assert text.rfind("<|vision_end|>") < text.find("<|im_start|>assistant")  # video: first user turn only
     assert len(labelled_runs(inputs["labels"][0])) == 2
     out = backbone(inputs, geometry=GeometryRequest())
     assert torch.isfinite(out.lm_loss)

@@ -53,11 +53,16 @@ def test_flash_attention_falls_back_loudly():
 
 def test_freeze_llm_trains_merger_only(ckpt_dir, kind):
     bb = tiny_backbone(kind, pretrained=ckpt_dir, freeze=["vision", "llm"])
-    check_backbone(bb, tiny_batch(1, 2), layers=(1,),
-                   frozen_prefixes=("language_model", "lm_head", "visual.blocks", "visual.patch_embed"))
+    check_backbone(
+        bb,
+        tiny_batch(1, 2),
+        layers=(1,),
+        frozen_prefixes=("language_model", "lm_head", "visual.blocks", "visual.patch_embed"),
+    )
     names = {id(p): n for n, p in bb.named_parameters()}
-    assert all(".visual.merger" in names[id(p)] or "deepstack_merger" in names[id(p)]
-               for p in bb.parameter_groups()["base"])
+    assert all(
+        ".visual.merger" in names[id(p)] or "deepstack_merger" in names[id(p)] for p in bb.parameter_groups()["base"]
+    )
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(ckpt_dir, kind):
@@ -117,8 +122,12 @@ def test_smart_resize_keeps_aspect_under_the_released_budget():
 
 
 def test_inference_budget_is_per_frame_as_in_the_released_evaluation():
-    cfg = Qwen3VLBackboneConfig(video_min_pixels=4 * 16 * 32 * 32, video_max_pixels=32 * 300 * 32 * 32,
-                                inference_min_pixels=4 * 32 * 32, inference_max_pixels=384 * 32 * 32)
+    cfg = Qwen3VLBackboneConfig(
+        video_min_pixels=4 * 16 * 32 * 32,
+        video_max_pixels=32 * 300 * 32 * 32,
+        inference_min_pixels=4 * 32 * 32,
+        inference_max_pixels=384 * 32 * 32,
+    )
     # 128 evaluation frames of 480x640 keep their size (384 blocks per frame allowed) ...
     assert target_frame_size(480, 640, 32, cfg, num_frames=128, kind="qwen3_vl", inference=True) == (480, 640)
     # ... where the training budget (shared by all frames) would shrink them

@@ -22,19 +22,29 @@ def _sample(i: int, S: int, H: int, W: int) -> dict:
     E = torch.zeros(S, 3, 4)
     E[:, :3, :3] = torch.eye(3)
     E[:, 0, 3] = torch.linspace(0, 0.5, S)  # a sideways walk
-    return {"frames": torch.rand(S, 3, H, W, generator=g), "frame_indices": torch.arange(S) * 15,
-            "frame_times": torch.arange(S) * 0.5, "question": f"how far {i}?", "options": None, "answer": "2",
-            "sample_id": f"s{i}", "depth": 1.5 + torch.rand(S, H, W, generator=g),
-            "intrinsics": K, "extrinsics": E}
+    return {
+        "frames": torch.rand(S, 3, H, W, generator=g),
+        "frame_indices": torch.arange(S) * 15,
+        "frame_times": torch.arange(S) * 0.5,
+        "question": f"how far {i}?",
+        "options": None,
+        "answer": "2",
+        "sample_id": f"s{i}",
+        "depth": 1.5 + torch.rand(S, H, W, generator=g),
+        "intrinsics": K,
+        "extrinsics": E,
+    }
 
 
 def _objectives(backbone, teacher):
     ctx = types.SimpleNamespace(backbone=backbone, teacher=teacher, device="cpu")
     L = backbone.num_layers
-    return [build_camera_pose(CameraPoseConfig(hidden_dim=16), ctx),
-            build_depth(DepthConfig(width_scale=1 / 32, student_layers=[0, 1, L, L]), ctx),
-            build_metric_scale(MetricScaleConfig(hidden_dim=16), ctx),
-            build_feature_distill(FeatureDistillConfig(teacher_layers=[23], student_layers=[L]), ctx)]
+    return [
+        build_camera_pose(CameraPoseConfig(hidden_dim=16), ctx),
+        build_depth(DepthConfig(width_scale=1 / 32, student_layers=[0, 1, L, L]), ctx),
+        build_metric_scale(MetricScaleConfig(hidden_dim=16), ctx),
+        build_feature_distill(FeatureDistillConfig(teacher_layers=[23], student_layers=[L]), ctx),
+    ]
 
 
 @pytest.mark.parametrize("kind", ["qwen2_5_vl", "qwen3_vl"])
@@ -91,7 +101,6 @@ def test_trainer_steps_on_ragged_batches_with_teacher_cache(tmp_path):
     from geovr.train.configs import AccelerateTrainerConfig
     from geovr.train.runlog import read_metrics
     from geovr.train.trainer import build
-
     from geovr_plugin_qwen_vl.testing import cached_tiny_checkpoint
 
     cached_tiny_checkpoint("qwen3_vl")  # written once, before the seeded runs
@@ -101,10 +110,25 @@ def test_trainer_steps_on_ragged_batches_with_teacher_cache(tmp_path):
         torch.manual_seed(0)
         bb = tiny_backbone("qwen3_vl", min_pixels=16 * 16, max_pixels=128 * 128)
         teacher = OracleTeacher()
-        ctx = BuildContext(output_dir=str(tmp_path / name), seed=0, backbone=bb, teacher=teacher,
-                           objectives=_objectives(bb, teacher), datasets={"train": data})
-        cfg = AccelerateTrainerConfig(batch_size=2, max_steps=2, lr=1e-3, head_lr=1e-3, warmup_ratio=0.0,
-                                      progress=False, cache="auto", cache_dir=str(tmp_path / "cache"), shuffle=False)
+        ctx = BuildContext(
+            output_dir=str(tmp_path / name),
+            seed=0,
+            backbone=bb,
+            teacher=teacher,
+            objectives=_objectives(bb, teacher),
+            datasets={"train": data},
+        )
+        cfg = AccelerateTrainerConfig(
+            batch_size=2,
+            max_steps=2,
+            lr=1e-3,
+            head_lr=1e-3,
+            warmup_ratio=0.0,
+            progress=False,
+            cache="auto",
+            cache_dir=str(tmp_path / "cache"),
+            shuffle=False,
+        )
         build(cfg, ctx).fit(ctx)
         return read_metrics(tmp_path / name)
 

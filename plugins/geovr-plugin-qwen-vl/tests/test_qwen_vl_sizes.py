@@ -32,8 +32,11 @@ def test_trained_tokenizer_is_deterministic_shorter_and_keeps_digits():
 
     a, b = trained_tokenizer(), trained_tokenizer()
     assert a.get_vocab() == b.get_vocab()
-    q = build_prompt("Which of these objects is closest to the table (closest points): chair, lamp, bed, sofa?",
-                     ["A. chair", "B. lamp", "C. bed", "D. sofa"], protocol="lmms-eval")
+    q = build_prompt(
+        "Which of these objects is closest to the table (closest points): chair, lamp, bed, sofa?",
+        ["A. chair", "B. lamp", "C. bed", "D. sofa"],
+        protocol="lmms-eval",
+    )
     n_bpe, n_bytes = len(a(q)["input_ids"]), len(tiny_tokenizer()(q)["input_ids"])
     assert n_bpe * 3 < n_bytes
     assert a.convert_ids_to_tokens(a("137.2")["input_ids"]) == ["1", "3", "7", ".", "2"]

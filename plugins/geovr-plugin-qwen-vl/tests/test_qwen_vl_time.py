@@ -19,11 +19,22 @@ def clip_60s(tmp_path_factory):
     """A 60-second, 30-fps clip (1800 tiny frames) sampled at 16 frames."""
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     g = torch.Generator().manual_seed(0)
-    write_video(path, (torch.rand(1800, 3, 16, 16, generator=g) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy(),
-                fps=30, crf=40)
+    write_video(
+        path,
+        (torch.rand(1800, 3, 16, 16, generator=g) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy(),
+        fps=30,
+        crf=40,
+    )
     frames, idx, times = read_video_timed(path, num_frames=16)
-    return {"frames": torch.nn.functional.interpolate(frames, size=(64, 64)), "frame_indices": idx,
-            "frame_times": times, "question": "what?", "answer": "a", "options": None, "sample_id": "clip"}
+    return {
+        "frames": torch.nn.functional.interpolate(frames, size=(64, 64)),
+        "frame_indices": idx,
+        "frame_times": times,
+        "question": "what?",
+        "answer": "a",
+        "options": None,
+        "sample_id": "clip",
+    }
 
 
 def test_sampled_times_are_seconds(clip_60s):
@@ -68,8 +79,14 @@ def test_native_generation_has_no_duplicated_frames():
     """Generation lays S frames into ceil(S/2) temporal groups (the released evaluation); training into S."""
     bb = tiny_backbone("qwen3_vl", min_pixels=16 * 16, max_pixels=64 * 64, max_frames=4, max_inference_frames=6)
     g = torch.Generator().manual_seed(1)
-    sample = {"frames": torch.rand(5, 3, 64, 64, generator=g), "frame_times": torch.arange(5) * 0.5,
-              "question": "q", "answer": "a", "options": None, "sample_id": "x"}
+    sample = {
+        "frames": torch.rand(5, 3, 64, 64, generator=g),
+        "frame_times": torch.arange(5) * 0.5,
+        "question": "q",
+        "answer": "a",
+        "options": None,
+        "sample_id": "x",
+    }
     batch = collate([sample])
     gen = bb.prepare(batch, with_answers=False, native=True)
     assert gen["video_grid_thw"][0, 0].item() == 3 and gen["_native"]
@@ -93,8 +110,10 @@ def test_native_generation_has_no_duplicated_frames():
     for model in (dup, bb):  # generate() follows inference_frames
         real = model.prepare
         model.prepare = lambda b, _real=real, **kw: calls.append(kw["native"]) or _real(b, **kw)
-        model.generate(collate([{**sample, "frames": sample["frames"][:4],
-                                 "frame_times": sample["frame_times"][:4]}]), max_new_tokens=1)
+        model.generate(
+            collate([{**sample, "frames": sample["frames"][:4], "frame_times": sample["frame_times"][:4]}]),
+            max_new_tokens=1,
+        )
     assert calls == [False, True]
 
 

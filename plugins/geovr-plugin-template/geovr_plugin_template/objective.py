@@ -17,11 +17,12 @@ class FrameDepthMean(nn.Module):
     def __init__(self, hidden_size: int, hidden: int = 64, weight: float = 0.1):
         super().__init__()
         self.weight = float(weight)
-        self.head = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, hidden), nn.GELU(),
-                                  nn.Linear(hidden, 1))
+        self.head = nn.Sequential(
+            nn.LayerNorm(hidden_size), nn.Linear(hidden_size, hidden), nn.GELU(), nn.Linear(hidden, 1)
+        )
 
     def forward(self, student: StudentOutput, teacher: TeacherOutput, batch: Batch) -> ObjectiveOutput:
-        pred = self.head(student.camera.float()).squeeze(-1)                 # [B,S]
+        pred = self.head(student.camera.float()).squeeze(-1)  # [B,S]
         target = teacher.depth.detach().float().clamp_min(1e-6).mean(dim=(-2, -1)).log()  # [B,S]
         loss = (pred - target).abs().mean()
         return ObjectiveOutput(loss=loss, metrics={"l1": float(loss.detach())})

@@ -15,8 +15,9 @@ from geovr.testing.contracts import check_objective
 
 
 def test_discovered_through_entry_point():
-    out = subprocess.run([sys.executable, "-m", "geovr", "list-plugins", "--json"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "geovr", "list-plugins", "--json"], capture_output=True, text=True, check=True
+    )
     infos = {i["name"]: i for i in json.loads(out.stdout)}
     assert "template" in infos, out.stdout
     assert infos["template"]["distribution"] == "geovr-plugin-template"
@@ -39,14 +40,18 @@ class _Backbone:
 
 def test_contract_and_learning():
     torch.manual_seed(0)
-    objective = geovr.get_registry().get("objective", "frame_depth_mean").build(
-        {"hidden": 8}, BuildContext(backbone=_Backbone()))
+    objective = (
+        geovr.get_registry()
+        .get("objective", "frame_depth_mean")
+        .build({"hidden": 8}, BuildContext(backbone=_Backbone()))
+    )
     B, S, D = 2, 3, 16
     camera = torch.randn(B, S, D, requires_grad=True)
     depth = torch.rand(B, S, 8, 8) * 3 + 0.5
     batch = Batch(frames=torch.rand(B, S, 3, 8, 8), sample_ids=["a", "b"], questions=["", ""], answers=["", ""])
-    out = check_objective(objective, StudentOutput(camera=camera), TeacherOutput(depth=depth), batch,
-                          provides=frozenset({"depth"}))
+    out = check_objective(
+        objective, StudentOutput(camera=camera), TeacherOutput(depth=depth), batch, provides=frozenset({"depth"})
+    )
     assert out.metrics["l1"] > 0
     opt = torch.optim.Adam(objective.parameters(), lr=1e-2)
     first = None

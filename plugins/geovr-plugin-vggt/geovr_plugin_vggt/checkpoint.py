@@ -33,9 +33,11 @@ _HEADS = ("camera_head", "depth_head", "point_head", "track_head")
 
 
 def _download_hint(repo_id: str) -> str:
-    return (f"download it once with `huggingface-cli download {repo_id} model.pt` (or "
-            f"`huggingface_hub.snapshot_download({repo_id!r})`), or pass a local path; optionally convert it "
-            f"with `geovr vggt convert model.pt model.safetensors`")
+    return (
+        f"download it once with `huggingface-cli download {repo_id} model.pt` (or "
+        f"`huggingface_hub.snapshot_download({repo_id!r})`), or pass a local path; optionally convert it "
+        f"with `geovr vggt convert model.pt model.safetensors`"
+    )
 
 
 def _pick_in_dir(directory: Path) -> Path | None:
@@ -57,26 +59,32 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
     if path.is_dir():
         found = _pick_in_dir(path)
         if found is None:
-            raise CheckpointError(f"VGGT checkpoint directory {str(path)!r} holds none of "
-                                  f"{', '.join(CANDIDATE_FILES)} or *.safetensors")
+            raise CheckpointError(
+                f"VGGT checkpoint directory {str(path)!r} holds none of {', '.join(CANDIDATE_FILES)} or *.safetensors"
+            )
         return found
     text = str(source)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith((".", "/")):
         try:
             from huggingface_hub import hf_hub_download
         except ImportError as exc:  # pragma: no cover - huggingface_hub is a dependency
-            raise CheckpointError(f"resolving the HF id {text!r} needs huggingface_hub; "
-                                  f"pass a local path instead") from exc
+            raise CheckpointError(
+                f"resolving the HF id {text!r} needs huggingface_hub; pass a local path instead"
+            ) from exc
         for name in CANDIDATE_FILES:
             try:
                 return Path(hf_hub_download(text, name, local_files_only=True))
             except Exception:  # noqa: BLE001 - not in the cache under this name
                 continue
-        raise CheckpointError(f"VGGT checkpoint {text!r} is not in the local Hugging Face cache "
-                              f"(looked for {', '.join(CANDIDATE_FILES)}; HF_HOME="
-                              f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}); {_download_hint(text)}")
-    raise CheckpointError(f"VGGT checkpoint {text!r} not found: not a file, a directory or an HF id "
-                          f"('owner/name'); {_download_hint('facebook/VGGT-1B')}")
+        raise CheckpointError(
+            f"VGGT checkpoint {text!r} is not in the local Hugging Face cache "
+            f"(looked for {', '.join(CANDIDATE_FILES)}; HF_HOME="
+            f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}); {_download_hint(text)}"
+        )
+    raise CheckpointError(
+        f"VGGT checkpoint {text!r} not found: not a file, a directory or an HF id "
+        f"('owner/name'); {_download_hint('facebook/VGGT-1B')}"
+    )
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -108,8 +116,12 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str = "
     """
     absent = tuple(f"{h}." for h in _HEADS if hasattr(model, h) and getattr(model, h) is None)
     state = {k: v for k, v in state.items() if not k.startswith(absent)} if absent else state
-    require_exact_match(model, state, what=f"VGGT checkpoint {source!r}",
-                        hint="check model_config ('1b', 'tiny' or a JSON config) against the checkpoint")
+    require_exact_match(
+        model,
+        state,
+        what=f"VGGT checkpoint {source!r}",
+        hint="check model_config ('1b', 'tiny' or a JSON config) against the checkpoint",
+    )
     return state
 
 
@@ -129,8 +141,9 @@ def load_weights(model: nn.Module, source: str | os.PathLike, *, assign: bool = 
                 module.reset_constants()
         still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if still_meta:
-            raise CheckpointError(f"after loading {str(source)!r}, tensors are still on the meta device: "
-                                  f"{summarise_keys(still_meta)}")
+            raise CheckpointError(
+                f"after loading {str(source)!r}, tensors are still on the meta device: {summarise_keys(still_meta)}"
+            )
     return path
 
 
@@ -174,13 +187,15 @@ def _writable_destination(dst: str | os.PathLike) -> Path:
         with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=f".{dst.name}.probe-"):
             pass
     except OSError as exc:
-        raise CheckpointError(f"cannot write {dst}: {exc.strerror or type(exc).__name__} "
-                              f"({exc.filename or dst.parent})") from exc
+        raise CheckpointError(
+            f"cannot write {dst}: {exc.strerror or type(exc).__name__} ({exc.filename or dst.parent})"
+        ) from exc
     return dst
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model_config="1b",
-                       verify: bool = True) -> Path:
+def convert_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, *, model_config="1b", verify: bool = True
+) -> Path:
     """Write ``src`` (pickle, safetensors or HF id) as a safetensors file ``dst``.
 
     With ``verify`` the keys are checked against the given model configuration (built on the meta
@@ -200,8 +215,11 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model_
         check_state_dict(model, state, str(src))
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
-                  metadata={"format": "pt", "source": path.name, "model": "vggt"})
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            str(tmp),
+            metadata={"format": "pt", "source": path.name, "model": "vggt"},
+        )
         os.replace(tmp, dst)
     except Exception as exc:  # OSError, SafetensorError (disk full, permissions changed meanwhile)
         raise CheckpointError(f"cannot write {dst}: {type(exc).__name__}: {exc}") from exc

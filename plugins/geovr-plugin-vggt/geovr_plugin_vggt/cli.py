@@ -21,19 +21,28 @@ def _convert(args) -> int:
 
 def add_commands(subparsers) -> argparse.ArgumentParser:
     """Register the ``vggt`` verb and its ``convert`` sub-command on ``subparsers``."""
-    parser = subparsers.add_parser("vggt", help="VGGT teacher utilities (checkpoint conversion)",
-                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    parser = subparsers.add_parser(
+        "vggt",
+        help="VGGT teacher utilities (checkpoint conversion)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
     sub = parser.add_subparsers(dest="vggt_command", metavar="COMMAND")
     sub.required = True
-    conv = sub.add_parser("convert", help="convert a VGGT checkpoint (model.pt) to safetensors",
-                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                          description="Read a VGGT checkpoint once (weights-only unpickling), check its keys "
-                                      "against the model configuration and write it as safetensors "
-                                      "(temporary file, then rename).")
+    conv = sub.add_parser(
+        "convert",
+        help="convert a VGGT checkpoint (model.pt) to safetensors",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description="Read a VGGT checkpoint once (weights-only unpickling), check its keys "
+        "against the model configuration and write it as safetensors "
+        "(temporary file, then rename).",
+    )
     conv.add_argument("src", help="model.pt / .safetensors path, directory, or HF id in the local cache")
     conv.add_argument("dst", help="output .safetensors path")
-    conv.add_argument("--model-config", default="1b",
-                      help="'1b' (default), 'tiny' or a JSON config path used to verify the keys")
+    conv.add_argument(
+        "--model-config", default="1b", help="'1b' (default), 'tiny' or a JSON config path used to verify the keys"
+    )
     conv.add_argument("--no-verify", action="store_true", help="skip the key check")
     conv.set_defaults(func=_convert)
     return parser

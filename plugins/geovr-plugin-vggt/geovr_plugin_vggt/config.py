@@ -110,17 +110,23 @@ class VGGTTeacherConfig:
         if self.image_size <= 0 or self.image_size % 14:
             problems.append(f"image_size must be a positive multiple of 14 (the patch size), got {self.image_size}")
         if self.size_multiple <= 0 or self.size_multiple % 14:
-            problems.append(f"size_multiple must be a positive multiple of 14 (the patch size), got {self.size_multiple}")
+            problems.append(
+                f"size_multiple must be a positive multiple of 14 (the patch size), got {self.size_multiple}"
+            )
         depth = self.depth()
         if depth is None:
-            problems.append(f"model_config {self.model_config!r} is not '1b', 'tiny' or a readable JSON "
-                            f"config with aggregator.depth")
+            problems.append(
+                f"model_config {self.model_config!r} is not '1b', 'tiny' or a readable JSON "
+                f"config with aggregator.depth"
+            )
         if not self.layers:
             problems.append("layers must list at least one aggregator depth index")
         bad = [layer for layer in self.layers if layer < 0 or (depth is not None and layer >= depth)]
         if bad:
-            problems.append(f"layers {bad} out of range: the {self.model_config!r} aggregator has depth "
-                            f"{depth}, valid indices 0..{(depth or 1) - 1}")
+            problems.append(
+                f"layers {bad} out of range: the {self.model_config!r} aggregator has depth "
+                f"{depth}, valid indices 0..{(depth or 1) - 1}"
+            )
         if len(set(self.layers)) != len(self.layers):
             problems.append(f"layers {self.layers} has duplicates")
         return problems

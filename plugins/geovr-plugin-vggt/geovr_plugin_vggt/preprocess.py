@@ -49,7 +49,7 @@ def preprocess_frames(frames: Tensor, size: int, mode: str, multiple: int = 2 * 
         x = x.clamp(0.0, 1.0)
     if mode == "crop" and h > size:
         top = (h - size) // 2
-        x = x[:, :, top:top + size]
+        x = x[:, :, top : top + size]
     elif mode == "pad" and (h < size or w < size):
         ph, pw = size - h, size - w
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=1.0)

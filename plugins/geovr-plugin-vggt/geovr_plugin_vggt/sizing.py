@@ -35,12 +35,18 @@ def cache_layout(cfg, S: int, H: int, W: int, layers: Sequence[int]) -> CacheLay
     ph, pw = (gh // 2, gw // 2) if cfg.pool == 2 else (gh, gw)
     c = 2 * dim if cfg.feature_half == "both" else dim
     shapes = {f"features.{layer}": (S, ph, pw, c) for layer in layers}
-    shapes.update(depth=(S, h, w), depth_conf=(S, h, w), points=(S, h, w, 3), pose_enc=(S, 9),
-                  intrinsics=(S, 3, 3), extrinsics=(S, 3, 4))
-    P = gh * gw + 5   # patches + camera and register tokens
-    flops = vit_flops(gh * gw, S, dim, depth)                 # DINOv2 patch embedding (ViT-L for the 1B)
-    flops += vit_flops(P, S, dim, depth)                      # frame attention blocks
-    flops += vit_flops(P, S, dim, depth, span=S * P)          # global attention blocks
+    shapes.update(
+        depth=(S, h, w),
+        depth_conf=(S, h, w),
+        points=(S, h, w, 3),
+        pose_enc=(S, 9),
+        intrinsics=(S, 3, 3),
+        extrinsics=(S, 3, 4),
+    )
+    P = gh * gw + 5  # patches + camera and register tokens
+    flops = vit_flops(gh * gw, S, dim, depth)  # DINOv2 patch embedding (ViT-L for the 1B)
+    flops += vit_flops(P, S, dim, depth)  # frame attention blocks
+    flops += vit_flops(P, S, dim, depth, span=S * P)  # global attention blocks
     return CacheLayout(shapes, flops, f"VGGT {h}x{w} input, {gh}x{gw} patches, features {ph}x{pw}x{c}")
 
 

@@ -30,7 +30,7 @@ from geovr_plugin_vggt.model import VGGT, load_config
 from geovr_plugin_vggt.preprocess import preprocess_frames
 
 #: bump when the pre-processing or the output definitions change (part of cache_key)
-TEACHER_VERSION = 3   # 2: 2x2 feature pooling floors odd grids; 3: resize mode (whole frame, x28)
+TEACHER_VERSION = 3  # 2: 2x2 feature pooling floors odd grids; 3: resize mode (whole frame, x28)
 
 
 class VGGTTeacher(nn.Module):
@@ -45,8 +45,12 @@ class VGGTTeacher(nn.Module):
             try:
                 import xformers.ops  # noqa: F401
             except ImportError as exc:
-                raise RecipeError(["teacher.attention: 'xformers' needs the xformers package "
-                                   "(pip install 'geovr-plugin-vggt[xformers]'); use 'sdpa' otherwise"]) from exc
+                raise RecipeError(
+                    [
+                        "teacher.attention: 'xformers' needs the xformers package "
+                        "(pip install 'geovr-plugin-vggt[xformers]'); use 'sdpa' otherwise"
+                    ]
+                ) from exc
         self.config = config
         self.model_config = load_config(config.model_config)
         heads = {"enable_track": False, "enable_point": config.points == "head"}
@@ -89,10 +93,10 @@ class VGGTTeacher(nn.Module):
         if half == "frame":
             x = x[..., : C2 // 2]
         elif half == "global":
-            x = x[..., C2 // 2:]
+            x = x[..., C2 // 2 :]
         x = x.reshape(B, S, h, w, x.shape[-1]).float()
         if self.config.pool == 2:
-            x = F.avg_pool2d(x.reshape(B * S, h, w, -1).permute(0, 3, 1, 2), 2, 2)   # floor: an odd last row drops
+            x = F.avg_pool2d(x.reshape(B * S, h, w, -1).permute(0, 3, 1, 2), 2, 2)  # floor: an odd last row drops
             x = x.permute(0, 2, 3, 1).reshape(B, S, x.shape[-2], x.shape[-1], -1)
         return x.contiguous()
 
@@ -107,10 +111,12 @@ class VGGTTeacher(nn.Module):
             raise ValueError(f"layers {bad} outside 0..{self.num_layers - 1}")
         self.model.eval()
         if batch is not None and batch.ragged:  # samples of different sizes: one at a time, per-sample lists
-            return TeacherOutput.stack_samples([self.encode(one.frames.to(frames.device), layers, batch=one)
-                                                for one in batch.split()])
-        images = preprocess_frames(frames.to(self.device), self.config.image_size, self.config.resize_mode,
-                                   self.config.size_multiple)
+            return TeacherOutput.stack_samples(
+                [self.encode(one.frames.to(frames.device), layers, batch=one) for one in batch.split()]
+            )
+        images = preprocess_frames(
+            frames.to(self.device), self.config.image_size, self.config.resize_mode, self.config.size_multiple
+        )
         B, S, _, H, W = images.shape
         m = self.model
         heads_need = m._needed_layers(tracking=False)
@@ -127,19 +133,34 @@ class VGGTTeacher(nn.Module):
             points = m.point_head(f32, images, psi)[0]
         else:
             points = geometry.unproject_depth(depth[..., 0], extrinsics, intrinsics)
-        return TeacherOutput(features=features, depth=depth[..., 0], depth_conf=depth_conf, pose_enc=pose_enc,
-                             intrinsics=intrinsics, extrinsics=extrinsics, points=points)
+        return TeacherOutput(
+            features=features,
+            depth=depth[..., 0],
+            depth_conf=depth_conf,
+            pose_enc=pose_enc,
+            intrinsics=intrinsics,
+            extrinsics=extrinsics,
+            points=points,
+        )
 
     def cache_key(self) -> str:
         """sha256 over the weights digest, model config, pre-processing and output options."""
         if self._cache_key is None:
             c = self.config
             payload = {
-                "teacher": "vggt", "version": TEACHER_VERSION, "weights": self.weights_digest,
-                "model_config": self.model_config, "image_size": c.image_size, "resize_mode": c.resize_mode,
+                "teacher": "vggt",
+                "version": TEACHER_VERSION,
+                "weights": self.weights_digest,
+                "model_config": self.model_config,
+                "image_size": c.image_size,
+                "resize_mode": c.resize_mode,
                 "size_multiple": c.size_multiple,
-                "dtype": c.dtype, "feature_half": c.feature_half, "pool": c.pool, "attention": c.attention,
-                "points": c.points, "layers": list(c.layers),
+                "dtype": c.dtype,
+                "feature_half": c.feature_half,
+                "pool": c.pool,
+                "attention": c.attention,
+                "points": c.points,
+                "layers": list(c.layers),
             }
             blob = json.dumps(payload, sort_keys=True, default=str).encode()
             self._cache_key = hashlib.sha256(blob).hexdigest()

@@ -9,7 +9,6 @@ from safetensors.torch import load_file
 
 from geovr.testing.golden import golden_dir
 
-
 #: the reference data these tests read (copied from the reference implementation's outputs; see golden/README.md)
 GOLDEN = Path(__file__).resolve().parent / "golden"
 GOLDEN_FILES = ("tiny_config.json", "tiny_weights.safetensors", "tiny_io.safetensors", "vggt_1b_state_dict_shapes.json")

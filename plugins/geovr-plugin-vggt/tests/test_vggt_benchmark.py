@@ -21,8 +21,9 @@ def test_benchmark_worker_measures_tiny_forward():
     spec.loader.exec_module(bench)
     with single_thread():
         for backend in ("sdpa", "math"):
-            res = bench.worker({"config": "tiny", "frames": 2, "backend": backend, "size": 28, "repeats": 1,
-                                "warmup": 0})
+            res = bench.worker(
+                {"config": "tiny", "frames": 2, "backend": backend, "size": 28, "repeats": 1, "warmup": 0}
+            )
             assert res["backend"] == backend and res["seconds"] > 0
             assert res["fps"] == pytest.approx(2 / res["seconds"])
             assert res["peak_rss_gib"] >= res["model_rss_gib"] > 0

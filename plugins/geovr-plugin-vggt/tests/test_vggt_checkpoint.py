@@ -95,8 +95,11 @@ def test_shape_mismatch_and_wrong_config_errors(root, weights, tmp_path):
     bad = dict(weights)
     bad["camera_head.embed_pose.bias"] = torch.zeros(7)
     save_file(bad, str(tmp_path / "shape.safetensors"))
-    with pytest.raises(CheckpointError, match=r"shape mismatches \(1\): camera_head.embed_pose.bias: "
-                                              r"checkpoint \(7,\) vs model \(64,\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatches \(1\): camera_head.embed_pose.bias: "
+        r"checkpoint \(7,\) vs model \(64,\)",
+    ):
         ckpt.load_weights(fresh(root), tmp_path / "shape.safetensors")
     with torch.device("meta"):
         big = VGGT(enable_track=False)
@@ -109,8 +112,11 @@ def test_missing_path_and_uncached_hf_id(tmp_path, monkeypatch):
     import huggingface_hub.constants as hfc
 
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(CheckpointError, match=r"'facebook/VGGT-1B' is not in the local Hugging Face cache.*"
-                                              r"huggingface-cli download facebook/VGGT-1B"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"'facebook/VGGT-1B' is not in the local Hugging Face cache.*"
+        r"huggingface-cli download facebook/VGGT-1B",
+    ):
         ckpt.resolve_checkpoint("facebook/VGGT-1B")
     with pytest.raises(CheckpointError, match="not found"):
         ckpt.resolve_checkpoint(tmp_path / "nope.pt")
@@ -155,8 +161,9 @@ def test_file_digest_is_sha256(root):
 
 def test_convert_pt_to_safetensors(root, weights, case_b, tmp_path):
     torch.save(weights, tmp_path / "model.pt")
-    out = ckpt.convert_checkpoint(tmp_path / "model.pt", tmp_path / "out" / "tiny.safetensors",
-                                  model_config=tiny_config(root))
+    out = ckpt.convert_checkpoint(
+        tmp_path / "model.pt", tmp_path / "out" / "tiny.safetensors", model_config=tiny_config(root)
+    )
     converted = load_file(str(out))
     assert set(converted) == set(weights) and all(torch.equal(converted[k], weights[k]) for k in weights)
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.safetensors"]  # no temp file left
@@ -184,8 +191,16 @@ def test_cli_convert_command(root, weights, tmp_path, capsys):
     cfg_path.write_text(json.dumps({"tiny": tiny_config(root)}))
     parser = argparse.ArgumentParser(prog="geovr")
     add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["vggt", "convert", str(tmp_path / "model.pt"), str(tmp_path / "m.safetensors"),
-                              "--model-config", str(cfg_path)])
+    args = parser.parse_args(
+        [
+            "vggt",
+            "convert",
+            str(tmp_path / "model.pt"),
+            str(tmp_path / "m.safetensors"),
+            "--model-config",
+            str(cfg_path),
+        ]
+    )
     assert args.func(args) == 0
     assert "wrote" in capsys.readouterr().out
     assert set(load_file(str(tmp_path / "m.safetensors"))) == set(weights)
@@ -201,11 +216,20 @@ def test_assign_into_meta_model(root, case_b):
     assert_reproduces_golden(model.eval(), case_b)
 
 
-@pytest.mark.parametrize("make_dst, message", [
-    (lambda t: t / "file" / "out.safetensors", "cannot write .*/file/out.safetensors: .*/file is a file, not a directory"),
-    (lambda t: "/sys/geovr-vggt.safetensors", "cannot write /sys/geovr-vggt.safetensors: (Permission denied|Operation not permitted)"),
-    (lambda t: t / "dir.safetensors", "cannot write .*/dir.safetensors: it is a directory"),
-])
+@pytest.mark.parametrize(
+    "make_dst, message",
+    [
+        (
+            lambda t: t / "file" / "out.safetensors",
+            "cannot write .*/file/out.safetensors: .*/file is a file, not a directory",
+        ),
+        (
+            lambda t: "/sys/geovr-vggt.safetensors",
+            "cannot write /sys/geovr-vggt.safetensors: (Permission denied|Operation not permitted)",
+        ),
+        (lambda t: t / "dir.safetensors", "cannot write .*/dir.safetensors: it is a directory"),
+    ],
+)
 def test_cli_convert_to_an_unwritable_destination_is_one_clear_error(tmp_path, capsys, make_dst, message):
     """Checked before the source is read: no traceback, exit code 1, the destination named."""
     import re

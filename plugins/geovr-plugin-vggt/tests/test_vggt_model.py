@@ -152,10 +152,17 @@ def test_1b_on_meta_device_matches_official_checkpoint_layout(root):
     assert len(sd) == len(ref) == 1797
     assert list(sd) == list(ref)  # same names, same (module-definition) order
     assert {k: list(v.shape) for k, v in sd.items()} == ref
-    parts = {name: sum(p.numel() for p in getattr(model, name).parameters())
-             for name in ("aggregator", "camera_head", "point_head", "depth_head", "track_head")}
-    assert parts == {"aggregator": 909_112_320, "camera_head": 216_174_610, "point_head": 32_654_628,
-                     "depth_head": 32_654_562, "track_head": 65_941_396}
+    parts = {
+        name: sum(p.numel() for p in getattr(model, name).parameters())
+        for name in ("aggregator", "camera_head", "point_head", "depth_head", "track_head")
+    }
+    assert parts == {
+        "aggregator": 909_112_320,
+        "camera_head": 216_174_610,
+        "point_head": 32_654_628,
+        "depth_head": 32_654_562,
+        "track_head": 65_941_396,
+    }
     assert sum(p.numel() for p in model.parameters()) == 1_256_537_516
     assert model.depth == 24
     # normalisation constants are non-persistent buffers

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -23,8 +22,14 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 def tiny_cfg(root, **kw) -> VGGTTeacherConfig:
-    opts = dict(pretrained=str(root / "tiny_weights.safetensors"), model_config="tiny", image_size=56,
-                layers=[1, 2, 4, 5], pool=1, size_multiple=14)  # golden frames (42x56, 56x56) pass unchanged
+    opts = dict(
+        pretrained=str(root / "tiny_weights.safetensors"),
+        model_config="tiny",
+        image_size=56,
+        layers=[1, 2, 4, 5],
+        pool=1,
+        size_multiple=14,
+    )  # golden frames (42x56, 56x56) pass unchanged
     opts.update(kw)
     return VGGTTeacherConfig(**opts)
 
@@ -39,8 +44,12 @@ def test_registered_through_the_plugin_hook(root):
         spec = host.registry.get("teacher", "vggt")
         assert spec.config is VGGTTeacherConfig
         assert spec.factory == "geovr_plugin_vggt.teacher:build"
-        table = {"pretrained": str(root / "tiny_weights.safetensors"), "model_config": "tiny",
-                 "image_size": 56, "layers": [5]}
+        table = {
+            "pretrained": str(root / "tiny_weights.safetensors"),
+            "model_config": "tiny",
+            "image_size": 56,
+            "layers": [5],
+        }
         t = spec.build(table, BuildContext())
         assert isinstance(t, VGGTTeacher) and t.layers == (5,)
         with pytest.raises(RecipeError, match=r"layers \[6\] out of range.*depth 6"):
@@ -51,12 +60,19 @@ def test_registered_through_the_plugin_hook(root):
 
 def test_config_defaults_and_checks():
     cfg = VGGTTeacherConfig()
-    assert (cfg.pretrained, cfg.model_config, cfg.image_size, cfg.layers) == ("facebook/VGGT-1B", "1b", 504,
-                                                                              [4, 11, 17, 23])
+    assert (cfg.pretrained, cfg.model_config, cfg.image_size, cfg.layers) == (
+        "facebook/VGGT-1B",
+        "1b",
+        504,
+        [4, 11, 17, 23],
+    )
     assert (cfg.feature_half, cfg.pool, cfg.resize_mode, cfg.attention) == ("frame", 2, "resize", "sdpa")
     assert cfg.size_multiple == 28 and any("size_multiple" in p for p in VGGTTeacherConfig(size_multiple=20).check())
-    assert cfg.provides() == VGGT_PROVIDES == frozenset(
-        {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"})
+    assert (
+        cfg.provides()
+        == VGGT_PROVIDES
+        == frozenset({"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points"})
+    )
     assert cfg.check() == [] and cfg.depth() == 24
     assert any("out of range" in p for p in VGGTTeacherConfig(layers=[4, 24]).check())
     assert any("multiple of 14" in p for p in VGGTTeacherConfig(image_size=500).check())
@@ -151,8 +167,14 @@ def test_frozen_and_no_grad(teacher, io):
 def test_cache_key_covers_weights_preprocessing_and_options(root, teacher, tmp_path):
     key = teacher.cache_key()
     assert len(key) == 64 and key == VGGTTeacher(tiny_cfg(root)).cache_key()
-    others = [tiny_cfg(root, pool=2), tiny_cfg(root, image_size=42), tiny_cfg(root, resize_mode="pad"),
-              tiny_cfg(root, feature_half="both"), tiny_cfg(root, dtype="bfloat16"), tiny_cfg(root, layers=[5])]
+    others = [
+        tiny_cfg(root, pool=2),
+        tiny_cfg(root, image_size=42),
+        tiny_cfg(root, resize_mode="pad"),
+        tiny_cfg(root, feature_half="both"),
+        tiny_cfg(root, dtype="bfloat16"),
+        tiny_cfg(root, layers=[5]),
+    ]
     keys = {VGGTTeacher(c).cache_key() for c in others}
     assert key not in keys and len(keys) == len(others)
     weights = load_file(str(root / "tiny_weights.safetensors"))
@@ -210,8 +232,9 @@ def test_random_weights_from_seed_for_tiny_recipes():
     from geovr_plugin_vggt.teacher import VGGTTeacher
 
     def make(seed):
-        return VGGTTeacher(VGGTTeacherConfig(pretrained="", model_config="tiny", image_size=56, layers=[1, 5],
-                                             seed=seed))
+        return VGGTTeacher(
+            VGGTTeacherConfig(pretrained="", model_config="tiny", image_size=56, layers=[1, 5], seed=seed)
+        )
 
     a, b, c = make(0), make(0), make(1)
     sa, sc = a.model.state_dict(), c.model.state_dict()

@@ -120,8 +120,18 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block with layer scales (``norm1, attn, ls1, norm2, mlp, ls2``)."""
 
-    def __init__(self, dim: int, heads: int, *, mlp_ratio: float = 4.0, ffn: str = "mlp", qk_norm: bool = False,
-                 rope: Rope2D | None = None, eps: float = 1e-6, layer_scale: float | None = 1.0):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        ffn: str = "mlp",
+        qk_norm: bool = False,
+        rope: Rope2D | None = None,
+        eps: float = 1e-6,
+        layer_scale: float | None = 1.0,
+    ):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
@@ -171,11 +181,19 @@ class ViT(nn.Module):
             self.camera_token = nn.Parameter(torch.randn(1, 2, C))
         self.pos_embed = nn.Parameter(torch.randn(1, grid * grid + 1, C) * 0.02)
         self.rope = Rope2D(float(cfg.get("rope_freq", 100))) if self.rope_start != -1 else None
-        self.blocks = nn.ModuleList([
-            Block(C, int(cfg["num_heads"]), mlp_ratio=float(cfg.get("mlp_ratio", 4.0)), ffn=cfg.get("ffn", "mlp"),
-                  qk_norm=self.qknorm_start != -1 and i >= self.qknorm_start,
-                  rope=self.rope if self.rope_start != -1 and i >= self.rope_start else None)
-            for i in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                Block(
+                    C,
+                    int(cfg["num_heads"]),
+                    mlp_ratio=float(cfg.get("mlp_ratio", 4.0)),
+                    ffn=cfg.get("ffn", "mlp"),
+                    qk_norm=self.qknorm_start != -1 and i >= self.qknorm_start,
+                    rope=self.rope if self.rope_start != -1 and i >= self.rope_start else None,
+                )
+                for i in range(depth)
+            ]
+        )
         self.norm = nn.LayerNorm(C)
 
     def _pos_embed(self, h: int, w: int, dtype) -> Tensor:
@@ -232,8 +250,9 @@ class ViT(nn.Module):
         for i, block in enumerate(self.blocks):
             roped = self.rope is not None and i >= self.rope_start
             if self.alt_start != -1 and i == self.alt_start:
-                cam = torch.cat((self.camera_token[:, :1].expand(B, 1, -1),
-                                 self.camera_token[:, 1:].expand(B, S - 1, -1)), dim=1)
+                cam = torch.cat(
+                    (self.camera_token[:, :1].expand(B, 1, -1), self.camera_token[:, 1:].expand(B, S - 1, -1)), dim=1
+                )
                 x = x.clone()
                 x[:, :, 0] = cam.to(x.dtype)
             if self.alt_start != -1 and i >= self.alt_start and i % 2 == 1:

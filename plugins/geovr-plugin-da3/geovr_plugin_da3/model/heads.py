@@ -25,11 +25,11 @@ def uv_embedding(x: Tensor, W: int, H: int, ratio: float = 0.1) -> Tensor:
     extent follows the image aspect ratio ``W/H`` (normalised by its diagonal)."""
     N, C, h, w = x.shape
     aspect = W / H
-    diag = (aspect ** 2 + 1.0) ** 0.5
+    diag = (aspect**2 + 1.0) ** 0.5
     sx, sy = aspect / diag, 1.0 / diag
     xs = torch.linspace(-sx * (w - 1) / w, sx * (w - 1) / w, w, dtype=x.dtype, device=x.device)
     ys = torch.linspace(-sy * (h - 1) / h, sy * (h - 1) / h, h, dtype=x.dtype, device=x.device)
-    uu, vv = torch.meshgrid(xs, ys, indexing="xy")   # [h, w]
+    uu, vv = torch.meshgrid(xs, ys, indexing="xy")  # [h, w]
 
     def sincos(pos: Tensor, dim: int) -> Tensor:
         omega = 1.0 / 100.0 ** (torch.arange(dim // 2, dtype=torch.float32, device=x.device) / (dim / 2.0))
@@ -100,9 +100,14 @@ class _DPTBase(nn.Module):
         self.norm = nn.LayerNorm(dim_in) if token_norm else nn.Identity()
         oc = list(out_channels)
         self.projects = nn.ModuleList([nn.Conv2d(dim_in, c, 1) for c in oc])
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(oc[0], oc[0], 4, 4), nn.ConvTranspose2d(oc[1], oc[1], 2, 2),
-            nn.Identity(), nn.Conv2d(oc[3], oc[3], 3, 2, 1)])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(oc[0], oc[0], 4, 4),
+                nn.ConvTranspose2d(oc[1], oc[1], 2, 2),
+                nn.Identity(),
+                nn.Conv2d(oc[3], oc[3], 3, 2, 1),
+            ]
+        )
         self.scratch = _scratch(oc, features)
         self.scratch.output_conv1 = nn.Conv2d(features, features // 2, 3, 1, 1)
 
@@ -132,25 +137,48 @@ class DualDPT(_DPTBase):
     """``head`` of the any-view models; ``forward(feats, H, W)`` → ``(depth [N,H,W], conf [N,H,W])``
     with ``feats`` 4 × ``[N, h·w, dim_in]``."""
 
-    def __init__(self, dim_in: int, *, features: int = 256, out_channels=(256, 512, 1024, 1024),
-                 output_dim: int = 2, patch_size: int = 14, aux_levels: int = 4):
+    def __init__(
+        self,
+        dim_in: int,
+        *,
+        features: int = 256,
+        out_channels=(256, 512, 1024, 1024),
+        output_dim: int = 2,
+        patch_size: int = 14,
+        aux_levels: int = 4,
+    ):
         super().__init__(dim_in, features, out_channels, patch_size, token_norm=True, pos_embed=True)
         s = self.scratch
-        s.output_conv2 = nn.Sequential(nn.Conv2d(features // 2, 32, 3, 1, 1), nn.ReLU(),
-                                       nn.Conv2d(32, output_dim, 1))
+        s.output_conv2 = nn.Sequential(nn.Conv2d(features // 2, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, output_dim, 1))
         for i in (1, 2, 3):
             setattr(s, f"refinenet{i}_aux", FusionBlock(features))
         s.refinenet4_aux = FusionBlock(features, residual=False)
         half = features // 2
-        s.output_conv1_aux = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(features, half, 3, 1, 1), nn.Conv2d(half, features, 3, 1, 1),
-                          nn.Conv2d(features, half, 3, 1, 1), nn.Conv2d(half, features, 3, 1, 1),
-                          nn.Conv2d(features, half, 3, 1, 1))
-            for _ in range(aux_levels)])
-        s.output_conv2_aux = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(half, 32, 3, 1, 1), _Permute(0, 2, 3, 1), nn.LayerNorm(32), _Permute(0, 3, 1, 2),
-                          nn.ReLU(), nn.Conv2d(32, 7, 1))
-            for _ in range(aux_levels)])
+        s.output_conv1_aux = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(features, half, 3, 1, 1),
+                    nn.Conv2d(half, features, 3, 1, 1),
+                    nn.Conv2d(features, half, 3, 1, 1),
+                    nn.Conv2d(half, features, 3, 1, 1),
+                    nn.Conv2d(features, half, 3, 1, 1),
+                )
+                for _ in range(aux_levels)
+            ]
+        )
+        s.output_conv2_aux = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(half, 32, 3, 1, 1),
+                    _Permute(0, 2, 3, 1),
+                    nn.LayerNorm(32),
+                    _Permute(0, 3, 1, 2),
+                    nn.ReLU(),
+                    nn.Conv2d(32, 7, 1),
+                )
+                for _ in range(aux_levels)
+            ]
+        )
 
     def forward(self, feats: list[Tensor], H: int, W: int) -> tuple[Tensor, Tensor]:
         s = self.scratch
@@ -166,12 +194,18 @@ class DualDPT(_DPTBase):
 class DPT(_DPTBase):
     """``head`` of the metric model; ``forward(feats, H, W)`` → ``(depth [N,H,W], sky [N,H,W])``."""
 
-    def __init__(self, dim_in: int, *, features: int = 256, out_channels=(256, 512, 1024, 1024),
-                 output_dim: int = 1, patch_size: int = 14):
+    def __init__(
+        self,
+        dim_in: int,
+        *,
+        features: int = 256,
+        out_channels=(256, 512, 1024, 1024),
+        output_dim: int = 1,
+        patch_size: int = 14,
+    ):
         super().__init__(dim_in, features, out_channels, patch_size, token_norm=False, pos_embed=False)
         s = self.scratch
-        s.output_conv2 = nn.Sequential(nn.Conv2d(features // 2, 32, 3, 1, 1), nn.ReLU(),
-                                       nn.Conv2d(32, output_dim, 1))
+        s.output_conv2 = nn.Sequential(nn.Conv2d(features // 2, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, output_dim, 1))
         s.sky_output_conv2 = nn.Sequential(nn.Conv2d(features // 2, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 1, 1))
 
     def forward(self, feats: list[Tensor], H: int, W: int) -> tuple[Tensor, Tensor]:
@@ -205,8 +239,7 @@ class CameraEnc(nn.Module):
 
     def __init__(self, dim_out: int, *, trunk_depth: int = 4, num_heads: int = 16, dim_in: int = 9):
         super().__init__()
-        self.trunk = nn.Sequential(*[Block(dim_out, num_heads, eps=1e-5, layer_scale=0.01)
-                                     for _ in range(trunk_depth)])
+        self.trunk = nn.Sequential(*[Block(dim_out, num_heads, eps=1e-5, layer_scale=0.01) for _ in range(trunk_depth)])
         self.token_norm = nn.LayerNorm(dim_out)
         self.trunk_norm = nn.LayerNorm(dim_out)
         self.pose_branch = Mlp(dim_in, dim_out // 2, dim_out)

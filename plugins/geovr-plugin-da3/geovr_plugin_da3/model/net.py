@@ -33,17 +33,23 @@ class DA3Net(nn.Module):
         self.backbone = DinoWrapper(b)
         embed = int(b["embed_dim"])
         dim_in = 2 * embed if b.get("cat_token", False) else embed
-        kw = {"features": int(h.get("features", 256)), "out_channels": tuple(h.get("out_channels", (256, 512, 1024, 1024))),
-              "output_dim": int(h.get("output_dim", 2 if h["type"] == "dualdpt" else 1)),
-              "patch_size": int(b.get("patch_size", 14))}
+        kw = {
+            "features": int(h.get("features", 256)),
+            "out_channels": tuple(h.get("out_channels", (256, 512, 1024, 1024))),
+            "output_dim": int(h.get("output_dim", 2 if h["type"] == "dualdpt" else 1)),
+            "patch_size": int(b.get("patch_size", 14)),
+        }
         self.head = DualDPT(dim_in, **kw) if h["type"] == "dualdpt" else DPT(dim_in, **kw)
         self.kind = h["type"]
         self.cam_dec = self.cam_enc = None
         if cfg.get("cam_dec"):
             self.cam_dec = CameraDec(dim_in)
             enc = cfg.get("cam_enc") or {}
-            self.cam_enc = CameraEnc(int(enc.get("dim_out", embed)), trunk_depth=int(enc.get("trunk_depth", 4)),
-                                     num_heads=int(enc.get("num_heads", 16)))
+            self.cam_enc = CameraEnc(
+                int(enc.get("dim_out", embed)),
+                trunk_depth=int(enc.get("trunk_depth", 4)),
+                num_heads=int(enc.get("num_heads", 16)),
+            )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
 
@@ -62,8 +68,9 @@ class DA3Net(nn.Module):
         if H % p or W % p:
             raise ValueError(f"image sides must be multiples of the patch size {p}, got {H}x{W}")
         x = (images.float() - self.mean) / self.std
-        with torch.autocast(device_type=x.device.type, dtype=autocast_dtype or torch.bfloat16,
-                            enabled=autocast_dtype is not None):
+        with torch.autocast(
+            device_type=x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None
+        ):
             outs, exported = self.backbone(x, export_layers)
         tokens = [t.float().reshape(B * S, t.shape[2], t.shape[3]) for t, _ in outs]
         result: dict = {}

@@ -18,8 +18,6 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
-
 from depth_anything_3.cfg import create_object, load_config
 from depth_anything_3.model.cam_dec import CameraDec
 from depth_anything_3.model.cam_enc import CameraEnc
@@ -28,6 +26,7 @@ from depth_anything_3.model.dinov2.dinov2 import DinoV2
 from depth_anything_3.model.dinov2.vision_transformer import DinoVisionTransformer
 from depth_anything_3.model.dpt import DPT
 from depth_anything_3.model.dualdpt import DualDPT
+from safetensors.torch import save_file
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
@@ -35,9 +34,19 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
 
 def backbone(embed, depth, heads, ffn, out_layers, alt, cat):
     wrapper = DinoV2(name="vits", out_layers=out_layers, alt_start=alt, qknorm_start=alt, rope_start=alt, cat_token=cat)
-    wrapper.pretrained = DinoVisionTransformer(img_size=56, patch_size=14, embed_dim=embed, depth=depth, num_heads=heads,
-                                               mlp_ratio=4, ffn_layer=ffn, alt_start=alt, qknorm_start=alt,
-                                               rope_start=alt, cat_token=cat)
+    wrapper.pretrained = DinoVisionTransformer(
+        img_size=56,
+        patch_size=14,
+        embed_dim=embed,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=4,
+        ffn_layer=ffn,
+        alt_start=alt,
+        qknorm_start=alt,
+        rope_start=alt,
+        cat_token=cat,
+    )
     return wrapper
 
 
@@ -54,7 +63,7 @@ def randomise(model, seed):
                 p.copy_(0.5 * torch.randn(p.shape, generator=g))
             else:
                 fan_in = p[0].numel() if p.ndim > 1 else p.numel()
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
 
 
 def run(net, images, export):
@@ -70,11 +79,16 @@ def run(net, images, export):
 def main(out_dir: Path):
     torch.manual_seed(0)
     # any-view model (DA3-GIANT mechanisms at test size)
-    net = DepthAnything3Net(net=backbone(32, 8, 2, "swiglufused", [3, 5, 6, 7], 3, True),
-                            head=DualDPT(dim_in=64, output_dim=2, features=16, out_channels=[8, 16, 16, 16]),
-                            cam_dec=CameraDec(dim_in=64), cam_enc=CameraEnc(dim_out=32, trunk_depth=1, num_heads=2)).eval()
+    net = DepthAnything3Net(
+        net=backbone(32, 8, 2, "swiglufused", [3, 5, 6, 7], 3, True),
+        head=DualDPT(dim_in=64, output_dim=2, features=16, out_channels=[8, 16, 16, 16]),
+        cam_dec=CameraDec(dim_in=64),
+        cam_enc=CameraEnc(dim_out=32, trunk_depth=1, num_heads=2),
+    ).eval()
     randomise(net, 1)
-    save_file({k: v.clone().contiguous() for k, v in net.state_dict().items()}, str(out_dir / "da3_tiny_weights.safetensors"))
+    save_file(
+        {k: v.clone().contiguous() for k, v in net.state_dict().items()}, str(out_dir / "da3_tiny_weights.safetensors")
+    )
     g = torch.Generator().manual_seed(2)
     io = {}
     for case, shape in (("a", (1, 3, 3, 42, 56)), ("b", (2, 2, 3, 56, 56))):
@@ -92,10 +106,15 @@ def main(out_dir: Path):
 
     # metric model (DA3METRIC-LARGE mechanisms at test size)
     torch.manual_seed(3)
-    metric = DepthAnything3Net(net=backbone(32, 4, 2, "mlp", [0, 1, 2, 3], -1, False),
-                               head=DPT(dim_in=32, output_dim=1, features=16, out_channels=[8, 16, 16, 16])).eval()
+    metric = DepthAnything3Net(
+        net=backbone(32, 4, 2, "mlp", [0, 1, 2, 3], -1, False),
+        head=DPT(dim_in=32, output_dim=1, features=16, out_channels=[8, 16, 16, 16]),
+    ).eval()
     randomise(metric, 4)
-    save_file({k: v.clone().contiguous() for k, v in metric.state_dict().items()}, str(out_dir / "metric_tiny_weights.safetensors"))
+    save_file(
+        {k: v.clone().contiguous() for k, v in metric.state_dict().items()},
+        str(out_dir / "metric_tiny_weights.safetensors"),
+    )
     io = {}
     images = torch.rand((1, 2, 3, 42, 56), generator=g)
     out, cap = run(metric, images, [])
@@ -108,17 +127,19 @@ def main(out_dir: Path):
     # full-size official state-dict layouts
     pkg = Path(sys.modules["depth_anything_3"].__path__[0])
     shapes = {}
-    linspace = torch.linspace   # the ViT reads drop-path rates with .item(): keep that one tensor on the CPU
+    linspace = torch.linspace  # the ViT reads drop-path rates with .item(): keep that one tensor on the CPU
     torch.linspace = lambda *a, **k: linspace(*a, **{**k, "device": "cpu"})
     for name in ("da3-giant", "da3metric-large"):
         cfg = load_config(str(pkg / "configs" / f"{name}.yaml"))
-        for unused in ("gs_head", "gs_adapter"):   # the 3-D Gaussian branch (GeoVR's copy drops it too)
+        for unused in ("gs_head", "gs_adapter"):  # the 3-D Gaussian branch (GeoVR's copy drops it too)
             cfg.pop(unused, None)
         with torch.device("meta"):
             model = create_object(cfg)
         sd = model.state_dict()
-        shapes[name] = {"parameters": sum(p.numel() for p in model.parameters()),
-                        "state_dict": {k: list(v.shape) for k, v in sd.items()}}
+        shapes[name] = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "state_dict": {k: list(v.shape) for k, v in sd.items()},
+        }
     (out_dir / "official_shapes.json").write_text(json.dumps(shapes, indent=0, sort_keys=True))
     print("wrote", sorted(p.name for p in out_dir.iterdir()))
 

@@ -67,14 +67,17 @@ class AsymmetricCroCo3DStereo(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))  # CroCo pre-training leftover, unused
         self.patch_embed = PatchEmbed(arch.patch_size, E)
         self.enc_blocks = nn.ModuleList(
-            [EncoderBlock(E, arch.enc_num_heads, arch.mlp_ratio, eps, rope) for _ in range(arch.enc_depth)])
+            [EncoderBlock(E, arch.enc_num_heads, arch.mlp_ratio, eps, rope) for _ in range(arch.enc_depth)]
+        )
         self.enc_norm = nn.LayerNorm(E, eps=eps)
         self.decoder_embed = nn.Linear(E, Dd)
         self.dec_blocks = nn.ModuleList(
-            [DecoderBlock(Dd, arch.dec_num_heads, arch.mlp_ratio, eps, rope) for _ in range(arch.dec_depth)])
+            [DecoderBlock(Dd, arch.dec_num_heads, arch.mlp_ratio, eps, rope) for _ in range(arch.dec_depth)]
+        )
         self.dec_norm = nn.LayerNorm(Dd, eps=eps)
         self.dec_blocks2 = nn.ModuleList(
-            [DecoderBlock(Dd, arch.dec_num_heads, arch.mlp_ratio, eps, rope) for _ in range(arch.dec_depth)])
+            [DecoderBlock(Dd, arch.dec_num_heads, arch.mlp_ratio, eps, rope) for _ in range(arch.dec_depth)]
+        )
         self.downstream_head1 = PointmapHead(arch.dpt, arch.depth_mode, arch.conf_mode)
         self.downstream_head2 = PointmapHead(arch.dpt, arch.depth_mode, arch.conf_mode)
 
@@ -98,7 +101,7 @@ class AsymmetricCroCo3DStereo(nn.Module):
         ``[enc, dec_1, …, dec_D]`` (only the last entry after ``dec_norm``)."""
         out1, out2 = [enc1], [enc2]
         f1, f2 = self.decoder_embed(enc1), self.decoder_embed(enc2)
-        for blk1, blk2 in zip(self.dec_blocks, self.dec_blocks2):
+        for blk1, blk2 in zip(self.dec_blocks, self.dec_blocks2, strict=False):
             f1, f2 = blk1(f1, f2, pos1, pos2), blk2(f2, f1, pos2, pos1)
             out1.append(f1)
             out2.append(f2)
@@ -133,8 +136,10 @@ class AsymmetricCroCo3DStereo(nn.Module):
         if view.get("true_shape") is not None:
             shape = torch.as_tensor(view["true_shape"]).reshape(-1, 2).tolist()
             if any(tuple(hw) != tuple(img.shape[-2:]) for hw in shape):
-                raise ValueError(f"{name}['true_shape'] {shape} does not match the image size "
-                                 f"{tuple(img.shape[-2:])} (mixed sizes in a batch are unsupported)")
+                raise ValueError(
+                    f"{name}['true_shape'] {shape} does not match the image size "
+                    f"{tuple(img.shape[-2:])} (mixed sizes in a batch are unsupported)"
+                )
         return img
 
     def forward(self, view1: dict, view2: dict) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -78,15 +78,20 @@ class DPT(nn.Module):
         self.scratch = Scratch(ld, arch.feature_dim)
         f = arch.feature_dim
         self.head = nn.Sequential(
-            nn.Conv2d(f, f // 2, 3, padding=1), Upsample2x(), nn.Conv2d(f // 2, arch.last_dim, 3, padding=1),
-            nn.ReLU(), nn.Conv2d(arch.last_dim, arch.num_channels, 1),
+            nn.Conv2d(f, f // 2, 3, padding=1),
+            Upsample2x(),
+            nn.Conv2d(f // 2, arch.last_dim, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(arch.last_dim, arch.num_channels, 1),
         )
-        self.act_postprocess = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(dt[0], ld[0], 1), nn.ConvTranspose2d(ld[0], ld[0], 4, stride=4)),
-            nn.Sequential(nn.Conv2d(dt[1], ld[1], 1), nn.ConvTranspose2d(ld[1], ld[1], 2, stride=2)),
-            nn.Sequential(nn.Conv2d(dt[2], ld[2], 1)),
-            nn.Sequential(nn.Conv2d(dt[3], ld[3], 1), nn.Conv2d(ld[3], ld[3], 3, stride=2, padding=1)),
-        ])
+        self.act_postprocess = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(dt[0], ld[0], 1), nn.ConvTranspose2d(ld[0], ld[0], 4, stride=4)),
+                nn.Sequential(nn.Conv2d(dt[1], ld[1], 1), nn.ConvTranspose2d(ld[1], ld[1], 2, stride=2)),
+                nn.Sequential(nn.Conv2d(dt[2], ld[2], 1)),
+                nn.Sequential(nn.Conv2d(dt[3], ld[3], 1), nn.Conv2d(ld[3], ld[3], 3, stride=2, padding=1)),
+            ]
+        )
 
     def forward(self, tokens: list[Tensor], image_size: tuple[int, int]) -> Tensor:
         """tokens: the decoder token list (``[B,h·w,C_i]`` each); image_size ``(H, W)`` → ``[B,4,H,W]``."""

@@ -28,13 +28,34 @@ def _special_tokens(param: Tensor, B: int, S: int) -> Tensor:
 class Aggregator(nn.Module):
     """Alternating-attention transformer over the frames of a scene (``aggregator.*``)."""
 
-    def __init__(self, *, img_size: int = 518, patch_size: int = 14, embed_dim: int = 1024, depth: int = 24,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, num_register_tokens: int = 4,
-                 qkv_bias: bool = True, proj_bias: bool = True, ffn_bias: bool = True, qk_norm: bool = True,
-                 rope_freq: float = 100.0, init_values: float = 0.01, patch_embed: dict | None = None):
+    def __init__(
+        self,
+        *,
+        img_size: int = 518,
+        patch_size: int = 14,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        num_register_tokens: int = 4,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        ffn_bias: bool = True,
+        qk_norm: bool = True,
+        rope_freq: float = 100.0,
+        init_values: float = 0.01,
+        patch_embed: dict | None = None,
+    ):
         super().__init__()
-        pe = {"embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4.0, "num_register_tokens": 4,
-              "init_values": 1.0, "norm_eps": 1e-6}
+        pe = {
+            "embed_dim": 1024,
+            "depth": 24,
+            "num_heads": 16,
+            "mlp_ratio": 4.0,
+            "num_register_tokens": 4,
+            "init_values": 1.0,
+            "norm_eps": 1e-6,
+        }
         pe.update(patch_embed or {})
         self.patch_size = patch_size
         self.depth = depth
@@ -44,8 +65,16 @@ class Aggregator(nn.Module):
         self.register_token = nn.Parameter(torch.zeros(1, 2, num_register_tokens, embed_dim))
         self.patch_embed = DinoV2WithRegisters(img_size=img_size, patch_size=patch_size, **pe)
         self.rope = RotaryEmbedding2D(rope_freq) if rope_freq > 0 else None
-        kw = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_bias=proj_bias, ffn_bias=ffn_bias,
-                  init_values=init_values, qk_norm=qk_norm, norm_eps=1e-5, rope=self.rope)
+        kw = dict(
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            proj_bias=proj_bias,
+            ffn_bias=ffn_bias,
+            init_values=init_values,
+            qk_norm=qk_norm,
+            norm_eps=1e-5,
+            rope=self.rope,
+        )
         self.frame_blocks = nn.ModuleList(Block(embed_dim, num_heads, **kw) for _ in range(depth))
         self.global_blocks = nn.ModuleList(Block(embed_dim, num_heads, **kw) for _ in range(depth))
         self.reset_constants()
@@ -54,10 +83,12 @@ class Aggregator(nn.Module):
         """(Re)create the ImageNet mean/std buffers ``[1,1,3,1,1]`` (non-persistent, not in checkpoints),
         e.g. after the model was built on the meta device and its weights assigned."""
         device = self.camera_token.device if not self.camera_token.is_meta else None
-        self.register_buffer("_resnet_mean", torch.tensor(IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("_resnet_std", torch.tensor(IMAGENET_STD, device=device).view(1, 1, 3, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "_resnet_mean", torch.tensor(IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "_resnet_std", torch.tensor(IMAGENET_STD, device=device).view(1, 1, 3, 1, 1), persistent=False
+        )
 
     def positions(self, n: int, h: int, w: int, device) -> Tensor:
         """RoPE positions ``[n, P, 2]`` (y, x): 0 for special tokens, 1-based grid for patches."""
@@ -83,8 +114,14 @@ class Aggregator(nn.Module):
         B, S, _, H, W = images.shape
         patches = self.embed(images)
         C = patches.shape[-1]
-        tokens = torch.cat([_special_tokens(self.camera_token, B, S).to(patches.dtype),
-                            _special_tokens(self.register_token, B, S).to(patches.dtype), patches], dim=1)
+        tokens = torch.cat(
+            [
+                _special_tokens(self.camera_token, B, S).to(patches.dtype),
+                _special_tokens(self.register_token, B, S).to(patches.dtype),
+                patches,
+            ],
+            dim=1,
+        )
         P = tokens.shape[1]
         pos = self.positions(B * S, H // self.patch_size, W // self.patch_size, images.device)
         pos_global = pos.reshape(B, S * P, 2)

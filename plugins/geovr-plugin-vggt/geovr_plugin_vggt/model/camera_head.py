@@ -17,6 +17,7 @@ from geovr_plugin_vggt.model.layers import Block
 
 def activate_pose(raw: Tensor, trans_act: str = "linear", quat_act: str = "linear", fl_act: str = "relu") -> Tensor:
     """Apply the output activations to a raw encoding ``[...,9]`` (translation, quaternion, FoV)."""
+
     def act(x: Tensor, kind: str) -> Tensor:
         if kind == "linear":
             return x
@@ -32,17 +33,30 @@ def activate_pose(raw: Tensor, trans_act: str = "linear", quat_act: str = "linea
 class CameraHead(nn.Module):
     """Camera head with ``trunk_depth`` blocks at width ``dim_in`` (= 2C), ``num_iterations`` refinements."""
 
-    def __init__(self, *, dim_in: int = 2048, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0,
-                 init_values: float = 0.01, num_iterations: int = 4, trans_act: str = "linear",
-                 quat_act: str = "linear", fl_act: str = "relu", target_dim: int = 9):
+    def __init__(
+        self,
+        *,
+        dim_in: int = 2048,
+        trunk_depth: int = 4,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        init_values: float = 0.01,
+        num_iterations: int = 4,
+        trans_act: str = "linear",
+        quat_act: str = "linear",
+        fl_act: str = "relu",
+        target_dim: int = 9,
+    ):
         super().__init__()
         self.num_iterations = num_iterations
         self.acts = (trans_act, quat_act, fl_act)
         self.empty_pose_tokens = nn.Parameter(torch.zeros(1, 1, target_dim))
-        self.trunk = nn.Sequential(*[
-            Block(dim_in, num_heads, mlp_ratio=mlp_ratio, init_values=init_values, norm_eps=1e-5)
-            for _ in range(trunk_depth)
-        ])
+        self.trunk = nn.Sequential(
+            *[
+                Block(dim_in, num_heads, mlp_ratio=mlp_ratio, init_values=init_values, norm_eps=1e-5)
+                for _ in range(trunk_depth)
+            ]
+        )
         self.token_norm = nn.LayerNorm(dim_in)
         self.trunk_norm = nn.LayerNorm(dim_in)
         self.embed_pose = nn.Linear(target_dim, dim_in)

@@ -31,9 +31,19 @@ class PatchProjection(nn.Module):
 class DinoV2WithRegisters(nn.Module):
     """ViT (``depth`` pre-norm blocks, LayerNorm eps 1e-6, layer-scale) with CLS + register tokens."""
 
-    def __init__(self, *, img_size: int = 518, patch_size: int = 14, embed_dim: int = 1024, depth: int = 24,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, num_register_tokens: int = 4,
-                 init_values: float = 1.0, norm_eps: float = 1e-6):
+    def __init__(
+        self,
+        *,
+        img_size: int = 518,
+        patch_size: int = 14,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        num_register_tokens: int = 4,
+        init_values: float = 1.0,
+        norm_eps: float = 1e-6,
+    ):
         super().__init__()
         self.patch_size = patch_size
         self.grid = img_size // patch_size
@@ -72,4 +82,4 @@ class DinoV2WithRegisters(nn.Module):
         tokens = torch.cat([tokens[:, :1], regs, tokens[:, 1:]], dim=1)
         for blk in self.blocks:
             tokens = blk(tokens)
-        return self.norm(tokens)[:, 1 + self.num_register_tokens:]
+        return self.norm(tokens)[:, 1 + self.num_register_tokens :]

@@ -30,7 +30,7 @@ def uv_position_embedding(channels: int, hh: int, ww: int, aspect: float, *, dty
     """
     if channels % 4:
         raise ValueError(f"UV position embedding needs channels divisible by 4, got {channels}")
-    diag = math.sqrt(aspect ** 2 + 1.0)
+    diag = math.sqrt(aspect**2 + 1.0)
     sx, sy = aspect / diag, 1.0 / diag
     u = torch.linspace(-sx * (ww - 1) / ww, sx * (ww - 1) / ww, ww, dtype=dtype, device=device)
     v = torch.linspace(-sy * (hh - 1) / hh, sy * (hh - 1) / hh, hh, dtype=dtype, device=device)
@@ -95,7 +95,8 @@ class Scratch(nn.Module):
         self.output_conv1 = nn.Conv2d(features, half, 3, padding=1)
         if not feature_only:
             self.output_conv2 = nn.Sequential(
-                nn.Conv2d(half, head_features_2, 3, padding=1), nn.ReLU(), nn.Conv2d(head_features_2, output_dim, 1))
+                nn.Conv2d(half, head_features_2, 3, padding=1), nn.ReLU(), nn.Conv2d(head_features_2, output_dim, 1)
+            )
 
     def fuse(self, maps: list[Tensor]) -> Tensor:
         """Four resized maps (×4, ×2, ×1, ×½ of the patch grid) → ``[N,F',2·4h,2·4w]`` after output_conv1."""
@@ -127,10 +128,23 @@ def activate_head(out: Tensor, activation: str, conf_activation: str) -> tuple[T
 class DPTHead(nn.Module):
     """DPT head; ``intermediate_layer_idx`` indexes the aggregator output list (0-based)."""
 
-    def __init__(self, *, dim_in: int = 2048, patch_size: int = 14, output_dim: int = 2, activation: str = "exp",
-                 conf_activation: str = "expp1", features: int = 256, out_channels=(256, 512, 1024, 1024),
-                 intermediate_layer_idx=(4, 11, 17, 23), pos_embed: bool = True, feature_only: bool = False,
-                 down_ratio: int = 1, head_features_2: int = 32, frames_chunk_size: int = 8):
+    def __init__(
+        self,
+        *,
+        dim_in: int = 2048,
+        patch_size: int = 14,
+        output_dim: int = 2,
+        activation: str = "exp",
+        conf_activation: str = "expp1",
+        features: int = 256,
+        out_channels=(256, 512, 1024, 1024),
+        intermediate_layer_idx=(4, 11, 17, 23),
+        pos_embed: bool = True,
+        feature_only: bool = False,
+        down_ratio: int = 1,
+        head_features_2: int = 32,
+        frames_chunk_size: int = 8,
+    ):
         super().__init__()
         self.patch_size = patch_size
         self.activation, self.conf_activation = activation, conf_activation
@@ -141,14 +155,17 @@ class DPTHead(nn.Module):
         self.frames_chunk_size = frames_chunk_size
         self.norm = nn.LayerNorm(dim_in)
         self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, 1) for c in out_channels)
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),
-            nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=2, stride=2),
-            nn.Identity(),
-            nn.Conv2d(out_channels[3], out_channels[3], kernel_size=3, stride=2, padding=1),
-        ])
-        self.scratch = Scratch(out_channels, features, feature_only=feature_only, output_dim=output_dim,
-                               head_features_2=head_features_2)
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),
+                nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(out_channels[3], out_channels[3], kernel_size=3, stride=2, padding=1),
+            ]
+        )
+        self.scratch = Scratch(
+            out_channels, features, feature_only=feature_only, output_dim=output_dim, head_features_2=head_features_2
+        )
 
     def _add_pos(self, x: Tensor, H: int, W: int) -> Tensor:
         pe = uv_position_embedding(x.shape[1], x.shape[-2], x.shape[-1], W / H, dtype=x.dtype, device=x.device)
@@ -177,7 +194,7 @@ class DPTHead(nn.Module):
         chunk = self.frames_chunk_size or S
         values, confs = [], []
         for start in range(0, S, chunk):
-            part = [t[:, start:start + chunk] if t is not None else None for t in tokens_list]
+            part = [t[:, start : start + chunk] if t is not None else None for t in tokens_list]
             s = min(chunk, S - start)
             out = self._run(part, H, W, patch_start_idx)
             if self.feature_only:

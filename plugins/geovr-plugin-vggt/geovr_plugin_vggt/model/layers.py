@@ -71,8 +71,17 @@ class Attention(nn.Module):
     """Multi-head self-attention with packed ``qkv``, optional qk-norm (LayerNorm over the head dim,
     applied before RoPE) and optional 2D RoPE."""
 
-    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, proj_bias: bool = True,
-                 qk_norm: bool = False, norm_eps: float = 1e-5, rope: RotaryEmbedding2D | None = None):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-5,
+        rope: RotaryEmbedding2D | None = None,
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -100,13 +109,25 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: ``x += ls1·Attn(LN1(x)); x += ls2·MLP(LN2(x))`` (exact GELU)."""
 
-    def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 proj_bias: bool = True, ffn_bias: bool = True, init_values: float | None = None,
-                 qk_norm: bool = False, norm_eps: float = 1e-5, rope: RotaryEmbedding2D | None = None):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        ffn_bias: bool = True,
+        init_values: float | None = None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-5,
+        rope: RotaryEmbedding2D | None = None,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, qk_norm=qk_norm,
-                              norm_eps=norm_eps, rope=rope)
+        self.attn = Attention(
+            dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, qk_norm=qk_norm, norm_eps=norm_eps, rope=rope
+        )
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)

@@ -22,8 +22,9 @@ def bilinear_sample(fmap: Tensor, coords: Tensor, padding_mode: str) -> Tensor:
     scale = torch.tensor([2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)], dtype=coords.dtype, device=coords.device)
     grid = coords * scale - 1
     extra = grid.shape[1:-1]
-    out = F.grid_sample(fmap, grid.reshape(grid.shape[0], -1, 1, 2), mode="bilinear",
-                        padding_mode=padding_mode, align_corners=True)
+    out = F.grid_sample(
+        fmap, grid.reshape(grid.shape[0], -1, 1, 2), mode="bilinear", padding_mode=padding_mode, align_corners=True
+    )
     return out.reshape(fmap.shape[0], fmap.shape[1], *extra)
 
 
@@ -80,8 +81,8 @@ class CorrelationPyramid:
         out = []
         for i, f in enumerate(self.pyramid):
             H, W = f.shape[-2:]
-            corr = (feats @ f.reshape(B, S, C, H * W)) / C ** 0.5  # [B,S,N,HW]
-            pts = coords.reshape(B * S * N, 1, 2) / 2 ** i + self.delta[None]
+            corr = (feats @ f.reshape(B, S, C, H * W)) / C**0.5  # [B,S,N,HW]
+            pts = coords.reshape(B * S * N, 1, 2) / 2**i + self.delta[None]
             sampled = bilinear_sample(corr.reshape(B * S * N, 1, H, W), pts, "zeros")
             out.append(sampled.reshape(B, S, N, -1))
         return torch.cat(out, dim=-1)
@@ -126,8 +127,17 @@ class CrossAttnBlock(nn.Module):
 class UpdateFormer(nn.Module):
     """Time/space transformer over (track, frame) tokens with learned virtual tracks."""
 
-    def __init__(self, *, input_dim: int, hidden_size: int, output_dim: int, depth: int, num_heads: int,
-                 num_virtual_tracks: int, mlp_ratio: float = 4.0):
+    def __init__(
+        self,
+        *,
+        input_dim: int,
+        hidden_size: int,
+        output_dim: int,
+        depth: int,
+        num_heads: int,
+        num_virtual_tracks: int,
+        mlp_ratio: float = 4.0,
+    ):
         super().__init__()
         self.num_virtual_tracks = num_virtual_tracks
         self.virual_tracks = nn.Parameter(torch.zeros(1, num_virtual_tracks, 1, hidden_size))  # sic
@@ -136,11 +146,15 @@ class UpdateFormer(nn.Module):
         self.output_norm = nn.LayerNorm(hidden_size)
         self.flow_head = nn.Linear(hidden_size, output_dim)
         self.time_blocks = nn.ModuleList(SelfAttnBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
-        self.space_virtual_blocks = nn.ModuleList(SelfAttnBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
+        self.space_virtual_blocks = nn.ModuleList(
+            SelfAttnBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)
+        )
         self.space_point2virtual_blocks = nn.ModuleList(
-            CrossAttnBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
+            CrossAttnBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)
+        )
         self.space_virtual2point_blocks = nn.ModuleList(
-            CrossAttnBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
+            CrossAttnBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """x ``[B,N,S,input_dim]`` → ``[B,N,S,output_dim]``."""
@@ -165,9 +179,21 @@ class UpdateFormer(nn.Module):
 class Tracker(nn.Module):
     """Iterative tracker (``track_head.tracker.*``) on feature maps ``[B,S,latent,H/2,W/2]``."""
 
-    def __init__(self, *, stride: int = 2, corr_levels: int = 7, corr_radius: int = 4, latent_dim: int = 128,
-                 hidden_size: int = 384, depth: int = 6, num_heads: int = 8, num_virtual_tracks: int = 64,
-                 max_scale: float = 518, mlp_ratio: float = 4.0, predict_conf: bool = True):
+    def __init__(
+        self,
+        *,
+        stride: int = 2,
+        corr_levels: int = 7,
+        corr_radius: int = 4,
+        latent_dim: int = 128,
+        hidden_size: int = 384,
+        depth: int = 6,
+        num_heads: int = 8,
+        num_virtual_tracks: int = 64,
+        max_scale: float = 518,
+        mlp_ratio: float = 4.0,
+        predict_conf: bool = True,
+    ):
         super().__init__()
         self.stride, self.corr_levels, self.corr_radius = stride, corr_levels, corr_radius
         self.latent_dim, self.max_scale = latent_dim, max_scale
@@ -176,9 +202,15 @@ class Tracker(nn.Module):
         corr_dim = corr_levels * (2 * corr_radius + 1) ** 2
         self.query_ref_token = nn.Parameter(torch.zeros(1, 2, self.transformer_dim))
         self.corr_mlp = Mlp(corr_dim, hidden_size, latent_dim)
-        self.updateformer = UpdateFormer(input_dim=self.transformer_dim, hidden_size=hidden_size,
-                                         output_dim=latent_dim + 2, depth=depth, num_heads=num_heads,
-                                         num_virtual_tracks=num_virtual_tracks, mlp_ratio=mlp_ratio)
+        self.updateformer = UpdateFormer(
+            input_dim=self.transformer_dim,
+            hidden_size=hidden_size,
+            output_dim=latent_dim + 2,
+            depth=depth,
+            num_heads=num_heads,
+            num_virtual_tracks=num_virtual_tracks,
+            mlp_ratio=mlp_ratio,
+        )
         self.fmap_norm = nn.LayerNorm(latent_dim)
         self.ffeat_norm = nn.GroupNorm(1, latent_dim)
         self.ffeat_updater = nn.Sequential(nn.Linear(latent_dim, latent_dim), nn.GELU())
@@ -195,16 +227,22 @@ class Tracker(nn.Module):
         coords = query[:, None].expand(B, S, N, 2).clone()
         feats = sample_points(fmaps[:, 0], query)[:, None].expand(B, S, N, C).clone()  # [B,S,N,C]
         corr_fn = CorrelationPyramid(fmaps, self.corr_levels, self.corr_radius)
-        pos = sample_points(sincos_grid_embedding(self.transformer_dim, hh, ww, fmaps.device).expand(B, -1, -1, -1),
-                            query).reshape(B * N, 1, -1).to(fmaps.dtype)
+        pos = (
+            sample_points(
+                sincos_grid_embedding(self.transformer_dim, hh, ww, fmaps.device).expand(B, -1, -1, -1), query
+            )
+            .reshape(B * N, 1, -1)
+            .to(fmaps.dtype)
+        )
         ref = torch.cat([self.query_ref_token[:, :1], self.query_ref_token[:, 1:].expand(-1, S - 1, -1)], dim=1)
         preds = []
         for _ in range(iters):
             coords = coords.detach()
             corr = self.corr_mlp(corr_fn.sample(feats, coords).permute(0, 2, 1, 3).reshape(B * N, S, -1))
             flows = (coords - coords[:, :1]).permute(0, 2, 1, 3).reshape(B * N, S, 2)
-            flow_emb = torch.cat([flow_embedding(flows, self.flow_channels), flows / self.max_scale,
-                                  flows / self.max_scale], dim=-1)
+            flow_emb = torch.cat(
+                [flow_embedding(flows, self.flow_channels), flows / self.max_scale, flows / self.max_scale], dim=-1
+            )
             feats_ = feats.permute(0, 2, 1, 3).reshape(B * N, S, C)
             x = torch.cat([flow_emb, corr, feats_], dim=-1) + pos + ref.to(fmaps.dtype)
             delta = self.updateformer(x.reshape(B, N, S, -1)).reshape(B * N * S, -1)
@@ -222,22 +260,59 @@ class Tracker(nn.Module):
 class TrackHead(nn.Module):
     """DPT feature extractor (``feature_only``, ``down_ratio`` 2, no pos-embed) + :class:`Tracker`."""
 
-    def __init__(self, *, dim_in: int = 2048, patch_size: int = 14, features: int = 128,
-                 out_channels=(256, 512, 1024, 1024), intermediate_layer_idx=(4, 11, 17, 23), iters: int = 4,
-                 stride: int = 2, corr_levels: int = 7, corr_radius: int = 4, hidden_size: int = 384,
-                 tracker_depth: int = 6, tracker_num_heads: int = 8, num_virtual_tracks: int = 64,
-                 max_scale: float = 518, predict_conf: bool = True, down_ratio: int = 2):
+    def __init__(
+        self,
+        *,
+        dim_in: int = 2048,
+        patch_size: int = 14,
+        features: int = 128,
+        out_channels=(256, 512, 1024, 1024),
+        intermediate_layer_idx=(4, 11, 17, 23),
+        iters: int = 4,
+        stride: int = 2,
+        corr_levels: int = 7,
+        corr_radius: int = 4,
+        hidden_size: int = 384,
+        tracker_depth: int = 6,
+        tracker_num_heads: int = 8,
+        num_virtual_tracks: int = 64,
+        max_scale: float = 518,
+        predict_conf: bool = True,
+        down_ratio: int = 2,
+    ):
         super().__init__()
         self.iters = iters
-        self.feature_extractor = DPTHead(dim_in=dim_in, patch_size=patch_size, features=features,
-                                         out_channels=out_channels, intermediate_layer_idx=intermediate_layer_idx,
-                                         pos_embed=False, feature_only=True, down_ratio=down_ratio)
-        self.tracker = Tracker(stride=stride, corr_levels=corr_levels, corr_radius=corr_radius, latent_dim=features,
-                               hidden_size=hidden_size, depth=tracker_depth, num_heads=tracker_num_heads,
-                               num_virtual_tracks=num_virtual_tracks, max_scale=max_scale, predict_conf=predict_conf)
+        self.feature_extractor = DPTHead(
+            dim_in=dim_in,
+            patch_size=patch_size,
+            features=features,
+            out_channels=out_channels,
+            intermediate_layer_idx=intermediate_layer_idx,
+            pos_embed=False,
+            feature_only=True,
+            down_ratio=down_ratio,
+        )
+        self.tracker = Tracker(
+            stride=stride,
+            corr_levels=corr_levels,
+            corr_radius=corr_radius,
+            latent_dim=features,
+            hidden_size=hidden_size,
+            depth=tracker_depth,
+            num_heads=tracker_num_heads,
+            num_virtual_tracks=num_virtual_tracks,
+            max_scale=max_scale,
+            predict_conf=predict_conf,
+        )
 
-    def forward(self, tokens_list: list[Tensor], images: Tensor, patch_start_idx: int, query_points: Tensor,
-                iters: int | None = None):
+    def forward(
+        self,
+        tokens_list: list[Tensor],
+        images: Tensor,
+        patch_start_idx: int,
+        query_points: Tensor,
+        iters: int | None = None,
+    ):
         """See the module docstring."""
         fmaps = self.feature_extractor(tokens_list, images, patch_start_idx)
         return self.tracker(query_points, fmaps, iters or self.iters)

@@ -22,34 +22,137 @@ from geovr_plugin_vggt.model.track_head import TrackHead
 
 #: the official 1B configuration, in the layout of ``tiny_config.json``
 VGGT_1B_CONFIG: dict = {
-    "img_size": 518, "patch_size": 14, "embed_dim": 1024,
-    "aggregator": {"depth": 24, "num_heads": 16, "mlp_ratio": 4.0, "num_register_tokens": 4, "qkv_bias": True,
-                   "proj_bias": True, "ffn_bias": True, "qk_norm": True, "rope_freq": 100, "init_values": 0.01},
-    "patch_embed": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4, "num_register_tokens": 4,
-                    "layerscale_init": 1.0, "layernorm_eps": 1e-6, "pos_embed_grid": [37, 37]},
-    "camera_head": {"dim_in": 2048, "trunk_depth": 4, "num_heads": 16, "mlp_ratio": 4, "init_values": 0.01,
-                    "num_iterations": 4, "trans_act": "linear", "quat_act": "linear", "fl_act": "relu"},
-    "depth_head": {"dim_in": 2048, "features": 256, "out_channels": [256, 512, 1024, 1024],
-                   "intermediate_layer_idx": [4, 11, 17, 23], "output_dim": 2, "activation": "exp",
-                   "conf_activation": "expp1", "pos_embed": True, "down_ratio": 1, "head_features_2": 32},
-    "point_head": {"dim_in": 2048, "features": 256, "out_channels": [256, 512, 1024, 1024],
-                   "intermediate_layer_idx": [4, 11, 17, 23], "output_dim": 4, "activation": "inv_log",
-                   "conf_activation": "expp1", "pos_embed": True, "down_ratio": 1, "head_features_2": 32},
-    "track_head": {"dim_in": 2048, "features": 128, "out_channels": [256, 512, 1024, 1024],
-                   "intermediate_layer_idx": [4, 11, 17, 23], "down_ratio": 2, "iters": 4, "stride": 2,
-                   "corr_levels": 7, "corr_radius": 4, "hidden_size": 384, "tracker_depth": 6,
-                   "tracker_num_heads": 8, "num_virtual_tracks": 64, "max_scale": 518, "predict_conf": True},
+    "img_size": 518,
+    "patch_size": 14,
+    "embed_dim": 1024,
+    "aggregator": {
+        "depth": 24,
+        "num_heads": 16,
+        "mlp_ratio": 4.0,
+        "num_register_tokens": 4,
+        "qkv_bias": True,
+        "proj_bias": True,
+        "ffn_bias": True,
+        "qk_norm": True,
+        "rope_freq": 100,
+        "init_values": 0.01,
+    },
+    "patch_embed": {
+        "embed_dim": 1024,
+        "depth": 24,
+        "num_heads": 16,
+        "mlp_ratio": 4,
+        "num_register_tokens": 4,
+        "layerscale_init": 1.0,
+        "layernorm_eps": 1e-6,
+        "pos_embed_grid": [37, 37],
+    },
+    "camera_head": {
+        "dim_in": 2048,
+        "trunk_depth": 4,
+        "num_heads": 16,
+        "mlp_ratio": 4,
+        "init_values": 0.01,
+        "num_iterations": 4,
+        "trans_act": "linear",
+        "quat_act": "linear",
+        "fl_act": "relu",
+    },
+    "depth_head": {
+        "dim_in": 2048,
+        "features": 256,
+        "out_channels": [256, 512, 1024, 1024],
+        "intermediate_layer_idx": [4, 11, 17, 23],
+        "output_dim": 2,
+        "activation": "exp",
+        "conf_activation": "expp1",
+        "pos_embed": True,
+        "down_ratio": 1,
+        "head_features_2": 32,
+    },
+    "point_head": {
+        "dim_in": 2048,
+        "features": 256,
+        "out_channels": [256, 512, 1024, 1024],
+        "intermediate_layer_idx": [4, 11, 17, 23],
+        "output_dim": 4,
+        "activation": "inv_log",
+        "conf_activation": "expp1",
+        "pos_embed": True,
+        "down_ratio": 1,
+        "head_features_2": 32,
+    },
+    "track_head": {
+        "dim_in": 2048,
+        "features": 128,
+        "out_channels": [256, 512, 1024, 1024],
+        "intermediate_layer_idx": [4, 11, 17, 23],
+        "down_ratio": 2,
+        "iters": 4,
+        "stride": 2,
+        "corr_levels": 7,
+        "corr_radius": 4,
+        "hidden_size": 384,
+        "tracker_depth": 6,
+        "tracker_num_heads": 8,
+        "num_virtual_tracks": 64,
+        "max_scale": 518,
+        "predict_conf": True,
+    },
 }
 
-_DPT_KEYS = ("dim_in", "features", "out_channels", "intermediate_layer_idx", "output_dim", "activation",
-             "conf_activation", "pos_embed", "down_ratio", "head_features_2")
-_TRACK_KEYS = ("dim_in", "features", "out_channels", "intermediate_layer_idx", "down_ratio", "iters", "stride",
-               "corr_levels", "corr_radius", "hidden_size", "tracker_depth", "tracker_num_heads",
-               "num_virtual_tracks", "max_scale", "predict_conf")
-_CAMERA_KEYS = ("dim_in", "trunk_depth", "num_heads", "mlp_ratio", "init_values", "num_iterations", "trans_act",
-                "quat_act", "fl_act")
-_AGG_KEYS = ("depth", "num_heads", "mlp_ratio", "num_register_tokens", "qkv_bias", "proj_bias", "ffn_bias",
-             "qk_norm", "rope_freq", "init_values")
+_DPT_KEYS = (
+    "dim_in",
+    "features",
+    "out_channels",
+    "intermediate_layer_idx",
+    "output_dim",
+    "activation",
+    "conf_activation",
+    "pos_embed",
+    "down_ratio",
+    "head_features_2",
+)
+_TRACK_KEYS = (
+    "dim_in",
+    "features",
+    "out_channels",
+    "intermediate_layer_idx",
+    "down_ratio",
+    "iters",
+    "stride",
+    "corr_levels",
+    "corr_radius",
+    "hidden_size",
+    "tracker_depth",
+    "tracker_num_heads",
+    "num_virtual_tracks",
+    "max_scale",
+    "predict_conf",
+)
+_CAMERA_KEYS = (
+    "dim_in",
+    "trunk_depth",
+    "num_heads",
+    "mlp_ratio",
+    "init_values",
+    "num_iterations",
+    "trans_act",
+    "quat_act",
+    "fl_act",
+)
+_AGG_KEYS = (
+    "depth",
+    "num_heads",
+    "mlp_ratio",
+    "num_register_tokens",
+    "qkv_bias",
+    "proj_bias",
+    "ffn_bias",
+    "qk_norm",
+    "rope_freq",
+    "init_values",
+)
 
 
 def load_config(source) -> dict:
@@ -83,9 +186,18 @@ class VGGT(nn.Module):
     ``enable_*`` switch heads off at build time (their parameters are then absent).
     """
 
-    def __init__(self, img_size: int = 518, patch_size: int = 14, embed_dim: int = 1024, *,
-                 enable_camera: bool = True, enable_point: bool = True, enable_depth: bool = True,
-                 enable_track: bool = True, config: dict | None = None):
+    def __init__(
+        self,
+        img_size: int = 518,
+        patch_size: int = 14,
+        embed_dim: int = 1024,
+        *,
+        enable_camera: bool = True,
+        enable_point: bool = True,
+        enable_depth: bool = True,
+        enable_track: bool = True,
+        config: dict | None = None,
+    ):
         super().__init__()
         cfg = copy.deepcopy(config) if config is not None else copy.deepcopy(VGGT_1B_CONFIG)
         if config is None:
@@ -95,21 +207,43 @@ class VGGT(nn.Module):
         self.config = cfg
         agg = {k: cfg["aggregator"][k] for k in _AGG_KEYS if k in cfg["aggregator"]}
         pe = cfg.get("patch_embed", {})
-        patch_embed = {"embed_dim": pe.get("embed_dim", 1024), "depth": pe.get("depth", 24),
-                       "num_heads": pe.get("num_heads", 16), "mlp_ratio": pe.get("mlp_ratio", 4.0),
-                       "num_register_tokens": pe.get("num_register_tokens", 4),
-                       "init_values": pe.get("layerscale_init", 1.0), "norm_eps": pe.get("layernorm_eps", 1e-6)}
-        self.aggregator = Aggregator(img_size=cfg["img_size"], patch_size=cfg["patch_size"],
-                                     embed_dim=cfg["embed_dim"], patch_embed=patch_embed, **agg)
+        patch_embed = {
+            "embed_dim": pe.get("embed_dim", 1024),
+            "depth": pe.get("depth", 24),
+            "num_heads": pe.get("num_heads", 16),
+            "mlp_ratio": pe.get("mlp_ratio", 4.0),
+            "num_register_tokens": pe.get("num_register_tokens", 4),
+            "init_values": pe.get("layerscale_init", 1.0),
+            "norm_eps": pe.get("layernorm_eps", 1e-6),
+        }
+        self.aggregator = Aggregator(
+            img_size=cfg["img_size"],
+            patch_size=cfg["patch_size"],
+            embed_dim=cfg["embed_dim"],
+            patch_embed=patch_embed,
+            **agg,
+        )
         ps = cfg["patch_size"]
-        self.camera_head = CameraHead(**{k: cfg["camera_head"][k] for k in _CAMERA_KEYS if k in cfg["camera_head"]}) \
-            if enable_camera else None
-        self.point_head = DPTHead(patch_size=ps, **{k: cfg["point_head"][k] for k in _DPT_KEYS
-                                                    if k in cfg["point_head"]}) if enable_point else None
-        self.depth_head = DPTHead(patch_size=ps, **{k: cfg["depth_head"][k] for k in _DPT_KEYS
-                                                    if k in cfg["depth_head"]}) if enable_depth else None
-        self.track_head = TrackHead(patch_size=ps, **{k: cfg["track_head"][k] for k in _TRACK_KEYS
-                                                      if k in cfg["track_head"]}) if enable_track else None
+        self.camera_head = (
+            CameraHead(**{k: cfg["camera_head"][k] for k in _CAMERA_KEYS if k in cfg["camera_head"]})
+            if enable_camera
+            else None
+        )
+        self.point_head = (
+            DPTHead(patch_size=ps, **{k: cfg["point_head"][k] for k in _DPT_KEYS if k in cfg["point_head"]})
+            if enable_point
+            else None
+        )
+        self.depth_head = (
+            DPTHead(patch_size=ps, **{k: cfg["depth_head"][k] for k in _DPT_KEYS if k in cfg["depth_head"]})
+            if enable_depth
+            else None
+        )
+        self.track_head = (
+            TrackHead(patch_size=ps, **{k: cfg["track_head"][k] for k in _TRACK_KEYS if k in cfg["track_head"]})
+            if enable_track
+            else None
+        )
 
     @classmethod
     def from_config(cls, config, **enable) -> VGGT:
