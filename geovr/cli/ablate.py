@@ -38,8 +38,8 @@ SETTINGS = "ablation.toml"
 NOTES_MARKER = "<!-- notes: kept when this file is regenerated -->"
 EXAMPLES = """\
 examples:
-  geovr ablate recipes/ablation                          every arm x 3 seeds, then the comparison table
-  geovr ablate recipes/ablation --quick                  fewer seeds and steps (a few minutes)
+  geovr ablate recipes/ablation                          every arm x its seeds, then the comparison table
+  geovr ablate recipes/ablation --quick --jobs 2         the [quick] settings of ablation.toml (minutes)
   geovr ablate recipes/ablation --seeds 5 --jobs 2 --json runs/ablation/comparison.json
   geovr ablate my_arms/ --output runs/my_arms trainer.lr=5e-4
   geovr ablate recipes/ablation --report docs/results.md  also write the results document
@@ -65,7 +65,9 @@ def add_parser(sub) -> None:
     p.add_argument("folder", metavar="DIR", help="folder of recipes, one per arm")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides applied to every arm")
     p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (default 3, or `seeds` in ablation.toml)")
-    p.add_argument("--quick", action="store_true", help="fewer seeds and steps ([quick] of ablation.toml)")
+    p.add_argument(
+        "--quick", action="store_true", help="the [quick] table of ablation.toml: fewer seeds, steps or arms"
+    )
     p.add_argument("--output", metavar="DIR", help="where the runs go (default runs/ablation-<folder name>)")
     p.add_argument("--baseline", metavar="ARM", help="baseline arm (default text_only if present)")
     p.add_argument("--arm", action="append", metavar="NAME", help="run only these arms (repeatable)")
