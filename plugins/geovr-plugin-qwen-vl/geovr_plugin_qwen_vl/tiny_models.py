@@ -59,17 +59,10 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}")
 
 
-def tiny_tokenizer():
-    """Byte-level BPE tokenizer without merges (256 byte tokens + :data:`SPECIAL_TOKENS`), built
-    offline with ``tokenizers`` and wrapped as a transformers fast tokenizer with the chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def _chat_tokenizer(tok):
+    """``tokenizers.Tokenizer`` → a ChatML ``PreTrainedTokenizerFast`` with :data:`SPECIAL_TOKENS`."""
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {ch: i for i, ch in enumerate(alphabet)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -80,6 +73,19 @@ def tiny_tokenizer():
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def tiny_tokenizer():
+    """Byte-level BPE tokenizer without merges (256 byte tokens + :data:`SPECIAL_TOKENS`), built
+    offline with ``tokenizers`` and wrapped as a transformers fast tokenizer with the chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return _chat_tokenizer(tok)
 
 
 def _question_corpus(scenes: int = 300) -> list[str]:
@@ -109,7 +115,6 @@ def trained_tokenizer(vocab_size: int = 1024):
     :func:`_question_corpus`: prompts are ~4× shorter than byte-level, so a small student trains ~4×
     faster. Digits stay single tokens (numbers are spelled digit by digit)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -123,16 +128,7 @@ def trained_tokenizer(vocab_size: int = 1024):
         vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(_question_corpus(), trainer)
-    tok.add_special_tokens(list(SPECIAL_TOKENS))
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        model_max_length=32768,
-        padding_side="right",
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return _chat_tokenizer(tok)
 
 
 def _token_ids(tokenizer) -> dict[str, int]:
