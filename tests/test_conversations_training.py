@@ -13,6 +13,7 @@ from geovr.data.synthetic.cli import synthesize
 from geovr.data.writers import convert
 from geovr.errors import DataError
 from geovr.testing import tiny
+from geovr.testing.multiprocess import launch
 from geovr.train.configs import AccelerateTrainerConfig
 from geovr.train.runlog import read_metrics
 from geovr.train.trainer import build
@@ -129,40 +130,7 @@ PartialState().destroy_process_group()
 
 
 def test_two_processes_read_disjoint_samples_and_the_log_sums_them(synth, tmp_path):
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    script = tmp_path / "ddp.py"
-    script.write_text(DDP_SCRIPT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": "1",
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "LOCAL_WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(script), str(tmp_path / "run"), str(synth)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (so, se) in zip(procs, outputs, strict=False):
-        assert p.returncode == 0, so[-3000:] + se[-3000:]
+    outputs = launch(DDP_SCRIPT, tmp_path, tmp_path / "run", synth, timeout=300, name="ddp.py")
     seen = [next(line for line in so.splitlines() if line.startswith("SEEN")).split()[1:] for so, _ in outputs]
     assert len(seen[0]) == len(seen[1]) == 6 and not set(seen[0]) & set(seen[1])
     last = read_metrics(tmp_path / "run")[-1]

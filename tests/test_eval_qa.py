@@ -11,6 +11,7 @@ import geovr.eval.qa as qa
 from geovr.errors import DataError, GeovrError, UsageError
 from geovr.eval.report import read_jsonl
 from geovr.eval.vsibench import TASKS
+from geovr.testing.multiprocess import launch
 
 OPTS = ["A. a", "B. b", "C. c", "D. d"]
 
@@ -218,42 +219,9 @@ state.destroy_process_group()  # a live gloo group can abort the interpreter at 
 @pytest.mark.slow
 def test_two_gloo_processes_split_and_merge(tmp_path):
     """Launched like torchrun: the two ranks answer disjoint halves, rank 0 merges, both get the scores."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    script = tmp_path / "mp_eval.py"
-    script.write_text(SCRIPT)
     out = tmp_path / "out"
     out.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": "1",
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "LOCAL_WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(script), str(out)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
-    for p in procs:
-        so, se = p.communicate(timeout=180)
-        assert p.returncode == 0, so[-2000:] + se[-3000:]
+    launch(SCRIPT, tmp_path, out, timeout=180, name="mp_eval.py")
     r0, r1 = (json.loads((out / f"rank{k}.json").read_text()) for k in range(2))
     assert r0["world"] == r1["world"] == 2
     assert r0["asked"] == [f"q{i}" for i in range(6)] and r1["asked"] == [f"q{i}" for i in range(6, 11)]
