@@ -524,7 +524,6 @@ class GeometryProbe:
                 rotation_error_identity_deg=m["rotation_error_identity_deg"],
                 pose_error=m["rotation_error_deg"],
                 pose_error_constant=m["rotation_error_constant_deg"],
-                pose_error_identity=m["rotation_error_identity_deg"],
                 pose_error_control=ctl_p["rotation_error_deg"],
                 translation_error=m["translation_error"],
                 translation_error_constant=m["translation_error_constant"],
@@ -611,7 +610,7 @@ class GeometryProbe:
                 f"| camera states | {r['pose_error']:.3f} | {r['translation_error']:.3f} |",
                 f"| constant baseline (training mean; the probe at λ = ∞) | {r['pose_error_constant']:.3f} | "
                 f"{r['translation_error_constant']:.3f} |",
-                f"| identity rotation, no motion | {r['pose_error_identity']:.3f} | "
+                f"| identity rotation, no motion | {r['rotation_error_identity_deg']:.3f} | "
                 f"{r['translation_error_zero']:.3f} |",
                 f"| positive control (GT-derived inputs) | {r['pose_error_control']:.3f} | "
                 f"{r['translation_error_control']:.3f} |",
