@@ -244,3 +244,48 @@ def test_epochs_mode_log_every_and_workers_keep_the_data_order(tmp_path):
         runs[workers] = read_metrics(tmp_path / f"w{workers}")
     assert [r["step"] for r in runs[0]] == [2, 4, 6]
     assert [r["loss"] for r in runs[0]] == [r["loss"] for r in runs[1]]
+
+
+def test_token_dropout_trains_some_micro_batches_without_geometry_tokens(tmp_path):
+    """``token_dropout``: the drawn micro-batches run without camera/scale tokens, the objectives that read
+    them sit out (absent from the log, not logged as 0), the others and the LM loss always run, and the
+    draw is the same in a second run."""
+    from geovr.data.collate import collate
+    from geovr.train.assembly import TrainModule
+
+    def run(name):
+        ctx = tiny.tiny_context(output_dir=str(tmp_path / name), n=8)
+        fit(ctx, max_steps=16, token_dropout=0.5)
+        return read_metrics(tmp_path / name)
+
+    rows = run("a")
+    plain = [r["step"] for r in rows if "camera_pose/loss" not in r]
+    assert 0 < len(plain) < 16, plain  # 16 draws at p = 0.5: both kinds occur
+    for r in rows:
+        assert "depth/loss" in r and "feature_distill/loss" in r and "lm_loss" in r
+        expected = r["lm_loss"] + r["feature_distill/loss"] + r["depth/loss"] + r.get("camera_pose/loss", 0.0)
+        assert r["loss"] == pytest.approx(expected, rel=1e-5)
+    assert [r["step"] for r in run("b") if "camera_pose/loss" not in r] == plain
+
+    # the module itself: plain=True asks the backbone for no tokens and skips the token objectives
+    ctx = tiny.tiny_context(output_dir=str(tmp_path / "m"), n=2)
+    module = TrainModule(ctx.backbone, list(ctx.objectives), lm_weight=1.0)
+    assert module.inserts_tokens
+    seen = []
+    ctx.backbone.register_forward_hook(lambda m, args, kwargs, out: seen.append(out), with_kwargs=True)
+    batch = collate([ctx.datasets["train"][i] for i in range(2)])
+    inputs = ctx.backbone.prepare(batch)
+    teacher = ctx.teacher.encode(batch.frames)
+    out = module(inputs, teacher, batch, plain=True)
+    assert seen[-1].camera is None and seen[-1].scale is None
+    assert [o is None for o in out["objectives"]] == [
+        bool(o.student_needs.camera_tokens or o.student_needs.scale_token) for o in ctx.objectives
+    ]
+    full = module(inputs, teacher, batch)
+    assert seen[-1].camera is not None and all(o is not None for o in full["objectives"])
+
+
+def test_token_dropout_must_be_a_probability_below_one():
+    assert any("token_dropout" in p for p in AccelerateTrainerConfig(token_dropout=1.0).check())
+    assert any("token_dropout" in p for p in AccelerateTrainerConfig(token_dropout=-0.1).check())
+    assert not any("token_dropout" in p for p in AccelerateTrainerConfig(token_dropout=0.3).check())

@@ -1,6 +1,7 @@
 """FSDP2 (``trainer.sharding = "fsdp"``, torch ``fully_shard``) on 2 gloo CPU processes: parameters are sharded,
 the losses equal a DDP run's, and a run killed after its step-2 checkpoint and resumed logs the same losses
-and ends with the same weights as an uninterrupted run."""
+and ends with the same weights as an uninterrupted run. ``token_dropout = 0.5`` leaves the geometry tokens
+out of steps 1 and 3 (seed 0), so the sharded step without them runs, and the resumed run repeats the draw."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ SCRIPT = textwrap.dedent("""
             m.p = 0.0
     ctx.callbacks = [Kill()]
     cfg = AccelerateTrainerConfig(batch_size=2, lr=1e-2, head_lr=1e-2, max_steps=4, warmup_ratio=0.25,
-                                  progress=False, save_every=2, keep_last=0,
+                                  progress=False, save_every=2, keep_last=0, token_dropout=0.5,
                                   sharding="ddp" if mode == "ddp" else "fsdp",
                                   resume=(mode == "resume"), overwrite=(mode != "resume"))
     try:
@@ -67,6 +68,9 @@ def test_fsdp_save_kill_resume_equals_uninterrupted(tmp_path):
     ref = {r["step"]: r["loss"] for r in read_metrics(full)}
     got = {r["step"]: r["loss"] for r in read_metrics(broken)}
     assert sorted(ref) == [1, 2, 3, 4] and sorted(got) == [1, 2, 3, 4]
+    with_tokens = {r["step"]: "camera_pose/loss" in r for r in read_metrics(full)}
+    assert with_tokens == {1: False, 2: True, 3: False, 4: True}
+    assert {r["step"]: "camera_pose/loss" in r for r in read_metrics(broken)} == with_tokens
     assert [got[s] for s in range(1, 5)] == pytest.approx([ref[s] for s in range(1, 5)], rel=1e-6)
     assert ref[4] != ref[1]
     ddp = [r["loss"] for r in read_metrics(tmp_path / "ddp")]

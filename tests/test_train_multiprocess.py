@@ -1,5 +1,6 @@
 """Two CPU processes (gloo, launched like torchrun does): ranks agree on every parameter after training steps,
-and the synchronised update equals a single process training on the union of both ranks' batches."""
+and the synchronised update equals a single process training on the union of both ranks' batches, also when
+``token_dropout`` leaves the geometry tokens (and the objective reading them) out of a step."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ SCRIPT = textwrap.dedent("""
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     cfg = AccelerateTrainerConfig(batch_size=2, lr=1e-2, head_lr=1e-2, max_steps=2, warmup_ratio=0.0,
-                                  max_grad_norm=0.0, progress=False, save_every=0)
+                                  max_grad_norm=0.0, progress=False, save_every=0, token_dropout=0.5)
     result = build(cfg, ctx).fit(ctx)
     rank = PartialState().process_index
     heads = {f"obj{i}.{k}": v.detach().contiguous() for i, o in enumerate(ctx.objectives)
@@ -61,7 +62,14 @@ def test_two_gloo_processes_stay_in_sync_and_match_single_process(tmp_path):
     init = {k: v.detach().clone() for k, v in ctx.backbone.named_parameters()}
     build(
         AccelerateTrainerConfig(
-            batch_size=4, lr=1e-2, head_lr=1e-2, max_steps=2, warmup_ratio=0.0, max_grad_norm=0.0, progress=False
+            batch_size=4,
+            lr=1e-2,
+            head_lr=1e-2,
+            max_steps=2,
+            warmup_ratio=0.0,
+            max_grad_norm=0.0,
+            progress=False,
+            token_dropout=0.5,
         ),
         ctx,
     ).fit(ctx)
@@ -72,6 +80,8 @@ def test_two_gloo_processes_stay_in_sync_and_match_single_process(tmp_path):
         if k != "scale_token":  # no tiny objective reads the scale token
             assert not torch.equal(v, init[k]), f"{k} was not updated"
         torch.testing.assert_close(v, single[k].detach(), rtol=1e-4, atol=1e-5, msg=f"{k}: DDP != single process")
+    # seed 0, p = 0.5: the first step draws "without tokens" on both ranks, the second "with"
+    assert ["camera_pose/loss" in r for r in read_metrics(out)] == [False, True]
     ddp_loss = [r["loss"] for r in read_metrics(out)]
     one_loss = [r["loss"] for r in read_metrics(tmp_path / "single")]
     assert ddp_loss == pytest.approx(one_loss, rel=1e-5)  # rank-averaged logging

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from torch import nn
 
 from geovr.errors import GeovrError, RecipeError
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 class TrainModule(nn.Module):
     """Backbone + objectives as one module (what accelerate wraps for DDP/FSDP).
 
-    ``forward(inputs, teacher, batch)`` returns ``{"total": scalar, "lm": scalar | None,
-    "objectives": [ObjectiveOutput, ...]}``.
+    ``forward(inputs, teacher, batch, plain=False)`` returns ``{"total": scalar, "lm": scalar | None,
+    "objectives": [ObjectiveOutput | None, ...]}``. ``plain=True`` lays the sequence out without the
+    inserted geometry tokens (camera tokens, scale token), as inference does; the objectives that read those
+    tokens are skipped and their entry is ``None`` (``trainer.token_dropout``).
     """
 
     def __init__(self, backbone: nn.Module, objectives: list[nn.Module], *, lm_weight: float):
@@ -31,15 +34,25 @@ class TrainModule(nn.Module):
         self.lm_weight = float(lm_weight)
         self.request = GeometryRequest.union(o.student_needs for o in objectives)
 
-    def forward(self, inputs: dict, teacher, batch) -> dict[str, Any]:
-        student = self.backbone(inputs, geometry=self.request)
+    @property
+    def inserts_tokens(self) -> bool:
+        """Whether any objective has geometry tokens inserted (what ``plain`` can leave out)."""
+        return bool(self.request.camera_tokens or self.request.scale_token)
+
+    def forward(self, inputs: dict, teacher, batch, plain: bool = False) -> dict[str, Any]:
+        request = attrs.evolve(self.request, camera_tokens=False, scale_token=False) if plain else self.request
+        student = self.backbone(inputs, geometry=request)
         total = None
         lm = student.lm_loss
         if lm is not None and self.lm_weight != 0:
             total = self.lm_weight * lm.float()
-        outs = []
+        outs: list[Any] = []
         obj: Any
         for obj in self.objectives:
+            needs = obj.student_needs
+            if plain and (needs.camera_tokens or needs.scale_token):
+                outs.append(None)
+                continue
             o = obj(student, teacher, batch)
             outs.append(o)
             term = float(obj.weight) * o.loss.float()

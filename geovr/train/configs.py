@@ -28,7 +28,11 @@ class AccelerateTrainerConfig:
     ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``); ``gradient_checkpointing`` is passed to the
     backbone. Length: ``max_steps`` optimizer steps (0 = ``epochs`` passes over ``data.train``).
     Data: ``batch_size`` per process, ``num_workers``, ``shuffle`` (seeded, deterministic order).
-    Loss: ``lm_weight``·L_lm + Σ weight_k·L_k. Logging: ``log_every`` steps into ``metrics.jsonl``,
+    Loss: ``lm_weight``·L_lm + Σ weight_k·L_k. ``token_dropout`` (0 ≤ p < 1, default 0 = the method as
+    released): the probability that a micro-batch is trained without the inserted geometry tokens (camera
+    tokens, scale token), i.e. laid out as inference sees it; the objectives that read those tokens sit that
+    micro-batch out (no loss, nothing logged for it). The draw depends only on the seed, the step and the
+    micro-batch, so every process agrees and a resumed run repeats it. Logging: ``log_every`` steps into ``metrics.jsonl``,
     ``progress`` (tqdm bar), ``log_with``: accelerate trackers that receive the same metrics
     (``["tensorboard", "wandb", "mlflow", ...]``, any name accelerate knows; ``tensorboard`` writes to
     ``RUN_DIR/tensorboard``), ``tensorboard = true`` is short for adding ``"tensorboard"``.
@@ -66,6 +70,7 @@ class AccelerateTrainerConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
     lm_weight: float = 1.0
+    token_dropout: float = 0.0
     num_workers: int = 0
     shuffle: bool = True
     log_every: int = 1
@@ -137,6 +142,8 @@ class AccelerateTrainerConfig:
             problems.append(f"learning rates must be >= 0, got lr={self.lr}, head_lr={self.head_lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0 <= self.token_dropout < 1:
+            problems.append(f"token_dropout must be in [0, 1) (0 = always insert the geometry tokens), got {self.token_dropout}")
         if self.max_grad_norm < 0:
             problems.append(f"max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}")
         groups = ("pose", "depth", "scale", "features")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import numpy as np
 import torch
 
 from geovr.data.counts import DataCounter
@@ -55,6 +56,7 @@ SCHEDULE_KEYS = (
     "weight_decay",
     "batch_size",
     "grad_accum",
+    "token_dropout",
     "shuffle",
 )
 
@@ -107,7 +109,8 @@ class _Run:
 
     ``step``: optimizer steps done; ``epoch`` / ``position``: where the data stream is (the next batch
     index within the epoch); ``skipped``: non-finite steps skipped; ``last_saved``: step of the last
-    checkpoint (-1: none); ``samples`` / ``t_last``: for the throughput of the next logged step."""
+    checkpoint (-1: none); ``samples`` / ``t_last``: for the throughput of the next logged step; ``seed`` /
+    ``inserts_tokens``: what the ``token_dropout`` draw needs."""
 
     acc: Any
     run_dir: str
@@ -136,6 +139,8 @@ class _Run:
     metrics: dict[str, Any] = attrs.field(factory=dict)
     samples: int = 0
     t_last: float = 0.0
+    seed: int = 0
+    inserts_tokens: bool = False
 
 
 def _enable_gradient_checkpointing(backbone) -> None:
@@ -339,6 +344,8 @@ class AccelerateTrainer:
             settings=settings,
             names=objective_names(context.objectives),
             counter=DataCounter(context.datasets["train"], acc.num_processes),
+            seed=int(context.seed),
+            inserts_tokens=module.inserts_tokens,
         )
 
     def _start(self, run: _Run, context: BuildContext, start_ckpt) -> None:
@@ -460,12 +467,21 @@ class AccelerateTrainer:
                 k: (v.to(acc.device) if isinstance(v, torch.Tensor) else v)
                 for k, v in run.backbone.prepare(batch).items()
             }
+            plain = self._plain(run, micro)
             with nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(run.model):
-                out = run.model(inputs, teacher_out, batch)
+                out = run.model(inputs, teacher_out, batch, plain=plain)
                 acc.backward(out["total"] / cfg.grad_accum)
             bad += [k for k in self._accumulate(sums, out, run.names) if k not in bad]
             run.samples += batch.batch_size
         return sums, bad
+
+    def _plain(self, run: _Run, micro: int) -> bool:
+        """Whether this micro-batch leaves the geometry tokens out (``trainer.token_dropout``): a draw
+        from the seed, the step and the micro-batch index, the same on every process and on resume."""
+        p = self.config.token_dropout
+        if p <= 0 or not run.inserts_tokens:
+            return False
+        return bool(np.random.default_rng([run.seed, run.step, micro, 0x70D0]).random() < p)
 
     @staticmethod
     def _teacher_outputs(run: _Run, batch) -> TeacherOutput:
@@ -530,7 +546,7 @@ class AccelerateTrainer:
         """Means over micro-batches and processes, plus step, epoch, learning rates, throughput, data counts."""
         acc, groups = run.acc, run.optimizer.param_groups
         metrics: dict[str, Any] = self._reduce(
-            acc, {k: v / max(1, sums.get("_count", 1)) for k, v in sums.items() if k != "_count"}
+            acc, {k: v / max(1, sums.get(f"_n/{k}", 1)) for k, v in sums.items() if not k.startswith("_n/")}
         )
         now = time.perf_counter()
         metrics.update(
@@ -560,19 +576,24 @@ class AccelerateTrainer:
     @staticmethod
     def _accumulate(sums: dict[str, float], out: dict, names: list[str]) -> list[str]:
         """Add one micro-batch's numbers: ``loss``, ``lm_loss``, ``<name>/loss`` (the unweighted
-        objective loss) and ``<name>/<metric>`` (an objective metric called ``loss`` is the same number).
+        objective loss) and ``<name>/<metric>`` (an objective metric called ``loss`` is the same number);
+        ``_n/<key>`` counts the micro-batches of each (an objective skipped by ``token_dropout`` adds nothing).
         Returns the non-finite ones: objective names, ``"lm_loss"``, ``"loss"`` (the weighted total)."""
         vals = {"loss": float(out["total"].detach())}
         if out["lm"] is not None:
             vals["lm_loss"] = float(out["lm"].detach())
-        for name, o in zip(names, out["objectives"], strict=False):
+        ran = []
+        for name, o in zip(names, out["objectives"], strict=True):
+            if o is None:
+                continue
+            ran.append(name)
             for k, v in o.metrics.items():
                 vals[f"{name}/{k}"] = float(v)
             vals[f"{name}/loss"] = float(o.loss.detach())
-        sums["_count"] = sums.get("_count", 0) + 1
         for k, v in vals.items():
             sums[k] = sums.get(k, 0.0) + v
-        bad = [n for n in names if not math.isfinite(vals[f"{n}/loss"])]
+            sums[f"_n/{k}"] = sums.get(f"_n/{k}", 0) + 1
+        bad = [n for n in ran if not math.isfinite(vals[f"{n}/loss"])]
         return bad + [k for k in ("lm_loss", "loss") if not math.isfinite(vals.get(k, 0.0))]
 
     @staticmethod
