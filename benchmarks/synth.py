@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/synth.py                                   # 224x224, 32 scenes x 16 frames, eager + compiled
+    python benchmarks/synth.py                                   # 224x224, 250 scenes x 16 frames, eager + compiled
     python benchmarks/synth.py --modes eager --formats vsi wds --rounds 3
     python benchmarks/synth.py --scenes 8 --frames 8 --size 64 96 --modes eager   # quick look
     python benchmarks/synth.py --parts                           # also the parts alone (render, encode, ...)
@@ -258,7 +258,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", nargs=2, type=int, default=[224, 224], metavar=("H", "W"))
     ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--scenes", type=int, default=32)
+    ap.add_argument(
+        "--scenes",
+        type=int,
+        default=250,
+        help="scenes per job (default 250: 4000 frames, a job big enough that synth compiles by default)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--modes", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
     ap.add_argument("--formats", nargs="+", choices=("vsi", "conversations", "wds"), default=["vsi"])

@@ -143,7 +143,9 @@ class AccelerateTrainerConfig:
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not 0 <= self.token_dropout < 1:
-            problems.append(f"token_dropout must be in [0, 1) (0 = always insert the geometry tokens), got {self.token_dropout}")
+            problems.append(
+                f"token_dropout must be in [0, 1) (0 = always insert the geometry tokens), got {self.token_dropout}"
+            )
         if self.max_grad_norm < 0:
             problems.append(f"max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}")
         groups = ("pose", "depth", "scale", "features")
