@@ -50,6 +50,11 @@ FOLDER/ablation.toml; with --quick OUTPUT-quick); finished runs are skipped, so 
 OUTPUT/comparison.{md,json,png} and printed. Exit codes: 0 ok, 1 a run failed, 2 usage/recipe error."""
 
 
+
+def _n(count: int, noun: str) -> str:
+    """``"1 seed"`` / ``"3 seeds"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
 def add_parser(sub) -> None:
     """Register ``geovr ablate``."""
     p = sub.add_parser(
@@ -280,6 +285,7 @@ def run(args) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     p = plan(args)
+    p["commit"] = _commit()  # before any file is written: the report's own files must not read as changes
     arm_order = {a: i for i, a in enumerate(dict.fromkeys(r["arm"] for r in p["runs"]))}
     # seed by seed, the baseline first: an interrupted ablation has complete seeds of every arm
     todo = sorted(
@@ -287,7 +293,8 @@ def run(args) -> int:
         key=lambda r: (r["seed"], r["arm"] != p["baseline"], arm_order[r["arm"]]),
     )
     print(
-        f"geovr ablate: {len(p['runs'])} runs ({len(p['runs']) // p['seeds']} arms x {p['seeds']} seeds) -> "
+        f"geovr ablate: {_n(len(p['runs']), 'run')} ({_n(len(p['runs']) // p['seeds'], 'arm')} x "
+        f"{_n(p['seeds'], 'seed')}) -> "
         f"{p['output']}; {len(p['runs']) - len(todo)} already done",
         file=sys.stderr,
     )
@@ -444,7 +451,7 @@ def write_report(path: Path, p: dict, doc: dict, reports: list[dict], *, wall: f
         "",
         f"- arms: {', '.join(doc['arms'])} (baseline `{doc['baseline']}`); seeds: "
         f"{', '.join(str(s) for s in range(p['seeds']))}",
-        f"- commit: `{_commit()}`; written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- commit: `{p.get('commit') or _commit()}` (when this invocation started); written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- wall time: {span:.1f} min from the first run's start to the last result ({wall / 60:.1f} min in this "
         f"invocation, which skips finished runs); training {train / 60:.1f} min + evaluation {evals / 60:.1f} min "
         f"summed over runs ({os.cpu_count()} CPU cores)",
