@@ -22,6 +22,7 @@ def test_tensorboard_scalars_match_metrics_jsonl(tmp_path):
         shipped_recipes()["tiny_synthetic"],
         [
             "trainer.max_steps=3",
+            "trainer.log_every=1",
             "trainer.tensorboard=true",
             "trainer.progress=false",
             "trainer.save_every=0",
@@ -34,9 +35,13 @@ def test_tensorboard_scalars_match_metrics_jsonl(tmp_path):
     acc = event_accumulator.EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     for key in ("loss", "lm_loss", "camera_pose/loss", "depth/loss", "metric_scale/loss", "feature_distill/loss"):
+        # token_dropout leaves the token objectives out of some steps: those steps log no value for them
+        logged = [r for r in rows if key in r]
+        assert logged, f"{key} was never logged"
         events = acc.Scalars(key)
-        assert [e.step for e in events] == [r["step"] for r in rows]
-        assert [e.value for e in events] == pytest.approx([r[key] for r in rows], rel=1e-6)
+        assert [e.step for e in events] == [r["step"] for r in logged]
+        assert [e.value for e in events] == pytest.approx([r[key] for r in logged], rel=1e-6)
+    assert any("camera_pose/loss" not in r for r in rows)  # and a step without them is simply absent
 
 
 @pytest.mark.slow

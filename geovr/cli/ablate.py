@@ -50,10 +50,10 @@ FOLDER/ablation.toml; with --quick OUTPUT-quick); finished runs are skipped, so 
 OUTPUT/comparison.{md,json,png} and printed. Exit codes: 0 ok, 1 a run failed, 2 usage/recipe error."""
 
 
-
 def _n(count: int, noun: str) -> str:
     """``"1 seed"`` / ``"3 seeds"``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
 
 def add_parser(sub) -> None:
     """Register ``geovr ablate``."""

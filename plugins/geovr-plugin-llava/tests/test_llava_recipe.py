@@ -49,6 +49,8 @@ def test_tiny_synthetic_recipe_with_llava_backbone(tmp_path):
     assert result["steps"] == recipe.trainer.config.max_steps
     rows = [json.loads(line) for line in Path(tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for key in ("lm_loss", *(f"{o}/loss" for o in OBJECTIVES)):
-        first = sum(r[key] for r in rows[:10]) / 10
-        last = sum(r[key] for r in rows[-10:]) / 10
+        values = [r[key] for r in rows if key in r]  # token_dropout: the token objectives skip some steps
+        assert len(values) >= 15, f"{key} logged at {len(values)} steps"
+        first = sum(values[:5]) / 5
+        last = sum(values[-5:]) / 5
         assert last < 0.8 * first, f"{key}: {first:.4f} -> {last:.4f}"
