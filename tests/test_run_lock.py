@@ -103,7 +103,14 @@ def test_two_runs_started_at_once_one_is_refused(tmp_path):
         "trainer.progress=false",
         f'output_dir="{out}"',
     ]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    # the children must start with SIGINT at its default: a shell that runs the suite in the background
+    # without job control starts it with SIGINT ignored, which children inherit and Python then keeps (no
+    # KeyboardInterrupt ever). A Python-level handler here is reset to the default in the children at exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.time() + 240
         while all(p.poll() is None for p in procs) and time.time() < deadline:
