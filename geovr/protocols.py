@@ -55,7 +55,16 @@ class GeometryRequest:
     @property
     def empty(self) -> bool:
         """True when nothing is requested: the backbone must then behave exactly like the HF model."""
-        return not (self.layers or self.camera_tokens or self.scale_token)
+        return not (self.layers or self.inserts_tokens)
+
+    @property
+    def inserts_tokens(self) -> bool:
+        """True when camera tokens or the scale token are inserted into the sequence."""
+        return self.camera_tokens or self.scale_token
+
+    def without_tokens(self) -> GeometryRequest:
+        """The same request laid out as inference sees the sequence: no camera or scale tokens."""
+        return attrs.evolve(self, camera_tokens=False, scale_token=False)
 
     @classmethod
     def union(cls, requests) -> GeometryRequest:

@@ -267,10 +267,18 @@ def test_token_dropout_trains_some_micro_batches_without_geometry_tokens(tmp_pat
         assert r["loss"] == pytest.approx(expected, rel=1e-5)
     assert [r["step"] for r in run("b") if "camera_pose/loss" not in r] == plain
 
+    # where no objective inserts tokens the option changes nothing
+    tokenless = {}
+    for p in (0.0, 0.5):
+        ctx = tiny.tiny_context(output_dir=str(tmp_path / f"t{p}"), n=8, objectives=("feature", "depth"))
+        fit(ctx, max_steps=6, token_dropout=p)
+        tokenless[p] = [r["loss"] for r in read_metrics(tmp_path / f"t{p}")]
+    assert tokenless[0.5] == tokenless[0.0]
+
     # the module itself: plain=True asks the backbone for no tokens and skips the token objectives
     ctx = tiny.tiny_context(output_dir=str(tmp_path / "m"), n=2)
     module = TrainModule(ctx.backbone, list(ctx.objectives), lm_weight=1.0)
-    assert module.inserts_tokens
+    assert module.request.inserts_tokens and not module.request.without_tokens().inserts_tokens
     seen = []
     ctx.backbone.register_forward_hook(lambda m, args, kwargs, out: seen.append(out), with_kwargs=True)
     batch = collate([ctx.datasets["train"][i] for i in range(2)])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from torch import nn
 
 from geovr.errors import GeovrError, RecipeError
@@ -34,14 +33,8 @@ class TrainModule(nn.Module):
         self.lm_weight = float(lm_weight)
         self.request = GeometryRequest.union(o.student_needs for o in objectives)
 
-    @property
-    def inserts_tokens(self) -> bool:
-        """Whether any objective has geometry tokens inserted (what ``plain`` can leave out)."""
-        return bool(self.request.camera_tokens or self.request.scale_token)
-
     def forward(self, inputs: dict, teacher, batch, plain: bool = False) -> dict[str, Any]:
-        request = attrs.evolve(self.request, camera_tokens=False, scale_token=False) if plain else self.request
-        student = self.backbone(inputs, geometry=request)
+        student = self.backbone(inputs, geometry=self.request.without_tokens() if plain else self.request)
         total = None
         lm = student.lm_loss
         if lm is not None and self.lm_weight != 0:
@@ -49,8 +42,7 @@ class TrainModule(nn.Module):
         outs: list[Any] = []
         obj: Any
         for obj in self.objectives:
-            needs = obj.student_needs
-            if plain and (needs.camera_tokens or needs.scale_token):
+            if plain and obj.student_needs.inserts_tokens:
                 outs.append(None)
                 continue
             o = obj(student, teacher, batch)

@@ -109,8 +109,7 @@ class _Run:
 
     ``step``: optimizer steps done; ``epoch`` / ``position``: where the data stream is (the next batch
     index within the epoch); ``skipped``: non-finite steps skipped; ``last_saved``: step of the last
-    checkpoint (-1: none); ``samples`` / ``t_last``: for the throughput of the next logged step; ``seed`` /
-    ``inserts_tokens``: what the ``token_dropout`` draw needs."""
+    checkpoint (-1: none); ``samples`` / ``t_last``: for the throughput of the next logged step."""
 
     acc: Any
     run_dir: str
@@ -139,8 +138,6 @@ class _Run:
     metrics: dict[str, Any] = attrs.field(factory=dict)
     samples: int = 0
     t_last: float = 0.0
-    seed: int = 0
-    inserts_tokens: bool = False
 
 
 def _enable_gradient_checkpointing(backbone) -> None:
@@ -344,8 +341,6 @@ class AccelerateTrainer:
             settings=settings,
             names=objective_names(context.objectives),
             counter=DataCounter(context.datasets["train"], acc.num_processes),
-            seed=int(context.seed),
-            inserts_tokens=module.inserts_tokens,
         )
 
     def _start(self, run: _Run, context: BuildContext, start_ckpt) -> None:
@@ -477,11 +472,12 @@ class AccelerateTrainer:
 
     def _plain(self, run: _Run, micro: int) -> bool:
         """Whether this micro-batch leaves the geometry tokens out (``trainer.token_dropout``): a draw
-        from the seed, the step and the micro-batch index, the same on every process and on resume."""
+        from the seed, the step and the micro-batch index, the same on every process and on resume (a
+        no-op when no objective inserts tokens)."""
         p = self.config.token_dropout
-        if p <= 0 or not run.inserts_tokens:
+        if p <= 0:
             return False
-        return bool(np.random.default_rng([run.seed, run.step, micro, 0x70D0]).random() < p)
+        return bool(np.random.default_rng([int(run.settings["seed"]), run.step, micro, 0x70D0]).random() < p)
 
     @staticmethod
     def _teacher_outputs(run: _Run, batch) -> TeacherOutput:
