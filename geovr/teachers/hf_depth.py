@@ -53,16 +53,29 @@ def load_depth_model(name: str, *, dtype: torch.dtype = torch.float32, cache_dir
     Raises :class:`CheckpointError` when the directory lacks a loadable model/processor and
     :class:`GeovrError` when a hub id is not cached (no network access is attempted).
     """
-    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+    from transformers import AutoModelForDepthEstimation
 
     source = _resolve(name, cache_dir, "model")
+    return _model_and_processor(
+        AutoModelForDepthEstimation,
+        source,
+        dtype,
+        "depth model",
+        "(expected config.json, weights and preprocessor_config.json)",
+    )
+
+
+def _model_and_processor(auto_model, source: str, dtype: torch.dtype, what: str, detail: str):
+    """``(model, image_processor)`` from the local ``source`` through the transformers auto class
+    ``auto_model``; a :class:`CheckpointError` naming ``what`` and ``detail`` when either cannot be loaded."""
+    from transformers import AutoImageProcessor
+
     try:
-        model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True, dtype=dtype)
+        model = auto_model.from_pretrained(source, local_files_only=True, dtype=dtype)
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(
-            f"hf_depth: cannot load a depth model and image processor from {source!r} "
-            f"(expected config.json, weights and preprocessor_config.json): {exc}"
+            f"hf_depth: cannot load a {what} and image processor from {source!r} {detail}: {exc}"
         ) from exc
     return model, processor
 
@@ -71,17 +84,12 @@ def load_sky_model(name: str, label: str = "sky", *, dtype: torch.dtype = torch.
     """``(model, image_processor, sky_ids)``: a transformers semantic-segmentation model
     (``AutoModelForSemanticSegmentation``, e.g. SegFormer on ADE20K) and the ids of its classes whose name
     contains ``label``. Raises :class:`CheckpointError` when it cannot be loaded or has no such class."""
-    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+    from transformers import AutoModelForSemanticSegmentation
 
     source = _resolve(name, cache_dir, "sky_model")
-    try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(source, local_files_only=True, dtype=dtype)
-        processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(
-            f"hf_depth: cannot load a semantic-segmentation model and image processor from "
-            f"{source!r} (sky_model): {exc}"
-        ) from exc
+    model, processor = _model_and_processor(
+        AutoModelForSemanticSegmentation, source, dtype, "semantic-segmentation model", "(sky_model)"
+    )
     labels = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
     ids = sorted(k for k, v in labels.items() if label.lower() in v.lower())
     if not ids:
