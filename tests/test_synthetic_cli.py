@@ -58,6 +58,25 @@ def test_synth_refuses_foreign_or_mismatched_directories(tmp_path):
         _run("--out", str(tmp_path / "odd"), "--scenes", "1", "--frames", "2", "--size", "15", "16")
 
 
+def test_synth_walls_compass_paints_the_walls_and_keys_the_directory(tmp_path):
+    plain, comp = tmp_path / "plain", tmp_path / "compass"
+    common = ("--scenes", "1", "--frames", "2", "--size", "16", "16", "--seed", "3")
+    assert _run("--out", str(plain), *common) == 0 and _run("--out", str(comp), *common, "--walls", "compass") == 0
+    a = json.loads((plain / "scenes" / "scene_00000.json").read_text())["room"]
+    b = json.loads((comp / "scenes" / "scene_00000.json").read_text())["room"]
+    assert a["wall_colors"] is None and len({tuple(c) for c in b["wall_colors"]}) == 4
+    assert {k: v for k, v in a.items() if k != "wall_colors"} == {k: v for k, v in b.items() if k != "wall_colors"}
+    ga, gb = (load_file(str(d / "geometry" / "scene_00000.safetensors")) for d in (plain, comp))
+    assert (ga["depth"] == gb["depth"]).all() and (ga["ids"] == gb["ids"]).all()
+    assert (plain / "qa.jsonl").read_text() == (comp / "qa.jsonl").read_text()
+    from geovr.data.synthetic.cli import MARKER
+
+    assert "walls" not in json.loads((plain / MARKER).read_text())  # the default keeps existing markers valid
+    assert json.loads((comp / MARKER).read_text())["walls"] == "compass"
+    with pytest.raises(UsageError, match="different options"):  # never mixes paintings in one directory
+        _run("--out", str(comp), *common)
+
+
 def test_synth_help_has_examples():
     parser = _parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -136,6 +155,7 @@ def test_synth_reports_every_bad_option_at_once(tmp_path):
             fmt="parquet",
             shard_size=0,
             fps=0,
+            walls="striped",
         )
     msg = str(err.value)
     for part in (
@@ -148,6 +168,7 @@ def test_synth_reports_every_bad_option_at_once(tmp_path):
         "parquet",
         "--shard-size",
         "--fps",
+        "--walls",
     ):
         assert part in msg, part
     assert not (tmp_path / "x").exists()  # nothing written for a bad command

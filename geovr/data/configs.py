@@ -26,6 +26,8 @@ QUESTION_TYPES = (
     "obj_appearance_order",
 )
 TRAJECTORIES = ("walk", "orbit", "pan")
+#: Wall paintings of ``synthetic_rooms`` (see :func:`geovr.data.synthetic.scene.generate_scene`).
+WALLS = ("uniform", "compass")
 TEACHER_OUTPUTS_ALL = frozenset(
     {"features", "depth", "depth_conf", "pose_enc", "intrinsics", "extrinsics", "points", "metric_depth"}
 )
@@ -53,7 +55,9 @@ class SyntheticRoomsConfig:
     question into that evaluation protocol's full prompt text (options folded in, ``options = None``),
     so a student trains on the text it is evaluated with; ``None`` keeps question and options apart.
     ``span`` (0 < span ≤ 1): the fraction of the scene's camera path the ``num_frames`` views cover,
-    from its start (1 = the whole walk/orbit/pan; smaller = a short excerpt with overlapping views)."""
+    from its start (1 = the whole walk/orbit/pan; smaller = a short excerpt with overlapping views).
+    ``walls``: ``"uniform"`` (every wall in the room's colour) or ``"compass"`` (each of the four walls in
+    its own hue, the same in every room, so one view shows which way the camera faces)."""
 
     num_samples: int = 64
     num_frames: int = 8
@@ -69,9 +73,12 @@ class SyntheticRoomsConfig:
     cache: bool = True
     cache_dir: str | None = None
     span: float = 1.0
+    walls: Literal["uniform", "compass"] = "uniform"
 
     def check(self) -> list[str]:
         problems = _size_problems("image_size", self.image_size)
+        if self.walls not in WALLS:
+            problems.append(f"walls must be one of {list(WALLS)}, got {self.walls!r}")
         if not (isinstance(self.span, (int, float)) and 0 < self.span <= 1):
             problems.append(f"span must be a number in (0, 1], got {self.span!r}")
         if self.questions_per_scene < 1:

@@ -1,6 +1,6 @@
 """On-disk cache of rendered synthetic scenes, keyed by the world's options.
 
-A rendered scene is a pure function of ``(scene seed, num_objects, num_frames, image_size, trajectory, span)``
+A rendered scene is a pure function of ``(scene seed, num_objects, num_frames, image_size, trajectory, span, walls)``
 (plus the renderer version), so every run that asks for the same scene (every arm and seed of an
 ablation, every epoch, ``geovr eval``) can read it instead of rendering it again.
 

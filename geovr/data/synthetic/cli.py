@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from geovr.data.configs import WALLS
 from geovr.errors import UsageError
 
 MARKER = ".geovr-synth.json"
@@ -45,6 +46,7 @@ EPILOG = """examples:
   geovr data synth --out /tmp/tiny --scenes 2 --frames 8 --size 64 96
   geovr data synth --out data/big --scenes 1000 --frames 32 --workers 2 --compile
   geovr data synth --out data/small --scenes 50 --frames 16 --no-compile --preset veryfast
+  geovr data synth --out data/compass --scenes 20 --frames 16 --walls compass
   (re-running the same command resumes/skips finished scenes; a non-empty directory that was not
   created by this command is never overwritten; the output does not depend on --workers)"""
 
@@ -103,6 +105,13 @@ def add_parser(subparsers) -> None:
         help=f"x264 preset of the videos at crf 16 (default {DEFAULT_PRESET}; slower presets make "
         "smaller files at the same quality)",
     )
+    p.add_argument(
+        "--walls",
+        choices=WALLS,
+        default="uniform",
+        help="wall painting: uniform (default; every wall in the room's colour) or compass (each of the four "
+        "walls in its own fixed hue, so a view shows which way the camera faces)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--format",
@@ -132,6 +141,7 @@ def run(args) -> int:
         preset=getattr(args, "preset", DEFAULT_PRESET),
         fmt=getattr(args, "format", "vsi"),
         shard_size=getattr(args, "shard_size", 8),
+        walls=getattr(args, "walls", "uniform"),
     )
     print(summary_text(summary), file=sys.stderr)
     return 0
@@ -172,7 +182,7 @@ def _check_dir(out: Path, options: dict) -> None:
     marker.write_text(json.dumps(options, sort_keys=True))
 
 
-def _validate(scenes, frames, size, fps, workers, preset, fmt, shard_size) -> None:
+def _validate(scenes, frames, size, fps, workers, preset, fmt, shard_size, walls="uniform") -> None:
     """Every problem with the options at once, as one :class:`UsageError`."""
     from geovr.data.writers import FORMATS
 
@@ -195,6 +205,8 @@ def _validate(scenes, frames, size, fps, workers, preset, fmt, shard_size) -> No
         problems.append(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not (isinstance(shard_size, int) and shard_size >= 1):
         problems.append(f"--shard-size must be an integer >= 1, got {shard_size!r}")
+    if walls not in WALLS:
+        problems.append(f"--walls must be one of {', '.join(WALLS)}, got {walls!r}")
     if problems:
         raise UsageError("geovr data synth: " + "; ".join(problems))
 
@@ -211,6 +223,7 @@ class _Job(NamedTuple):
     preset: str
     compiled: bool
     images: bool  # also write images/<scene>.jpg (conversation formats)
+    walls: str = "uniform"  # see geovr.data.synthetic.scene.generate_scene
 
 
 def _paths(out, index: int) -> dict:
@@ -239,6 +252,7 @@ def synthesize(
     preset: str = DEFAULT_PRESET,
     fmt: str = "vsi",
     shard_size: int = 8,
+    walls: str = "uniform",
 ) -> dict:
     """Write ``scenes`` scenes to ``out`` (layout in the module docstring; ``fmt`` ``"conversations"`` /
     ``"wds"`` also writes those layouts, :func:`geovr.data.writers.convert`); skips scenes already written
@@ -251,7 +265,7 @@ def synthesize(
     least :data:`AUTO_COMPILE_PIXELS` pixels or ``GEOVR_COMPILE_RENDERER`` says so; a compilation failure
     warns and renders eagerly (compiled and eager frames agree up to float rounding, so a run keeps one
     mode). ``preset``: x264 preset (crf 16, one x264 thread per video, so the bytes do not depend on the
-    machine).
+    machine). ``walls``: ``"uniform"`` or ``"compass"`` (see :func:`geovr.data.synthetic.scene.generate_scene`).
 
     Returns ``{"out", "scenes", "written", "frames", "size", "questions", "question_types": {type: n},
     "seconds", "frames_per_second", "workers", "compiled", "preset", "format"}``; ``frames_per_second``
@@ -260,10 +274,13 @@ def synthesize(
     import collections
     import time
 
-    _validate(scenes, frames, tuple(size), fps, workers, preset, fmt, shard_size)
+    _validate(scenes, frames, tuple(size), fps, workers, preset, fmt, shard_size, walls)
     H, W = size
     out = Path(out)
-    _check_dir(out, {"scenes": scenes, "frames": frames, "size": [H, W], "seed": seed, "fps": fps})
+    options = {"scenes": scenes, "frames": frames, "size": [H, W], "seed": seed, "fps": fps}
+    if walls != "uniform":  # the default keeps the markers of existing datasets
+        options["walls"] = walls
+    _check_dir(out, options)
     for sub in ("videos", "geometry", "scenes"):
         (out / sub).mkdir(exist_ok=True)
     _import_worker_modules()  # before forking: workers inherit them instead of importing torch each
@@ -274,7 +291,7 @@ def synthesize(
     if compiled:
         compiled = _warm_up((H, W), one_thread=n_workers > 1)
     images = fmt in ("conversations", "wds")
-    jobs = [_Job(str(out), i, seed, frames, (H, W), fps, preset, compiled, images) for i in range(scenes)]
+    jobs = [_Job(str(out), i, seed, frames, (H, W), fps, preset, compiled, images, walls) for i in range(scenes)]
     bar = _progress(scenes, progress)
     try:
         if n_workers == 1:
@@ -453,7 +470,7 @@ def _existing(job: _Job) -> tuple[list[dict], bool]:
     from geovr.data.synthetic.scene import generate_scene
 
     s = scene_seed(job.seed, job.scene)
-    scene = generate_scene(s, name=_paths(job.out, job.scene)["scenes"].stem)
+    scene = generate_scene(s, name=_paths(job.out, job.scene)["scenes"].stem, walls=job.walls)
     ids = load_file(str(_paths(job.out, job.scene)["geometry"]))["ids"]
     if job.images:
         _images(job)
@@ -472,7 +489,7 @@ def _render_scene(job: _Job) -> dict:
 
     H, W = job.size
     s = scene_seed(job.seed, job.scene)
-    scene = generate_scene(s, name=_paths(job.out, job.scene)["scenes"].stem)
+    scene = generate_scene(s, name=_paths(job.out, job.scene)["scenes"].stem, walls=job.walls)
     traj = make_trajectory(scene, job.frames, (H, W), s)
     r = render(scene, traj.intrinsics, traj.extrinsics, (H, W), compiled=job.compiled)
     meta = {

@@ -57,6 +57,8 @@ def pixel_key(seed: int, index: int, config: SyntheticRoomsConfig) -> str:
     }
     if getattr(config, "span", 1.0) != 1.0:  # the default keeps existing keys
         opts["span"] = float(config.span)
+    if getattr(config, "walls", "uniform") != "uniform":
+        opts["walls"] = str(config.walls)
     return "synthetic_rooms:" + json.dumps(opts, sort_keys=True, separators=(",", ":"))
 
 
@@ -71,6 +73,7 @@ def render_scene(
     compiled: bool = False,
     cache=None,
     span: float = 1.0,
+    walls: str = "uniform",
 ) -> tuple:
     """Scene of ``seed`` rendered along its camera path, with all its questions.
 
@@ -78,10 +81,12 @@ def render_scene(
     "ids": [S,H,W] uint8, "intrinsics": [S,3,3], "extrinsics": [S,3,4] float64, "kind", "records"}``
     (``records``: every question of :func:`geovr.data.synthetic.qa.generate_questions`, asked only
     about objects seen in these frames). ``cache``: a :class:`~geovr.data.synthetic.cache.SceneCache`
-    read first and filled on a miss (``None``: always render).
+    read first and filled on a miss (``None``: always render). ``span``: see
+    :func:`~geovr.data.synthetic.camera.make_trajectory`; ``walls``: see
+    :func:`~geovr.data.synthetic.scene.generate_scene`.
     """
     H, W = image_size
-    scene = generate_scene(seed, tuple(num_objects), name=name)
+    scene = generate_scene(seed, tuple(num_objects), name=name, walls=walls)
     options = {
         "seed": int(seed),
         "num_objects": [int(v) for v in num_objects],
@@ -89,8 +94,10 @@ def render_scene(
         "image_size": [int(H), int(W)],
         "trajectory": trajectory,
     }
-    if span != 1.0:  # the default keeps existing cache keys
+    if span != 1.0:  # the defaults keep existing cache keys
         options["span"] = float(span)
+    if walls != "uniform":
+        options["walls"] = str(walls)
     entry = cache.get(options) if cache is not None else None
     if entry is None:
         traj = make_trajectory(scene, num_frames, (H, W), seed, kind=trajectory, span=span)
@@ -131,6 +138,7 @@ def make_sample(seed: int, index: int, config: SyntheticRoomsConfig, cache=None)
             compiled=config.compile_renderer,
             cache=cache,
             span=getattr(config, "span", 1.0),
+            walls=getattr(config, "walls", "uniform"),
         )
         records = [r for r in entry["records"] if r["question_type"] in keep]
         if records:

@@ -42,8 +42,8 @@ class SceneTensors:
 
     center ``[N,3]``, half ``[N,3]`` half extents, cos/sin ``[N]`` of yaw, shape ``[N]`` (0 box,
     1 cylinder, 2 sphere), color ``[N,3]``, pattern ``[N]`` (-1 = wall texture), ids ``[N]`` public
-    instance ids (0 for the notch), bounds ``(length, width, height)``, room colours ``[3,3]``
-    (wall, floor, ceiling)."""
+    instance ids (0 for the notch), bounds ``(length, width, height)``, room colours ``[6,3]``
+    by plane (walls x=0, x=L, y=0, y=W, floor, ceiling)."""
 
     center: Tensor
     half: Tensor
@@ -93,7 +93,7 @@ def scene_tensors(scene: Scene) -> SceneTensors:
         pattern=torch.tensor(pattern, dtype=torch.long),
         ids=torch.tensor(ids, dtype=torch.int32),
         bounds=(r.length, r.width, r.height),
-        room_colors=torch.tensor([r.wall_color, r.floor_color, r.ceiling_color], dtype=torch.float32),
+        room_colors=torch.tensor([*r.plane_wall_colors(), r.floor_color, r.ceiling_color], dtype=torch.float32),
     )
 
 

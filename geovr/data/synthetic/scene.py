@@ -14,16 +14,21 @@ import math
 import attrs
 import numpy as np
 
+from geovr.data.configs import WALLS  # "uniform" (every wall in the room's colour) or "compass" (COMPASS_HUES)
 from geovr.data.synthetic.catalog import CATEGORIES, FLOOR_CATEGORIES, SURFACE_CATEGORIES
 
 WALL_COLORS = ((0.86, 0.84, 0.78), (0.78, 0.84, 0.88), (0.9, 0.82, 0.75), (0.8, 0.86, 0.78), (0.88, 0.88, 0.9))
 FLOOR_COLORS = ((0.55, 0.42, 0.3), (0.45, 0.45, 0.48), (0.7, 0.6, 0.45), (0.35, 0.3, 0.28), (0.62, 0.55, 0.5))
+#: Hues of the four walls ``x = 0``, ``x = length``, ``y = 0``, ``y = width`` under ``walls = "compass"``:
+#: the same in every room, so a single view shows which way the camera faces.
+COMPASS_HUES = ((0.85, 0.35, 0.3), (0.3, 0.45, 0.85), (0.35, 0.7, 0.35), (0.85, 0.75, 0.3))
 
 
 @attrs.define
 class Room:
     """Rectangular room ``[0,length]×[0,width]×[0,height]`` minus an optional corner ``notch``
-    ``(x0, y0, x1, y1)``; colours are RGB in [0,1]."""
+    ``(x0, y0, x1, y1)``; colours are RGB in [0,1]. ``wall_colors``: one colour per wall plane
+    ``x = 0``, ``x = length``, ``y = 0``, ``y = width`` (``None``: all four in ``wall_color``)."""
 
     length: float
     width: float
@@ -32,6 +37,11 @@ class Room:
     wall_color: tuple[float, float, float] = WALL_COLORS[0]
     floor_color: tuple[float, float, float] = FLOOR_COLORS[0]
     ceiling_color: tuple[float, float, float] = (0.95, 0.95, 0.95)
+    wall_colors: tuple[tuple[float, float, float], ...] | None = None
+
+    def plane_wall_colors(self) -> list[tuple[float, float, float]]:
+        """The colours of the four wall planes (``x = 0``, ``x = length``, ``y = 0``, ``y = width``)."""
+        return list(self.wall_colors) if self.wall_colors else [self.wall_color] * 4
 
     @property
     def area(self) -> float:
@@ -98,7 +108,14 @@ class Scene:
     @classmethod
     def from_dict(cls, d: dict) -> Scene:
         room = d["room"]
-        room = Room(**{**room, "notch": tuple(room["notch"]) if room.get("notch") else None})
+        walls = room.get("wall_colors")
+        room = Room(
+            **{
+                **room,
+                "notch": tuple(room["notch"]) if room.get("notch") else None,
+                "wall_colors": tuple(tuple(c) for c in walls) if walls else None,
+            }
+        )
         objs = [
             SceneObject(**{**o, "center": tuple(o["center"]), "size": tuple(o["size"]), "color": tuple(o["color"])})
             for o in d["objects"]
@@ -166,16 +183,34 @@ def _sample_room(rng: np.random.Generator) -> Room:
             return room
 
 
+def compass_walls(wall_color) -> tuple[tuple[float, float, float], ...]:
+    """The four wall colours of ``walls = "compass"``: each :data:`COMPASS_HUES` entry mixed half and half
+    with the room's ``wall_color``."""
+    return tuple(
+        tuple(round(0.5 * a + 0.5 * b, 4) for a, b in zip(hue, wall_color, strict=True)) for hue in COMPASS_HUES
+    )
+
+
 def generate_scene(
-    seed: int, num_objects: tuple[int, int] = (8, 24), name: str | None = None, max_tries: int = 60
+    seed: int,
+    num_objects: tuple[int, int] = (8, 24),
+    name: str | None = None,
+    max_tries: int = 60,
+    walls: str = "uniform",
 ) -> Scene:
     """A random room with ``num_objects`` (inclusive range, within 5–30 recommended) objects.
 
     Deterministic in ``seed``. Floor objects do not overlap (10 cm gap) and stay inside the walls;
     surface objects rest on top of a supporting object (table, desk, bed, cabinet, nightstand).
+    ``walls`` (:data:`WALLS`): ``"compass"`` paints each wall its own fixed hue (:func:`compass_walls`);
+    the room, objects and everything else drawn from ``seed`` are the same either way.
     """
+    if walls not in WALLS:
+        raise ValueError(f"walls must be one of {WALLS}, got {walls!r}")
     rng = np.random.default_rng([int(seed), 0x5CE7E])
     room = _sample_room(rng)
+    if walls == "compass":
+        room.wall_colors = compass_walls(room.wall_color)
     target = int(rng.integers(num_objects[0], num_objects[1] + 1))
     objects: list[SceneObject] = []
     floor_quads: list[np.ndarray] = []

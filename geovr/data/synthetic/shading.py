@@ -44,8 +44,7 @@ def shade(st, A, C, depth, prim, plane, H, W, want_rgb=True):
     room_tex, wall_tex = _room_texture(X, pl)
     rn = torch.tensor(_ROOM_NORMALS, dtype=torch.float32).T.contiguous()  # [3,6]
     normal = [torch.take(rn[i], pl) for i in range(3)]
-    rk = torch.where(pl == 4, 1, torch.where(pl == 5, 2, 0))
-    color = [torch.take(st.room_colors[:, i].contiguous(), rk) for i in range(3)]
+    color = [torch.take(st.room_colors[:, i].contiguous(), pl) for i in range(3)]
     tex = room_tex
     if st.center.shape[0]:
         tab = torch.cat(
