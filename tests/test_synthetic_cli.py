@@ -7,6 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from geovr import load_plugins
+from geovr.data.synthetic.cli import MARKER
 from geovr.errors import UsageError
 
 
@@ -69,8 +70,6 @@ def test_synth_walls_compass_paints_the_walls_and_keys_the_directory(tmp_path):
     ga, gb = (load_file(str(d / "geometry" / "scene_00000.safetensors")) for d in (plain, comp))
     assert (ga["depth"] == gb["depth"]).all() and (ga["ids"] == gb["ids"]).all()
     assert (plain / "qa.jsonl").read_text() == (comp / "qa.jsonl").read_text()
-    from geovr.data.synthetic.cli import MARKER
-
     assert "walls" not in json.loads((plain / MARKER).read_text())  # the default keeps existing markers valid
     assert json.loads((comp / MARKER).read_text())["walls"] == "compass"
     with pytest.raises(UsageError, match="different options"):  # never mixes paintings in one directory

@@ -38,6 +38,18 @@ def scene_seed(seed: int, index: int, attempt: int = 0) -> int:
     return int(np.random.default_rng([int(seed), int(index), int(attempt), 0x5EED]).integers(2**31 - 1))
 
 
+def _world_options(span: float, walls: str) -> dict:
+    """The world options that key pixels and cached scenes only when they differ from their defaults (so
+    the default keeps every existing pixel key and cache entry): ``span`` when not 1, ``walls`` when not
+    ``"uniform"``."""
+    out: dict = {}
+    if span != 1.0:
+        out["span"] = float(span)
+    if walls != "uniform":
+        out["walls"] = str(walls)
+    return out
+
+
 def pixel_key(seed: int, index: int, config: SyntheticRoomsConfig) -> str:
     """Identity of the pixels (and ground truth) of sample ``index``: the generator seed and the scene the
     sample shows (``index // questions_per_scene``) plus every option that changes the scene, the camera
@@ -55,10 +67,7 @@ def pixel_key(seed: int, index: int, config: SyntheticRoomsConfig) -> str:
         "trajectory": config.trajectory,
         "question_types": sorted(config.question_types),
     }
-    if getattr(config, "span", 1.0) != 1.0:  # the default keeps existing keys
-        opts["span"] = float(config.span)
-    if getattr(config, "walls", "uniform") != "uniform":
-        opts["walls"] = str(config.walls)
+    opts.update(_world_options(getattr(config, "span", 1.0), getattr(config, "walls", "uniform")))
     return "synthetic_rooms:" + json.dumps(opts, sort_keys=True, separators=(",", ":"))
 
 
@@ -94,10 +103,7 @@ def render_scene(
         "image_size": [int(H), int(W)],
         "trajectory": trajectory,
     }
-    if span != 1.0:  # the defaults keep existing cache keys
-        options["span"] = float(span)
-    if walls != "uniform":
-        options["walls"] = str(walls)
+    options.update(_world_options(span, walls))
     entry = cache.get(options) if cache is not None else None
     if entry is None:
         traj = make_trajectory(scene, num_frames, (H, W), seed, kind=trajectory, span=span)
