@@ -76,14 +76,16 @@ class DataPlugin:
 class GridBackbone:
     """A backbone double with an 8×8 token grid: ``mode="oracle"`` features are a random linear embedding
     of the ground truth (log patch depth for the grids, relative rotation for the camera states);
-    ``mode="noise"`` features are random."""
+    ``mode="noise"`` features are random. ``pose_layer``: that layer's grid also carries each frame's
+    relative rotation (the same embedding at every token), as a student without camera tokens would."""
 
     num_layers, hidden_size = 2, 24
 
-    def __init__(self, mode):
+    def __init__(self, mode, pose_layer=None):
         import torch
 
         self.mode = mode
+        self.pose_layer = pose_layer
         self.weight = torch.nn.Parameter(torch.zeros(1))
         rng = np.random.default_rng(5)
         self.mix_d, self.mix_r = rng.normal(size=(1, 24)), rng.normal(size=(9, 24))
@@ -102,17 +104,20 @@ class GridBackbone:
         self.seen_grad.append(self.weight.requires_grad)
         batch = inputs["batch"]
         hidden, cams = {}, []
+        rels = []
+        for b in range(batch.batch_size):
+            R = batch.extrinsics[b, :, :3, :3].double().numpy()
+            rels.append((R @ R[0].T).reshape(S, 9) @ self.mix_r)  # [S, 24]
+            cams.append(rels[-1] if self.mode == "oracle" else self.rng.normal(size=(S, 24)))
         for layer in geometry.layers:
             feats = []
             for b in range(batch.batch_size):
                 d = patch_depth(batch.depth[b], (S, 8, 8))
                 x = np.log(d)[..., None] @ self.mix_d if self.mode == "oracle" else self.rng.normal(size=(S, 8, 8, 24))
+                if layer == self.pose_layer:
+                    x = x + rels[b][:, None, None, :]
                 feats.append(x + 0.01 * self.rng.normal(size=x.shape))
             hidden[layer] = torch.tensor(np.stack(feats))
-        for b in range(batch.batch_size):
-            R = batch.extrinsics[b, :, :3, :3].double().numpy()
-            rel = (R @ R[0].T).reshape(S, 9)
-            cams.append(rel @ self.mix_r if self.mode == "oracle" else self.rng.normal(size=(S, 24)))
         camera = torch.tensor(np.stack(cams)) if geometry.camera_tokens else None
         return StudentOutput(hidden=hidden, camera=camera)
 
@@ -154,6 +159,25 @@ def test_oracle_features_score_well_noise_poorly(tmp_path):
     assert bad["pose_error"] <= bad["pose_error_constant"] * 1.02, bad
     assert bad["translation_error"] <= bad["translation_error_constant"] * 1.02, bad
     assert "identity rotation, no motion" in md and "training mean" in md
+
+
+def test_pose_probe_without_camera_tokens_reads_the_visual_tokens(tmp_path):
+    """The deployed student has no camera tokens: the pose probe reads each layer's frame-mean visual
+    tokens and picks the layer by cross-validation on the training scenes (never the held-out ones)."""
+    with registered(DataPlugin(), "plane-data", isolated=True):
+        res = _probe(layers=[1, 2], batch_size=3, camera_tokens=False).evaluate(
+            GridBackbone("noise", pose_layer=2), tmp_path
+        )
+        cam = _probe(layers=[1, 2], batch_size=3).evaluate(GridBackbone("noise", pose_layer=2), tmp_path / "cam")
+    assert res["pose_layer"] == 2.0 and cam["pose_layer"] == -1.0, (res, cam)
+    assert res["pose_error_L2"] < 1.0 < 0.5 * res["pose_error_constant"], res
+    assert res["pose_error_L1"] > 0.5 * res["pose_error_constant"], res  # noise in layer 1
+    assert res["pose_error"] == res["pose_error_L2"]
+    # with camera tokens the (here random) camera states are probed instead
+    assert cam["pose_error"] > 0.5 * cam["pose_error_constant"] and "pose_error_L2" not in cam, cam
+    md = (tmp_path / "geometry_probe" / "probe.md").read_text()
+    assert "frame-mean of layer 2 (chosen by cross-validation)" in md
+    assert "| camera states |" in (tmp_path / "cam" / "geometry_probe" / "probe.md").read_text()
 
 
 def test_tiny_qwen_student_on_synthetic_rooms(tmp_path):

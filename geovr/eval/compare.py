@@ -8,7 +8,8 @@ A *run report* is the dict :func:`run_report` reads from a run directory: ``{"ar
   ``qa_multiple_choice`` — accuracy over all multiple-choice questions (with its chance level);
 * ``depth_absrel`` (lower is better), ``depth_delta1`` (higher is better) — the depth probe on held-out
   scenes, with ``*_constant`` (constant baseline) and ``*_control`` (positive control) beside them;
-* ``pose_error`` — relative rotation error of the camera-state probe, degrees, lower is better;
+* ``pose_error`` — relative rotation error of the pose probe (camera states, or frame-mean visual
+  tokens when the probe runs without camera tokens), degrees, lower is better;
   ``translation_error`` — relative camera-centre error, metres, lower is better.
 
 Statistics: the mean over seeds and the two-sided 95 % Student-t interval

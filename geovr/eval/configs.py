@@ -149,8 +149,10 @@ class GeometryProbeConfig:
 
     ``layers``: hidden-state indices whose visual-token grids are probed for per-patch depth
     (``[]`` = about a quarter, half, three quarters and all of the LLM depth). ``camera_tokens``:
-    probe the camera-token states for relative rotation (when the backbone exposes them; otherwise the
-    frame-mean of the last probed layer is used). ``dataset`` / ``dataset_options``: the registered
+    probe the camera-token states for relative rotation (when the backbone exposes them); ``false`` probes
+    the student as deployed, with no extra tokens: the frame-mean of the visual tokens of each probed
+    layer, the layer chosen by cross-validation on the training scenes (also the fallback when the
+    backbone has no camera tokens). ``dataset`` / ``dataset_options``: the registered
     dataset with ground-truth depth and extrinsics (default ``"synthetic_rooms"``); ``num_samples``
     videos are used; their scenes are split, the first ``train_fraction`` of the scenes to fit and the rest
     to score. ``ridge``: regularisation λ (relative to the number of rows, on standardised features): a

@@ -5,11 +5,14 @@
   (``mean |d̂ − d| / d``, lower is better) and δ<1.25 (share of patches with ``max(d̂/d, d/d̂) < 1.25``,
   higher is better). The headline ``depth_absrel``/``depth_delta1`` is the layer with the lowest
   cross-validated error on the *training* scenes (never chosen on the held-out ones).
-* Relative pose: a ridge probe maps the camera-token state ``c_t`` (``[D]``) of frame t ≥ 1 to the
+* Relative pose: a ridge probe maps a per-frame state ``c_t`` (``[D]``) of frame t ≥ 1 to the
   rotation relative to the first frame, ``R_t R_0ᵀ`` (9 entries, projected onto SO(3)), and to the
   first-frame-relative camera centre ``R_0 (C_t − C_0)`` (metres). ``pose_error`` is the mean geodesic
   rotation error (degrees, lower is better); ``translation_error`` the mean centre error (metres).
-  Without camera tokens the frame-mean of the last probed layer's grid stands in for ``c``.
+  ``c_t`` is the camera-token state when the backbone inserts camera tokens (``camera_tokens = true``);
+  otherwise — the student as it is deployed, with no extra tokens — the frame-mean of the visual
+  tokens of each probed layer, and ``pose_layer`` is the layer with the lowest cross-validated error on
+  the training scenes (chosen as for depth).
 
 Every probe is ridge regression with an intercept on standardised features, its regularisation chosen
 by grouped K-fold cross-validation on the training scenes (a scene's tokens never straddle folds) from
@@ -259,6 +262,7 @@ def rotation_probe(
         "rotation_error_constant_deg": float(rotation_error_deg(mean_R, test_R).mean()),
         "rotation_error_identity_deg": float(rotation_error_deg(ident, test_R).mean()),
         "ridge": probe["ridge"],
+        "cv_mse": min(probe["cv_mse"]) if probe["cv_mse"] else float("nan"),
     }
     if train_t is not None and test_t is not None:  # its own probe: its own λ
         probe_t = ridge_fit(train_x, train_t, ridge, groups=groups, folds=folds)
@@ -369,7 +373,7 @@ class GeometryProbe:
 
     def collect(self, backbone, layers: list[int]) -> list[dict]:
         """Forward ``num_samples`` videos through the frozen backbone; per video: ``{"scene": id,
-        "hidden": {layer: [S',h,w,D]}, "camera": [S',D], "depth": [S',h,w] patch depth,
+        "hidden": {layer: [S',h,w,D]}, "camera": [S',D] or None (no camera tokens), "depth": [S',h,w] patch depth,
         "rotations": [S'-1,3,3], "centres": [S'-1,3], "pose_control": [S'-1,111]}``."""
         import torch
         from tqdm.auto import tqdm
@@ -396,10 +400,7 @@ class GeometryProbe:
             for b in range(batch.batch_size):
                 hidden = {layer: out.hidden[layer][b].float().cpu().numpy() for layer in layers}
                 grid = next(iter(hidden.values())).shape[:3]
-                if out.camera is not None:
-                    cam = out.camera[b].float().cpu().numpy()
-                else:
-                    cam = hidden[layers[-1]].mean(axis=(1, 2))
+                cam = out.camera[b].float().cpu().numpy() if out.camera is not None else None
                 extr = batch.extrinsics[b].double().numpy()
                 group = extr.shape[0] // grid[0]
                 used = extr[::group][: grid[0]]
@@ -503,19 +504,35 @@ class GeometryProbe:
             depth_aligned_delta1_control=ctl["delta1_aligned"],
         )
 
-        def pairs(vs, key="camera"):
-            x = np.concatenate([v[key][1:] if key == "camera" else v[key] for v in vs])
+        def pairs(vs, feats):
+            x = np.concatenate([feats(v) for v in vs])
             g = np.concatenate([[v["scene"]] * len(v["rotations"]) for v in vs])
             return (x, np.concatenate([v["rotations"] for v in vs]), g, np.concatenate([v["centres"] for v in vs]))
 
+        def fit_pose(feats):
+            xtr, rtr, gtr, ttr = pairs(train, feats)
+            xte, rte, _, tte = pairs(test, feats)
+            return rotation_probe(xtr, rtr, xte, rte, self.ridges, groups=gtr, folds=folds, train_t=ttr, test_t=tte)
+
         pose = {}
-        if all(len(v["camera"]) > 1 for v in videos):
-            for key, tag in (("camera", ""), ("pose_control", "_control")):
-                xtr, rtr, gtr, ttr = pairs(train, key)
-                xte, rte, _, tte = pairs(test, key)
-                pose[tag] = rotation_probe(
-                    xtr, rtr, xte, rte, self.ridges, groups=gtr, folds=folds, train_t=ttr, test_t=tte
+        if all(len(v["rotations"]) > 0 for v in videos):
+            if all(v["camera"] is not None for v in videos):  # camera-token states
+                pose[""] = fit_pose(lambda v: v["camera"][1:])
+                pose_layer = -1.0
+            else:  # the deployed student: frame-mean of the visual tokens, layer chosen by CV on training scenes
+                by_layer = {
+                    layer: fit_pose(lambda v, layer=layer: v["hidden"][layer][1:].mean(axis=(1, 2))) for layer in layers
+                }
+                pose_layer = float(
+                    min(
+                        layers,
+                        key=lambda k: (by_layer[k]["cv_mse"] if math.isfinite(by_layer[k]["cv_mse"]) else math.inf, k),
+                    )
                 )
+                pose[""] = by_layer[int(pose_layer)]
+                for layer, m in by_layer.items():
+                    results[f"pose_error_L{layer}"] = m["rotation_error_deg"]
+            pose["_control"] = fit_pose(lambda v: v["pose_control"])
             m, ctl_p = pose[""], pose["_control"]
             # the constant baseline is the λ = ∞ probe (training mean), the prediction the probe falls back
             # to when its features hold nothing; identity / no motion are reported beside it
@@ -523,6 +540,7 @@ class GeometryProbe:
                 rotation_error_deg=m["rotation_error_deg"],
                 rotation_error_identity_deg=m["rotation_error_identity_deg"],
                 pose_error=m["rotation_error_deg"],
+                pose_layer=pose_layer,
                 pose_error_constant=m["rotation_error_constant_deg"],
                 pose_error_control=ctl_p["rotation_error_deg"],
                 translation_error=m["translation_error"],
@@ -603,11 +621,13 @@ class GeometryProbe:
             f"| positive control | {r['depth_aligned_absrel_control']:.4f} | {r['depth_aligned_delta1_control']:.4f} |",
         ]
         if "pose_error" in r:
+            layer = int(r.get("pose_layer", -1))
+            pose_input = "camera states" if layer < 0 else f"frame-mean of layer {layer} (chosen by cross-validation)"
             lines += [
                 "",
                 "| relative pose probe | rotation error, deg (lower is better) | centre error, m (lower is better) |",
                 "|---|---:|---:|",
-                f"| camera states | {r['pose_error']:.3f} | {r['translation_error']:.3f} |",
+                f"| {pose_input} | {r['pose_error']:.3f} | {r['translation_error']:.3f} |",
                 f"| constant baseline (training mean; the probe at λ = ∞) | {r['pose_error_constant']:.3f} | "
                 f"{r['translation_error_constant']:.3f} |",
                 f"| identity rotation, no motion | {r['rotation_error_identity_deg']:.3f} | "
