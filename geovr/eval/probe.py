@@ -59,17 +59,19 @@ def _standardise(X: np.ndarray):
 
 
 def _ridge_path(Xs: np.ndarray, Yc: np.ndarray, ridges: Sequence[float]) -> list[np.ndarray]:
-    """Weights ``[D,K]`` of centred ridge regression for every λ of ``ridges`` (one SVD)."""
+    """Weights ``[D,K]`` of centred ridge regression for every λ of ``ridges``, from one eigendecomposition
+    of the ``[D,D]`` Gram matrix ``XᵀX = V diag(e) Vᵀ``: ``W(λ) = V diag(1/(e + λn)) Vᵀ XᵀY``. For the
+    tall matrices of the depth probe (10⁵ rows) this is tens of times faster than an SVD of X."""
     n = Xs.shape[0]
-    U, sv, Vt = np.linalg.svd(Xs, full_matrices=False)
-    UtY = U.T @ Yc
+    eig, V = np.linalg.eigh(Xs.T @ Xs)
+    eig = np.clip(eig, 0.0, None)  # round-off can leave tiny negative eigenvalues
+    VtXtY = V.T @ (Xs.T @ Yc)
     out = []
     for lam in ridges:
         if math.isinf(lam):
             out.append(np.zeros((Xs.shape[1], Yc.shape[1])))
         else:
-            shrink = sv / (sv**2 + max(float(lam), 1e-10) * n)
-            out.append(Vt.T @ (shrink[:, None] * UtY))
+            out.append(V @ (VtXtY / (eig + max(float(lam), 1e-10) * n)[:, None]))
     return out
 
 
