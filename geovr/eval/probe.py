@@ -335,6 +335,12 @@ def patch_depth(depth, grid_shape: tuple[int, int, int]) -> np.ndarray:
 # -- the evaluator ------------------------------------------------------------------------------------
 
 
+def best_by_cv(per_layer: dict[int, dict], key: str) -> int:
+    """The layer of ``per_layer`` (``{layer: probe scores}``) with the lowest cross-validated error
+    ``scores[key]`` on the training scenes; a non-finite error never wins; ties go to the lower layer."""
+    return min(per_layer, key=lambda k: (per_layer[k][key] if math.isfinite(per_layer[k][key]) else math.inf, k))
+
+
 def default_layers(num_layers: int) -> list[int]:
     """About ¼, ½, ¾ and all of the LLM depth (hidden-state indices, 0 = embeddings)."""
     n = int(num_layers)
@@ -467,9 +473,7 @@ class GeometryProbe:
             per_layer[layer] = m
             results[f"depth_absrel_L{layer}"] = m["absrel"]
             results[f"depth_delta1_L{layer}"] = m["delta1"]
-        best = min(
-            layers, key=lambda k: (per_layer[k]["cv_mse"] if math.isfinite(per_layer[k]["cv_mse"]) else math.inf, k)
-        )
+        best = best_by_cv(per_layer, "cv_mse")
         first = per_layer[layers[0]]
         ctl_tr = depth_rows(train, lambda v: depth_control_features(v["depth"]))
         ctl_te = depth_rows(test, lambda v: depth_control_features(v["depth"]))
@@ -483,13 +487,7 @@ class GeometryProbe:
             folds=folds,
             test_groups=ctl_te[2],
         )
-        best_al = min(
-            layers,
-            key=lambda k: (
-                per_layer[k]["cv_mse_aligned"] if math.isfinite(per_layer[k]["cv_mse_aligned"]) else math.inf,
-                k,
-            ),
-        )
+        best_al = best_by_cv(per_layer, "cv_mse_aligned")
         results.update(
             depth_absrel=per_layer[best]["absrel"],
             depth_delta1=per_layer[best]["delta1"],
@@ -525,12 +523,7 @@ class GeometryProbe:
                 by_layer = {
                     layer: fit_pose(lambda v, layer=layer: v["hidden"][layer][1:].mean(axis=(1, 2))) for layer in layers
                 }
-                pose_layer = float(
-                    min(
-                        layers,
-                        key=lambda k: (by_layer[k]["cv_mse"] if math.isfinite(by_layer[k]["cv_mse"]) else math.inf, k),
-                    )
-                )
+                pose_layer = float(best_by_cv(by_layer, "cv_mse"))
                 pose[""] = by_layer[int(pose_layer)]
                 for layer, m in by_layer.items():
                     results[f"pose_error_L{layer}"] = m["rotation_error_deg"]
