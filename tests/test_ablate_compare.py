@@ -82,6 +82,25 @@ def test_compare_statistics_and_json_schema(tmp_path):
     assert s["ci_high"] < 0
 
 
+def test_compare_confidence_level(tmp_path, capsys):
+    runs = _write_runs(tmp_path / "runs")
+    doc = compare(find_reports([runs]), confidence=0.99)
+    assert doc["confidence"] == 0.99
+    d = [VALUES["all_four"][k]["pose_error"] - VALUES["text_only"][k]["pose_error"] for k in range(3)]
+    lo, hi = stats.t.interval(0.99, 2, loc=np.mean(d), scale=stats.sem(d))
+    s = doc["diff"]["all_four"]["pose_error"]
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((lo, hi))
+    at95 = compare(find_reports([runs]))["diff"]["all_four"]["pose_error"]
+    assert s["ci_low"] < at95["ci_low"] and s["ci_high"] > at95["ci_high"]  # a higher level: a wider interval
+    out = tmp_path / "cmp99.json"
+    assert main(["compare", str(runs), "--confidence", "0.99", "--json", str(out)]) == 0
+    assert "mean [99 % CI] over seeds" in capsys.readouterr().out
+    assert json.loads(out.read_text())["confidence"] == 0.99
+    for bad in ("1.5", "0", "95"):
+        assert main(["compare", str(runs), "--confidence", bad]) == 2
+        assert "between 0 and 1" in capsys.readouterr().err
+
+
 def test_compare_cli_markdown_json_plot(tmp_path, capsys):
     runs = _write_runs(tmp_path / "runs")
     out = tmp_path / "cmp.json"

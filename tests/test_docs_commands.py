@@ -26,7 +26,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO / "recipes" / "tiny_synthetic.toml"
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
-NUMBER_FOR = {"N": "2", "K": "2", "J": "2"}  # count placeholders of options that take an int
+NUMBER_FOR = {"N": "2", "K": "2", "J": "2", "LEVEL": "0.95"}  # placeholders of options that take a number
 SHELL_OPERATORS = {"&&", "||", ";", "|"}
 SHELL_FENCES = {"", "bash", "sh", "shell", "console", "zsh"}  # other fences (python, toml, text) hold no commands
 

@@ -13,18 +13,20 @@ examples:
   geovr compare runs/a-seed0 runs/a-seed1 runs/b-seed0 runs/b-seed1 --by name --baseline a
   geovr compare runs/sweep --by trainer.lr --json sweep.json --plot sweep.png
   geovr compare runs/ablation --baseline text_only --markdown table.md
+  geovr compare runs/ablation --metric pose_error --confidence 0.99   a stricter interval
 
 A run directory is one `geovr run` output that was evaluated (`geovr eval RUN_DIR`) or one run of
 `geovr ablate` (its ablation-result.json). --by groups runs by a report field (arm, seed) or a dotted
-recipe key; runs of one group are seeds. Statistics: mean ± 95 % Student-t interval over seeds; the
-difference to --baseline is paired by seed (arm − baseline) with its own t interval."""
+recipe key; runs of one group are seeds. Statistics: mean ± Student-t interval over seeds (95 % unless
+--confidence says otherwise); the difference to --baseline is paired by seed (arm − baseline) with its
+own t interval."""
 
 
 def add_parser(sub) -> None:
     """Register ``geovr compare``."""
     p = sub.add_parser(
         "compare",
-        help="compare evaluated runs: mean ± 95%% CI per arm, paired differences",
+        help="compare evaluated runs: mean ± CI per arm, paired differences",
         description="Gather the evaluation reports of many runs into one table: arms as rows, "
         "mean ± 95% confidence interval over seeds, and the paired difference to the "
         "baseline arm with its interval. Prints markdown; writes JSON and a PNG plot "
@@ -45,7 +47,14 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--json", metavar="PATH", help="write the comparison as JSON ('-' = stdout instead of markdown)")
     p.add_argument("--markdown", metavar="PATH", help="also write the markdown tables to PATH")
-    p.add_argument("--plot", metavar="PATH", help="write a PNG plot (bars = mean, error bars = 95%% CI)")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG plot (bars = mean, error bars = the CI)")
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        metavar="LEVEL",
+        help="level of every interval, between 0 and 1 (default 0.95)",
+    )
     p.set_defaults(func=run)
 
 
@@ -54,7 +63,7 @@ def run(args) -> int:
     from geovr.eval.compare import HEADLINE, chance_levels, compare, find_reports, markdown, plot, reference_rows
 
     reports = find_reports(args.runs)
-    doc = compare(reports, by=args.by, baseline=args.baseline)
+    doc = compare(reports, by=args.by, baseline=args.baseline, confidence=args.confidence)
     shown = args.metric or [m for m in (*HEADLINE,) if m in next(iter(doc["arms"].values()))]
     missing = [m for m in shown if m not in next(iter(doc["arms"].values()))]
     if missing:

@@ -1,4 +1,4 @@
-"""Gather evaluation reports of many runs into one comparison: arms × metrics, mean ± 95 % CI over seeds,
+"""Gather evaluation reports of many runs into one comparison: arms × metrics, mean ± CI (95 % by default) over seeds,
 and the paired difference of each arm to a baseline arm (torch-free; numpy + scipy.stats).
 
 A *run report* is the dict :func:`run_report` reads from a run directory: ``{"arm", "seed", "run_dir",
@@ -12,8 +12,9 @@ A *run report* is the dict :func:`run_report` reads from a run directory: ``{"ar
   tokens when the probe runs without camera tokens), degrees, lower is better;
   ``translation_error`` — relative camera-centre error, metres, lower is better.
 
-Statistics: the mean over seeds and the two-sided 95 % Student-t interval
-``scipy.stats.t.interval(0.95, n − 1, loc=mean, scale=sd/√n)``; the difference to the baseline is
+Statistics: the mean over seeds and the two-sided Student-t interval
+``scipy.stats.t.interval(confidence, n − 1, loc=mean, scale=sd/√n)`` (``confidence`` 0.95 unless asked
+otherwise, e.g. 0.975 for the second of two looks at the same comparison); the difference to the baseline is
 paired by seed (only seeds both arms have), ``arm − baseline``, with the same t interval of the
 per-seed differences. With one value, or identical values, the interval is undefined (``None``).
 """
@@ -189,12 +190,20 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
 
 
 def compare(
-    reports: Sequence[dict], *, by: str = "arm", baseline: str | None = None, metrics: Sequence[str] | None = None
+    reports: Sequence[dict],
+    *,
+    by: str = "arm",
+    baseline: str | None = None,
+    metrics: Sequence[str] | None = None,
+    confidence: float = 0.95,
 ) -> dict:
     """The comparison document: ``{"baseline", "arms": {ARM: {METRIC: {mean, ci_low, ci_high, n}}},
     "diff": {ARM: {METRIC: {mean, ci_low, ci_high}}}}`` (differences arm − baseline, paired by seed,
     for every arm but the baseline). ``metrics``: which to include (default: every metric some run
-    reports, headline ones first)."""
+    reports, headline ones first). ``confidence``: level of every interval, in (0, 1); a level other
+    than 0.95 is recorded as ``"confidence"`` in the document (absent = 0.95)."""
+    if not (isinstance(confidence, int | float) and 0 < confidence < 1):
+        raise UsageError(f"confidence must be a level between 0 and 1 (e.g. 0.95), got {confidence!r}")
     groups = group_reports(reports, by)
     if baseline is None:
         baseline = "text_only" if "text_only" in groups else next(iter(groups))
@@ -204,7 +213,8 @@ def compare(
         seen = dict.fromkeys(k for r in reports for k in r["metrics"])
         metrics = [m for m in HEADLINE if m in seen] + sorted(m for m in seen if m not in HEADLINE)
     arms = {
-        arm: {m: mean_ci([r["metrics"].get(m, math.nan) for r in rs]) for m in metrics} for arm, rs in groups.items()
+        arm: {m: mean_ci([r["metrics"].get(m, math.nan) for r in rs], confidence) for m in metrics}
+        for arm, rs in groups.items()
     }
     base = {r.get("seed"): r for r in groups[baseline]}
     diff: dict[str, dict] = {}
@@ -218,9 +228,12 @@ def compare(
                 for r in rs
                 if r.get("seed") in base and m in r["metrics"] and m in base[r.get("seed")]["metrics"]
             ]
-            s = mean_ci(d)
+            s = mean_ci(d, confidence)
             diff[arm][m] = {"mean": s["mean"], "ci_low": s["ci_low"], "ci_high": s["ci_high"]}
-    return {"baseline": baseline, "arms": arms, "diff": diff}
+    doc: dict = {"baseline": baseline, "arms": arms, "diff": diff}
+    if confidence != 0.95:  # the issue's schema stays exact at the default level
+        doc = {"baseline": baseline, "confidence": confidence, "arms": arms, "diff": diff}
+    return doc
 
 
 def chance_levels(reports: Sequence[dict]) -> dict[str, float]:
@@ -244,6 +257,11 @@ def _fmt(s: Mapping, digits: int) -> str:
     return f"{s['mean']:.{digits}f} ± {half:.{digits}f}"
 
 
+def _level(doc: Mapping) -> str:
+    """``"95 %"`` for ``doc["confidence"] == 0.95`` (the default when absent), ``"97.5 %"`` for 0.975."""
+    return f"{100 * float(doc.get('confidence', 0.95)):g} %"
+
+
 def _digits(metric: str) -> int:
     return 1 if metric.startswith("qa_") or metric.startswith("pose") else 3
 
@@ -255,7 +273,8 @@ def markdown(
     chance: Mapping[str, float] | None = None,
     extra_rows: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
-    """Two markdown tables: arms × metrics (mean ± half-width of the 95 % CI, n seeds) and the paired
+    """Two markdown tables: arms × metrics (mean ± half-width of the CI at ``doc["confidence"]``, 95 % when
+    absent; n seeds) and the paired
     differences to the baseline with their intervals (``*`` = the interval excludes zero; ``better`` /
     ``worse`` read with each metric's direction). ``extra_rows``: reference rows such as the constant
     baseline and the positive control (one value per metric)."""
@@ -277,7 +296,7 @@ def markdown(
         lines.append("| *chance* | | " + " | ".join(f"{chance[m]:.1f}" if m in chance else "–" for m in metrics) + " |")
     lines += [
         "",
-        f"Paired difference to `{doc['baseline']}` (arm − baseline, mean [95 % CI] over seeds; "
+        f"Paired difference to `{doc['baseline']}` (arm − baseline, mean [{_level(doc)} CI] over seeds; "
         f"`*` = interval excludes zero):",
         "",
         "| arm | " + " | ".join(metrics) + " |",
@@ -310,7 +329,7 @@ def plot(
     metrics: Sequence[str] | None = None,
     extra_rows: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path | None:
-    """One panel per metric: a bar per arm (mean) with its 95 % CI as an error bar; dashed lines for
+    """One panel per metric: a bar per arm (mean) with its CI (``doc["confidence"]``) as an error bar; dashed lines for
     ``extra_rows`` (constant baseline, positive control). ``None`` (with a warning) without matplotlib."""
     try:
         import matplotlib
@@ -345,7 +364,7 @@ def plot(
         ax.set_title(f"{m}\n({direction_word(m)})", fontsize=9)
         if extra_rows and any(values.get(m) is not None for values in extra_rows.values()):
             ax.legend(fontsize=7)
-    fig.suptitle(f"mean ± 95 % CI over seeds (baseline: {doc['baseline']})", fontsize=10)
+    fig.suptitle(f"mean ± {_level(doc)} CI over seeds (baseline: {doc['baseline']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
