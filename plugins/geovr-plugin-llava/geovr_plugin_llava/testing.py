@@ -100,8 +100,9 @@ def tiny_model(tokenizer, seed: int = 0):
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
     )
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config)
+    with torch.random.fork_rng(devices=[]):  # weights from `seed` alone; the caller's RNG state is kept
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model

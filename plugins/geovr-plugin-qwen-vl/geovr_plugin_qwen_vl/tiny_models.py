@@ -269,14 +269,17 @@ def tiny_processor(kind: Literal["qwen2_5_vl", "qwen3_vl"], tokenizer=None):
 
 
 def tiny_model(kind: Literal["qwen2_5_vl", "qwen3_vl"], *, seed: int = 0, tokenizer=None, size: str = "tiny"):
-    """A random-init ``*ForConditionalGeneration`` with :func:`tiny_model_config` (float32, eval mode)."""
+    """A random-init ``*ForConditionalGeneration`` with :func:`tiny_model_config` (float32, eval mode).
+    The weights come from ``seed`` alone, drawn on a forked RNG: the caller's global RNG state is left as
+    it was (building the model on a cache miss must not change what a run draws next)."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
     cfg = tiny_model_config(kind, tokenizer, size)
     cls = Qwen2_5_VLForConditionalGeneration if kind == "qwen2_5_vl" else Qwen3VLForConditionalGeneration
-    torch.manual_seed(seed)
-    return cls(cfg).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(cfg).eval()
 
 
 def save_tiny_checkpoint(

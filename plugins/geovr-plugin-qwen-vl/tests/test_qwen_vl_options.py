@@ -107,6 +107,30 @@ def test_geovr_tiny_pretrained_is_materialised_once(tmp_path, monkeypatch):
     assert materialize_tiny("qwen2_5_vl") == str(path) and os.path.getmtime(path / "config.json") == mtime
 
 
+def test_building_the_tiny_model_keeps_the_global_rng(tmp_path, monkeypatch):
+    """A run's first use of ``pretrained = "geovr-tiny"`` builds and saves the model (a cache miss);
+    later runs load it. Both must leave torch's global RNG where the run's seed put it, or the heads
+    built next would be initialised differently on a fresh machine than on a warm one."""
+    import torch
+
+    from geovr_plugin_qwen_vl.testing import tiny_backbone
+
+    monkeypatch.setenv("GEOVR_CACHE_DIR", str(tmp_path))
+    states = []
+    for _ in ("miss", "hit"):
+        torch.manual_seed(1234)
+        tiny_backbone("qwen2_5_vl", pretrained="geovr-tiny")
+        states.append(torch.get_rng_state())
+    torch.manual_seed(1234)
+    untouched = torch.get_rng_state()
+    assert torch.equal(states[0], states[1])  # the same state whether the model was built or loaded
+    from geovr_plugin_qwen_vl.tiny_models import tiny_model
+
+    torch.manual_seed(1234)
+    tiny_model("qwen2_5_vl")
+    assert torch.equal(torch.get_rng_state(), untouched)  # the random init draws on a forked RNG
+
+
 def test_smart_resize_keeps_aspect_under_the_released_budget():
     """Released training budget (Qwen3-VL video rule): 4·16 .. 32·300 blocks of 32×32 per video."""
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize
