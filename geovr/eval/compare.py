@@ -230,10 +230,8 @@ def compare(
             ]
             s = mean_ci(d, confidence)
             diff[arm][m] = {"mean": s["mean"], "ci_low": s["ci_low"], "ci_high": s["ci_high"]}
-    doc: dict = {"baseline": baseline, "arms": arms, "diff": diff}
-    if confidence != 0.95:  # the schema stays exact at the default level
-        doc = {"baseline": baseline, "confidence": confidence, "arms": arms, "diff": diff}
-    return doc
+    level = {} if confidence == 0.95 else {"confidence": confidence}  # the default level keeps the schema exact
+    return {"baseline": baseline, **level, "arms": arms, "diff": diff}
 
 
 def chance_levels(reports: Sequence[dict]) -> dict[str, float]:
